@@ -1,0 +1,250 @@
+//! `App` holds everything a request needs; handlers take it as `AppState(Arc<App>)`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use axum::extract::{FromRequestParts, State};
+use axum::http::{HeaderMap, HeaderName};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::clerk::ClerkVerifier;
+use crate::auth::password::PasswordHasher;
+use crate::auth::rate_limit::AuthLimiter;
+use crate::auth::svix;
+use crate::config::ServeArgs;
+use crate::db::Db;
+
+#[derive(Clone, FromRequestParts)]
+#[from_request(via(State))]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+pub struct App {
+    pub settings: Settings,
+    pub db: Db,
+    pub hasher: PasswordHasher,
+    pub auth_limiter: AuthLimiter,
+    pub clerk: Option<ClerkVerifier>,
+    pub clerk_webhook_key: Option<Vec<u8>>,
+    pub secret: ServerSecret,
+    pub metrics: PrometheusHandle,
+    pub http: reqwest::Client,
+}
+
+/// Settings derived from the flags once, at start.
+pub struct Settings {
+    pub public_origin: String,
+    /// Exact origins (scheme://host[:port]) allowed for cookie-authenticated writes and `/ws`.
+    pub allowed_origins: Vec<String>,
+    pub secure_cookies: bool,
+    pub session_idle_secs: i64,
+    pub session_max_secs: i64,
+    pub client_ip_header: Option<HeaderName>,
+    pub local_accounts: bool,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Settings {
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// The caller's IP: the configured proxy header when present, else the socket peer.
+    pub fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        self.client_ip_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer.ip())
+    }
+}
+
+/// The 32-byte server secret, from which per-user credentials are derived. Never logged.
+pub struct ServerSecret([u8; 32]);
+
+impl ServerSecret {
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl App {
+    /// Validates the flags (reporting every problem at once), opens and migrates the database.
+    pub async fn build(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<Self> {
+        let mut problems = Vec::new();
+        let public_origin = match &args.public_origin {
+            Some(raw) => normalize_origin(raw)
+                .map_err(|e| problems.push(format!("--public-origin: {e}")))
+                .ok(),
+            None => Some(format!("http://{bound}")),
+        };
+        let mut allowed_origins: Vec<String> = public_origin.iter().cloned().collect();
+        for raw in &args.allowed_origins {
+            match normalize_origin(raw) {
+                Ok(origin) => allowed_origins.push(origin),
+                Err(e) => problems.push(format!("--allowed-origins {raw:?}: {e}")),
+            }
+        }
+        let client_ip_header = match &args.client_ip_header {
+            Some(h) => HeaderName::try_from(h.as_str())
+                .map_err(|_| {
+                    problems.push(format!("--client-ip-header {h:?} is not a header name"))
+                })
+                .ok(),
+            None => None,
+        };
+        if args.session_idle_hours == 0 || args.session_max_days == 0 {
+            problems.push("--session-idle-hours and --session-max-days must be at least 1".into());
+        }
+        let clerk_webhook_key = match &args.clerk.clerk_webhook_secret {
+            Some(secret) => svix::decode_secret(secret)
+                .map_err(|e| problems.push(format!("--clerk-webhook-secret: {e}")))
+                .ok(),
+            None => None,
+        };
+        let secret = match load_secret(args.secret_key.as_deref(), &args.db.data_dir) {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                problems.push(format!("--secret-key: {e:#}"));
+                None
+            }
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("roost/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let clerk = match &args.clerk.clerk_issuer {
+            Some(issuer) => {
+                let parties = if args.clerk.clerk_authorized_parties.is_empty() {
+                    allowed_origins.clone()
+                } else {
+                    args.clerk.clerk_authorized_parties.clone()
+                };
+                ClerkVerifier::new(
+                    issuer,
+                    args.clerk.clerk_jwt_key.as_deref(),
+                    args.clerk.clerk_jwks_url.as_deref(),
+                    parties,
+                    http.clone(),
+                )
+                .map_err(|e| problems.push(format!("Clerk: {e:#}")))
+                .ok()
+            }
+            None => None,
+        };
+        if args.disable_local_accounts && clerk.is_none() && args.clerk.clerk_issuer.is_none() {
+            problems.push(
+                "--disable-local-accounts needs Clerk (--clerk-issuer), or nobody can sign in"
+                    .into(),
+            );
+        }
+        if !problems.is_empty() {
+            anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+        }
+        let public_origin = public_origin.expect("checked above");
+
+        let db = Db::open(
+            &args.db.database_location(),
+            args.db.database_token.as_deref(),
+        )
+        .await?;
+        crate::db::migrate::run(&db)
+            .await
+            .context("migrating the database")?;
+
+        Ok(Self {
+            settings: Settings {
+                secure_cookies: public_origin.starts_with("https://"),
+                public_origin,
+                allowed_origins,
+                session_idle_secs: args.session_idle_hours as i64 * 3600,
+                session_max_secs: args.session_max_days as i64 * 86_400,
+                client_ip_header,
+                local_accounts: !args.disable_local_accounts,
+                data_dir: args.db.data_dir.clone(),
+            },
+            db,
+            hasher: PasswordHasher::new(2),
+            auth_limiter: AuthLimiter::new(args.auth_rate_per_ip, args.auth_rate_per_email),
+            clerk,
+            clerk_webhook_key,
+            secret: secret.expect("checked above"),
+            metrics: metrics_handle(),
+            http,
+        })
+    }
+}
+
+/// `scheme://host[:port]` of an http(s) URL with no path, query or credentials.
+pub fn normalize_origin(raw: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(raw.trim()).context("not a URL")?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https"),
+        "must be http:// or https://"
+    );
+    anyhow::ensure!(
+        url.path() == "/" && url.query().is_none() && url.username().is_empty(),
+        "must be an origin, with no path, query or user"
+    );
+    Ok(url.origin().ascii_serialization())
+}
+
+fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerSecret> {
+    let parse = |text: &str| -> anyhow::Result<ServerSecret> {
+        let bytes = hex::decode(text.trim()).context("must be 64 hex characters")?;
+        Ok(ServerSecret(bytes.try_into().map_err(|_| {
+            anyhow::anyhow!("must be 64 hex characters (32 bytes)")
+        })?))
+    };
+    if let Some(key) = hex_key {
+        return parse(key);
+    }
+    let path = data_dir.join("secret.key");
+    if path.exists() {
+        return parse(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = crate::crypto::random_bytes::<32>();
+    write_private(&path, hex::encode(key).as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a new server secret");
+    Ok(ServerSecret(key))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+/// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,132 @@
+//! `AuthUser`: the extractor every protected route takes. Each rejection is a 401 in the JSON shape.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+
+use super::{api_token, session};
+use crate::app::{App, AppState};
+use crate::crypto::sha256_hex;
+use crate::db::{api_tokens, sessions};
+use crate::domain::{UserId, now_secs};
+use crate::error::AppError;
+
+/// `last_seen_at` / `last_used_at` are written at most this often, not on every request.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: UserId,
+    pub via: AuthVia,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVia {
+    Session { token_hash: String },
+    ApiToken { token_id: String },
+    Clerk { session_id: String },
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(cached) = parts.extensions.get::<AuthUser>() {
+            return Ok(cached.clone());
+        }
+        let user = authenticate(parts, state).await?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
+    if let Some(header) = parts.headers.get(AUTHORIZATION) {
+        let bearer = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                tracing::debug!("rejected: Authorization is not a Bearer credential");
+                AppError::unauthenticated()
+            })?;
+        if bearer.starts_with(api_token::PREFIX) {
+            return from_api_token(app, bearer).await;
+        }
+        if let Some(clerk) = &app.clerk {
+            return clerk.authenticate(app, bearer).await;
+        }
+        tracing::debug!("rejected: unknown bearer credential");
+        return Err(AppError::unauthenticated());
+    }
+
+    let jar = CookieJar::from_headers(&parts.headers);
+    if app.settings.local_accounts
+        && let Some(cookie) = jar.get(session::cookie_name(app))
+    {
+        return from_session_cookie(app, cookie.value()).await;
+    }
+    if let Some(clerk) = &app.clerk
+        && let Some(cookie) = jar.get("__session")
+    {
+        return clerk.authenticate(app, cookie.value()).await;
+    }
+    Err(AppError::unauthenticated())
+}
+
+async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppError> {
+    let token_hash = sha256_hex(secret.as_bytes());
+    let now = now_secs();
+    let conn = app.db.conn()?;
+    let Some(live) =
+        sessions::find_live(&conn, &token_hash, now, app.settings.session_idle_secs).await?
+    else {
+        tracing::debug!("rejected: unknown or expired session");
+        return Err(AppError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "session_expired",
+            "your session has ended; sign in again",
+        ));
+    };
+    if now - live.last_seen_at >= TOUCH_INTERVAL_SECS {
+        sessions::touch(&conn, &token_hash, now).await?;
+    }
+    Ok(AuthUser {
+        user_id: live.user_id,
+        via: AuthVia::Session { token_hash },
+    })
+}
+
+async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
+    if !api_token::looks_valid(secret) {
+        tracing::debug!("rejected: malformed API token");
+        return Err(AppError::unauthenticated());
+    }
+    let now = now_secs();
+    let conn = app.db.conn()?;
+    let Some(owner) = api_tokens::find_live(&conn, &api_token::hash(secret), now).await? else {
+        tracing::debug!("rejected: unknown, revoked or expired API token");
+        return Err(AppError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "API token is invalid, expired or revoked",
+        ));
+    };
+    if owner
+        .last_used_at
+        .is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS)
+    {
+        api_tokens::touch(&conn, &owner.token_id, now).await?;
+    }
+    Ok(AuthUser {
+        user_id: owner.user_id,
+        via: AuthVia::ApiToken {
+            token_id: owner.token_id,
+        },
+    })
+}

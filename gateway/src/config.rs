@@ -1,0 +1,150 @@
+//! Command-line flags; each one can also be set from a `ROOST_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "roost", version, about = "A personal AI agent for every user")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "ROOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (migrates the database first).
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations and exit.
+    Migrate(DbArgs),
+    /// Operator tasks: list users, revoke sessions, delete accounts.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Directory for the database file and per-user state.
+    #[arg(long, env = "ROOST_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// A local libSQL file path, or a `libsql://` URL for Turso. Default: `<data-dir>/roost.db`.
+    #[arg(long, env = "ROOST_DATABASE")]
+    pub database: Option<String>,
+
+    /// Auth token for a remote (`libsql://`) database.
+    #[arg(long, env = "ROOST_DATABASE_TOKEN", hide_env_values = true)]
+    pub database_token: Option<String>,
+}
+
+impl DbArgs {
+    pub fn database_location(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join("roost.db")
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "ROOST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The URL users open, e.g. `https://roost.example.com`. Default: `http://<listen>`.
+    #[arg(long, env = "ROOST_PUBLIC_ORIGIN")]
+    pub public_origin: Option<String>,
+
+    /// Further origins allowed to make cookie-authenticated requests (comma-separated).
+    #[arg(long, env = "ROOST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// 32-byte server secret as 64 hex characters. Default: generated once into `<data-dir>/secret.key`.
+    #[arg(long, env = "ROOST_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// A session ends after this many hours without use.
+    #[arg(long, env = "ROOST_SESSION_IDLE_HOURS", default_value_t = 168)]
+    pub session_idle_hours: u64,
+
+    /// A session ends this many days after login, used or not.
+    #[arg(long, env = "ROOST_SESSION_MAX_DAYS", default_value_t = 30)]
+    pub session_max_days: u64,
+
+    /// Login and signup attempts allowed per client IP per minute.
+    #[arg(long, env = "ROOST_AUTH_RATE_PER_IP", default_value_t = 20)]
+    pub auth_rate_per_ip: u32,
+
+    /// Login and signup attempts allowed per email per minute.
+    #[arg(long, env = "ROOST_AUTH_RATE_PER_EMAIL", default_value_t = 5)]
+    pub auth_rate_per_email: u32,
+
+    /// Header holding the real client IP when behind a proxy (e.g. `Fly-Client-IP`).
+    #[arg(long, env = "ROOST_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Turn off local email/password accounts (Clerk only).
+    #[arg(long, env = "ROOST_DISABLE_LOCAL_ACCOUNTS")]
+    pub disable_local_accounts: bool,
+
+    #[command(flatten)]
+    pub clerk: ClerkArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClerkArgs {
+    /// Clerk Frontend API URL; turns on Clerk session tokens (e.g. `https://clerk.example.com`).
+    #[arg(long, env = "ROOST_CLERK_ISSUER")]
+    pub clerk_issuer: Option<String>,
+
+    /// PEM public key (the PEM text, or a path to a file holding it). Networkless verification.
+    #[arg(long, env = "ROOST_CLERK_JWT_KEY", hide_env_values = true)]
+    pub clerk_jwt_key: Option<String>,
+
+    /// JWKS URL. Default: `<issuer>/.well-known/jwks.json` when no PEM is given.
+    #[arg(long, env = "ROOST_CLERK_JWKS_URL")]
+    pub clerk_jwks_url: Option<String>,
+
+    /// Allowed `azp` values (comma-separated). Default: the allowed origins.
+    #[arg(long, env = "ROOST_CLERK_AUTHORIZED_PARTIES", value_delimiter = ',')]
+    pub clerk_authorized_parties: Vec<String>,
+
+    /// Svix signing secret for `POST /webhooks/clerk` (`whsec_…`).
+    #[arg(long, env = "ROOST_CLERK_WEBHOOK_SECRET", hide_env_values = true)]
+    pub clerk_webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(subcommand)]
+    pub task: AdminTask,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTask {
+    /// List accounts.
+    Users,
+    /// Sign a user out everywhere: delete their sessions and revoke their API tokens.
+    RevokeSessions { email: String },
+    /// Delete an account and everything stored for it.
+    DeleteUser { email: String },
+}

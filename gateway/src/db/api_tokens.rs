@@ -1,0 +1,125 @@
+use libsql::Connection;
+use serde::Serialize;
+
+use super::first_row;
+use crate::domain::UserId;
+
+#[derive(Debug, Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+pub struct NewToken<'a> {
+    pub id: &'a str,
+    pub user_id: &'a UserId,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub token_hash: &'a str,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+pub async fn create(conn: &Connection, t: NewToken<'_>) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        (t.id, t.user_id.as_str(), t.name, t.prefix, t.token_hash, t.created_at, t.expires_at),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn list(conn: &Connection, user_id: &UserId) -> Result<Vec<ApiToken>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT id, name, prefix, created_at, expires_at, last_used_at FROM api_tokens
+             WHERE user_id = ?1 AND revoked_at IS NULL ORDER BY created_at DESC, id",
+            [user_id.as_str()],
+        )
+        .await?;
+    let mut tokens = Vec::new();
+    while let Some(row) = rows.next().await? {
+        tokens.push(ApiToken {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            prefix: row.get(2)?,
+            created_at: row.get(3)?,
+            expires_at: row.get(4)?,
+            last_used_at: row.get(5)?,
+        });
+    }
+    Ok(tokens)
+}
+
+pub struct TokenOwner {
+    pub token_id: String,
+    pub user_id: UserId,
+    pub last_used_at: Option<i64>,
+}
+
+/// The owner of a live (unrevoked, unexpired) token with this hash.
+pub async fn find_live(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<TokenOwner>, libsql::Error> {
+    let row = first_row(
+        conn.query(
+            "SELECT t.id, t.user_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
+               AND u.deleted_at IS NULL",
+            (token_hash, now),
+        )
+        .await?,
+        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<Option<i64>>(2)?)),
+    )
+    .await?;
+    Ok(row.and_then(|(token_id, user_id, last_used_at)| {
+        Some(TokenOwner {
+            token_id,
+            user_id: UserId::parse(&user_id).ok()?,
+            last_used_at,
+        })
+    }))
+}
+
+pub async fn touch(conn: &Connection, token_id: &str, now: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+        (token_id, now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes one of the user's own tokens. `false` if it does not exist or belongs to someone else.
+pub async fn revoke(
+    conn: &Connection,
+    user_id: &UserId,
+    token_id: &str,
+    now: i64,
+) -> Result<bool, libsql::Error> {
+    let changed = conn
+        .execute(
+            "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+            (token_id, user_id.as_str(), now),
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+pub async fn revoke_all(
+    conn: &Connection,
+    user_id: &UserId,
+    now: i64,
+) -> Result<u64, libsql::Error> {
+    conn.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        (user_id.as_str(), now),
+    )
+    .await
+}

@@ -1,0 +1,141 @@
+use libsql::Connection;
+use serde::Serialize;
+
+use super::{first_row, is_unique_violation};
+use crate::domain::{Email, UserId, now_secs};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: Option<String>,
+    pub created_at: i64,
+}
+
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+const COLUMNS: &str = "id, email, created_at, password_hash";
+
+fn credentials_from_row(row: &libsql::Row) -> Result<Credentials, libsql::Error> {
+    let id: String = row.get(0)?;
+    Ok(Credentials {
+        user: User {
+            id: UserId::parse(&id).map_err(|_| libsql::Error::InvalidColumnType)?,
+            email: row.get(1)?,
+            created_at: row.get(2)?,
+        },
+        password_hash: row.get(3)?,
+    })
+}
+
+pub enum CreateError {
+    EmailTaken,
+    Db(libsql::Error),
+}
+
+pub async fn create_local(
+    conn: &Connection,
+    email: &Email,
+    password_hash: &str,
+) -> Result<User, CreateError> {
+    let user = User {
+        id: UserId::generate(),
+        email: Some(email.as_str().to_string()),
+        created_at: now_secs(),
+    };
+    conn.execute(
+        "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        (
+            user.id.as_str(),
+            email.as_str(),
+            password_hash,
+            user.created_at,
+        ),
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            CreateError::EmailTaken
+        } else {
+            CreateError::Db(e)
+        }
+    })?;
+    Ok(user)
+}
+
+pub async fn find_by_email(
+    conn: &Connection,
+    email: &Email,
+) -> Result<Option<Credentials>, libsql::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL");
+    first_row(
+        conn.query(&sql, [email.as_str()]).await?,
+        credentials_from_row,
+    )
+    .await
+}
+
+pub async fn find_by_id(conn: &Connection, id: &UserId) -> Result<Option<User>, libsql::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL");
+    Ok(
+        first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row)
+            .await?
+            .map(|c| c.user),
+    )
+}
+
+/// The user for a Clerk `sub`, created on first sight. `None` if that Clerk user was deleted.
+pub async fn find_or_create_clerk(
+    conn: &Connection,
+    clerk_user_id: &str,
+) -> Result<Option<User>, libsql::Error> {
+    let id = UserId::generate();
+    conn.execute(
+        "INSERT INTO users (id, clerk_user_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (clerk_user_id) DO NOTHING",
+        (id.as_str(), clerk_user_id, now_secs()),
+    )
+    .await?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM users WHERE clerk_user_id = ?1 AND deleted_at IS NULL");
+    Ok(first_row(
+        conn.query(&sql, [clerk_user_id]).await?,
+        credentials_from_row,
+    )
+    .await?
+    .map(|c| c.user))
+}
+
+/// Marks a Clerk user deleted and drops their sessions and tokens. Returns whether a row changed.
+pub async fn delete_clerk(conn: &Connection, clerk_user_id: &str) -> Result<bool, libsql::Error> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET deleted_at = ?2 WHERE clerk_user_id = ?1 AND deleted_at IS NULL",
+            (clerk_user_id, now_secs()),
+        )
+        .await?;
+    conn.execute(
+        "DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE clerk_user_id = ?1)",
+        [clerk_user_id],
+    )
+    .await?;
+    Ok(changed > 0)
+}
+
+pub async fn delete(conn: &Connection, id: &UserId) -> Result<bool, libsql::Error> {
+    Ok(conn
+        .execute("DELETE FROM users WHERE id = ?1", [id.as_str()])
+        .await?
+        > 0)
+}
+
+pub async fn list(conn: &Connection) -> Result<Vec<User>, libsql::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY created_at");
+    let mut rows = conn.query(&sql, ()).await?;
+    let mut users = Vec::new();
+    while let Some(row) = rows.next().await? {
+        users.push(credentials_from_row(&row)?.user);
+    }
+    Ok(users)
+}

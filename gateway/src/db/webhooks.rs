@@ -1,0 +1,44 @@
+use libsql::Connection;
+
+use super::first_row;
+
+/// Records a delivery; `false` when this `(source, event_id)` was already handled.
+pub async fn record_once(
+    conn: &Connection,
+    source: &str,
+    event_id: &str,
+    event_type: &str,
+    now: i64,
+) -> Result<bool, libsql::Error> {
+    let inserted = conn
+        .execute(
+            "INSERT INTO webhook_events (source, event_id, event_type, received_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (source, event_id) DO NOTHING",
+            (source, event_id, event_type, now),
+        )
+        .await?;
+    Ok(inserted > 0)
+}
+
+pub async fn revoke_clerk_session(
+    conn: &Connection,
+    sid: &str,
+    now: i64,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO clerk_revoked_sessions (sid, revoked_at) VALUES (?1, ?2) ON CONFLICT (sid) DO NOTHING",
+        (sid, now),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn is_clerk_session_revoked(conn: &Connection, sid: &str) -> Result<bool, libsql::Error> {
+    Ok(first_row(
+        conn.query("SELECT 1 FROM clerk_revoked_sessions WHERE sid = ?1", [sid])
+            .await?,
+        |_| Ok(()),
+    )
+    .await?
+    .is_some())
+}

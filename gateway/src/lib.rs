@@ -1,0 +1,15 @@
+//! Roost's gateway: accounts and auth, the chat relay, provisioning and billing glue.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod json;
+mod middleware;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,124 @@
+//! Local accounts: sign up, log in, log out.
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, StatusCode};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::{App, AppState};
+use crate::auth::session;
+use crate::crypto::sha256_hex;
+use crate::db::{sessions, users};
+use crate::domain::{Email, Password};
+use crate::error::{AppError, AppResult};
+use crate::json::Json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+pub async fn signup(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<Credentials>,
+) -> AppResult<(StatusCode, CookieJar, axum::Json<Value>)> {
+    require_local_accounts(&state)?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(body.password)?;
+    let ip = state.settings.client_ip(&headers, peer);
+    state.auth_limiter.check(ip, email.as_str())?;
+
+    let hash = state.hasher.hash(password.expose()).await?;
+    let conn = state.db.conn()?;
+    let user = users::create_local(&conn, &email, &hash)
+        .await
+        .map_err(|e| match e {
+            users::CreateError::EmailTaken => {
+                AppError::conflict("email_taken", "an account with this email already exists")
+            }
+            users::CreateError::Db(e) => e.into(),
+        })?;
+    tracing::info!(user_id = %user.id, "account created");
+    let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
+    Ok((
+        StatusCode::CREATED,
+        jar,
+        axum::Json(json!({ "user": user })),
+    ))
+}
+
+pub async fn login(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<Credentials>,
+) -> AppResult<(CookieJar, axum::Json<Value>)> {
+    require_local_accounts(&state)?;
+    let invalid = || {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        )
+    };
+    let email = Email::parse(&body.email).map_err(|_| invalid())?;
+    let ip = state.settings.client_ip(&headers, peer);
+    state.auth_limiter.check(ip, email.as_str())?;
+
+    let conn = state.db.conn()?;
+    let found = users::find_by_email(&conn, &email).await?;
+    let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
+    let password_ok = state.hasher.verify(&body.password, stored_hash).await?;
+    let Some(credentials) = found.filter(|_| password_ok) else {
+        tracing::info!("login failed");
+        return Err(invalid());
+    };
+    let user = credentials.user;
+    let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
+    Ok((jar, axum::Json(json!({ "user": user }))))
+}
+
+pub async fn logout(state: AppState, jar: CookieJar) -> AppResult<(StatusCode, CookieJar)> {
+    if let Some(cookie) = jar.get(session::cookie_name(&state)) {
+        let conn = state.db.conn()?;
+        sessions::delete(&conn, &sha256_hex(cookie.value().as_bytes())).await?;
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        jar.add(session::removal_cookie(&state)),
+    ))
+}
+
+/// Issues a fresh session, ending the one the browser held before (no session fixation).
+async fn replace_session(
+    app: &App,
+    jar: CookieJar,
+    user_id: &crate::domain::UserId,
+    headers: &HeaderMap,
+    ip: &str,
+) -> AppResult<CookieJar> {
+    if let Some(old) = jar.get(session::cookie_name(app)) {
+        sessions::delete(&app.db.conn()?, &sha256_hex(old.value().as_bytes())).await?;
+    }
+    let cookie = session::start(app, user_id, headers, ip).await?;
+    Ok(jar.add(cookie))
+}
+
+fn require_local_accounts(app: &App) -> AppResult<()> {
+    if app.settings.local_accounts {
+        Ok(())
+    } else {
+        Err(AppError::not_found(
+            "local accounts are disabled on this server",
+        ))
+    }
+}

@@ -1,0 +1,58 @@
+//! The route table. Handlers live in one module per resource.
+
+mod auth;
+mod health;
+mod me;
+mod tokens;
+mod web;
+mod webhooks;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+
+use crate::app::AppState;
+use crate::error::AppError;
+
+/// JSON bodies on the API are small; webhooks get more room.
+const API_BODY_LIMIT: usize = 64 * 1024;
+const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(me::get))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .fallback(api_not_found)
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+
+    let webhooks = Router::new()
+        .route("/clerk", post(webhooks::clerk))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+
+    let router = Router::new()
+        .nest("/api", api)
+        .nest("/webhooks", webhooks)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(web::serve)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    crate::middleware::apply(state, router)
+}
+
+async fn api_not_found() -> AppError {
+    AppError::not_found("no such API route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,97 @@
+//! Personal API tokens: create (shown once), list, revoke.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, api_token};
+use crate::db::api_tokens::{self, NewToken};
+use crate::domain::now_secs;
+use crate::error::{AppError, AppResult};
+use crate::json::Json;
+
+const MAX_TOKENS_PER_USER: usize = 50;
+const MAX_EXPIRY_DAYS: u32 = 3650;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    name: String,
+    expires_in_days: Option<u32>,
+}
+
+pub async fn create(
+    state: AppState,
+    auth: AuthUser,
+    Json(body): Json<CreateToken>,
+) -> AppResult<(StatusCode, axum::Json<Value>)> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::bad_request(
+            "invalid_name",
+            "name must be 1 to 64 printable characters",
+        ));
+    }
+    if body
+        .expires_in_days
+        .is_some_and(|d| d == 0 || d > MAX_EXPIRY_DAYS)
+    {
+        return Err(AppError::bad_request(
+            "invalid_expiry",
+            "expires_in_days must be between 1 and 3650",
+        ));
+    }
+    let conn = state.db.conn()?;
+    if api_tokens::list(&conn, &auth.user_id).await?.len() >= MAX_TOKENS_PER_USER {
+        return Err(AppError::conflict(
+            "too_many_tokens",
+            "revoke a token before creating another (limit 50)",
+        ));
+    }
+    let now = now_secs();
+    let expires_at = body.expires_in_days.map(|d| now + i64::from(d) * 86_400);
+    let fresh = api_token::generate();
+    let id = uuid::Uuid::new_v4().to_string();
+    api_tokens::create(
+        &conn,
+        NewToken {
+            id: &id,
+            user_id: &auth.user_id,
+            name,
+            prefix: &fresh.visible_prefix,
+            token_hash: &fresh.hash,
+            created_at: now,
+            expires_at,
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %auth.user_id, token_id = %id, "API token created");
+    let body = json!({
+        "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,
+        "created_at": now, "expires_at": expires_at,
+    });
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+    let tokens = api_tokens::list(&state.db.conn()?, &auth.user_id).await?;
+    Ok(axum::Json(json!({ "tokens": tokens })))
+}
+
+pub async fn revoke(
+    state: AppState,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(AppError::not_found("no such token"));
+    }
+    if api_tokens::revoke(&state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
+        tracing::info!(user_id = %auth.user_id, token_id = %id, "API token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::not_found("no such token"))
+    }
+}

@@ -1,0 +1,66 @@
+//! The browser UI from `web/`: read from disk in debug builds, embedded in release builds.
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+use crate::error::AppError;
+
+#[derive(RustEmbed)]
+#[folder = "../web/"]
+#[exclude = "tests/*"]
+#[exclude = "*.md"]
+struct Assets;
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Page paths and the file each one serves; the app frame routes in the browser.
+fn file_for(path: &str) -> &str {
+    match path {
+        "/" | "/chat" | "/settings" | "/usage" | "/integrations" => "index.html",
+        "/login" => "login.html",
+        "/signup" => "signup.html",
+        other => other.trim_start_matches('/'),
+    }
+}
+
+pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return AppError::not_found("no such route").into_response();
+    }
+    let name = file_for(uri.path());
+    let Some(file) = (!name.contains("..")).then(|| Assets::get(name)).flatten() else {
+        return AppError::not_found("no such page").into_response();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mime = file.metadata.mimetype().to_string();
+    let mut response = (StatusCode::OK, file.data.into_owned()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&mime)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if mime.starts_with("text/html") {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    response
+}

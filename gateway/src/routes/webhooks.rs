@@ -1,0 +1,63 @@
+//! `POST /webhooks/clerk`: Svix-signed events, handled once per `svix-id`.
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use libsql::TransactionBehavior;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::svix;
+use crate::db::{users, webhooks};
+use crate::domain::now_secs;
+use crate::error::{AppError, AppResult};
+
+#[derive(Deserialize)]
+struct ClerkEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    data: ClerkObject,
+}
+
+#[derive(Deserialize)]
+struct ClerkObject {
+    id: String,
+}
+
+pub async fn clerk(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AppResult<axum::Json<Value>> {
+    let key = state
+        .clerk_webhook_key
+        .as_ref()
+        .ok_or_else(|| AppError::not_found("Clerk webhooks are not configured"))?;
+    let now = now_secs();
+    let message_id = svix::verify(key, &headers, &body, now)?;
+    let event: ClerkEvent = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request("invalid_event", format!("unreadable event: {e}")))?;
+
+    // Recording the id and acting on the event commit together, so a failure leaves the
+    // delivery unrecorded and Svix's retry is handled, not skipped.
+    let conn = state.db.conn()?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .await?;
+    if !webhooks::record_once(&tx, "clerk", &message_id, &event.kind, now).await? {
+        return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
+    }
+    match event.kind.as_str() {
+        "user.deleted" => {
+            let deleted = users::delete_clerk(&tx, &event.data.id).await?;
+            tracing::info!(deleted, "Clerk user deleted");
+        }
+        "session.revoked" | "session.ended" | "session.removed" => {
+            webhooks::revoke_clerk_session(&tx, &event.data.id, now).await?;
+            tracing::info!(kind = %event.kind, "Clerk session ended");
+        }
+        other => tracing::debug!(kind = other, "Clerk event ignored"),
+    }
+    tx.commit().await?;
+    Ok(axum::Json(json!({ "received": true, "duplicate": false })))
+}

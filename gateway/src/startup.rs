@@ -1,0 +1,102 @@
+//! Binding, serving and graceful shutdown; `roost serve` and the tests both start here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::app::{App, AppState};
+use crate::config::ServeArgs;
+use crate::db::sessions;
+use crate::domain::now_secs;
+
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        let app = App::build(args, bound).await?;
+        Ok(Self {
+            listener,
+            state: AppState(Arc::new(app)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let router = crate::routes::router(self.state);
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        housekeeping.abort();
+        result
+    }
+}
+
+/// Periodic cleanup: rate-limiter keys that refilled, and sessions past their deadlines.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        state.auth_limiter.retain_recent();
+        if rounds % 10 == 0 {
+            let swept = async {
+                sessions::delete_expired(
+                    &state.db.conn()?,
+                    now_secs(),
+                    state.settings.session_idle_secs,
+                )
+                .await
+            };
+            match swept.await {
+                Ok(n) if n > 0 => tracing::info!(count = n, "removed expired sessions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            }
+        }
+        rounds += 1;
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}

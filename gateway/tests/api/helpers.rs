@@ -1,0 +1,172 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use gateway::app::AppState;
+use gateway::config::{Cli, Command};
+use gateway::startup::Server;
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub origin: String,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the real server with extra `roost serve` flags.
+    pub async fn spawn_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_str().unwrap().to_string();
+        let mut argv = vec![
+            "roost",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+        ];
+        argv.extend_from_slice(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid flags").command else {
+            unreachable!()
+        };
+        let server = Server::build(&args).await.expect("server starts");
+        let addr = server.local_addr();
+        let state = server.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            origin: state.settings.public_origin.clone(),
+            state,
+            dir,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("roost.db")
+    }
+
+    /// A browser-like client: keeps cookies.
+    pub fn browser(&self) -> Client {
+        Client::builder().cookie_store(true).build().unwrap()
+    }
+
+    /// POST JSON as a same-origin browser page would (with `Origin`).
+    pub async fn post(&self, client: &Client, path: &str, body: &Value) -> Response {
+        client
+            .post(self.url(path))
+            .header("Origin", &self.origin)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, client: &Client, path: &str) -> Response {
+        client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn signup(&self, client: &Client, email: &str) -> Response {
+        self.post(
+            client,
+            "/api/auth/signup",
+            &json!({ "email": email, "password": PASSWORD }),
+        )
+        .await
+    }
+
+    /// A signed-up browser client and its user id.
+    pub async fn signed_up_user(&self, email: &str) -> (Client, String) {
+        let client = self.browser();
+        let res = self.signup(&client, email).await;
+        assert_eq!(res.status(), 201, "signup of {email}");
+        let body: Value = res.json().await.unwrap();
+        (client, body["user"]["id"].as_str().unwrap().to_string())
+    }
+
+    pub async fn create_token(&self, client: &Client, name: &str) -> Value {
+        let res = self
+            .post(client, "/api/tokens", &json!({ "name": name }))
+            .await;
+        assert_eq!(res.status(), 201);
+        res.json().await.unwrap()
+    }
+
+    /// Runs one SQL statement against the test database and returns the first column of each row.
+    pub async fn sql(&self, sql: &str) -> Vec<libsql::Value> {
+        let conn = self.state.db.conn().unwrap();
+        let mut rows = conn.query(sql, ()).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            out.push(row.get_value(0).unwrap());
+        }
+        out
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        match self.sql(&format!("SELECT count(*) FROM {table}")).await[0] {
+            libsql::Value::Integer(n) => n,
+            ref other => panic!("count returned {other:?}"),
+        }
+    }
+
+    /// Every byte of the database files, for "no secret at rest" checks.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", self.db_path().display());
+            if Path::new(&path).exists() {
+                bytes.extend(std::fs::read(path).unwrap());
+            }
+        }
+        bytes
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn error_code(res: Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.expect("error responses are JSON");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code is present")
+        .to_string();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message is present"
+    );
+    (status, code)
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

@@ -1,0 +1,11 @@
+//! The gateway's one integration-test binary. Every test runs the real server on 127.0.0.1:0
+//! with a fresh database file.
+
+mod helpers;
+
+mod accounts;
+mod api_tokens;
+mod browser;
+mod clerk;
+mod clerk_webhooks;
+mod plumbing;

@@ -1,0 +1,238 @@
+// WebSocket client for /ws: reconnects with exponential backoff and ?resume=<lastSeq>,
+// tracks Roost's own status events, and matches req/res frames by id.
+//
+// Emits (EventTarget):
+//   "state"  detail: {state}            connecting | connected | reconnecting | offline
+//   "status" detail: payload            roost.status payload
+//   "ready"  detail: payload            roost.ready payload
+//   "gap"    detail: payload            roost.gap payload
+//   "roost-error" detail: payload       roost.error payload {code, message}
+//   "event"  detail: frame              any other relayed event frame
+//   "closed" detail: {code, reason, wasReady, retryInMs}
+import { api, goToLogin, uuid } from '/assets/api.js';
+
+const MAX_BACKOFF_MS = 10_000;
+const BASE_BACKOFF_MS = 500;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export class RoostSocket extends EventTarget {
+  constructor() {
+    super();
+    this.ws = null;
+    this.state = 'connecting';
+    this.ready = false;
+    this.readyInfo = null;
+    this.lastStatus = null;
+    this.lastError = null;
+    this.lastSeq = null;
+    this.attempt = 0;
+    this.everConnected = false;
+    this.pending = new Map(); // id -> {resolve, reject, timer}
+    this.retryTimer = null;
+    this.stopped = false;
+    this.retryAt = 0;
+
+    window.addEventListener('online', () => {
+      if (this.state === 'offline' && !this.stopped) this.connectNow();
+    });
+    window.addEventListener('offline', () => {
+      if (!this.ready) this.setState('offline');
+    });
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit('state', { state });
+  }
+
+  url() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let url = `${proto}//${location.host}/ws`;
+    if (this.everConnected && this.lastSeq !== null) url += `?resume=${this.lastSeq}`;
+    return url;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Close for good (e.g. on logout). */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    if (this.ws) {
+      try {
+        this.ws.close(1000, 'bye');
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  connectNow() {
+    clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  connect() {
+    if (this.stopped) return;
+    if (this.ws && (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)) return;
+    this.setState(this.everConnected || this.attempt > 0 ? 'reconnecting' : 'connecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch (err) {
+      this.scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+
+    ws.addEventListener('open', () => {
+      opened = true;
+      this.everConnected = true;
+      // Open but not yet usable: the agent may still be waking up.
+      this.setState('connecting');
+    });
+
+    ws.addEventListener('message', (ev) => this.onFrame(ev.data));
+
+    ws.addEventListener('close', (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      const wasReady = this.ready;
+      this.ready = false;
+      this.lastStatus = null;
+      this.failPending('The connection to your agent was lost.');
+      if (this.stopped) return;
+      if (ev.code === 4401) {
+        goToLogin();
+        return;
+      }
+      if (!opened) {
+        // Could be an expired session (handshake rejected with 401).
+        api('GET', '/api/me')
+          .then(() => this.afterClose(ev, wasReady))
+          .catch((err) => {
+            if (err.status === 401) goToLogin();
+            else this.afterClose(ev, wasReady);
+          });
+        return;
+      }
+      this.afterClose(ev, wasReady);
+    });
+  }
+
+  afterClose(ev, wasReady) {
+    const delay = this.scheduleRetry();
+    this.emit('closed', { code: ev.code, reason: ev.reason, wasReady, retryInMs: delay });
+  }
+
+  scheduleRetry() {
+    if (this.stopped) return 0;
+    if (navigator.onLine === false) {
+      this.setState('offline');
+      return 0;
+    }
+    const exp = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** this.attempt);
+    const delay = Math.round(exp * (0.75 + Math.random() * 0.25));
+    this.attempt += 1;
+    this.setState('reconnecting');
+    clearTimeout(this.retryTimer);
+    this.retryAt = Date.now() + delay;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    return delay;
+  }
+
+  onFrame(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== 'object') return;
+    if (Number.isInteger(frame.roostSeq) && (this.lastSeq === null || frame.roostSeq > this.lastSeq)) {
+      this.lastSeq = frame.roostSeq;
+    }
+
+    if (frame.type === 'res') {
+      const p = this.pending.get(frame.id);
+      if (!p) return;
+      this.pending.delete(frame.id);
+      clearTimeout(p.timer);
+      if (frame.ok) p.resolve(frame.payload || {});
+      else {
+        const e = frame.error || {};
+        const err = new Error(e.message || 'The request failed.');
+        err.code = e.code || 'error';
+        p.reject(err);
+      }
+      return;
+    }
+
+    if (frame.type !== 'event') return;
+    const payload = frame.payload || {};
+    switch (frame.event) {
+      case 'roost.status':
+        this.lastStatus = payload;
+        this.lastError = null;
+        this.emit('status', payload);
+        break;
+      case 'roost.ready':
+        this.ready = true;
+        this.readyInfo = payload;
+        this.lastError = null;
+        this.attempt = 0;
+        this.setState('connected');
+        this.emit('ready', payload);
+        break;
+      case 'roost.gap':
+        this.emit('gap', payload);
+        break;
+      case 'roost.error':
+        this.lastError = payload;
+        this.emit('roost-error', payload);
+        break;
+      default:
+        this.emit('event', frame);
+    }
+  }
+
+  /** Send a request; resolves with res.payload or rejects with Error{code}. */
+  request(method, params, timeoutMs = REQUEST_TIMEOUT_MS) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.ready) {
+        const err = new Error('Not connected to your agent yet. Please wait a moment.');
+        err.code = 'not_connected';
+        reject(err);
+        return;
+      }
+      const id = uuid();
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        const err = new Error('Your agent did not answer in time.');
+        err.code = 'timeout';
+        reject(err);
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ type: 'req', id, method, params }));
+    });
+  }
+
+  failPending(message) {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      const err = new Error(message);
+      err.code = 'disconnected';
+      p.reject(err);
+      this.pending.delete(id);
+    }
+  }
+}
