@@ -73,6 +73,10 @@ impl Settings {
 pub struct ServerSecret([u8; 32]);
 
 impl ServerSecret {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }

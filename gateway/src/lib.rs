@@ -1,6 +1,7 @@
 //! Roost's gateway: accounts and auth, the chat relay, provisioning and billing glue.
 
 pub mod admin;
+pub mod agent_credentials;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fakes;
 pub mod json;
 mod middleware;
 pub mod routes;

@@ -10,8 +10,8 @@ export class ApiError extends Error {
 }
 
 /** Go to the login page (replacing history so Back does not loop). */
-export function goToLogin() {
-  if (location.pathname !== '/login') location.replace('/login');
+export function goToLogin({ expired = false } = {}) {
+  if (location.pathname !== '/login') location.replace(expired ? '/login?expired=1' : '/login');
 }
 
 /**

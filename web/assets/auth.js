@@ -17,10 +17,16 @@ function showError(message) {
   errorEl.hidden = !message;
 }
 
-// Already signed in? Skip the form.
-api('GET', '/api/me')
-  .then(() => location.replace(AFTER_AUTH))
-  .catch(() => {});
+// Already signed in? Skip the form. Not when we were sent here because the
+// server rejected the session (?expired=1), to avoid a redirect loop.
+const params = new URLSearchParams(location.search);
+if (params.has('expired')) {
+  showError('Your session has ended. Please sign in again.');
+} else {
+  api('GET', '/api/me')
+    .then(() => location.replace(AFTER_AUTH))
+    .catch(() => {});
+}
 
 form.addEventListener('input', () => showError(''));
 

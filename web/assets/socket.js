@@ -112,7 +112,8 @@ export class RoostSocket extends EventTarget {
       this.failPending('The connection to your agent was lost.');
       if (this.stopped) return;
       if (ev.code === 4401) {
-        goToLogin();
+        // The server says this session is not (or no longer) authorized.
+        goToLogin({ expired: true });
         return;
       }
       if (!opened) {
