@@ -1,1 +1,39 @@
+//! Per-user agent machines: the [`Provider`] trait, machine states and progress stages, and the
+//! `local` provider (one OpenClaw process per user). Storage is the caller's: progress and
+//! results are reported through [`Progress`], and this crate never touches a database.
 
+pub mod local;
+mod machine;
+
+pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
+
+use async_trait::async_trait;
+
+/// Where agents run. Every method is idempotent and safe to retry after a crash at any point.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// A short name stored with each machine row (`local`, `fly`, `fake`).
+    fn name(&self) -> &'static str;
+
+    /// Creates whatever the user's machine needs (runtime, state dir, app, volume), reporting
+    /// each stage. Leaves the machine stopped or running; never destroys anything.
+    async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError>;
+
+    /// Starts the machine (ensuring it first) and waits until the agent answers as ready.
+    async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError>;
+
+    /// Stops the machine, keeping its state for the next start.
+    async fn stop(&self, user_id: &str) -> Result<(), ProvisionError>;
+
+    /// The machine's current state as the provider sees it.
+    async fn status(&self, user_id: &str) -> MachineState;
+
+    /// The agent's WebSocket address, when it is running.
+    async fn address(&self, user_id: &str) -> Option<String>;
+
+    /// Stops the machine and deletes everything kept for it.
+    async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError>;
+
+    /// Stops every machine this process started (called on shutdown).
+    async fn shutdown(&self) {}
+}

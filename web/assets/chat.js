@@ -477,8 +477,15 @@ export function initChat({ socket, root }) {
       await socket.request('chat.abort', { sessionKey: run.sessionKey, runId: run.runId });
     } catch (err) {
       run.stopping = false;
-      updateComposer();
-      if (active.get(canonicalKey(run.sessionKey)) === run) bubbleNote(run.bubble, `Couldn't stop: ${err.message}`, 'error');
+      if (active.get(canonicalKey(run.sessionKey)) !== run) return;
+      bubbleNote(run.bubble, `Couldn't stop: ${err.message}`, 'error');
+      if (!['not_connected', 'disconnected', 'timeout'].includes(err.code)) {
+        // The gateway no longer knows this run: stop waiting for it here.
+        setBubbleText(run.bubble, run.bubble.text, true);
+        finishRun(run.sessionKey);
+      } else {
+        updateComposer();
+      }
     }
   }
 

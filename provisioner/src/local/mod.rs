@@ -1,0 +1,119 @@
+//! The embedded default: each user's agent is an OpenClaw gateway process on loopback, with its
+//! own port and state dir under `<data-dir>/users/<id>/`.
+
+mod config;
+mod process;
+mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+pub use runtime::{OPENCLAW_VERSION, NODE_VERSION, Runtime};
+
+use crate::{AgentSpec, Machine, MachineState, Progress, ProvisionError, Provider, Stage};
+use process::Agent;
+
+pub struct LocalOptions {
+    /// Per-user state lives in `<data_dir>/users/<user id>/`.
+    pub data_dir: PathBuf,
+    /// Where Node 24 and OpenClaw are installed on first use.
+    pub runtime_dir: PathBuf,
+    /// An existing OpenClaw entry script (`openclaw.mjs`) to use instead of installing one.
+    pub openclaw_bin: Option<PathBuf>,
+    /// The Node 24 binary to run `openclaw_bin` with (default: the runtime's, else `node`).
+    pub node_bin: Option<PathBuf>,
+    /// How long a start may take before it counts as failed.
+    pub ready_timeout: Duration,
+    /// Receives the stages of restarts that happen in the background (after a crash).
+    pub background: Arc<dyn Progress>,
+}
+
+pub struct LocalProvider {
+    options: LocalOptions,
+    runtime: runtime::Installer,
+    agents: Mutex<HashMap<String, Arc<Agent>>>,
+}
+
+impl LocalProvider {
+    /// Also stops agents that an earlier run of Roost left behind.
+    pub async fn new(options: LocalOptions) -> Self {
+        process::reap_orphans(&options.data_dir.join("users")).await;
+        let runtime = runtime::Installer::new(options.runtime_dir.clone(), options.openclaw_bin.clone(), options.node_bin.clone());
+        Self { options, runtime, agents: Mutex::new(HashMap::new()) }
+    }
+
+    fn user_dir(&self, user_id: &str) -> PathBuf {
+        self.options.data_dir.join("users").join(user_id)
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
+        self.runtime.ensure(&spec.user_id, progress).await?;
+        progress.report(&spec.user_id, Stage::PreparingState, "preparing the agent's state directory");
+        let dir = self.user_dir(&spec.user_id);
+        for sub in ["state", "home", "tmp"] {
+            tokio::fs::create_dir_all(dir.join(sub)).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
+        if let Some(agent) = self.agents.lock().await.get(&spec.user_id).cloned()
+            && agent.is_running()
+        {
+            return agent.wait_ready(progress, self.options.ready_timeout).await;
+        }
+        self.ensure(spec, progress).await?;
+        let runtime = self.runtime.resolved().await?;
+        let agent = Agent::spawn(spec.clone(), self.user_dir(&spec.user_id), runtime, self.options.background.clone(), progress).await?;
+        self.agents.lock().await.insert(spec.user_id.clone(), agent.clone());
+        agent.wait_ready(progress, self.options.ready_timeout).await
+    }
+
+    async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
+        let agent = self.agents.lock().await.remove(user_id);
+        if let Some(agent) = agent {
+            agent.stop().await;
+        }
+        Ok(())
+    }
+
+    async fn status(&self, user_id: &str) -> MachineState {
+        match self.agents.lock().await.get(user_id) {
+            Some(agent) => agent.state(),
+            None => MachineState::IdleStopped,
+        }
+    }
+
+    async fn address(&self, user_id: &str) -> Option<String> {
+        let agent = self.agents.lock().await.get(user_id).cloned()?;
+        (agent.state() == MachineState::Ready).then(|| agent.address())
+    }
+
+    async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
+        self.stop(user_id).await?;
+        match tokio::fs::remove_dir_all(self.user_dir(user_id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn shutdown(&self) {
+        let mut stopping = tokio::task::JoinSet::new();
+        for (_, agent) in self.agents.lock().await.drain() {
+            stopping.spawn(async move { agent.stop().await });
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}

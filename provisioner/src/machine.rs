@@ -1,0 +1,145 @@
+use std::fmt;
+
+/// Lifecycle states, as stored and shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineState {
+    Provisioning,
+    Starting,
+    Ready,
+    IdleStopped,
+    Stopping,
+    Failed,
+    Destroyed,
+}
+
+impl MachineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::IdleStopped => "idle_stopped",
+            Self::Stopping => "stopping",
+            Self::Failed => "failed",
+            Self::Destroyed => "destroyed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Provisioning,
+            Self::Starting,
+            Self::Ready,
+            Self::IdleStopped,
+            Self::Stopping,
+            Self::Failed,
+            Self::Destroyed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+impl fmt::Display for MachineState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The step a machine is on; users see these names while they wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    InstallingRuntime,
+    PreparingState,
+    Starting,
+    WaitingReady,
+    Ready,
+    Restarting,
+    Stopped,
+    Failed,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstallingRuntime => "installing_runtime",
+            Self::PreparingState => "preparing_state",
+            Self::Starting => "starting",
+            Self::WaitingReady => "waiting_ready",
+            Self::Ready => "ready",
+            Self::Restarting => "restarting",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The lifecycle state a machine is in while at this stage.
+    pub fn state(self) -> MachineState {
+        match self {
+            Self::InstallingRuntime | Self::PreparingState => MachineState::Provisioning,
+            Self::Starting | Self::WaitingReady | Self::Restarting => MachineState::Starting,
+            Self::Ready => MachineState::Ready,
+            Self::Stopped => MachineState::IdleStopped,
+            Self::Failed => MachineState::Failed,
+        }
+    }
+}
+
+/// Receives every stage change, with a human-readable detail (never a secret).
+pub trait Progress: Send + Sync {
+    fn report(&self, user_id: &str, stage: Stage, detail: &str);
+}
+
+/// What an agent needs to run. Secrets here go to the agent's environment, never to disk.
+#[derive(Clone)]
+pub struct AgentSpec {
+    pub user_id: String,
+    /// The OpenClaw `gateway.auth.token` Roost uses to connect.
+    pub gateway_token: String,
+    pub llm: LlmEndpoint,
+}
+
+impl fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSpec").field("user_id", &self.user_id).field("llm", &self.llm).finish_non_exhaustive()
+    }
+}
+
+/// The model endpoint the agent calls: Roost's own metered proxy.
+#[derive(Clone)]
+pub struct LlmEndpoint {
+    /// e.g. `http://127.0.0.1:8080/llm/openai/v1`
+    pub base_url: String,
+    /// OpenClaw's `api` value: `openai-completions` or `anthropic-messages`.
+    pub api: &'static str,
+    /// The per-user credential for the proxy.
+    pub credential: String,
+    pub model: String,
+}
+
+impl fmt::Debug for LlmEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmEndpoint").field("base_url", &self.base_url).field("api", &self.api).field("model", &self.model).finish_non_exhaustive()
+    }
+}
+
+/// A running machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// `ws://host:port/` of the agent's OpenClaw gateway.
+    pub address: String,
+    /// The provider's own id (a process id for `local`, a machine id for Fly).
+    pub external_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("installing the agent runtime failed: {0}")]
+    Install(String),
+    #[error("the agent did not start: {0}")]
+    Start(String),
+    #[error("the agent did not become ready within {0} s")]
+    NotReady(u64),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
