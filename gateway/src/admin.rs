@@ -7,22 +7,13 @@ use crate::db::{Db, api_tokens, migrate, sessions, users};
 use crate::domain::{Email, now_secs};
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let db = Db::open(
-        &args.db.database_location(),
-        args.db.database_token.as_deref(),
-    )
-    .await?;
+    let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
     migrate::run(&db).await?;
     let conn = db.conn()?;
     match args.task {
         AdminTask::Users => {
             for user in users::list(&conn).await? {
-                println!(
-                    "{}\t{}\t{}",
-                    user.id,
-                    user.email.as_deref().unwrap_or("-"),
-                    user.created_at
-                );
+                println!("{}\t{}\t{}", user.id, user.email.as_deref().unwrap_or("-"), user.created_at);
             }
         }
         AdminTask::RevokeSessions { email } => {
@@ -42,8 +33,5 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 
 async fn find(conn: &libsql::Connection, email: &str) -> anyhow::Result<users::User> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    Ok(users::find_by_email(conn, &email)
-        .await?
-        .with_context(|| format!("no account for {}", email.as_str()))?
-        .user)
+    Ok(users::find_by_email(conn, &email).await?.with_context(|| format!("no account for {}", email.as_str()))?.user)
 }

@@ -10,10 +10,7 @@ const LLM_PREFIX: &str = "rak_";
 
 /// The internal token for the user's OpenClaw gateway (`gateway.auth.token`).
 pub fn gateway_token(secret: &ServerSecret, user: &UserId) -> String {
-    b64url(&hmac_sha256(
-        secret.expose(),
-        format!("openclaw-gateway:{user}").as_bytes(),
-    ))
+    b64url(&hmac_sha256(secret.expose(), format!("openclaw-gateway:{user}").as_bytes()))
 }
 
 /// The credential the user's agent presents to `/llm/*`: `rak_<user id>.<tag>`.
@@ -25,14 +22,8 @@ pub fn llm_credential(secret: &ServerSecret, user: &UserId) -> String {
 pub fn verify_llm_credential(secret: &ServerSecret, credential: &str) -> Option<UserId> {
     let (user, tag) = credential.strip_prefix(LLM_PREFIX)?.split_once('.')?;
     let user = UserId::parse(user).ok()?;
-    let tag =
-        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tag).ok()?;
-    hmac_sha256_verify(
-        secret.expose(),
-        format!("roost-llm:{user}").as_bytes(),
-        &tag,
-    )
-    .then_some(user)
+    let tag = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tag).ok()?;
+    hmac_sha256_verify(secret.expose(), format!("roost-llm:{user}").as_bytes(), &tag).then_some(user)
 }
 
 fn llm_tag(secret: &ServerSecret, user: &UserId) -> Vec<u8> {
@@ -53,11 +44,7 @@ mod tests {
         assert_eq!(verify_llm_credential(&secret, &cred), Some(alice.clone()));
         assert_eq!(verify_llm_credential(&other_secret, &cred), None);
         let swapped = cred.replace(alice.as_str(), bob.as_str());
-        assert_eq!(
-            verify_llm_credential(&secret, &swapped),
-            None,
-            "a tag is bound to its user"
-        );
+        assert_eq!(verify_llm_credential(&secret, &swapped), None, "a tag is bound to its user");
         assert_eq!(verify_llm_credential(&secret, "rak_garbage"), None);
         assert_ne!(gateway_token(&secret, &alice), gateway_token(&secret, &bob));
     }

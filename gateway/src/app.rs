@@ -14,8 +14,12 @@ use crate::auth::clerk::ClerkVerifier;
 use crate::auth::password::PasswordHasher;
 use crate::auth::rate_limit::AuthLimiter;
 use crate::auth::svix;
-use crate::config::ServeArgs;
+use crate::config::{AgentProvider, ServeArgs};
 use crate::db::Db;
+use crate::domain::UserId;
+use crate::machines::{FakeProvider, Machines, Reporter};
+use crate::openclaw::DeviceIdentity;
+use crate::relay::Relays;
 
 #[derive(Clone, FromRequestParts)]
 #[from_request(via(State))]
@@ -38,6 +42,10 @@ pub struct App {
     pub secret: ServerSecret,
     pub metrics: PrometheusHandle,
     pub http: reqwest::Client,
+    pub machines: Arc<Machines>,
+    pub relays: Relays,
+    /// Taken once by the server, which refreshes history whenever a chat run finishes.
+    pub finished_runs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(UserId, String)>>>,
 }
 
 /// Settings derived from the flags once, at start.
@@ -51,6 +59,9 @@ pub struct Settings {
     pub client_ip_header: Option<HeaderName>,
     pub local_accounts: bool,
     pub data_dir: std::path::PathBuf,
+    /// How agents on this host reach Roost (the LLM proxy), e.g. `http://127.0.0.1:8080`.
+    pub internal_origin: String,
+    pub prewarm: bool,
 }
 
 impl Settings {
@@ -87,9 +98,7 @@ impl App {
     pub async fn build(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<Self> {
         let mut problems = Vec::new();
         let public_origin = match &args.public_origin {
-            Some(raw) => normalize_origin(raw)
-                .map_err(|e| problems.push(format!("--public-origin: {e}")))
-                .ok(),
+            Some(raw) => normalize_origin(raw).map_err(|e| problems.push(format!("--public-origin: {e}"))).ok(),
             None => Some(format!("http://{bound}")),
         };
         let mut allowed_origins: Vec<String> = public_origin.iter().cloned().collect();
@@ -101,9 +110,7 @@ impl App {
         }
         let client_ip_header = match &args.client_ip_header {
             Some(h) => HeaderName::try_from(h.as_str())
-                .map_err(|_| {
-                    problems.push(format!("--client-ip-header {h:?} is not a header name"))
-                })
+                .map_err(|_| problems.push(format!("--client-ip-header {h:?} is not a header name")))
                 .ok(),
             None => None,
         };
@@ -111,9 +118,9 @@ impl App {
             problems.push("--session-idle-hours and --session-max-days must be at least 1".into());
         }
         let clerk_webhook_key = match &args.clerk.clerk_webhook_secret {
-            Some(secret) => svix::decode_secret(secret)
-                .map_err(|e| problems.push(format!("--clerk-webhook-secret: {e}")))
-                .ok(),
+            Some(secret) => {
+                svix::decode_secret(secret).map_err(|e| problems.push(format!("--clerk-webhook-secret: {e}"))).ok()
+            }
             None => None,
         };
         let secret = match load_secret(args.secret_key.as_deref(), &args.db.data_dir) {
@@ -123,9 +130,7 @@ impl App {
                 None
             }
         };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("roost/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = reqwest::Client::builder().user_agent(concat!("roost/", env!("CARGO_PKG_VERSION"))).build()?;
         let clerk = match &args.clerk.clerk_issuer {
             Some(issuer) => {
                 let parties = if args.clerk.clerk_authorized_parties.is_empty() {
@@ -146,24 +151,21 @@ impl App {
             None => None,
         };
         if args.disable_local_accounts && clerk.is_none() && args.clerk.clerk_issuer.is_none() {
-            problems.push(
-                "--disable-local-accounts needs Clerk (--clerk-issuer), or nobody can sign in"
-                    .into(),
-            );
+            problems.push("--disable-local-accounts needs Clerk (--clerk-issuer), or nobody can sign in".into());
         }
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
         let public_origin = public_origin.expect("checked above");
 
-        let db = Db::open(
-            &args.db.database_location(),
-            args.db.database_token.as_deref(),
-        )
-        .await?;
-        crate::db::migrate::run(&db)
-            .await
-            .context("migrating the database")?;
+        let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
+        crate::db::migrate::run(&db).await.context("migrating the database")?;
+
+        let secret = secret.expect("checked above");
+        let internal_origin = internal_origin(bound);
+        let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin).await?);
+        let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
+        let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
 
         Ok(Self {
             settings: Settings {
@@ -175,26 +177,83 @@ impl App {
                 client_ip_header,
                 local_accounts: !args.disable_local_accounts,
                 data_dir: args.db.data_dir.clone(),
+                internal_origin,
+                prewarm: !args.agents.no_prewarm,
             },
             db,
             hasher: PasswordHasher::new(2),
             auth_limiter: AuthLimiter::new(args.auth_rate_per_ip, args.auth_rate_per_email),
             clerk,
             clerk_webhook_key,
-            secret: secret.expect("checked above"),
+            secret,
             metrics: metrics_handle(),
             http,
+            machines,
+            relays: Relays::new(device, finished_tx),
+            finished_runs: std::sync::Mutex::new(Some(finished_rx)),
         })
     }
+}
+
+/// Agents run on this host, so they reach Roost on loopback whatever address it listens on.
+fn internal_origin(bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() || bound.ip().is_loopback() {
+        format!("http://127.0.0.1:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
+}
+
+async fn build_machines(
+    args: &ServeArgs,
+    db: &Db,
+    secret: &ServerSecret,
+    internal_origin: &str,
+) -> anyhow::Result<Machines> {
+    let reporter = Arc::new(Reporter::new(db.clone()));
+    let agents = &args.agents;
+    let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.agent_provider {
+        AgentProvider::Fake => {
+            let fake = Arc::new(FakeProvider::new(
+                crate::fakes::openclaw::Reply::Text(
+                    "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.".into(),
+                ),
+                std::time::Duration::from_millis(50),
+            ));
+            (fake.clone(), Some(fake))
+        }
+        AgentProvider::Local => {
+            let provider = provisioner::local::LocalProvider::new(provisioner::local::LocalOptions {
+                data_dir: args.db.data_dir.clone(),
+                runtime_dir: agents.runtime_dir.clone().unwrap_or_else(|| args.db.data_dir.join("runtime")),
+                openclaw_bin: agents.openclaw_bin.clone(),
+                node_bin: agents.node_bin.clone(),
+                ready_timeout: std::time::Duration::from_secs(agents.agent_ready_timeout_secs),
+                background: reporter.clone(),
+            })
+            .await;
+            (Arc::new(provider), None)
+        }
+    };
+    let secret = ServerSecret(*secret.expose());
+    let llm_base = format!("{internal_origin}/llm/openai/v1");
+    let spec: crate::machines::SpecFactory = Box::new(move |user: &UserId| provisioner::AgentSpec {
+        user_id: user.to_string(),
+        gateway_token: crate::agent_credentials::gateway_token(&secret, user),
+        llm: provisioner::LlmEndpoint {
+            base_url: llm_base.clone(),
+            api: "openai-completions",
+            credential: crate::agent_credentials::llm_credential(&secret, user),
+            model: "default".into(),
+        },
+    });
+    Ok(Machines::new(provider, fake, spec, reporter))
 }
 
 /// `scheme://host[:port]` of an http(s) URL with no path, query or credentials.
 pub fn normalize_origin(raw: &str) -> anyhow::Result<String> {
     let url = url::Url::parse(raw.trim()).context("not a URL")?;
-    anyhow::ensure!(
-        matches!(url.scheme(), "http" | "https"),
-        "must be http:// or https://"
-    );
+    anyhow::ensure!(matches!(url.scheme(), "http" | "https"), "must be http:// or https://");
     anyhow::ensure!(
         url.path() == "/" && url.query().is_none() && url.username().is_empty(),
         "must be an origin, with no path, query or user"
@@ -205,29 +264,23 @@ pub fn normalize_origin(raw: &str) -> anyhow::Result<String> {
 fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerSecret> {
     let parse = |text: &str| -> anyhow::Result<ServerSecret> {
         let bytes = hex::decode(text.trim()).context("must be 64 hex characters")?;
-        Ok(ServerSecret(bytes.try_into().map_err(|_| {
-            anyhow::anyhow!("must be 64 hex characters (32 bytes)")
-        })?))
+        Ok(ServerSecret(bytes.try_into().map_err(|_| anyhow::anyhow!("must be 64 hex characters (32 bytes)"))?))
     };
     if let Some(key) = hex_key {
         return parse(key);
     }
     let path = data_dir.join("secret.key");
     if path.exists() {
-        return parse(
-            &std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?,
-        );
+        return parse(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let key = crate::crypto::random_bytes::<32>();
     write_private(&path, hex::encode(key).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a new server secret");
     Ok(ServerSecret(key))
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -49,12 +49,7 @@ pub struct DbArgs {
 
 impl DbArgs {
     pub fn database_location(&self) -> String {
-        self.database.clone().unwrap_or_else(|| {
-            self.data_dir
-                .join("roost.db")
-                .to_string_lossy()
-                .into_owned()
-        })
+        self.database.clone().unwrap_or_else(|| self.data_dir.join("roost.db").to_string_lossy().into_owned())
     }
 }
 
@@ -105,6 +100,42 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub clerk: ClerkArgs,
+
+    #[command(flatten)]
+    pub agents: AgentArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// Where agents run: `local` (an OpenClaw process per user) or `fake` (simulated, in-process).
+    #[arg(long, env = "ROOST_AGENT_PROVIDER", value_enum, default_value_t = AgentProvider::Local)]
+    pub agent_provider: AgentProvider,
+
+    /// Where Node 24 and OpenClaw are installed on first use. Default: `<data-dir>/runtime`.
+    #[arg(long, env = "ROOST_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
+
+    /// Use this OpenClaw entry script (`…/openclaw/openclaw.mjs`) instead of installing one.
+    #[arg(long, env = "ROOST_OPENCLAW_BIN")]
+    pub openclaw_bin: Option<PathBuf>,
+
+    /// The Node 24 binary for `--openclaw-bin`. Default: the runtime's, else `node` on PATH.
+    #[arg(long, env = "ROOST_NODE_BIN")]
+    pub node_bin: Option<PathBuf>,
+
+    /// How long an agent may take to become ready.
+    #[arg(long, env = "ROOST_AGENT_READY_TIMEOUT_SECS", default_value_t = 180)]
+    pub agent_ready_timeout_secs: u64,
+
+    /// Do not start a user's agent in the background when they log in.
+    #[arg(long, env = "ROOST_NO_PREWARM")]
+    pub no_prewarm: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentProvider {
+    Local,
+    Fake,
 }
 
 #[derive(Debug, Clone, Args)]

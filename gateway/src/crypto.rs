@@ -20,9 +20,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
-        .as_ref()
-        .to_vec()
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
 }
 
 /// Constant-time check of an HMAC-SHA256 tag.
@@ -41,15 +39,9 @@ mod tests {
     #[test]
     fn sha256_of_known_token_matches_the_research_vector() {
         let token: Vec<u8> = (0u8..32).collect();
-        assert_eq!(
-            b64url(&token),
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
-        );
+        assert_eq!(b64url(&token), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8");
         assert_eq!(sha256_hex(b64url(&token).as_bytes()).len(), 64,);
-        assert_eq!(
-            sha256_hex(&token),
-            "630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd"
-        );
+        assert_eq!(sha256_hex(&token), "630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd");
     }
 
     #[test]

@@ -73,16 +73,10 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, AppError> {
         let chars = raw.chars().count();
         if chars < Self::MIN_LEN {
-            return Err(AppError::bad_request(
-                "weak_password",
-                "password must be at least 8 characters",
-            ));
+            return Err(AppError::bad_request("weak_password", "password must be at least 8 characters"));
         }
         if raw.len() > Self::MAX_LEN {
-            return Err(AppError::bad_request(
-                "invalid_password",
-                "password must be at most 256 bytes",
-            ));
+            return Err(AppError::bad_request("invalid_password", "password must be at most 256 bytes"));
         }
         Ok(Self(raw))
     }
@@ -99,10 +93,7 @@ impl fmt::Debug for Password {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -111,17 +102,12 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(
-            Email::parse("  Alice@Example.COM ").unwrap().as_str(),
-            "alice@example.com"
-        );
+        assert_eq!(Email::parse("  Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
     }
 
     #[test]
     fn bad_emails_are_rejected() {
-        for bad in [
-            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@@b.c", "a@.b", "a@b.", "a@b@c.d",
-        ] {
+        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@@b.c", "a@.b", "a@b.", "a@b@c.d"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

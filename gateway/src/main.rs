@@ -19,15 +19,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let server = startup::Server::build(&args).await?;
-            println!(
-                "Roost is running. Open {}",
-                server.state().settings.public_origin
-            );
+            println!("Roost is running. Open {}", server.state().settings.public_origin);
             server.run(startup::shutdown_signal()).await?;
         }
         Command::Migrate(args) => {
-            let db =
-                db::Db::open(&args.database_location(), args.database_token.as_deref()).await?;
+            let db = db::Db::open(&args.database_location(), args.database_token.as_deref()).await?;
             let applied = db::migrate::run(&db).await?;
             println!("applied {} migration(s)", applied.len());
         }

@@ -20,40 +20,40 @@ pub struct Server {
 
 impl Server {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+        let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let bound = listener.local_addr()?;
         let app = App::build(args, bound).await?;
-        Ok(Self {
-            listener,
-            state: AppState(Arc::new(app)),
-        })
+        Ok(Self { listener, state: AppState(Arc::new(app)) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let finished_runs = self.state.finished_runs.lock().expect("lock").take();
+        let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
+        let state = self.state.clone();
         let router = crate::routes::router(self.state);
-        let result = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let drain = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Browsers get a close they can resume from, before the listener stops.
+            drain.relays.shutdown().await;
+        };
+        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         housekeeping.abort();
+        if let Some(task) = refresher {
+            task.abort();
+        }
+        state.machines.shutdown().await;
         result
     }
 }
@@ -67,12 +67,7 @@ async fn housekeeping(state: AppState) {
         state.auth_limiter.retain_recent();
         if rounds % 10 == 0 {
             let swept = async {
-                sessions::delete_expired(
-                    &state.db.conn()?,
-                    now_secs(),
-                    state.settings.session_idle_secs,
-                )
-                .await
+                sessions::delete_expired(&state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
             };
             match swept.await {
                 Ok(n) if n > 0 => tracing::info!(count = n, "removed expired sessions"),

@@ -119,7 +119,11 @@ pub struct LlmEndpoint {
 
 impl fmt::Debug for LlmEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LlmEndpoint").field("base_url", &self.base_url).field("api", &self.api).field("model", &self.model).finish_non_exhaustive()
+        f.debug_struct("LlmEndpoint")
+            .field("base_url", &self.base_url)
+            .field("api", &self.api)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
     }
 }
 

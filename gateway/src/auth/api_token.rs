@@ -14,11 +14,7 @@ pub struct FreshToken {
 
 pub fn generate() -> FreshToken {
     let secret = format!("{PREFIX}{}", random_token());
-    FreshToken {
-        visible_prefix: secret[..VISIBLE_LEN].to_string(),
-        hash: hash(&secret),
-        secret,
-    }
+    FreshToken { visible_prefix: secret[..VISIBLE_LEN].to_string(), hash: hash(&secret), secret }
 }
 
 pub fn hash(secret: &str) -> String {
@@ -29,9 +25,7 @@ pub fn hash(secret: &str) -> String {
 pub fn looks_valid(candidate: &str) -> bool {
     candidate.len() == PREFIX.len() + 43
         && candidate.starts_with(PREFIX)
-        && candidate[PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && candidate[PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -28,11 +28,7 @@ pub struct ClerkVerifier {
 
 enum KeySource {
     Pem(Box<DecodingKey>),
-    Jwks {
-        url: String,
-        http: reqwest::Client,
-        cache: RwLock<JwksCache>,
-    },
+    Jwks { url: String, http: reqwest::Client, cache: RwLock<JwksCache> },
 }
 
 #[derive(Default)]
@@ -68,8 +64,7 @@ impl ClerkVerifier {
                 let text = if pem.contains("-----BEGIN") {
                     pem.to_string()
                 } else {
-                    std::fs::read_to_string(pem)
-                        .with_context(|| format!("reading Clerk PEM key from {pem}"))?
+                    std::fs::read_to_string(pem).with_context(|| format!("reading Clerk PEM key from {pem}"))?
                 };
                 KeySource::Pem(Box::new(
                     DecodingKey::from_rsa_pem(text.as_bytes())
@@ -77,22 +72,13 @@ impl ClerkVerifier {
                 ))
             }
             None => KeySource::Jwks {
-                url: jwks_url
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+                url: jwks_url.map(str::to_string).unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
                 http,
                 cache: RwLock::new(JwksCache::default()),
             },
         };
-        anyhow::ensure!(
-            !authorized_parties.is_empty(),
-            "Clerk needs at least one authorized party (azp)"
-        );
-        Ok(Self {
-            validation,
-            authorized_parties,
-            keys,
-        })
+        anyhow::ensure!(!authorized_parties.is_empty(), "Clerk needs at least one authorized party (azp)");
+        Ok(Self { validation, authorized_parties, keys })
     }
 
     pub async fn authenticate(&self, app: &App, token: &str) -> Result<AuthUser, AppError> {
@@ -102,16 +88,11 @@ impl ClerkVerifier {
             tracing::debug!("rejected: Clerk session was revoked");
             return Err(invalid());
         }
-        let user = users::find_or_create_clerk(&conn, &clerk_user_id)
-            .await?
-            .ok_or_else(|| {
-                tracing::debug!("rejected: Clerk user was deleted");
-                invalid()
-            })?;
-        Ok(AuthUser {
-            user_id: user.id,
-            via: AuthVia::Clerk { session_id },
-        })
+        let user = users::find_or_create_clerk(&conn, &clerk_user_id).await?.ok_or_else(|| {
+            tracing::debug!("rejected: Clerk user was deleted");
+            invalid()
+        })?;
+        Ok(AuthUser { user_id: user.id, via: AuthVia::Clerk { session_id } })
     }
 
     /// Returns `(sub, sid)` of a valid session token.
@@ -124,8 +105,7 @@ impl ClerkVerifier {
             return Err(reject("not a session token", header.typ));
         }
         let key = self.key_for(header.kid.as_deref()).await?;
-        let data = decode::<Claims>(token, &key, &self.validation)
-            .map_err(|e| reject("signature or claims", e))?;
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| reject("signature or claims", e))?;
         let claims = data.claims;
         let azp = claims.azp.ok_or_else(|| reject("azp missing", ""))?;
         if !self.authorized_parties.iter().any(|p| *p == azp) {
@@ -134,10 +114,7 @@ impl ClerkVerifier {
         if !claims.sub.starts_with("user_") {
             return Err(reject("sub is not a user", claims.sub));
         }
-        let sid = claims
-            .sid
-            .filter(|s| s.starts_with("sess_"))
-            .ok_or_else(|| reject("sid missing", ""))?;
+        let sid = claims.sid.filter(|s| s.starts_with("sess_")).ok_or_else(|| reject("sid missing", ""))?;
         Ok((claims.sub, sid))
     }
 
@@ -150,9 +127,7 @@ impl ClerkVerifier {
         {
             let cached = cache.read().await;
             let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < JWKS_TTL);
-            let may_refetch = cached
-                .fetched_at
-                .is_none_or(|t| t.elapsed() >= JWKS_MISS_REFETCH);
+            let may_refetch = cached.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_MISS_REFETCH);
             match cached.keys.get(kid) {
                 Some(key) if fresh => return Ok(key.clone()),
                 None if !may_refetch => return Err(reject("unknown kid", kid)),
@@ -167,21 +142,11 @@ impl ClerkVerifier {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| {
-                AppError::unavailable(
-                    "auth_keys_unavailable",
-                    format!("could not fetch signing keys: {e}"),
-                    5,
-                )
+                AppError::unavailable("auth_keys_unavailable", format!("could not fetch signing keys: {e}"), 5)
             })?
             .json()
             .await
-            .map_err(|e| {
-                AppError::unavailable(
-                    "auth_keys_unavailable",
-                    format!("signing keys unreadable: {e}"),
-                    5,
-                )
-            })?;
+            .map_err(|e| AppError::unavailable("auth_keys_unavailable", format!("signing keys unreadable: {e}"), 5))?;
         cached.keys = set
             .keys
             .iter()
@@ -189,20 +154,12 @@ impl ClerkVerifier {
             .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
             .collect();
         cached.fetched_at = Some(Instant::now());
-        cached
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| reject("unknown kid", kid))
+        cached.keys.get(kid).cloned().ok_or_else(|| reject("unknown kid", kid))
     }
 }
 
 fn invalid() -> AppError {
-    AppError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        "session token is invalid or expired",
-    )
+    AppError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_token", "session token is invalid or expired")
 }
 
 fn reject(why: &str, detail: impl std::fmt::Debug) -> AppError {

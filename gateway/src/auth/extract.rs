@@ -31,10 +31,7 @@ pub enum AuthVia {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(cached) = parts.extensions.get::<AuthUser>() {
             return Ok(cached.clone());
         }
@@ -46,15 +43,10 @@ impl FromRequestParts<AppState> for AuthUser {
 
 async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
     if let Some(header) = parts.headers.get(AUTHORIZATION) {
-        let bearer = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                tracing::debug!("rejected: Authorization is not a Bearer credential");
-                AppError::unauthenticated()
-            })?;
+        let bearer = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
+            tracing::debug!("rejected: Authorization is not a Bearer credential");
+            AppError::unauthenticated()
+        })?;
         if bearer.starts_with(api_token::PREFIX) {
             return from_api_token(app, bearer).await;
         }
@@ -83,9 +75,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
     let token_hash = sha256_hex(secret.as_bytes());
     let now = now_secs();
     let conn = app.db.conn()?;
-    let Some(live) =
-        sessions::find_live(&conn, &token_hash, now, app.settings.session_idle_secs).await?
-    else {
+    let Some(live) = sessions::find_live(&conn, &token_hash, now, app.settings.session_idle_secs).await? else {
         tracing::debug!("rejected: unknown or expired session");
         return Err(AppError::new(
             axum::http::StatusCode::UNAUTHORIZED,
@@ -96,10 +86,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
     if now - live.last_seen_at >= TOUCH_INTERVAL_SECS {
         sessions::touch(&conn, &token_hash, now).await?;
     }
-    Ok(AuthUser {
-        user_id: live.user_id,
-        via: AuthVia::Session { token_hash },
-    })
+    Ok(AuthUser { user_id: live.user_id, via: AuthVia::Session { token_hash } })
 }
 
 async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
@@ -117,16 +104,8 @@ async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
             "API token is invalid, expired or revoked",
         ));
     };
-    if owner
-        .last_used_at
-        .is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS)
-    {
+    if owner.last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS) {
         api_tokens::touch(&conn, &owner.token_id, now).await?;
     }
-    Ok(AuthUser {
-        user_id: owner.user_id,
-        via: AuthVia::ApiToken {
-            token_id: owner.token_id,
-        },
-    })
+    Ok(AuthUser { user_id: owner.user_id, via: AuthVia::ApiToken { token_id: owner.token_id } })
 }

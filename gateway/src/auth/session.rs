@@ -11,27 +11,16 @@ use crate::error::AppResult;
 
 /// The cookie name: `__Host-` prefixed (so Secure, host-only, Path=/) when served over https.
 pub fn cookie_name(app: &App) -> &'static str {
-    if app.settings.secure_cookies {
-        "__Host-roost_session"
-    } else {
-        "roost_session"
-    }
+    if app.settings.secure_cookies { "__Host-roost_session" } else { "roost_session" }
 }
 
 /// Creates a session row and returns the `Set-Cookie` value for it.
-pub async fn start(
-    app: &App,
-    user_id: &UserId,
-    headers: &HeaderMap,
-    ip: &str,
-) -> AppResult<Cookie<'static>> {
+pub async fn start(app: &App, user_id: &UserId, headers: &HeaderMap, ip: &str) -> AppResult<Cookie<'static>> {
     let secret = random_token();
     let now = now_secs();
     let conn = app.db.conn()?;
-    let user_agent = headers
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| truncate(ua, 256));
+    let user_agent =
+        headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| truncate(ua, 256));
     sessions::create(
         &conn,
         NewSession {

@@ -62,11 +62,7 @@ pub struct TokenOwner {
 }
 
 /// The owner of a live (unrevoked, unexpired) token with this hash.
-pub async fn find_live(
-    conn: &Connection,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<TokenOwner>, libsql::Error> {
+pub async fn find_live(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<TokenOwner>, libsql::Error> {
     let row = first_row(
         conn.query(
             "SELECT t.id, t.user_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
@@ -79,30 +75,17 @@ pub async fn find_live(
     )
     .await?;
     Ok(row.and_then(|(token_id, user_id, last_used_at)| {
-        Some(TokenOwner {
-            token_id,
-            user_id: UserId::parse(&user_id).ok()?,
-            last_used_at,
-        })
+        Some(TokenOwner { token_id, user_id: UserId::parse(&user_id).ok()?, last_used_at })
     }))
 }
 
 pub async fn touch(conn: &Connection, token_id: &str, now: i64) -> Result<(), libsql::Error> {
-    conn.execute(
-        "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
-        (token_id, now),
-    )
-    .await?;
+    conn.execute("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1", (token_id, now)).await?;
     Ok(())
 }
 
 /// Revokes one of the user's own tokens. `false` if it does not exist or belongs to someone else.
-pub async fn revoke(
-    conn: &Connection,
-    user_id: &UserId,
-    token_id: &str,
-    now: i64,
-) -> Result<bool, libsql::Error> {
+pub async fn revoke(conn: &Connection, user_id: &UserId, token_id: &str, now: i64) -> Result<bool, libsql::Error> {
     let changed = conn
         .execute(
             "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
@@ -112,11 +95,7 @@ pub async fn revoke(
     Ok(changed > 0)
 }
 
-pub async fn revoke_all(
-    conn: &Connection,
-    user_id: &UserId,
-    now: i64,
-) -> Result<u64, libsql::Error> {
+pub async fn revoke_all(conn: &Connection, user_id: &UserId, now: i64) -> Result<u64, libsql::Error> {
     conn.execute(
         "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         (user_id.as_str(), now),

@@ -6,10 +6,10 @@ use libsql::TransactionBehavior;
 use super::Db;
 use crate::domain::now_secs;
 
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_accounts",
-    include_str!("../../../migrations/0001_accounts.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_accounts", include_str!("../../../migrations/0001_accounts.sql")),
+    ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
+];
 
 /// Applies pending migrations in order and returns the names of those it applied.
 pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
@@ -21,27 +21,16 @@ pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
     .await?;
     let mut applied = Vec::new();
     for (version, sql) in MIGRATIONS {
-        let mut rows = conn
-            .query(
-                "SELECT 1 FROM schema_migrations WHERE version = ?1",
-                [*version],
-            )
-            .await?;
+        let mut rows = conn.query("SELECT 1 FROM schema_migrations WHERE version = ?1", [*version]).await?;
         if rows.next().await?.is_some() {
             continue;
         }
         drop(rows);
-        let record = format!(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES ('{version}', {});",
-            now_secs()
-        );
+        let record =
+            format!("INSERT INTO schema_migrations (version, applied_at) VALUES ('{version}', {});", now_secs());
         if db.is_local() {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .await?;
-            tx.execute_batch(sql)
-                .await
-                .with_context(|| format!("migration {version} failed"))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
+            tx.execute_batch(sql).await.with_context(|| format!("migration {version} failed"))?;
             tx.execute_batch(&record).await?;
             tx.commit().await?;
         } else {
@@ -77,9 +66,7 @@ mod tests {
     #[tokio::test]
     async fn migrating_twice_applies_each_file_once() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None)
-            .await
-            .unwrap();
+        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
         assert_eq!(run(&db).await.unwrap().len(), MIGRATIONS.len());
         assert!(run(&db).await.unwrap().is_empty());
     }
@@ -87,24 +74,12 @@ mod tests {
     #[tokio::test]
     async fn a_failing_migration_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None)
-            .await
-            .unwrap();
+        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
         let conn = db.conn().unwrap();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .await
-            .unwrap();
-        assert!(
-            tx.execute_batch("CREATE TABLE half (x); THIS IS NOT SQL;")
-                .await
-                .is_err()
-        );
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await.unwrap();
+        assert!(tx.execute_batch("CREATE TABLE half (x); THIS IS NOT SQL;").await.is_err());
         tx.rollback().await.unwrap();
-        let mut rows = conn
-            .query("SELECT name FROM sqlite_master WHERE name = 'half'", ())
-            .await
-            .unwrap();
+        let mut rows = conn.query("SELECT name FROM sqlite_master WHERE name = 'half'", ()).await.unwrap();
         assert!(rows.next().await.unwrap().is_none());
     }
 }

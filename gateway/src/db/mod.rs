@@ -23,40 +23,24 @@ pub struct Db {
 impl Db {
     /// `location` is a file path or a `libsql://`/`https://` URL (which needs `token`).
     pub async fn open(location: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let is_remote = ["libsql://", "https://", "http://"]
-            .iter()
-            .any(|p| location.starts_with(p));
+        let is_remote = ["libsql://", "https://", "http://"].iter().any(|p| location.starts_with(p));
         let database = if is_remote {
-            let token =
-                token.context("a remote database needs --database-token (ROOST_DATABASE_TOKEN)")?;
+            let token = token.context("a remote database needs --database-token (ROOST_DATABASE_TOKEN)")?;
             Builder::new_remote(location.to_string(), token.to_string())
                 .build()
                 .await
                 .with_context(|| format!("opening remote database {location}"))?
         } else {
-            if let Some(parent) = std::path::Path::new(location)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
+            if let Some(parent) = std::path::Path::new(location).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            Builder::new_local(location)
-                .build()
-                .await
-                .with_context(|| format!("opening database file {location}"))?
+            Builder::new_local(location).build().await.with_context(|| format!("opening database file {location}"))?
         };
-        let db = Self {
-            database: Arc::new(database),
-            is_local: !is_remote,
-        };
+        let db = Self { database: Arc::new(database), is_local: !is_remote };
         if db.is_local {
             // WAL lives in the file, so setting it once is enough; `query` because the pragma returns a row.
             let conn = db.conn()?;
-            let mut rows = conn
-                .query("PRAGMA journal_mode=WAL", ())
-                .await
-                .context("enabling WAL")?;
+            let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enabling WAL")?;
             while rows.next().await?.is_some() {}
         }
         Ok(db)

@@ -44,45 +44,24 @@ pub async fn find_live(
         |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?)),
     )
     .await?;
-    Ok(row.and_then(|(user_id, last_seen_at)| {
-        Some(LiveSession {
-            user_id: UserId::parse(&user_id).ok()?,
-            last_seen_at,
-        })
-    }))
+    Ok(row
+        .and_then(|(user_id, last_seen_at)| Some(LiveSession { user_id: UserId::parse(&user_id).ok()?, last_seen_at })))
 }
 
 pub async fn touch(conn: &Connection, token_hash: &str, now: i64) -> Result<(), libsql::Error> {
-    conn.execute(
-        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
-        (token_hash, now),
-    )
-    .await?;
+    conn.execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", (token_hash, now)).await?;
     Ok(())
 }
 
 pub async fn delete(conn: &Connection, token_hash: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
-        .await?;
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).await?;
     Ok(())
 }
 
 pub async fn delete_for_user(conn: &Connection, user_id: &UserId) -> Result<u64, libsql::Error> {
-    conn.execute(
-        "DELETE FROM sessions WHERE user_id = ?1",
-        [user_id.as_str()],
-    )
-    .await
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id.as_str()]).await
 }
 
-pub async fn delete_expired(
-    conn: &Connection,
-    now: i64,
-    idle_secs: i64,
-) -> Result<u64, libsql::Error> {
-    conn.execute(
-        "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1",
-        (now, idle_secs),
-    )
-    .await
+pub async fn delete_expired(conn: &Connection, now: i64, idle_secs: i64) -> Result<u64, libsql::Error> {
+    conn.execute("DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1", (now, idle_secs)).await
 }

@@ -35,76 +35,37 @@ pub enum CreateError {
     Db(libsql::Error),
 }
 
-pub async fn create_local(
-    conn: &Connection,
-    email: &Email,
-    password_hash: &str,
-) -> Result<User, CreateError> {
-    let user = User {
-        id: UserId::generate(),
-        email: Some(email.as_str().to_string()),
-        created_at: now_secs(),
-    };
+pub async fn create_local(conn: &Connection, email: &Email, password_hash: &str) -> Result<User, CreateError> {
+    let user = User { id: UserId::generate(), email: Some(email.as_str().to_string()), created_at: now_secs() };
     conn.execute(
         "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        (
-            user.id.as_str(),
-            email.as_str(),
-            password_hash,
-            user.created_at,
-        ),
+        (user.id.as_str(), email.as_str(), password_hash, user.created_at),
     )
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            CreateError::EmailTaken
-        } else {
-            CreateError::Db(e)
-        }
-    })?;
+    .map_err(|e| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) })?;
     Ok(user)
 }
 
-pub async fn find_by_email(
-    conn: &Connection,
-    email: &Email,
-) -> Result<Option<Credentials>, libsql::Error> {
+pub async fn find_by_email(conn: &Connection, email: &Email) -> Result<Option<Credentials>, libsql::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL");
-    first_row(
-        conn.query(&sql, [email.as_str()]).await?,
-        credentials_from_row,
-    )
-    .await
+    first_row(conn.query(&sql, [email.as_str()]).await?, credentials_from_row).await
 }
 
 pub async fn find_by_id(conn: &Connection, id: &UserId) -> Result<Option<User>, libsql::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL");
-    Ok(
-        first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row)
-            .await?
-            .map(|c| c.user),
-    )
+    Ok(first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row).await?.map(|c| c.user))
 }
 
 /// The user for a Clerk `sub`, created on first sight. `None` if that Clerk user was deleted.
-pub async fn find_or_create_clerk(
-    conn: &Connection,
-    clerk_user_id: &str,
-) -> Result<Option<User>, libsql::Error> {
+pub async fn find_or_create_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<User>, libsql::Error> {
     let id = UserId::generate();
     conn.execute(
         "INSERT INTO users (id, clerk_user_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (clerk_user_id) DO NOTHING",
         (id.as_str(), clerk_user_id, now_secs()),
     )
     .await?;
-    let sql =
-        format!("SELECT {COLUMNS} FROM users WHERE clerk_user_id = ?1 AND deleted_at IS NULL");
-    Ok(first_row(
-        conn.query(&sql, [clerk_user_id]).await?,
-        credentials_from_row,
-    )
-    .await?
-    .map(|c| c.user))
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE clerk_user_id = ?1 AND deleted_at IS NULL");
+    Ok(first_row(conn.query(&sql, [clerk_user_id]).await?, credentials_from_row).await?.map(|c| c.user))
 }
 
 /// Marks a Clerk user deleted and drops their sessions and tokens. Returns whether a row changed.
@@ -124,10 +85,7 @@ pub async fn delete_clerk(conn: &Connection, clerk_user_id: &str) -> Result<bool
 }
 
 pub async fn delete(conn: &Connection, id: &UserId) -> Result<bool, libsql::Error> {
-    Ok(conn
-        .execute("DELETE FROM users WHERE id = ?1", [id.as_str()])
-        .await?
-        > 0)
+    Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id.as_str()]).await? > 0)
 }
 
 pub async fn list(conn: &Connection) -> Result<Vec<User>, libsql::Error> {

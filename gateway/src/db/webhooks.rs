@@ -20,11 +20,7 @@ pub async fn record_once(
     Ok(inserted > 0)
 }
 
-pub async fn revoke_clerk_session(
-    conn: &Connection,
-    sid: &str,
-    now: i64,
-) -> Result<(), libsql::Error> {
+pub async fn revoke_clerk_session(conn: &Connection, sid: &str, now: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO clerk_revoked_sessions (sid, revoked_at) VALUES (?1, ?2) ON CONFLICT (sid) DO NOTHING",
         (sid, now),
@@ -34,11 +30,7 @@ pub async fn revoke_clerk_session(
 }
 
 pub async fn is_clerk_session_revoked(conn: &Connection, sid: &str) -> Result<bool, libsql::Error> {
-    Ok(first_row(
-        conn.query("SELECT 1 FROM clerk_revoked_sessions WHERE sid = ?1", [sid])
-            .await?,
-        |_| Ok(()),
-    )
-    .await?
-    .is_some())
+    Ok(first_row(conn.query("SELECT 1 FROM clerk_revoked_sessions WHERE sid = ?1", [sid]).await?, |_| Ok(()))
+        .await?
+        .is_some())
 }

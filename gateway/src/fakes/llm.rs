@@ -72,10 +72,7 @@ impl RecordedRequest {
     /// First value of a header (name matched case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -120,18 +117,12 @@ impl FakeLlm {
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake llm: bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake llm: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake llm: local_addr");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeLlm {
-            addr,
-            shared,
-            server,
-        }
+        FakeLlm { addr, shared, server }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -176,22 +167,14 @@ impl Drop for FakeLlm {
 // ---------------------------------------------------------------------------------------------
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn record(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Value {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let headers = headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
     lock(&shared.requests).push(RecordedRequest {
         method: method.to_string(),
@@ -203,14 +186,11 @@ fn record(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body
 }
 
 fn json_response(status: StatusCode, extra: &[(&'static str, String)], body: &Value) -> Response {
-    let mut b = Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json");
+    let mut b = Response::builder().status(status).header(header::CONTENT_TYPE, "application/json");
     for (k, v) in extra {
         b = b.header(*k, v.as_str());
     }
-    b.body(Body::from(body.to_string()))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    b.body(Body::from(body.to_string())).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Text of a message `content`: a string, or an array of `{type:"text", text}` parts.
@@ -219,11 +199,7 @@ fn content_text(content: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
-            .filter(|p| {
-                p.get("type")
-                    .and_then(Value::as_str)
-                    .is_none_or(|t| t == "text")
-            })
+            .filter(|p| p.get("type").and_then(Value::as_str).is_none_or(|t| t == "text"))
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect::<Vec<_>>()
             .join("\n"),
@@ -248,19 +224,13 @@ fn last_user_text(messages: &[Value]) -> String {
 
 fn prompt_tokens(messages: &[Value], system: Option<&Value>) -> u64 {
     let sys = system.map(|s| word_count(&content_text(s))).unwrap_or(0);
-    sys + messages
-        .iter()
-        .map(|m| word_count(&content_text(m.get("content").unwrap_or(&Value::Null))))
-        .sum::<u64>()
+    sys + messages.iter().map(|m| word_count(&content_text(m.get("content").unwrap_or(&Value::Null)))).sum::<u64>()
 }
 
 fn reply_text(shared: &Shared, messages: &[Value]) -> String {
     match lock(&shared.reply).clone() {
         Some(r) => r,
-        None => format!(
-            "Hello from the fake model: {}",
-            last_user_text(messages).trim()
-        ),
+        None => format!("Hello from the fake model: {}", last_user_text(messages).trim()),
     }
 }
 
@@ -283,21 +253,14 @@ fn split_words(text: &str) -> Vec<String> {
 
 /// A body that yields `frames` with `delay` between them; if `drop_after` is Some(n), the
 /// connection is aborted after n frames (hyper closes it without finishing the body).
-fn streaming_response(
-    content_type: &str,
-    frames: Vec<Bytes>,
-    delay: Duration,
-    drop_after: Option<usize>,
-) -> Response {
+fn streaming_response(content_type: &str, frames: Vec<Bytes>, delay: Duration, drop_after: Option<usize>) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         for (i, frame) in frames.into_iter().enumerate() {
             if drop_after == Some(i) {
                 // Give hyper time to put the earlier chunks on the wire before the abort.
                 tokio::time::sleep(delay.max(Duration::from_millis(50))).await;
-                let _ = tx
-                    .send(Err(std::io::Error::other("fake llm: dropped mid-stream")))
-                    .await;
+                let _ = tx.send(Err(std::io::Error::other("fake llm: dropped mid-stream"))).await;
                 return;
             }
             if i > 0 && !delay.is_zero() {
@@ -308,9 +271,7 @@ fn streaming_response(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type)
@@ -323,11 +284,7 @@ fn streaming_response(
 fn split3(body: String) -> Vec<Bytes> {
     let b = Bytes::from(body);
     let third = b.len() / 3;
-    vec![
-        b.slice(..third),
-        b.slice(third..2 * third),
-        b.slice(2 * third..),
-    ]
+    vec![b.slice(..third), b.slice(third..2 * third), b.slice(2 * third..)]
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -344,17 +301,11 @@ fn provider_error(flavor: Flavor, status: u16, message: &str) -> Response {
     }
     let body = match flavor {
         Flavor::OpenAi => {
-            extra.push((
-                "x-request-id",
-                format!("req_{}", uuid::Uuid::new_v4().simple()),
-            ));
+            extra.push(("x-request-id", format!("req_{}", uuid::Uuid::new_v4().simple())));
             let (ty, c): (&str, Value) = match status {
                 400 => ("invalid_request_error", Value::Null),
                 401 => ("invalid_request_error", json!("invalid_api_key")),
-                403 => (
-                    "invalid_request_error",
-                    json!("unsupported_country_region_territory"),
-                ),
+                403 => ("invalid_request_error", json!("unsupported_country_region_territory")),
                 404 => ("invalid_request_error", json!("model_not_found")),
                 408 => ("timeout", Value::Null),
                 409 => ("conflict", Value::Null),
@@ -365,10 +316,7 @@ fn provider_error(flavor: Flavor, status: u16, message: &str) -> Response {
             json!({"error": {"message": message, "type": ty, "param": null, "code": c}})
         }
         Flavor::Anthropic => {
-            extra.push((
-                "request-id",
-                format!("req_{}", uuid::Uuid::new_v4().simple()),
-            ));
+            extra.push(("request-id", format!("req_{}", uuid::Uuid::new_v4().simple())));
             let ty = match status {
                 400 | 409 | 412 => "invalid_request_error",
                 401 => "authentication_error",
@@ -409,10 +357,7 @@ async fn apply_failure(shared: &Shared, flavor: Flavor) -> (Option<Response>, bo
         Some(FailMode::Hang) => {
             let mut rx = shared.shutdown.subscribe();
             let _ = rx.wait_for(|stopped| *stopped).await;
-            (
-                Some(provider_error(flavor, 503, "fake llm shutting down")),
-                false,
-            )
+            (Some(provider_error(flavor, 503, "fake llm shutting down")), false)
         }
         Some(FailMode::DropMidStream) => (None, true),
     }
@@ -431,12 +376,7 @@ async fn not_found(uri: Uri) -> Response {
     )
 }
 
-async fn models(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn models(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     record(&shared, &method, &uri, &headers, &Bytes::new());
     json_response(
         StatusCode::OK,
@@ -454,12 +394,10 @@ async fn chat_completions(
 ) -> Response {
     let req = record(&shared, &method, &uri, &headers, &body);
     let expected = format!("Bearer {}", shared.api_key);
-    let auth_ok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(expected.as_str());
+    let auth_ok = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
     if !auth_ok {
-        let msg = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
+        let msg =
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
         return provider_error(Flavor::OpenAi, 401, msg);
     }
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
@@ -469,11 +407,7 @@ async fn chat_completions(
     if let Some(r) = resp {
         return r;
     }
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or(&shared.model)
-        .to_string();
+    let model = req.get("model").and_then(Value::as_str).unwrap_or(&shared.model).to_string();
     let text = reply_text(&shared, messages);
     let prompt = prompt_tokens(messages, None);
     let completion = word_count(&text);
@@ -491,20 +425,12 @@ async fn chat_completions(
             "usage": usage,
         });
         if drop_mid {
-            return streaming_response(
-                "application/json",
-                split3(body.to_string()),
-                shared.chunk_delay,
-                drop_after,
-            );
+            return streaming_response("application/json", split3(body.to_string()), shared.chunk_delay, drop_after);
         }
         return json_response(StatusCode::OK, &[], &body);
     }
 
-    let include_usage = req
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
@@ -513,10 +439,7 @@ async fn chat_completions(
         }
         format!("data: {c}\n\n")
     };
-    let mut frames = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    )];
+    let mut frames = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
     for w in split_words(&text) {
         frames.push(chunk(json!({"content": w}), Value::Null));
     }
@@ -543,17 +466,12 @@ async fn anthropic_messages(
     body: Bytes,
 ) -> Response {
     let req = record(&shared, &method, &uri, &headers, &body);
-    let key_ok =
-        headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(shared.api_key.as_str());
+    let key_ok = headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(shared.api_key.as_str());
     if !key_ok {
         return provider_error(Flavor::Anthropic, 401, "invalid x-api-key");
     }
     if !headers.contains_key("anthropic-version") {
-        return provider_error(
-            Flavor::Anthropic,
-            400,
-            "anthropic-version: header is required",
-        );
+        return provider_error(Flavor::Anthropic, 400, "anthropic-version: header is required");
     }
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return provider_error(Flavor::Anthropic, 400, "messages: Field required");
@@ -562,11 +480,7 @@ async fn anthropic_messages(
     if let Some(r) = resp {
         return r;
     }
-    let model = req
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or(&shared.model)
-        .to_string();
+    let model = req.get("model").and_then(Value::as_str).unwrap_or(&shared.model).to_string();
     let text = reply_text(&shared, messages);
     let input_tokens = prompt_tokens(messages, req.get("system"));
     let output_tokens = word_count(&text);
@@ -582,12 +496,7 @@ async fn anthropic_messages(
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         });
         if drop_mid {
-            return streaming_response(
-                "application/json",
-                split3(body.to_string()),
-                shared.chunk_delay,
-                drop_after,
-            );
+            return streaming_response("application/json", split3(body.to_string()), shared.chunk_delay, drop_after);
         }
         return json_response(StatusCode::OK, &[], &body);
     }
@@ -613,10 +522,7 @@ async fn anthropic_messages(
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
         ));
     }
-    frames.push(ev(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
+    frames.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
     frames.push(ev(
         "message_delta",
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},

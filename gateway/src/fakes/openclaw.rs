@@ -15,9 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::{
-    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
-};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -60,9 +58,7 @@ const CLIENT_IDS: &[&str] = &[
     "fingerprint",
     "openclaw-probe",
 ];
-const CLIENT_MODES: &[&str] = &[
-    "webchat", "cli", "ui", "backend", "node", "worker", "probe", "test",
-];
+const CLIENT_MODES: &[&str] = &["webchat", "cli", "ui", "backend", "node", "worker", "probe", "test"];
 const OPERATOR_SCOPES: &[&str] = &[
     "operator.read",
     "operator.write",
@@ -75,23 +71,9 @@ const OPERATOR_SCOPES: &[&str] = &[
 ];
 const SCOPE_READ: &str = "operator.read";
 const SCOPE_WRITE: &str = "operator.write";
-const METHODS: &[&str] = &[
-    "health",
-    "chat.send",
-    "chat.history",
-    "chat.abort",
-    "sessions.list",
-    "sessions.delete",
-    "sessions.reset",
-];
-const EVENTS: &[&str] = &[
-    "connect.challenge",
-    "agent",
-    "chat",
-    "tick",
-    "health",
-    "shutdown",
-];
+const METHODS: &[&str] =
+    &["health", "chat.send", "chat.history", "chat.abort", "sessions.list", "sessions.delete", "sessions.reset"];
+const EVENTS: &[&str] = &["connect.challenge", "agent", "chat", "tick", "health", "shutdown"];
 
 /// What the fake agent answers to `chat.send`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,11 +127,7 @@ impl Default for FakeOpenClawOptions {
 /// `"main"` -> `"agent:main:main"`, `"X"` -> `"agent:main:X"`, `"agent:…"` unchanged.
 pub fn canonical_session_key(key: &str) -> String {
     let key = key.trim();
-    if key.starts_with("agent:") {
-        key.to_string()
-    } else {
-        format!("agent:main:{key}")
-    }
+    if key.starts_with("agent:") { key.to_string() } else { format!("agent:main:{key}") }
 }
 
 /// Lowercase hex sha256 of the raw 32-byte Ed25519 public key (= `device.id`).
@@ -190,10 +168,7 @@ fn device_auth_payload_v2(
     token: &str,
     nonce: &str,
 ) -> String {
-    format!(
-        "v2|{device_id}|{client_id}|{client_mode}|{role}|{}|{signed_at_ms}|{token}|{nonce}",
-        scopes.join(",")
-    )
+    format!("v2|{device_id}|{client_id}|{client_mode}|{role}|{}|{signed_at_ms}|{token}|{nonce}", scopes.join(","))
 }
 
 fn normalize_meta(v: &str) -> String {
@@ -201,10 +176,7 @@ fn normalize_meta(v: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,11 +217,7 @@ struct Session {
 
 impl Session {
     fn new() -> Self {
-        Self {
-            session_id: uuid::Uuid::new_v4().to_string(),
-            messages: Vec::new(),
-            updated_at: now_ms(),
-        }
+        Self { session_id: uuid::Uuid::new_v4().to_string(), messages: Vec::new(), updated_at: now_ms() }
     }
 }
 
@@ -319,11 +287,7 @@ impl FakeOpenClaw {
             clear_scopes: opts.clear_scopes,
             require_device: opts.require_device,
             echo_mode: opts.echo_mode,
-            tick_interval: if opts.tick_interval.is_zero() {
-                Duration::from_secs(30)
-            } else {
-                opts.tick_interval
-            },
+            tick_interval: if opts.tick_interval.is_zero() { Duration::from_secs(30) } else { opts.tick_interval },
             handshake_timeout: opts.handshake_timeout,
             started_at_ms: now_ms(),
             reply: Mutex::new(opts.reply),
@@ -344,18 +308,12 @@ impl FakeOpenClaw {
             .route("/readyz", get(ready_http))
             .fallback(ws_handler)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake openclaw: bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake openclaw: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake openclaw: local_addr");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeOpenClaw {
-            addr,
-            shared,
-            server,
-        }
+        FakeOpenClaw { addr, shared, server }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -439,12 +397,7 @@ impl FakeOpenClaw {
         let sessions = lock(&self.shared.sessions);
         sessions
             .get(&canonical_session_key(key))
-            .map(|s| {
-                s.messages
-                    .iter()
-                    .map(|m| (m.role.to_string(), m.text.clone()))
-                    .collect()
-            })
+            .map(|s| s.messages.iter().map(|m| (m.role.to_string(), m.text.clone())).collect())
             .unwrap_or_default()
     }
 
@@ -486,12 +439,7 @@ async fn ws_handler(
         let body = json!({"error": {
             "message": "Proxy client attribution is required.",
             "type": "proxy_attribution_required"}});
-        return (
-            StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
+        return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     }
     let ws = match ws {
         Ok(ws) => ws,
@@ -540,22 +488,16 @@ impl ConnCtx {
     }
 
     fn res_ok(&self, id: &Value, payload: Value) {
-        let _ = self.tx.send(Out::Res(
-            json!({"type": "res", "id": id, "ok": true, "payload": payload}),
-        ));
+        let _ = self.tx.send(Out::Res(json!({"type": "res", "id": id, "ok": true, "payload": payload})));
     }
 
     fn res_err(&self, id: &Value, error: Value) {
-        let _ = self.tx.send(Out::Res(
-            json!({"type": "res", "id": id, "ok": false, "error": error}),
-        ));
+        let _ = self.tx.send(Out::Res(json!({"type": "res", "id": id, "ok": false, "error": error})));
     }
 }
 
 fn scopes_allow(scopes: &[String], scope: &str) -> bool {
-    scopes
-        .iter()
-        .any(|s| s == scope || s == "operator.admin" || (scope == SCOPE_READ && s == SCOPE_WRITE))
+    scopes.iter().any(|s| s == scope || s == "operator.admin" || (scope == SCOPE_READ && s == SCOPE_WRITE))
 }
 
 enum Step {
@@ -564,10 +506,7 @@ enum Step {
 }
 
 async fn send_text(socket: &mut WebSocket, v: &Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+    socket.send(Message::Text(v.to_string().into())).await.is_ok()
 }
 
 /// Sends a close frame and waits (bounded) for the peer's close reply.
@@ -577,10 +516,7 @@ async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
     while reason.len() > 123 {
         reason.pop();
     }
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
+    let frame = CloseFrame { code, reason: reason.into() };
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
@@ -606,13 +542,8 @@ async fn write_out(socket: &mut WebSocket, ctx: &mut ConnCtx, out: Out) -> Step 
         }
         Out::Event(event, payload) => {
             ctx.seq += 1;
-            let frame =
-                json!({"type": "event", "event": event, "payload": payload, "seq": ctx.seq});
-            if send_text(socket, &frame).await {
-                Step::Continue
-            } else {
-                Step::Stop
-            }
+            let frame = json!({"type": "event", "event": event, "payload": payload, "seq": ctx.seq});
+            if send_text(socket, &frame).await { Step::Continue } else { Step::Stop }
         }
         Out::Close(code, reason) => {
             close_socket(socket, code, &reason).await;
@@ -625,29 +556,11 @@ async fn write_out(socket: &mut WebSocket, ctx: &mut ConnCtx, out: Out) -> Step 
 async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, has_origin: bool) {
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    lock(&shared.conns).insert(
-        conn_id,
-        ConnEntry {
-            tx: tx.clone(),
-            authed: false,
-            can_read: false,
-        },
-    );
-    let _guard = ConnGuard {
-        shared: shared.clone(),
-        id: conn_id,
-    };
-    let mut ctx = ConnCtx {
-        shared: shared.clone(),
-        tx,
-        scopes: Vec::new(),
-        seq: 0,
-    };
+    lock(&shared.conns).insert(conn_id, ConnEntry { tx: tx.clone(), authed: false, can_read: false });
+    let _guard = ConnGuard { shared: shared.clone(), id: conn_id };
+    let mut ctx = ConnCtx { shared: shared.clone(), tx, scopes: Vec::new(), seq: 0 };
 
-    let challenge = Challenge {
-        nonce: uuid::Uuid::new_v4().to_string(),
-        ts: now_ms(),
-    };
+    let challenge = Challenge { nonce: uuid::Uuid::new_v4().to_string(), ts: now_ms() };
     let ch = json!({"type": "event", "event": "connect.challenge",
         "payload": {"nonce": challenge.nonce, "ts": challenge.ts, "capabilities": []}});
     if !send_text(&mut socket, &ch).await {
@@ -777,12 +690,7 @@ fn reject(id: &Value, error: Value, close_code: u16, close_reason: &str) -> Reje
 
 fn invalid_params(id: &Value, why: &str) -> Reject {
     let msg = format!("invalid connect params: {why}");
-    reject(
-        id,
-        json!({"code": "INVALID_REQUEST", "message": msg}),
-        1008,
-        &msg,
-    )
+    reject(id, json!({"code": "INVALID_REQUEST", "message": msg}), 1008, &msg)
 }
 
 fn device_error(id: &Value, message: &str, code: &str, reason: &str) -> Reject {
@@ -820,11 +728,7 @@ fn handle_connect(
             Some(json!({"type": "res", "id": id, "ok": false, "error": {
                 "code": "INVALID_REQUEST", "message": "invalid handshake: first request must be connect"}}))
         };
-        return Err(Reject {
-            res,
-            close_code: 1008,
-            close_reason: "invalid handshake".to_string(),
-        });
+        return Err(Reject { res, close_code: 1008, close_reason: "invalid handshake".to_string() });
     }
 
     if index < u64::from(shared.starting_rejections) {
@@ -855,10 +759,7 @@ fn handle_connect(
             ));
         }
         _ => {
-            return Err(invalid_params(
-                &id,
-                "minProtocol and maxProtocol are required",
-            ));
+            return Err(invalid_params(&id, "minProtocol and maxProtocol are required"));
         }
     }
 
@@ -875,16 +776,10 @@ fn handle_connect(
     }
     let (client_id, client_mode, platform) = (client_fields[0], client_fields[3], client_fields[2]);
     if !CLIENT_IDS.contains(&client_id) {
-        return Err(invalid_params(
-            &id,
-            &format!("client.id must be one of the known client ids (got {client_id:?})"),
-        ));
+        return Err(invalid_params(&id, &format!("client.id must be one of the known client ids (got {client_id:?})")));
     }
     if !CLIENT_MODES.contains(&client_mode) {
-        return Err(invalid_params(
-            &id,
-            &format!("client.mode must be one of the known modes (got {client_mode:?})"),
-        ));
+        return Err(invalid_params(&id, &format!("client.mode must be one of the known modes (got {client_mode:?})")));
     }
     let device_family = str_field(client, "deviceFamily").unwrap_or("");
 
@@ -967,10 +862,7 @@ fn handle_connect(
             ));
         }
     };
-    let signed_token = token
-        .or(device_token)
-        .or_else(|| str_field(&auth, "bootstrapToken"))
-        .unwrap_or("");
+    let signed_token = token.or(device_token).or_else(|| str_field(&auth, "bootstrapToken")).unwrap_or("");
 
     // device proof
     match device {
@@ -998,14 +890,9 @@ fn handle_connect(
         None => {}
     }
 
-    let granted: Vec<String> = if shared.clear_scopes {
-        Vec::new()
-    } else {
-        scopes
-    };
+    let granted: Vec<String> = if shared.clear_scopes { Vec::new() } else { scopes };
     let now = now_ms();
-    let mut auth_out =
-        json!({"method": auth_method, "role": role, "scopes": granted, "issuedAtMs": now});
+    let mut auth_out = json!({"method": auth_method, "role": role, "scopes": granted, "issuedAtMs": now});
     if device.is_some() {
         auth_out["deviceToken"] = json!(FAKE_DEVICE_TOKEN);
     }
@@ -1027,17 +914,12 @@ fn handle_connect(
         "policy": {"maxPayload": MAX_PAYLOAD, "maxBufferedBytes": MAX_BUFFERED_BYTES,
                    "tickIntervalMs": shared.tick_interval.as_millis() as u64}
     });
-    Ok((
-        json!({"type": "res", "id": id, "ok": true, "payload": payload}),
-        granted,
-    ))
+    Ok((json!({"type": "res", "id": id, "ok": true, "payload": payload}), granted))
 }
 
 fn decode_b64url(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1055,29 +937,13 @@ fn verify_device(
 ) -> Result<(), Reject> {
     let nonce = str_field(d, "nonce").unwrap_or("");
     if nonce.is_empty() {
-        return Err(device_error(
-            id,
-            "device nonce required",
-            "DEVICE_AUTH_NONCE_REQUIRED",
-            "device-nonce-missing",
-        ));
+        return Err(device_error(id, "device nonce required", "DEVICE_AUTH_NONCE_REQUIRED", "device-nonce-missing"));
     }
     if nonce != challenge.nonce {
-        return Err(device_error(
-            id,
-            "device nonce mismatch",
-            "DEVICE_AUTH_NONCE_MISMATCH",
-            "device-nonce-mismatch",
-        ));
+        return Err(device_error(id, "device nonce mismatch", "DEVICE_AUTH_NONCE_MISMATCH", "device-nonce-mismatch"));
     }
-    let pk_invalid = || {
-        device_error(
-            id,
-            "device public key invalid",
-            "DEVICE_AUTH_PUBLIC_KEY_INVALID",
-            "device-public-key",
-        )
-    };
+    let pk_invalid =
+        || device_error(id, "device public key invalid", "DEVICE_AUTH_PUBLIC_KEY_INVALID", "device-public-key");
     let Some(public_key) = str_field(d, "publicKey").and_then(decode_b64url) else {
         return Err(pk_invalid());
     };
@@ -1093,14 +959,8 @@ fn verify_device(
             "device-id-mismatch",
         ));
     }
-    let expired = || {
-        device_error(
-            id,
-            "device signature expired",
-            "DEVICE_AUTH_SIGNATURE_EXPIRED",
-            "device-signature-stale",
-        )
-    };
+    let expired =
+        || device_error(id, "device signature expired", "DEVICE_AUTH_SIGNATURE_EXPIRED", "device-signature-stale");
     let Some(signed_at) = d.get("signedAt").and_then(Value::as_i64) else {
         return Err(expired());
     };
@@ -1108,19 +968,12 @@ fn verify_device(
     if (now - signed_at).abs() > SIGNATURE_SKEW_MS || signed_at != challenge.ts as i64 {
         return Err(expired());
     }
-    let sig_invalid = || {
-        device_error(
-            id,
-            "device signature invalid",
-            "DEVICE_AUTH_SIGNATURE_INVALID",
-            "device-signature",
-        )
-    };
+    let sig_invalid =
+        || device_error(id, "device signature invalid", "DEVICE_AUTH_SIGNATURE_INVALID", "device-signature");
     let Some(signature) = str_field(d, "signature").and_then(decode_b64url) else {
         return Err(sig_invalid());
     };
-    let key =
-        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &public_key);
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &public_key);
     let v3 = device_auth_payload_v3(
         device_id,
         client_id,
@@ -1136,16 +989,7 @@ fn verify_device(
     if key.verify(v3.as_bytes(), &signature).is_ok() {
         return Ok(());
     }
-    let v2 = device_auth_payload_v2(
-        device_id,
-        client_id,
-        client_mode,
-        role,
-        scopes,
-        signed_at,
-        token,
-        nonce,
-    );
+    let v2 = device_auth_payload_v2(device_id, client_id, client_mode, role, scopes, signed_at, token, nonce);
     if key.verify(v2.as_bytes(), &signature).is_ok() {
         return Ok(());
     }
@@ -1192,10 +1036,9 @@ fn handle_frame(ctx: &mut ConnCtx, text: &str) {
         return;
     }
     match method {
-        "health" => ctx.res_ok(
-            &id,
-            json!({"ok": true, "ts": now_ms(), "defaultAgentId": "main", "heartbeatSeconds": 0}),
-        ),
+        "health" => {
+            ctx.res_ok(&id, json!({"ok": true, "ts": now_ms(), "defaultAgentId": "main", "heartbeatSeconds": 0}))
+        }
         "chat.send" => chat_send(ctx, &id, &params),
         "chat.history" => chat_history(ctx, &id, &params),
         "chat.abort" => chat_abort(ctx, &id, &params),
@@ -1207,22 +1050,11 @@ fn handle_frame(ctx: &mut ConnCtx, text: &str) {
     }
 }
 
-fn required_str<'a>(
-    ctx: &ConnCtx,
-    id: &Value,
-    method: &str,
-    params: &'a Value,
-    key: &str,
-) -> Option<&'a str> {
+fn required_str<'a>(ctx: &ConnCtx, id: &Value, method: &str, params: &'a Value, key: &str) -> Option<&'a str> {
     match str_field(params, key) {
         Some(s) if !s.is_empty() => Some(s),
         _ => {
-            ctx.res_err(
-                id,
-                invalid_request(format!(
-                    "invalid {method} params: must have required property '{key}'"
-                )),
-            );
+            ctx.res_err(id, invalid_request(format!("invalid {method} params: must have required property '{key}'")));
             None
         }
     }
@@ -1240,10 +1072,7 @@ fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
         return;
     };
     let Some(message) = str_field(params, "message") else {
-        ctx.res_err(
-            id,
-            invalid_request("invalid chat.send params: must have required property 'message'"),
-        );
+        ctx.res_err(id, invalid_request("invalid chat.send params: must have required property 'message'"));
         return;
     };
     let shared = &ctx.shared;
@@ -1257,9 +1086,7 @@ fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
     }
     {
         let mut sessions = lock(&shared.sessions);
-        let s = sessions
-            .entry(canonical.clone())
-            .or_insert_with(Session::new);
+        let s = sessions.entry(canonical.clone()).or_insert_with(Session::new);
         let now = now_ms();
         s.messages.push(StoredMessage {
             role: "user",
@@ -1279,23 +1106,9 @@ fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
     let seq = Arc::new(AtomicU64::new(0));
     let text = Arc::new(Mutex::new(String::new()));
     // The task cannot observe the run map before we insert: we hold the lock across spawn.
-    let handle = tokio::spawn(run_chat(
-        shared.clone(),
-        run_id.clone(),
-        canonical.clone(),
-        outcome,
-        seq.clone(),
-        text.clone(),
-    ));
-    runs.insert(
-        run_id,
-        RunEntry {
-            session_key: canonical,
-            abort: handle.abort_handle(),
-            seq,
-            text,
-        },
-    );
+    let handle =
+        tokio::spawn(run_chat(shared.clone(), run_id.clone(), canonical.clone(), outcome, seq.clone(), text.clone()));
+    runs.insert(run_id, RunEntry { session_key: canonical, abort: handle.abort_handle(), seq, text });
 }
 
 fn next_seq(seq: &AtomicU64) -> u64 {
@@ -1316,11 +1129,7 @@ fn chat_event(run_id: &str, session_key: &str, seq: u64, fields: Value) -> Value
 }
 
 /// Broadcasts `events` only if the run is still registered (not aborted).
-fn emit_if_running(
-    shared: &Shared,
-    run_id: &str,
-    events: impl FnOnce() -> Vec<(&'static str, Value)>,
-) -> bool {
+fn emit_if_running(shared: &Shared, run_id: &str, events: impl FnOnce() -> Vec<(&'static str, Value)>) -> bool {
     let runs = lock(&shared.runs);
     if !runs.contains_key(run_id) {
         return false;
@@ -1361,12 +1170,7 @@ async fn run_chat(
     if !emit_if_running(&shared, &run_id, || {
         vec![(
             "agent",
-            agent_event(
-                &run_id,
-                &session_key,
-                next_seq(&seq),
-                json!({"phase": "start", "startedAt": started}),
-            ),
+            agent_event(&run_id, &session_key, next_seq(&seq), json!({"phase": "start", "startedAt": started})),
         )]
     }) {
         return;
@@ -1390,12 +1194,7 @@ async fn run_chat(
             );
             shared.broadcast(
                 "agent",
-                agent_event(
-                    &run_id,
-                    &session_key,
-                    next_seq(&seq),
-                    json!({"phase": "error", "error": message}),
-                ),
+                agent_event(&run_id, &session_key, next_seq(&seq), json!({"phase": "error", "error": message})),
                 true,
             );
         }
@@ -1410,10 +1209,7 @@ async fn run_chat(
                 let ok = emit_if_running(&shared, &run_id, || {
                     let fields = json!({"state": "delta", "deltaText": chunk,
                                         "message": text_message("assistant", &cumulative, now_ms())});
-                    vec![(
-                        "chat",
-                        chat_event(&run_id, &session_key, next_seq(&seq), fields),
-                    )]
+                    vec![("chat", chat_event(&run_id, &session_key, next_seq(&seq), fields))]
                 });
                 if !ok {
                     return;
@@ -1429,9 +1225,7 @@ async fn run_chat(
             let now = now_ms();
             {
                 let mut sessions = lock(&shared.sessions);
-                let s = sessions
-                    .entry(session_key.clone())
-                    .or_insert_with(Session::new);
+                let s = sessions.entry(session_key.clone()).or_insert_with(Session::new);
                 s.messages.push(StoredMessage {
                     role: "assistant",
                     text: text.clone(),
@@ -1467,18 +1261,11 @@ async fn run_chat(
 
 /// Removes and cancels matching runs; `before_events` runs (under the lock) before the
 /// aborted events are broadcast, so a `res` queued there precedes them.
-fn abort_runs(
-    shared: &Shared,
-    session_key: &str,
-    run_id: Option<&str>,
-    before_events: impl FnOnce(&[String]),
-) {
+fn abort_runs(shared: &Shared, session_key: &str, run_id: Option<&str>, before_events: impl FnOnce(&[String])) {
     let mut runs = lock(&shared.runs);
     let ids: Vec<String> = runs
         .iter()
-        .filter(|(id, r)| {
-            r.session_key == session_key && run_id.is_none_or(|want| want == id.as_str())
-        })
+        .filter(|(id, r)| r.session_key == session_key && run_id.is_none_or(|want| want == id.as_str()))
         .map(|(id, _)| id.clone())
         .collect();
     let mut removed = Vec::new();
@@ -1505,12 +1292,7 @@ fn abort_runs(
         }
         shared.broadcast(
             "chat",
-            chat_event(
-                &id,
-                &r.session_key,
-                next_seq(&r.seq),
-                json!({"state": "aborted", "stopReason": "rpc"}),
-            ),
+            chat_event(&id, &r.session_key, next_seq(&r.seq), json!({"state": "aborted", "stopReason": "rpc"})),
             true,
         );
         // Like the real gateway, the agent lifecycle error arrives after the chat "aborted" event.
@@ -1534,10 +1316,7 @@ fn chat_abort(ctx: &ConnCtx, id: &Value, params: &Value) {
     let canonical = canonical_session_key(session_key);
     let run_id = str_field(params, "runId");
     abort_runs(&ctx.shared, &canonical, run_id, |ids| {
-        ctx.res_ok(
-            id,
-            json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}),
-        );
+        ctx.res_ok(id, json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}));
     });
 }
 
@@ -1550,12 +1329,7 @@ fn chat_history(ctx: &ConnCtx, id: &Value, params: &Value) {
         Some(v) => match v.as_u64() {
             Some(n) if (1..=1000).contains(&n) => n as usize,
             _ => {
-                ctx.res_err(
-                    id,
-                    invalid_request(
-                        "invalid chat.history params: limit must be an integer 1..1000",
-                    ),
-                );
+                ctx.res_err(id, invalid_request("invalid chat.history params: limit must be an integer 1..1000"));
                 return;
             }
         },
@@ -1605,15 +1379,14 @@ fn sessions_list(ctx: &ConnCtx, id: &Value) {
     list.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let sessions: Vec<Value> = list.into_iter().map(|(_, v)| v).collect();
     let count = sessions.len();
-    ctx.res_ok(id, json!({"ts": now_ms(), "count": count, "totalCount": count, "hasMore": false, "sessions": sessions}));
+    ctx.res_ok(
+        id,
+        json!({"ts": now_ms(), "count": count, "totalCount": count, "hasMore": false, "sessions": sessions}),
+    );
 }
 
 fn sessions_delete_or_reset(ctx: &ConnCtx, id: &Value, params: &Value, delete: bool) {
-    let method = if delete {
-        "sessions.delete"
-    } else {
-        "sessions.reset"
-    };
+    let method = if delete { "sessions.delete" } else { "sessions.reset" };
     let Some(key) = required_str(ctx, id, method, params, "key") else {
         return;
     };
@@ -1622,19 +1395,11 @@ fn sessions_delete_or_reset(ctx: &ConnCtx, id: &Value, params: &Value, delete: b
     let mut sessions = lock(&ctx.shared.sessions);
     if delete {
         let deleted = sessions.remove(&canonical).is_some();
-        ctx.res_ok(
-            id,
-            json!({"ok": true, "key": canonical, "deleted": deleted}),
-        );
+        ctx.res_ok(id, json!({"ok": true, "key": canonical, "deleted": deleted}));
     } else {
-        let s = sessions
-            .entry(canonical.clone())
-            .or_insert_with(Session::new);
+        let s = sessions.entry(canonical.clone()).or_insert_with(Session::new);
         *s = Session::new();
-        ctx.res_ok(
-            id,
-            json!({"ok": true, "key": canonical, "sessionId": s.session_id}),
-        );
+        ctx.res_ok(id, json!({"ok": true, "key": canonical, "sessionId": s.session_id}));
     }
 }
 
@@ -1651,10 +1416,7 @@ mod tests {
 
     #[test]
     fn words_keep_whitespace() {
-        assert_eq!(
-            split_words("Hello  big world"),
-            vec!["Hello  ", "big ", "world"]
-        );
+        assert_eq!(split_words("Hello  big world"), vec!["Hello  ", "big ", "world"]);
         assert_eq!(split_words(""), Vec::<String>::new());
         assert_eq!(split_words("a b").concat(), "a b");
     }

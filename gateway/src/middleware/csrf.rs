@@ -34,10 +34,7 @@ fn verdict(state: &AppState, request: &Request) -> Result<(), AppError> {
             Ok(())
         } else {
             tracing::debug!(origin, "CSRF: origin not allowed");
-            Err(AppError::forbidden(
-                "cross_origin",
-                "cross-origin request refused",
-            ))
+            Err(AppError::forbidden("cross_origin", "cross-origin request refused"))
         };
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {

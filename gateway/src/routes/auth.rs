@@ -38,21 +38,15 @@ pub async fn signup(
 
     let hash = state.hasher.hash(password.expose()).await?;
     let conn = state.db.conn()?;
-    let user = users::create_local(&conn, &email, &hash)
-        .await
-        .map_err(|e| match e {
-            users::CreateError::EmailTaken => {
-                AppError::conflict("email_taken", "an account with this email already exists")
-            }
-            users::CreateError::Db(e) => e.into(),
-        })?;
+    let user = users::create_local(&conn, &email, &hash).await.map_err(|e| match e {
+        users::CreateError::EmailTaken => {
+            AppError::conflict("email_taken", "an account with this email already exists")
+        }
+        users::CreateError::Db(e) => e.into(),
+    })?;
     tracing::info!(user_id = %user.id, "account created");
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
-    Ok((
-        StatusCode::CREATED,
-        jar,
-        axum::Json(json!({ "user": user })),
-    ))
+    Ok((StatusCode::CREATED, jar, axum::Json(json!({ "user": user }))))
 }
 
 pub async fn login(
@@ -63,13 +57,7 @@ pub async fn login(
     Json(body): Json<Credentials>,
 ) -> AppResult<(CookieJar, axum::Json<Value>)> {
     require_local_accounts(&state)?;
-    let invalid = || {
-        AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong email or password",
-        )
-    };
+    let invalid = || AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
     let email = Email::parse(&body.email).map_err(|_| invalid())?;
     let ip = state.settings.client_ip(&headers, peer);
     state.auth_limiter.check(ip, email.as_str())?;
@@ -84,6 +72,9 @@ pub async fn login(
     };
     let user = credentials.user;
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
+    if state.settings.prewarm {
+        state.machines.prewarm(&user.id);
+    }
     Ok((jar, axum::Json(json!({ "user": user }))))
 }
 
@@ -92,10 +83,7 @@ pub async fn logout(state: AppState, jar: CookieJar) -> AppResult<(StatusCode, C
         let conn = state.db.conn()?;
         sessions::delete(&conn, &sha256_hex(cookie.value().as_bytes())).await?;
     }
-    Ok((
-        StatusCode::NO_CONTENT,
-        jar.add(session::removal_cookie(&state)),
-    ))
+    Ok((StatusCode::NO_CONTENT, jar.add(session::removal_cookie(&state))))
 }
 
 /// Issues a fresh session, ending the one the browser held before (no session fixation).
@@ -117,8 +105,6 @@ fn require_local_accounts(app: &App) -> AppResult<()> {
     if app.settings.local_accounts {
         Ok(())
     } else {
-        Err(AppError::not_found(
-            "local accounts are disabled on this server",
-        ))
+        Err(AppError::not_found("local accounts are disabled on this server"))
     }
 }

@@ -20,9 +20,5 @@ pub async fn readyz(state: AppState) -> AppResult<axum::Json<Value>> {
 }
 
 pub async fn metrics(state: AppState) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

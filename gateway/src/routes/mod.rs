@@ -3,13 +3,14 @@
 mod auth;
 mod health;
 mod me;
+mod sessions;
 mod tokens;
 mod web;
 mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -26,16 +27,19 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(me::get))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/sessions", get(sessions::list).post(sessions::create))
+        .route("/sessions/{key}", patch(sessions::rename).delete(sessions::delete))
+        .route("/sessions/{key}/history", get(sessions::history))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 
-    let webhooks = Router::new()
-        .route("/clerk", post(webhooks::clerk))
-        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let webhooks =
+        Router::new().route("/clerk", post(webhooks::clerk)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
 
     let router = Router::new()
         .nest("/api", api)
         .nest("/webhooks", webhooks)
+        .route("/ws", get(crate::relay::upgrade))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -50,9 +54,5 @@ async fn api_not_found() -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }

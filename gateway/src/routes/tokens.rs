@@ -29,26 +29,14 @@ pub async fn create(
 ) -> AppResult<(StatusCode, axum::Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(AppError::bad_request(
-            "invalid_name",
-            "name must be 1 to 64 printable characters",
-        ));
+        return Err(AppError::bad_request("invalid_name", "name must be 1 to 64 printable characters"));
     }
-    if body
-        .expires_in_days
-        .is_some_and(|d| d == 0 || d > MAX_EXPIRY_DAYS)
-    {
-        return Err(AppError::bad_request(
-            "invalid_expiry",
-            "expires_in_days must be between 1 and 3650",
-        ));
+    if body.expires_in_days.is_some_and(|d| d == 0 || d > MAX_EXPIRY_DAYS) {
+        return Err(AppError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650"));
     }
     let conn = state.db.conn()?;
     if api_tokens::list(&conn, &auth.user_id).await?.len() >= MAX_TOKENS_PER_USER {
-        return Err(AppError::conflict(
-            "too_many_tokens",
-            "revoke a token before creating another (limit 50)",
-        ));
+        return Err(AppError::conflict("too_many_tokens", "revoke a token before creating another (limit 50)"));
     }
     let now = now_secs();
     let expires_at = body.expires_in_days.map(|d| now + i64::from(d) * 86_400);
@@ -80,11 +68,7 @@ pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
-pub async fn revoke(
-    state: AppState,
-    auth: AuthUser,
-    Path(id): Path<String>,
-) -> AppResult<StatusCode> {
+pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("no such token"));
     }

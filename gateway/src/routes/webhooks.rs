@@ -24,15 +24,9 @@ struct ClerkObject {
     id: String,
 }
 
-pub async fn clerk(
-    state: AppState,
-    headers: HeaderMap,
-    body: Bytes,
-) -> AppResult<axum::Json<Value>> {
-    let key = state
-        .clerk_webhook_key
-        .as_ref()
-        .ok_or_else(|| AppError::not_found("Clerk webhooks are not configured"))?;
+pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResult<axum::Json<Value>> {
+    let key =
+        state.clerk_webhook_key.as_ref().ok_or_else(|| AppError::not_found("Clerk webhooks are not configured"))?;
     let now = now_secs();
     let message_id = svix::verify(key, &headers, &body, now)?;
     let event: ClerkEvent = serde_json::from_slice(&body)
@@ -41,9 +35,7 @@ pub async fn clerk(
     // Recording the id and acting on the event commit together, so a failure leaves the
     // delivery unrecorded and Svix's retry is handled, not skipped.
     let conn = state.db.conn()?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .await?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
     if !webhooks::record_once(&tx, "clerk", &message_id, &event.kind, now).await? {
         return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
     }

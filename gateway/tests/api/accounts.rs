@@ -8,21 +8,12 @@ async fn signup_sets_a_safe_session_cookie_and_me_returns_the_user() {
     let client = app.browser();
     let res = app.signup(&client, "  Alice@Example.com ").await;
     assert_eq!(res.status(), 201);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(cookie.starts_with("roost_session="), "{cookie}");
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "cookie lacks {attr}: {cookie}");
     }
-    assert!(
-        !cookie.contains("Secure"),
-        "plain-http origin must not set Secure: {cookie}"
-    );
+    assert!(!cookie.contains("Secure"), "plain-http origin must not set Secure: {cookie}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["email"], "alice@example.com");
 
@@ -31,11 +22,7 @@ async fn signup_sets_a_safe_session_cookie_and_me_returns_the_user() {
     assert_eq!(me["auth"], "session");
 
     // Only the hash of the session secret is stored, and the password only as Argon2id.
-    let secret = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches("roost_session=");
+    let secret = cookie.split(';').next().unwrap().trim_start_matches("roost_session=");
     assert!(!contains(&app.db_bytes(), secret));
     assert!(!contains(&app.db_bytes(), PASSWORD));
     let hash = app.sql("SELECT password_hash FROM users").await;
@@ -55,10 +42,7 @@ async fn https_origins_get_a_secure_host_prefixed_cookie() {
         .unwrap();
     assert_eq!(res.status(), 201);
     let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap();
-    assert!(
-        cookie.starts_with("__Host-roost_session=") && cookie.contains("Secure"),
-        "{cookie}"
-    );
+    assert!(cookie.starts_with("__Host-roost_session=") && cookie.contains("Secure"), "{cookie}");
 }
 
 #[tokio::test]
@@ -75,27 +59,11 @@ async fn bad_signup_input_gets_a_clear_error_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let client = app.browser();
     let cases = [
-        (
-            json!({ "email": "not-an-email", "password": PASSWORD }),
-            400,
-            "invalid_email",
-        ),
-        (
-            json!({ "email": "a@example.com", "password": "short" }),
-            400,
-            "weak_password",
-        ),
+        (json!({ "email": "not-an-email", "password": PASSWORD }), 400, "invalid_email"),
+        (json!({ "email": "a@example.com", "password": "short" }), 400, "weak_password"),
         (json!({ "email": "a@example.com" }), 400, "invalid_json"),
-        (
-            json!({ "email": "a@example.com", "password": PASSWORD, "admin": true }),
-            400,
-            "invalid_json",
-        ),
-        (
-            json!({ "email": 5, "password": PASSWORD }),
-            400,
-            "invalid_json",
-        ),
+        (json!({ "email": "a@example.com", "password": PASSWORD, "admin": true }), 400, "invalid_json"),
+        (json!({ "email": 5, "password": PASSWORD }), 400, "invalid_json"),
     ];
     for (body, status, code) in cases {
         let got = error_code(app.post(&client, "/api/auth/signup", &body).await).await;
@@ -110,22 +78,11 @@ async fn bad_signup_input_gets_a_clear_error_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(error_code(res).await, (400, "invalid_json".into()));
-    let res = client
-        .post(app.url("/api/auth/signup"))
-        .header("Origin", &app.origin)
-        .body("email=a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(res).await,
-        (415, "unsupported_media_type".into())
-    );
+    let res =
+        client.post(app.url("/api/auth/signup")).header("Origin", &app.origin).body("email=a").send().await.unwrap();
+    assert_eq!(error_code(res).await, (415, "unsupported_media_type".into()));
     let huge = json!({ "email": "a@example.com", "password": "x".repeat(100_000) });
-    assert_eq!(
-        error_code(app.post(&client, "/api/auth/signup", &huge).await).await,
-        (413, "body_too_large".into())
-    );
+    assert_eq!(error_code(app.post(&client, "/api/auth/signup", &huge).await).await, (413, "body_too_large".into()));
     assert_eq!(app.count("users").await, 0);
     assert_eq!(app.count("sessions").await, 0);
 }
@@ -135,24 +92,11 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     let app = TestApp::spawn().await;
     app.signed_up_user("carol@example.com").await;
     let client = app.browser();
-    for (email, password) in [
-        ("carol@example.com", "wrong password"),
-        ("nobody@example.com", PASSWORD),
-    ] {
-        let res = app
-            .post(
-                &client,
-                "/api/auth/login",
-                &json!({ "email": email, "password": password }),
-            )
-            .await;
+    for (email, password) in [("carol@example.com", "wrong password"), ("nobody@example.com", PASSWORD)] {
+        let res = app.post(&client, "/api/auth/login", &json!({ "email": email, "password": password })).await;
         assert_eq!(error_code(res).await, (401, "invalid_credentials".into()));
     }
-    assert_eq!(
-        app.count("sessions").await,
-        1,
-        "only the signup session exists"
-    );
+    assert_eq!(app.count("sessions").await, 1, "only the signup session exists");
 }
 
 #[tokio::test]
@@ -160,13 +104,7 @@ async fn login_issues_a_new_session_and_ends_the_old_one() {
     let app = TestApp::spawn().await;
     let (client, _) = app.signed_up_user("dave@example.com").await;
     let old = app.sql("SELECT token_hash FROM sessions").await;
-    let res = app
-        .post(
-            &client,
-            "/api/auth/login",
-            &json!({ "email": "DAVE@example.com", "password": PASSWORD }),
-        )
-        .await;
+    let res = app.post(&client, "/api/auth/login", &json!({ "email": "DAVE@example.com", "password": PASSWORD })).await;
     assert_eq!(res.status(), 200);
     let now = app.sql("SELECT token_hash FROM sessions").await;
     assert_eq!(now.len(), 1);
@@ -179,27 +117,10 @@ async fn logout_ends_the_session_even_for_a_replayed_cookie() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::new();
     let res = app.signup(&client, "erin@example.com").await;
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
     let me = |c: String| {
         let url = app.url("/api/me");
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .header("cookie", c)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { reqwest::Client::new().get(url).header("cookie", c).send().await.unwrap().status() }
     };
     assert_eq!(me(cookie.clone()).await, 200);
     let res = client
@@ -210,14 +131,7 @@ async fn logout_ends_the_session_even_for_a_replayed_cookie() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert!(
-        res.headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .contains("Max-Age=0")
-    );
+    assert!(res.headers().get("set-cookie").unwrap().to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(me(cookie).await, 401);
     assert_eq!(app.count("sessions").await, 0);
 }
@@ -227,12 +141,8 @@ async fn idle_and_absolute_session_expiry_are_enforced() {
     let app = TestApp::spawn().await;
     let (client, _) = app.signed_up_user("fay@example.com").await;
     assert_eq!(app.get(&client, "/api/me").await.status(), 200);
-    app.sql("UPDATE sessions SET last_seen_at = last_seen_at - 8 * 86400 RETURNING 1")
-        .await;
-    assert_eq!(
-        error_code(app.get(&client, "/api/me").await).await,
-        (401, "session_expired".into())
-    );
+    app.sql("UPDATE sessions SET last_seen_at = last_seen_at - 8 * 86400 RETURNING 1").await;
+    assert_eq!(error_code(app.get(&client, "/api/me").await).await, (401, "session_expired".into()));
 
     let (client, _) = app.signed_up_user("gil@example.com").await;
     app.sql("UPDATE sessions SET expires_at = 1 WHERE user_id = (SELECT id FROM users WHERE email = 'gil@example.com') RETURNING 1").await;
@@ -249,23 +159,12 @@ async fn login_is_rate_limited_per_email_with_retry_after() {
         assert_eq!(attempt().await.status(), 401);
     }
     let res = attempt().await;
-    let retry_after: u64 = res
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = res.headers().get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
     assert!(retry_after >= 1);
     assert_eq!(error_code(res).await, (429, "rate_limited".into()));
     // Another email from the same IP is still allowed (per-IP quota is larger).
     let res = app
-        .post(
-            &client,
-            "/api/auth/login",
-            &json!({ "email": "other@example.com", "password": "wrong password" }),
-        )
+        .post(&client, "/api/auth/login", &json!({ "email": "other@example.com", "password": "wrong password" }))
         .await;
     assert_eq!(res.status(), 401);
 }
@@ -276,10 +175,7 @@ async fn signup_is_rate_limited_per_ip() {
     let client = app.browser();
     assert_eq!(app.signup(&client, "i1@example.com").await.status(), 201);
     assert_eq!(app.signup(&client, "i2@example.com").await.status(), 201);
-    assert_eq!(
-        error_code(app.signup(&client, "i3@example.com").await).await,
-        (429, "rate_limited".into())
-    );
+    assert_eq!(error_code(app.signup(&client, "i3@example.com").await).await, (429, "rate_limited".into()));
     assert_eq!(app.count("users").await, 2);
 }
 
@@ -289,32 +185,14 @@ async fn cross_site_writes_are_refused() {
     let client = reqwest::Client::new();
     let body = json!({ "email": "csrf@example.com", "password": PASSWORD });
     let url = app.url("/api/auth/signup");
-    let evil = client
-        .post(&url)
-        .header("Origin", "https://evil.example")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let evil = client.post(&url).header("Origin", "https://evil.example").json(&body).send().await.unwrap();
     assert_eq!(error_code(evil).await, (403, "cross_origin".into()));
-    let cross_site = client
-        .post(&url)
-        .header("Sec-Fetch-Site", "cross-site")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let cross_site = client.post(&url).header("Sec-Fetch-Site", "cross-site").json(&body).send().await.unwrap();
     assert_eq!(error_code(cross_site).await, (403, "cross_origin".into()));
     let bare = client.post(&url).json(&body).send().await.unwrap();
     assert_eq!(error_code(bare).await, (403, "cross_origin".into()));
     assert_eq!(app.count("users").await, 0);
-    let same_site = client
-        .post(&url)
-        .header("Sec-Fetch-Site", "same-origin")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let same_site = client.post(&url).header("Sec-Fetch-Site", "same-origin").json(&body).send().await.unwrap();
     assert_eq!(same_site.status(), 201);
 }
 
@@ -322,19 +200,8 @@ async fn cross_site_writes_are_refused() {
 async fn logged_out_requests_get_401_in_the_error_shape() {
     let app = TestApp::spawn().await;
     let client = app.browser();
-    assert_eq!(
-        error_code(app.get(&client, "/api/me").await).await,
-        (401, "unauthenticated".into())
-    );
-    assert_eq!(
-        error_code(app.get(&client, "/api/tokens").await).await,
-        (401, "unauthenticated".into())
-    );
-    let forged = client
-        .get(app.url("/api/me"))
-        .header("cookie", "roost_session=forged")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(error_code(app.get(&client, "/api/me").await).await, (401, "unauthenticated".into()));
+    assert_eq!(error_code(app.get(&client, "/api/tokens").await).await, (401, "unauthenticated".into()));
+    let forged = client.get(app.url("/api/me")).header("cookie", "roost_session=forged").send().await.unwrap();
     assert_eq!(error_code(forged).await, (401, "session_expired".into()));
 }

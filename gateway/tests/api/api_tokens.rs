@@ -13,15 +13,7 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     assert_eq!(created["name"], "laptop");
 
     let api = reqwest::Client::new();
-    let me: Value = api
-        .get(app.url("/api/me"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = api.get(app.url("/api/me")).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["id"], user_id.as_str());
     assert_eq!(me["auth"], "api_token");
 
@@ -41,38 +33,17 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     let tokens = list["tokens"].as_array().unwrap();
     assert_eq!(tokens.len(), 2);
     let laptop = tokens.iter().find(|t| t["name"] == "laptop").unwrap();
-    assert!(
-        laptop["last_used_at"].as_i64().is_some(),
-        "last use is recorded"
-    );
+    assert!(laptop["last_used_at"].as_i64().is_some(), "last use is recorded");
     let listed = serde_json::to_string(&list).unwrap();
     assert!(!listed.contains(&secret), "the list never shows the secret");
-    assert!(
-        !contains(&app.db_bytes(), &secret),
-        "only the hash is stored"
-    );
+    assert!(!contains(&app.db_bytes(), &secret), "only the hash is stored");
 
     let id = created["id"].as_str().unwrap();
-    let res = client
-        .delete(app.url(&format!("/api/tokens/{id}")))
-        .header("Origin", &app.origin)
-        .send()
-        .await
-        .unwrap();
+    let res = client.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 204);
-    let res = api
-        .get(app.url("/api/me"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
+    let res = api.get(app.url("/api/me")).bearer_auth(&secret).send().await.unwrap();
     assert_eq!(error_code(res).await, (401, "invalid_token".into()));
-    let res = client
-        .delete(app.url(&format!("/api/tokens/{id}")))
-        .header("Origin", &app.origin)
-        .send()
-        .await
-        .unwrap();
+    let res = client.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 404, "revoking twice is a 404");
 }
 
@@ -85,12 +56,7 @@ async fn users_cannot_see_or_revoke_each_others_tokens() {
     let list: Value = app.get(&bob, "/api/tokens").await.json().await.unwrap();
     assert_eq!(list["tokens"].as_array().unwrap().len(), 0);
     let id = token["id"].as_str().unwrap();
-    let res = bob
-        .delete(app.url(&format!("/api/tokens/{id}")))
-        .header("Origin", &app.origin)
-        .send()
-        .await
-        .unwrap();
+    let res = bob.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 404);
     let me: Value = reqwest::Client::new()
         .get(app.url("/api/me"))
@@ -101,10 +67,7 @@ async fn users_cannot_see_or_revoke_each_others_tokens() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        me["email"], "alice@example.com",
-        "alice's token still works"
-    );
+    assert_eq!(me["email"], "alice@example.com", "alice's token still works");
 }
 
 #[tokio::test]
@@ -112,32 +75,13 @@ async fn expired_forged_and_malformed_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let (client, _) = app.signed_up_user("exp@example.com").await;
     let token = app.create_token(&client, "short-lived").await;
-    app.sql("UPDATE api_tokens SET expires_at = 1 RETURNING 1")
-        .await;
+    app.sql("UPDATE api_tokens SET expires_at = 1 RETURNING 1").await;
     let api = reqwest::Client::new();
-    let call = |bearer: String| {
-        api.get(app.url("/api/me"))
-            .header("authorization", bearer)
-            .send()
-    };
-    assert_eq!(
-        call(format!("Bearer {}", token["token"].as_str().unwrap()))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    let call = |bearer: String| api.get(app.url("/api/me")).header("authorization", bearer).send();
+    assert_eq!(call(format!("Bearer {}", token["token"].as_str().unwrap())).await.unwrap().status(), 401);
     let forged = format!("Bearer rst_{}", "A".repeat(43));
-    assert_eq!(
-        error_code(call(forged).await.unwrap()).await,
-        (401, "invalid_token".into())
-    );
-    for bad in [
-        "Bearer rst_short",
-        "Bearer ",
-        "Basic dXNlcjpwYXNz",
-        "rst_nobearer",
-    ] {
+    assert_eq!(error_code(call(forged).await.unwrap()).await, (401, "invalid_token".into()));
+    for bad in ["Bearer rst_short", "Bearer ", "Basic dXNlcjpwYXNz", "rst_nobearer"] {
         assert_eq!(call(bad.to_string()).await.unwrap().status(), 401, "{bad}");
     }
 }
@@ -150,33 +94,15 @@ async fn bad_token_requests_get_clear_errors_and_write_nothing() {
         (json!({ "name": "" }), "invalid_name"),
         (json!({ "name": "x".repeat(65) }), "invalid_name"),
         (json!({ "name": "tab\there" }), "invalid_name"),
-        (
-            json!({ "name": "ok", "expires_in_days": 0 }),
-            "invalid_expiry",
-        ),
-        (
-            json!({ "name": "ok", "expires_in_days": 99999 }),
-            "invalid_expiry",
-        ),
-        (
-            json!({ "name": "ok", "expires_in_days": -1 }),
-            "invalid_json",
-        ),
+        (json!({ "name": "ok", "expires_in_days": 0 }), "invalid_expiry"),
+        (json!({ "name": "ok", "expires_in_days": 99999 }), "invalid_expiry"),
+        (json!({ "name": "ok", "expires_in_days": -1 }), "invalid_json"),
         (json!({ "name": "ok", "scope": "admin" }), "invalid_json"),
     ];
     for (body, code) in cases {
-        assert_eq!(
-            error_code(app.post(&client, "/api/tokens", &body).await).await,
-            (400, code.to_string()),
-            "{body}"
-        );
+        assert_eq!(error_code(app.post(&client, "/api/tokens", &body).await).await, (400, code.to_string()), "{body}");
     }
-    let res = client
-        .delete(app.url("/api/tokens/not-a-uuid"))
-        .header("Origin", &app.origin)
-        .send()
-        .await
-        .unwrap();
+    let res = client.delete(app.url("/api/tokens/not-a-uuid")).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(error_code(res).await, (404, "not_found".into()));
     assert_eq!(app.count("api_tokens").await, 0);
 }

@@ -16,10 +16,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 pub async fn clerk_app(extra: &[&str]) -> TestApp {
@@ -37,12 +34,7 @@ pub fn claims(app: &TestApp, sub: &str, sid: &str) -> Value {
 pub fn sign_with(claims: &Value, pem: &str, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_string());
-    encode(
-        &header,
-        claims,
-        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    encode(&header, claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
 }
 
 pub fn sign(claims: &Value) -> String {
@@ -50,12 +42,7 @@ pub fn sign(claims: &Value) -> String {
 }
 
 async fn me_with_bearer(app: &TestApp, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(app.url("/api/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    reqwest::Client::new().get(app.url("/api/me")).bearer_auth(token).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -100,12 +87,7 @@ async fn forged_and_invalid_tokens_are_refused_and_create_no_user() {
     let hs256_with_public_key = {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("ins_test_instance".into());
-        encode(
-            &header,
-            &good,
-            &EncodingKey::from_secret(fixture("clerk_test_key.pub.pem").as_bytes()),
-        )
-        .unwrap()
+        encode(&header, &good, &EncodingKey::from_secret(fixture("clerk_test_key.pub.pem").as_bytes())).unwrap()
     };
     let tampered = {
         let token = sign(&good);
@@ -116,19 +98,13 @@ async fn forged_and_invalid_tokens_are_refused_and_create_no_user() {
         parts.join(".")
     };
     let cases = [
-        (
-            "wrong key",
-            sign_with(&good, &fixture("other_key.pem"), "ins_test_instance"),
-        ),
+        ("wrong key", sign_with(&good, &fixture("other_key.pem"), "ins_test_instance")),
         ("alg none", unsigned),
         ("HS256 with the public key", hs256_with_public_key),
         ("tampered payload", tampered),
         ("wrong azp", with(json!({ "azp": "https://evil.example" }))),
         ("missing azp", with(json!({ "azp": null }))),
-        (
-            "wrong iss",
-            with(json!({ "iss": "https://clerk.other.test" })),
-        ),
+        ("wrong iss", with(json!({ "iss": "https://clerk.other.test" }))),
         ("expired", with(json!({ "exp": now() - 10 }))),
         ("not yet valid", with(json!({ "nbf": now() + 60 }))),
         ("no sid", with(json!({ "sid": null }))),
@@ -139,11 +115,7 @@ async fn forged_and_invalid_tokens_are_refused_and_create_no_user() {
         let res = me_with_bearer(&app, &token).await;
         assert_eq!(error_code(res).await.0, 401, "{why} must be refused");
     }
-    assert_eq!(
-        app.count("users").await,
-        0,
-        "no user is created by a refused token"
-    );
+    assert_eq!(app.count("users").await, 0, "no user is created by a refused token");
 }
 
 #[tokio::test]
@@ -170,10 +142,7 @@ async fn keys_come_from_a_cached_jwks_url() {
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks_url = format!(
-        "http://{}/.well-known/jwks.json",
-        listener.local_addr().unwrap()
-    );
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let app = TestApp::spawn_with(&["--clerk-issuer", ISSUER, "--clerk-jwks-url", &jwks_url]).await;
@@ -182,15 +151,8 @@ async fn keys_come_from_a_cached_jwks_url() {
         assert_eq!(me_with_bearer(&app, &token).await.status(), 200);
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "the key set is cached");
-    let unknown_kid = sign_with(
-        &claims(&app, "user_jwks", "sess_1"),
-        &fixture("clerk_test_key.pem"),
-        "ins_unknown",
-    );
+    let unknown_kid = sign_with(&claims(&app, "user_jwks", "sess_1"), &fixture("clerk_test_key.pem"), "ins_unknown");
     assert_eq!(me_with_bearer(&app, &unknown_kid).await.status(), 401);
     assert_eq!(me_with_bearer(&app, &unknown_kid).await.status(), 401);
-    assert!(
-        fetches.load(Ordering::SeqCst) <= 2,
-        "unknown kids refetch at most once a minute"
-    );
+    assert!(fetches.load(Ordering::SeqCst) <= 2, "unknown kids refetch at most once a minute");
 }

@@ -8,16 +8,11 @@ use crate::helpers::{TestApp, error_code};
 const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn signature(id: &str, ts: i64, body: &str) -> String {
-    let key = STANDARD
-        .decode(SECRET.trim_start_matches("whsec_"))
-        .unwrap();
+    let key = STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
     let tag = gateway::crypto::hmac_sha256(&key, format!("{id}.{ts}.{body}").as_bytes());
     format!("v1,{}", STANDARD.encode(tag))
 }
@@ -46,38 +41,14 @@ async fn user_deleted_locks_the_user_out_and_replays_are_ignored() {
     let app = clerk_app(&["--clerk-webhook-secret", SECRET]).await;
     let token = sign(&claims(&app, "user_gone", "sess_9"));
     let api = reqwest::Client::new();
-    assert_eq!(
-        api.get(app.url("/api/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(api.get(app.url("/api/me")).bearer_auth(&token).send().await.unwrap().status(), 200);
 
     let event = json!({ "type": "user.deleted", "object": "event", "data": { "id": "user_gone", "deleted": true, "object": "user" } });
-    let res: Value = deliver_signed(&app, "msg_1", &event)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let res: Value = deliver_signed(&app, "msg_1", &event).await.json().await.unwrap();
     assert_eq!(res["duplicate"], false);
-    assert_eq!(
-        api.get(app.url("/api/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(api.get(app.url("/api/me")).bearer_auth(&token).send().await.unwrap().status(), 401);
 
-    let again: Value = deliver_signed(&app, "msg_1", &event)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = deliver_signed(&app, "msg_1", &event).await.json().await.unwrap();
     assert_eq!(again["duplicate"], true, "a retried delivery is recognised");
     assert_eq!(app.count("webhook_events").await, 1);
 }
@@ -87,27 +58,12 @@ async fn session_revoked_refuses_that_session_only() {
     let app = clerk_app(&["--clerk-webhook-secret", SECRET]).await;
     let revoked = sign(&claims(&app, "user_two", "sess_revoked"));
     let other = sign(&claims(&app, "user_two", "sess_other"));
-    let event = json!({ "type": "session.revoked", "object": "event", "data": { "id": "sess_revoked", "object": "session" } });
+    let event =
+        json!({ "type": "session.revoked", "object": "event", "data": { "id": "sess_revoked", "object": "session" } });
     assert_eq!(deliver_signed(&app, "msg_2", &event).await.status(), 200);
     let api = reqwest::Client::new();
-    assert_eq!(
-        api.get(app.url("/api/me"))
-            .bearer_auth(&revoked)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        api.get(app.url("/api/me"))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(api.get(app.url("/api/me")).bearer_auth(&revoked).send().await.unwrap().status(), 401);
+    assert_eq!(api.get(app.url("/api/me")).bearer_auth(&other).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -119,48 +75,21 @@ async fn bad_signatures_stale_timestamps_and_junk_are_refused_and_not_recorded()
     let cases = [
         deliver(&app, "msg_3", ts, &body, "v1,AAAA").await,
         deliver(&app, "msg_3", ts, &format!("{body}\n"), &good_sig).await,
-        deliver(
-            &app,
-            "msg_3",
-            ts - 600,
-            &body,
-            &signature("msg_3", ts - 600, &body),
-        )
-        .await,
+        deliver(&app, "msg_3", ts - 600, &body, &signature("msg_3", ts - 600, &body)).await,
         deliver(&app, "msg_other", ts, &body, &good_sig).await,
-        deliver(
-            &app,
-            "msg_4",
-            ts,
-            "not json",
-            &signature("msg_4", ts, "not json"),
-        )
-        .await,
+        deliver(&app, "msg_4", ts, "not json", &signature("msg_4", ts, "not json")).await,
     ];
     for res in cases {
         assert_eq!(error_code(res).await.0, 400);
     }
-    let unsigned = reqwest::Client::new()
-        .post(app.url("/webhooks/clerk"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(unsigned).await,
-        (400, "missing_signature".into())
-    );
+    let unsigned = reqwest::Client::new().post(app.url("/webhooks/clerk")).body(body.clone()).send().await.unwrap();
+    assert_eq!(error_code(unsigned).await, (400, "missing_signature".into()));
     assert_eq!(app.count("webhook_events").await, 0);
 }
 
 #[tokio::test]
 async fn clerk_webhooks_are_off_without_a_secret() {
     let app = TestApp::spawn().await;
-    let res = reqwest::Client::new()
-        .post(app.url("/webhooks/clerk"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let res = reqwest::Client::new().post(app.url("/webhooks/clerk")).body("{}").send().await.unwrap();
     assert_eq!(error_code(res).await.0, 404);
 }

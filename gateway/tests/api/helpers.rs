@@ -26,20 +26,17 @@ impl TestApp {
 
     /// Starts the real server with extra `roost serve` flags.
     pub async fn spawn_with(extra: &[&str]) -> Self {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_str().unwrap().to_string();
-        let mut argv = vec![
-            "roost",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-        ];
+        let mut argv = vec!["roost", "serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir];
+        if !extra.contains(&"--agent-provider") {
+            argv.extend_from_slice(&["--agent-provider", "fake"]);
+        }
         argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid flags").command else {
-            unreachable!()
-        };
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid flags").command else { unreachable!() };
         let server = Server::build(&args).await.expect("server starts");
         let addr = server.local_addr();
         let state = server.state().clone();
@@ -47,13 +44,7 @@ impl TestApp {
         tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self {
-            addr,
-            origin: state.settings.public_origin.clone(),
-            state,
-            dir,
-            shutdown: Some(tx),
-        }
+        Self { addr, origin: state.settings.public_origin.clone(), state, dir, shutdown: Some(tx) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -71,13 +62,7 @@ impl TestApp {
 
     /// POST JSON as a same-origin browser page would (with `Origin`).
     pub async fn post(&self, client: &Client, path: &str, body: &Value) -> Response {
-        client
-            .post(self.url(path))
-            .header("Origin", &self.origin)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        client.post(self.url(path)).header("Origin", &self.origin).json(body).send().await.unwrap()
     }
 
     pub async fn get(&self, client: &Client, path: &str) -> Response {
@@ -85,12 +70,7 @@ impl TestApp {
     }
 
     pub async fn signup(&self, client: &Client, email: &str) -> Response {
-        self.post(
-            client,
-            "/api/auth/signup",
-            &json!({ "email": email, "password": PASSWORD }),
-        )
-        .await
+        self.post(client, "/api/auth/signup", &json!({ "email": email, "password": PASSWORD })).await
     }
 
     /// A signed-up browser client and its user id.
@@ -103,11 +83,28 @@ impl TestApp {
     }
 
     pub async fn create_token(&self, client: &Client, name: &str) -> Value {
-        let res = self
-            .post(client, "/api/tokens", &json!({ "name": name }))
-            .await;
+        let res = self.post(client, "/api/tokens", &json!({ "name": name })).await;
         assert_eq!(res.status(), 201);
         res.json().await.unwrap()
+    }
+
+    /// Signs up through the API and returns the session cookie (`name=value`) and the user id.
+    pub async fn signed_up_cookie(&self, email: &str) -> (String, String) {
+        let res = self.signup(&reqwest::Client::new(), email).await;
+        assert_eq!(res.status(), 201);
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let body: Value = res.json().await.unwrap();
+        (cookie, body["user"]["id"].as_str().unwrap().to_string())
+    }
+
+    /// Opens `/ws` as a same-origin browser page with this cookie.
+    pub async fn ws(&self, cookie: &str, query: &str) -> crate::ws::Client {
+        crate::ws::Client::connect(
+            &format!("ws://{}/ws{query}", self.addr),
+            &[("cookie", cookie), ("origin", &self.origin)],
+        )
+        .await
+        .expect("websocket opens")
     }
 
     /// Runs one SQL statement against the test database and returns the first column of each row.
@@ -152,21 +149,11 @@ impl Drop for TestApp {
 pub async fn error_code(res: Response) -> (u16, String) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.expect("error responses are JSON");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code is present")
-        .to_string();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "error.message is present"
-    );
+    let code = body["error"]["code"].as_str().expect("error.code is present").to_string();
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message is present");
     (status, code)
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }

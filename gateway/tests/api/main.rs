@@ -2,10 +2,14 @@
 //! with a fresh database file.
 
 mod helpers;
+mod ws;
 
 mod accounts;
 mod api_tokens;
 mod browser;
 mod clerk;
 mod clerk_webhooks;
+mod openclaw_link;
 mod plumbing;
+mod relay;
+mod sessions;

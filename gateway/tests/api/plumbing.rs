@@ -6,51 +6,21 @@ use crate::helpers::{TestApp, error_code};
 async fn health_readiness_and_metrics_answer() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::new();
-    let health: Value = client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = client.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let ready = client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
-    assert!(
-        metrics.contains("route=\"/readyz\""),
-        "labels use the route template: {metrics}"
-    );
+    assert!(metrics.contains("route=\"/readyz\""), "labels use the route template: {metrics}");
 }
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
-    let res = reqwest::Client::new()
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        res.headers()
-            .get("x-request-id")
-            .is_some_and(|v| v.len() >= 32)
-    );
-    let res = reqwest::Client::new()
-        .get(app.url("/healthz"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+    let res = reqwest::Client::new().get(app.url("/healthz")).send().await.unwrap();
+    assert!(res.headers().get("x-request-id").is_some_and(|v| v.len() >= 32));
+    let res = reqwest::Client::new().get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(res.headers().get("x-request-id").unwrap(), "abc-123");
 }
 
@@ -58,27 +28,12 @@ async fn every_response_carries_a_request_id() {
 async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::new();
+    assert_eq!(error_code(client.get(app.url("/api/nope")).send().await.unwrap()).await, (404, "not_found".into()));
     assert_eq!(
-        error_code(client.get(app.url("/api/nope")).send().await.unwrap()).await,
+        error_code(client.get(app.url("/no-such-page.html")).send().await.unwrap()).await,
         (404, "not_found".into())
     );
-    assert_eq!(
-        error_code(
-            client
-                .get(app.url("/no-such-page.html"))
-                .send()
-                .await
-                .unwrap()
-        )
-        .await,
-        (404, "not_found".into())
-    );
-    let res = client
-        .put(app.url("/api/me"))
-        .bearer_auth("x")
-        .send()
-        .await
-        .unwrap();
+    let res = client.put(app.url("/api/me")).bearer_auth("x").send().await.unwrap();
     assert_eq!(error_code(res).await, (405, "method_not_allowed".into()));
 }
 
@@ -89,25 +44,10 @@ async fn pages_are_served_with_a_content_security_policy() {
     for page in ["/", "/login", "/signup", "/settings", "/chat"] {
         let res = client.get(app.url(page)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{page}");
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
-        assert!(
-            res.headers()["content-security-policy"]
-                .to_str()
-                .unwrap()
-                .contains("default-src 'self'")
-        );
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
         let etag = res.headers()["etag"].clone();
-        let again = client
-            .get(app.url(page))
-            .header("if-none-match", etag)
-            .send()
-            .await
-            .unwrap();
+        let again = client.get(app.url(page)).header("if-none-match", etag).send().await.unwrap();
         assert_eq!(again.status(), 304);
     }
     let res = client.get(app.url("/../Cargo.toml")).send().await.unwrap();
@@ -131,9 +71,7 @@ async fn invalid_configuration_lists_every_problem() {
         "--data-dir",
         "/tmp/roost-never-used",
     ];
-    let gateway::config::Command::Serve(args) =
-        gateway::config::Cli::try_parse_from(argv).unwrap().command
-    else {
+    let gateway::config::Command::Serve(args) = gateway::config::Cli::try_parse_from(argv).unwrap().command else {
         unreachable!()
     };
     let err = match gateway::startup::Server::build(&args).await {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-pub use runtime::{OPENCLAW_VERSION, NODE_VERSION, Runtime};
+pub use runtime::{NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
-use crate::{AgentSpec, Machine, MachineState, Progress, ProvisionError, Provider, Stage};
+use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use process::Agent;
 
 pub struct LocalOptions {
@@ -43,7 +43,11 @@ impl LocalProvider {
     /// Also stops agents that an earlier run of Roost left behind.
     pub async fn new(options: LocalOptions) -> Self {
         process::reap_orphans(&options.data_dir.join("users")).await;
-        let runtime = runtime::Installer::new(options.runtime_dir.clone(), options.openclaw_bin.clone(), options.node_bin.clone());
+        let runtime = runtime::Installer::new(
+            options.runtime_dir.clone(),
+            options.openclaw_bin.clone(),
+            options.node_bin.clone(),
+        );
         Self { options, runtime, agents: Mutex::new(HashMap::new()) }
     }
 
@@ -76,7 +80,14 @@ impl Provider for LocalProvider {
         }
         self.ensure(spec, progress).await?;
         let runtime = self.runtime.resolved().await?;
-        let agent = Agent::spawn(spec.clone(), self.user_dir(&spec.user_id), runtime, self.options.background.clone(), progress).await?;
+        let agent = Agent::spawn(
+            spec.clone(),
+            self.user_dir(&spec.user_id),
+            runtime,
+            self.options.background.clone(),
+            progress,
+        )
+        .await?;
         self.agents.lock().await.insert(spec.user_id.clone(), agent.clone());
         agent.wait_ready(progress, self.options.ready_timeout).await
     }

@@ -48,7 +48,11 @@ impl Agent {
             state: Mutex::new(MachineState::Starting),
             stopping: AtomicBool::new(false),
             exited: Notify::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().map_err(|e| ProvisionError::Start(e.to_string()))?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .no_proxy()
+                .build()
+                .map_err(|e| ProvisionError::Start(e.to_string()))?,
         });
         progress.report(&agent.spec.user_id, Stage::Starting, "starting the agent process");
         let child = agent.launch().await?;
@@ -97,7 +101,9 @@ impl Agent {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.runtime.node.display())))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.runtime.node.display())))?;
         let pid = child.id().unwrap_or(0);
         self.pid.store(pid, Ordering::SeqCst);
         tokio::fs::write(self.dir.join(PID_FILE), pid.to_string()).await?;
@@ -111,14 +117,21 @@ impl Agent {
         let mut last_detail = String::new();
         loop {
             if self.stopping.load(Ordering::SeqCst) || self.state() == MachineState::Failed {
-                return Err(ProvisionError::Start(format!("the agent exited; see {}", self.dir.join("agent.log").display())));
+                return Err(ProvisionError::Start(format!(
+                    "the agent exited; see {}",
+                    self.dir.join("agent.log").display()
+                )));
             }
             let detail = match self.http.get(&url).send().await {
                 Ok(res) => match res.json::<serde_json::Value>().await {
                     Ok(body) if body["ready"] == true => break,
                     Ok(body) => {
-                        let failing: Vec<&str> = body["failing"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-                        format!("the agent is starting (waiting for: {})", if failing.is_empty() { "startup".to_string() } else { failing.join(", ") })
+                        let failing: Vec<&str> =
+                            body["failing"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+                        format!(
+                            "the agent is starting (waiting for: {})",
+                            if failing.is_empty() { "startup".to_string() } else { failing.join(", ") }
+                        )
                     }
                     Err(_) => "the agent is starting".to_string(),
                 },
@@ -150,7 +163,11 @@ impl Agent {
             let why = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
             tracing::warn!(user_id = %self.spec.user_id, %why, "agent exited; restarting in {} s", backoff.as_secs());
             self.set_state(MachineState::Starting);
-            progress.report(&self.spec.user_id, Stage::Restarting, &format!("the agent stopped ({why}); restarting in {} s", backoff.as_secs()));
+            progress.report(
+                &self.spec.user_id,
+                Stage::Restarting,
+                &format!("the agent stopped ({why}); restarting in {} s", backoff.as_secs()),
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if self.stopping.load(Ordering::SeqCst) {
@@ -210,7 +227,9 @@ pub async fn reap_orphans(users_dir: &Path) {
     let mut pids = Vec::new();
     for entry in entries.flatten() {
         let pid_file = entry.path().join(PID_FILE);
-        let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else { continue };
+        let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains("openclaw") {
             tracing::warn!(pid, "stopping an agent left behind by an earlier run");

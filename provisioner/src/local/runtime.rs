@@ -72,11 +72,19 @@ impl Installer {
         if !package_json.exists() {
             tokio::fs::write(&package_json, "{\"name\":\"roost-agent-runtime\",\"private\":true}\n").await?;
         }
-        progress.report(user_id, Stage::InstallingRuntime, &format!("installing Node {NODE_VERSION} with npm (step 1 of 2)"));
+        progress.report(
+            user_id,
+            Stage::InstallingRuntime,
+            &format!("installing Node {NODE_VERSION} with npm (step 1 of 2)"),
+        );
         npm_install(&self.dir, &format!("node@{NODE_VERSION}"), None).await?;
         let node_dir = self.installed().node.parent().map(Path::to_path_buf).unwrap_or_default();
         // OpenClaw's preinstall refuses older Node, so npm must run under the Node just installed.
-        progress.report(user_id, Stage::InstallingRuntime, &format!("installing OpenClaw {OPENCLAW_VERSION} with npm (step 2 of 2)"));
+        progress.report(
+            user_id,
+            Stage::InstallingRuntime,
+            &format!("installing OpenClaw {OPENCLAW_VERSION} with npm (step 2 of 2)"),
+        );
         npm_install(&self.dir, &format!("openclaw@{OPENCLAW_VERSION}"), Some(&node_dir)).await?;
         let runtime = self.installed();
         if !runtime.node.exists() || !runtime.openclaw.exists() {
@@ -100,14 +108,19 @@ async fn npm_install(dir: &Path, package: &str, node_dir: Option<&Path>) -> Resu
     }
     let output = tokio::time::timeout(INSTALL_TIMEOUT, cmd.output())
         .await
-        .map_err(|_| ProvisionError::Install(format!("npm install {package} took longer than {} s", INSTALL_TIMEOUT.as_secs())))?
+        .map_err(|_| {
+            ProvisionError::Install(format!("npm install {package} took longer than {} s", INSTALL_TIMEOUT.as_secs()))
+        })?
         .map_err(|e| ProvisionError::Install(format!("could not run npm (is Node.js installed?): {e}")))?;
     if output.status.success() {
         Ok(())
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        Err(ProvisionError::Install(format!("npm install {package} failed: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))))
+        Err(ProvisionError::Install(format!(
+            "npm install {package} failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )))
     }
 }
 

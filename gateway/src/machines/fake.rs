@@ -1,0 +1,88 @@
+//! `--agent-provider fake`: each user's "agent" is an in-process fake OpenClaw gateway that
+//! speaks the real protocol. For tests and for trying the UI without installing OpenClaw.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use provisioner::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
+use tokio::sync::Mutex;
+
+use crate::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions, Reply};
+
+pub struct FakeProvider {
+    agents: Mutex<HashMap<String, Arc<FakeOpenClaw>>>,
+    reply: Reply,
+    /// Time spent in each simulated stage, so waiting UIs show real stage changes.
+    stage_delay: Duration,
+}
+
+impl FakeProvider {
+    pub fn new(reply: Reply, stage_delay: Duration) -> Self {
+        Self { agents: Mutex::new(HashMap::new()), reply, stage_delay }
+    }
+
+    /// The running fake agent of a user, to inject failures in tests.
+    pub async fn agent(&self, user_id: &str) -> Option<Arc<FakeOpenClaw>> {
+        self.agents.lock().await.get(user_id).cloned()
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
+        progress.report(&spec.user_id, Stage::PreparingState, "preparing the simulated agent");
+        tokio::time::sleep(self.stage_delay).await;
+        Ok(())
+    }
+
+    async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
+        if let Some(agent) = self.agents.lock().await.get(&spec.user_id) {
+            return Ok(Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() });
+        }
+        self.ensure(spec, progress).await?;
+        progress.report(&spec.user_id, Stage::Starting, "starting the simulated agent");
+        let agent = FakeOpenClaw::spawn(FakeOpenClawOptions {
+            token: spec.gateway_token.clone(),
+            reply: self.reply.clone(),
+            ..FakeOpenClawOptions::default()
+        })
+        .await;
+        progress.report(&spec.user_id, Stage::WaitingReady, "waiting for the simulated agent");
+        tokio::time::sleep(self.stage_delay).await;
+        let machine = Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() };
+        self.agents.lock().await.insert(spec.user_id.clone(), Arc::new(agent));
+        progress.report(&spec.user_id, Stage::Ready, "the agent is ready");
+        Ok(machine)
+    }
+
+    async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
+        if let Some(agent) = self.agents.lock().await.remove(user_id) {
+            agent.shutdown();
+        }
+        Ok(())
+    }
+
+    async fn status(&self, user_id: &str) -> MachineState {
+        if self.agents.lock().await.contains_key(user_id) { MachineState::Ready } else { MachineState::IdleStopped }
+    }
+
+    async fn address(&self, user_id: &str) -> Option<String> {
+        self.agents.lock().await.get(user_id).map(|a| a.ws_url())
+    }
+
+    async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
+        self.stop(user_id).await
+    }
+
+    async fn shutdown(&self) {
+        for (_, agent) in self.agents.lock().await.drain() {
+            agent.shutdown();
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Each user's agent machine: start on demand (one start at a time per user), real stages
+//! broadcast to whoever is waiting, and every state change written to the `machines` table.
+
+mod fake;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use provisioner::{AgentSpec, MachineState, Progress, Provider, Stage};
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use fake::FakeProvider;
+
+use crate::db::Db;
+use crate::domain::UserId;
+
+/// What a waiting browser is shown: `roost.status` payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub state: &'static str,
+    pub stage: &'static str,
+    pub detail: String,
+}
+
+impl Status {
+    fn new(stage: Stage, detail: impl Into<String>) -> Self {
+        Self { state: stage.state().as_str(), stage: stage.as_str(), detail: detail.into() }
+    }
+}
+
+/// Builds the spec a user's agent runs with (credentials are derived, never stored).
+pub type SpecFactory = Box<dyn Fn(&UserId) -> AgentSpec + Send + Sync>;
+
+pub struct Machines {
+    provider: Arc<dyn Provider>,
+    fake: Option<Arc<FakeProvider>>,
+    spec: SpecFactory,
+    reporter: Arc<Reporter>,
+    starts: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl Machines {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        fake: Option<Arc<FakeProvider>>,
+        spec: SpecFactory,
+        reporter: Arc<Reporter>,
+    ) -> Self {
+        Self { provider, fake, spec, reporter, starts: Mutex::new(HashMap::new()) }
+    }
+
+    /// The in-process fake agents, when `--agent-provider fake` is used.
+    pub fn fake(&self) -> Option<&Arc<FakeProvider>> {
+        self.fake.as_ref()
+    }
+
+    pub fn provider_name(&self) -> &'static str {
+        self.provider.name()
+    }
+
+    /// Live stage updates for a user's machine.
+    pub fn subscribe(&self, user: &UserId) -> watch::Receiver<Status> {
+        self.reporter.channel(user.as_str()).subscribe()
+    }
+
+    /// The agent's address if it is running and ready, without starting anything.
+    pub async fn address_if_ready(&self, user: &UserId) -> Option<String> {
+        self.provider.address(user.as_str()).await
+    }
+
+    /// Starts the user's machine unless it is ready already; concurrent callers share one start.
+    pub async fn ensure_ready(&self, user: &UserId) -> Result<String, StartError> {
+        if let Some(address) = self.provider.address(user.as_str()).await {
+            return Ok(address);
+        }
+        let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(address) = self.provider.address(user.as_str()).await {
+            return Ok(address);
+        }
+        store::upsert(
+            &self.reporter.db,
+            user,
+            self.provider.name(),
+            MachineState::Starting,
+            Stage::Starting.as_str(),
+            "starting",
+        )
+        .await
+        .map_err(|e| StartError(format!("could not record the machine: {e}")))?;
+        let spec = (self.spec)(user);
+        match self.provider.start(&spec, self.reporter.as_ref()).await {
+            Ok(machine) => {
+                store::set_running(&self.reporter.db, user, &machine.address, &machine.external_id).await.ok();
+                Ok(machine.address)
+            }
+            Err(e) => {
+                self.reporter.report(user.as_str(), Stage::Failed, &e.to_string());
+                Err(StartError(e.to_string()))
+            }
+        }
+    }
+
+    /// Starts the machine in the background (on login), so it is warm when the user chats.
+    pub fn prewarm(self: &Arc<Self>, user: &UserId) {
+        let machines = self.clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            if let Err(e) = machines.ensure_ready(&user).await {
+                tracing::warn!(user_id = %user, error = %e, "prewarm failed");
+            }
+        });
+    }
+
+    pub async fn stop(&self, user: &UserId) -> Result<(), StartError> {
+        self.provider.stop(user.as_str()).await.map_err(|e| StartError(e.to_string()))?;
+        self.reporter.report(user.as_str(), Stage::Stopped, "stopped");
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        self.provider.shutdown().await;
+    }
+}
+
+/// Receives provider progress: updates the live channel and the `machines` row.
+pub struct Reporter {
+    db: Db,
+    channels: Mutex<HashMap<String, watch::Sender<Status>>>,
+}
+
+impl Reporter {
+    pub fn new(db: Db) -> Self {
+        Self { db, channels: Mutex::new(HashMap::new()) }
+    }
+
+    fn channel(&self, user_id: &str) -> watch::Sender<Status> {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .entry(user_id.to_string())
+            .or_insert_with(|| watch::channel(Status::new(Stage::Stopped, "not started")).0)
+            .clone()
+    }
+}
+
+impl Progress for Reporter {
+    fn report(&self, user_id: &str, stage: Stage, detail: &str) {
+        tracing::info!(user_id, stage = stage.as_str(), detail, "machine stage");
+        self.channel(user_id).send_replace(Status::new(stage, detail));
+        let db = self.db.clone();
+        let (user_id, detail) = (user_id.to_string(), detail.to_string());
+        tokio::spawn(async move {
+            if let Ok(user) = UserId::parse(&user_id)
+                && let Err(e) = store::set_stage(&db, &user, stage.state(), stage.as_str(), &detail).await
+            {
+                tracing::warn!(error = %e, "could not record machine stage");
+            }
+        });
+    }
+}

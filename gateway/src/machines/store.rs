@@ -1,0 +1,52 @@
+//! The `machines` table: one row per user, written first and updated on every stage.
+
+use provisioner::MachineState;
+
+use crate::db::Db;
+use crate::domain::{UserId, now_secs};
+
+pub async fn upsert(
+    db: &Db,
+    user: &UserId,
+    provider: &str,
+    state: MachineState,
+    stage: &str,
+    detail: &str,
+) -> Result<(), libsql::Error> {
+    let now = now_secs();
+    db.conn()?
+        .execute(
+            "INSERT INTO machines (user_id, provider, state, stage, detail, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (user_id) DO UPDATE SET provider = ?2, state = ?3, stage = ?4, detail = ?5, updated_at = ?6",
+            (user.as_str(), provider, state.as_str(), stage, detail, now),
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn set_stage(
+    db: &Db,
+    user: &UserId,
+    state: MachineState,
+    stage: &str,
+    detail: &str,
+) -> Result<(), libsql::Error> {
+    db.conn()?
+        .execute(
+            "UPDATE machines SET state = ?2, stage = ?3, detail = ?4, updated_at = ?5 WHERE user_id = ?1",
+            (user.as_str(), state.as_str(), stage, detail, now_secs()),
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn set_running(db: &Db, user: &UserId, address: &str, external_id: &str) -> Result<(), libsql::Error> {
+    db.conn()?
+        .execute(
+            "UPDATE machines SET address = ?2, external_id = ?3, state = 'ready', stage = 'ready', updated_at = ?4 WHERE user_id = ?1",
+            (user.as_str(), address, external_id, now_secs()),
+        )
+        .await?;
+    Ok(())
+}

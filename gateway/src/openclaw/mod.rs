@@ -1,0 +1,16 @@
+//! Roost's side of the OpenClaw gateway protocol (v4): its device identity and the handshake.
+
+mod connect;
+mod device;
+
+pub use connect::{ConnectError, Upstream, connect, connect_with_retry};
+pub use device::DeviceIdentity;
+
+/// What Roost asks for on every agent connection.
+pub const SCOPES: [&str; 2] = ["operator.read", "operator.write"];
+pub const PROTOCOL: u64 = 4;
+
+/// `main` → `agent:main:main`, `k` → `agent:main:k`: the key OpenClaw puts on events.
+pub fn canonical_session_key(key: &str) -> String {
+    if key.starts_with("agent:") { key.to_string() } else { format!("agent:main:{key}") }
+}

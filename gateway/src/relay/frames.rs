@@ -1,0 +1,246 @@
+//! Reading and rewriting frames cheaply. OpenClaw serialises `type` and `id` first, so the
+//! common cases are prefix checks; anything else falls back to a full JSON parse.
+
+use serde_json::{Value, json};
+
+/// Methods a browser may call. Never `config.*`, `devices.*` or anything platform-owned.
+pub const ALLOWED_METHODS: &[&str] = &[
+    "chat.send",
+    "chat.abort",
+    "chat.history",
+    "chat.inject",
+    "sessions.list",
+    "sessions.subscribe",
+    "sessions.messages.subscribe",
+    "sessions.reset",
+    "sessions.delete",
+    "sessions.patch",
+    "health",
+];
+
+/// Agent events a browser has no use for; Roost keeps its own heartbeat.
+const DROPPED_EVENTS: &[&str] = &["tick"];
+/// Events relayed without a sequence number (state snapshots, not history).
+const UNSEQUENCED_EVENTS: &[&str] = &["presence", "health", "heartbeat"];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromAgent<'a> {
+    /// An event to number, buffer for resume and relay.
+    Sequenced,
+    Unsequenced,
+    Dropped,
+    /// A response; `id` is the rewritten request id.
+    Response {
+        id: &'a str,
+    },
+    Other,
+}
+
+pub fn classify(text: &str) -> FromAgent<'_> {
+    if let Some(rest) = text.strip_prefix(r#"{"type":"event","event":""#) {
+        let name = rest.split('"').next().unwrap_or_default();
+        return classify_event(name);
+    }
+    if let Some(rest) = text.strip_prefix(r#"{"type":"res","id":""#)
+        && let Some(end) = rest.find('"')
+        && !rest[..end].contains('\\')
+    {
+        return FromAgent::Response { id: &rest[..end] };
+    }
+    classify_slow(text)
+}
+
+fn classify_event(name: &str) -> FromAgent<'static> {
+    if DROPPED_EVENTS.contains(&name) {
+        FromAgent::Dropped
+    } else if UNSEQUENCED_EVENTS.contains(&name) {
+        FromAgent::Unsequenced
+    } else {
+        FromAgent::Sequenced
+    }
+}
+
+fn classify_slow(text: &str) -> FromAgent<'_> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+        event: Option<&'a str>,
+        id: Option<&'a str>,
+    }
+    match serde_json::from_str::<Peek>(text) {
+        Ok(Peek { kind: Some("event"), event, .. }) => classify_event(event.unwrap_or_default()),
+        Ok(Peek { kind: Some("res"), id: Some(id), .. }) => FromAgent::Response { id },
+        _ => FromAgent::Other,
+    }
+}
+
+/// `{"roostSeq":N,` + the rest of the object.
+pub fn with_seq(text: &str, seq: u64) -> Option<String> {
+    let body = text.strip_prefix('{')?;
+    let mut out = String::with_capacity(text.len() + 24);
+    out.push_str("{\"roostSeq\":");
+    out.push_str(&seq.to_string());
+    if !body.trim_start().starts_with('}') {
+        out.push(',');
+    }
+    out.push_str(body);
+    Some(out)
+}
+
+/// Puts the browser's own request id back into a response.
+pub fn with_id(text: &str, routed_id: &str, original_id: &str) -> String {
+    let prefix = format!(r#"{{"type":"res","id":"{routed_id}""#);
+    if let Some(rest) = text.strip_prefix(&prefix) {
+        return format!(r#"{{"type":"res","id":{}{rest}"#, Value::from(original_id));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            v["id"] = Value::from(original_id);
+            v.to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Routed request ids: `s<socket>:<browser id>`, or `rpc:<n>` for Roost's own calls.
+pub fn socket_route(socket: u64, id: &str) -> String {
+    format!("s{socket}:{id}")
+}
+
+pub enum Route<'a> {
+    Socket(u64, &'a str),
+    Rpc(&'a str),
+    Unknown,
+}
+
+pub fn parse_route(id: &str) -> Route<'_> {
+    if id.starts_with("rpc:") {
+        return Route::Rpc(id);
+    }
+    id.strip_prefix('s')
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(n, original)| Some(Route::Socket(n.parse().ok()?, original)))
+        .unwrap_or(Route::Unknown)
+}
+
+/// A request from the browser, checked: an object with `type:"req"`, a short id and a method.
+pub struct BrowserRequest {
+    pub id: String,
+    pub method: String,
+    pub frame: Value,
+}
+
+pub enum Rejected {
+    /// Not a request we can answer (no usable id).
+    Malformed(String),
+    /// A request we answer ourselves with an error.
+    Refused { id: String, code: &'static str, message: String },
+}
+
+pub fn parse_browser_request(text: &str) -> Result<BrowserRequest, Rejected> {
+    let frame: Value =
+        serde_json::from_str(text).map_err(|e| Rejected::Malformed(format!("frame is not JSON: {e}")))?;
+    let id = frame["id"]
+        .as_str()
+        .filter(|id| valid_id(id))
+        .ok_or_else(|| Rejected::Malformed("a request needs an id of 1-128 characters from [A-Za-z0-9._:-]".into()))?;
+    let refuse = |code, message: String| Rejected::Refused { id: id.to_string(), code, message };
+    if frame["type"] != "req" {
+        return Err(refuse("invalid_request", "only {\"type\":\"req\"} frames may be sent".into()));
+    }
+    let method = frame["method"].as_str().ok_or_else(|| refuse("invalid_request", "method is missing".into()))?;
+    if !ALLOWED_METHODS.contains(&method) {
+        return Err(refuse("forbidden", format!("method {method} is not available through Roost")));
+    }
+    if !(frame["params"].is_object() || frame["params"].is_null()) {
+        return Err(refuse("invalid_request", "params must be an object".into()));
+    }
+    Ok(BrowserRequest { id: id.to_string(), method: method.to_string(), frame })
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+pub fn error_response(id: &str, code: &str, message: &str) -> String {
+    json!({ "type": "res", "id": id, "ok": false, "error": { "code": code, "message": message } }).to_string()
+}
+
+pub fn roost_event(name: &str, payload: Value) -> String {
+    json!({ "type": "event", "event": name, "payload": payload }).to_string()
+}
+
+/// A close from the agent, as the browser should see it: a code it may send and a clear reason.
+pub fn browser_close(upstream_code: Option<u16>) -> (u16, &'static str) {
+    match upstream_code {
+        Some(1000 | 1001) => (1001, "the agent closed the connection; reconnect to resume"),
+        Some(1013) => (1013, "the agent is restarting; reconnect to resume"),
+        Some(4001) => (1012, "the agent's configuration changed; reconnect to resume"),
+        Some(1008) => (1011, "the agent refused the connection"),
+        Some(1009) => (1009, "a message was too large for the agent"),
+        _ => (1011, "the connection to the agent was lost; reconnect to resume"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_prefix_and_by_parse() {
+        assert_eq!(classify(r#"{"type":"event","event":"chat","payload":{}}"#), FromAgent::Sequenced);
+        assert_eq!(classify(r#"{"type":"event","event":"tick","payload":{}}"#), FromAgent::Dropped);
+        assert_eq!(classify(r#"{"type":"event","event":"presence"}"#), FromAgent::Unsequenced);
+        assert_eq!(classify(r#"{"type":"res","id":"s1:a","ok":true}"#), FromAgent::Response { id: "s1:a" });
+        assert_eq!(classify(r#"{"ok":true,"id":"s2:b","type":"res"}"#), FromAgent::Response { id: "s2:b" });
+        assert_eq!(classify(r#"{"event":"chat","type":"event"}"#), FromAgent::Sequenced);
+        assert_eq!(classify("not json"), FromAgent::Other);
+    }
+
+    #[test]
+    fn seq_is_injected_into_the_object() {
+        let out = with_seq(r#"{"type":"event","event":"chat"}"#, 7).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["roostSeq"], 7);
+        assert_eq!(v["event"], "chat");
+        assert_eq!(with_seq("{}", 1).unwrap(), r#"{"roostSeq":1}"#);
+    }
+
+    #[test]
+    fn response_ids_are_restored() {
+        let out = with_id(r#"{"type":"res","id":"s3:abc","ok":true}"#, "s3:abc", "abc");
+        assert_eq!(out, r#"{"type":"res","id":"abc","ok":true}"#);
+        let out = with_id(r#"{"ok":true,"id":"s3:abc","type":"res"}"#, "s3:abc", "abc");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["id"], "abc");
+        assert!(matches!(parse_route("s3:abc:def"), Route::Socket(3, "abc:def")));
+        assert!(matches!(parse_route("rpc:9"), Route::Rpc("rpc:9")));
+        assert!(matches!(parse_route("x"), Route::Unknown));
+    }
+
+    #[test]
+    fn browser_requests_are_checked() {
+        assert!(parse_browser_request(r#"{"type":"req","id":"1","method":"chat.send","params":{}}"#).is_ok());
+        let forbidden = parse_browser_request(r#"{"type":"req","id":"2","method":"config.patch","params":{}}"#);
+        assert!(matches!(forbidden, Err(Rejected::Refused { code: "forbidden", .. })));
+        assert!(matches!(
+            parse_browser_request(r#"{"type":"req","id":"a\"b","method":"chat.send"}"#),
+            Err(Rejected::Malformed(_))
+        ));
+        assert!(matches!(parse_browser_request("[1,2]"), Err(Rejected::Malformed(_))));
+        assert!(matches!(
+            parse_browser_request(r#"{"type":"res","id":"1"}"#),
+            Err(Rejected::Refused { code: "invalid_request", .. })
+        ));
+    }
+
+    #[test]
+    fn close_codes_are_mapped_to_sendable_codes() {
+        for code in [None, Some(1000), Some(1005), Some(1006), Some(1008), Some(1013), Some(4001), Some(4999)] {
+            let (mapped, reason) = browser_close(code);
+            assert!(!matches!(mapped, 1005 | 1006 | 1015), "{code:?} -> {mapped}");
+            assert!(reason.len() <= 123);
+        }
+    }
+}

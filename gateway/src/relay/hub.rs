@@ -1,0 +1,238 @@
+//! One upstream link per user: agent events are numbered, kept for resume and fanned out to the
+//! user's browser sockets; requests from those sockets and Roost's own RPCs share the link.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::frames::{self, FromAgent, Route};
+use super::replay::{ReplayBuffer, Resume};
+use crate::openclaw::Upstream;
+
+/// Frames waiting for one browser. A browser that falls this far behind is dropped and resumes.
+const SOCKET_QUEUE: usize = 256;
+/// Requests waiting to go upstream; senders wait when it is full (backpressure).
+const AGENT_QUEUE: usize = 64;
+
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    Close(u16, &'static str),
+}
+
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub struct Hub {
+    to_agent: mpsc::Sender<Message>,
+    hello: Value,
+    replay: Arc<Mutex<ReplayBuffer>>,
+    state: Mutex<HubState>,
+    next_socket: AtomicU64,
+    next_rpc: AtomicU64,
+}
+
+#[derive(Default)]
+struct HubState {
+    sockets: HashMap<u64, mpsc::Sender<Outbound>>,
+    rpcs: HashMap<String, oneshot::Sender<Value>>,
+    closed: bool,
+}
+
+pub struct Subscription {
+    pub socket: u64,
+    pub backlog: Resume,
+    pub frames: mpsc::Receiver<Outbound>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("the agent connection closed")]
+    Closed,
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Hub {
+    /// Takes over a handshaken upstream. `on_chat_final` hears the session key of each finished run.
+    pub fn start(
+        upstream: Upstream,
+        replay: Arc<Mutex<ReplayBuffer>>,
+        on_chat_final: Notify,
+        on_closed: Box<dyn FnOnce() + Send>,
+    ) -> Arc<Self> {
+        let (to_agent, mut outgoing) = mpsc::channel::<Message>(AGENT_QUEUE);
+        let hub = Arc::new(Self {
+            to_agent,
+            hello: upstream.hello,
+            replay,
+            state: Mutex::new(HubState::default()),
+            next_socket: AtomicU64::new(1),
+            next_rpc: AtomicU64::new(1),
+        });
+        let (mut sink, mut stream) = upstream.socket.split();
+        let writer = tokio::spawn(async move {
+            while let Some(message) = outgoing.recv().await {
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let reader_hub = hub.clone();
+        tokio::spawn(async move {
+            let close_code = loop {
+                match stream.next().await {
+                    Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "agent link failed");
+                        break None;
+                    }
+                    None => break None,
+                }
+            };
+            reader_hub.close(frames::browser_close(close_code));
+            writer.abort();
+            on_closed();
+        });
+        hub
+    }
+
+    pub fn hello(&self) -> &Value {
+        &self.hello
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().expect("hub lock").closed
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.state.lock().expect("hub lock").sockets.len()
+    }
+
+    /// Registers a browser socket and returns what it missed since `resume` (if given).
+    /// Done under the replay lock, so no event is lost or sent twice between backlog and live.
+    pub fn subscribe(&self, resume: Option<u64>) -> Option<Subscription> {
+        let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
+        let replay = self.replay.lock().expect("replay lock");
+        let mut state = self.state.lock().expect("hub lock");
+        if state.closed {
+            return None;
+        }
+        let socket = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        state.sockets.insert(socket, tx);
+        let backlog = match resume {
+            Some(seen) => replay.resume_after(seen),
+            None => Resume::Replay(Vec::new()),
+        };
+        Some(Subscription { socket, backlog, frames: rx })
+    }
+
+    pub fn unsubscribe(&self, socket: u64) {
+        self.state.lock().expect("hub lock").sockets.remove(&socket);
+    }
+
+    /// Sends a browser frame upstream, waiting while the link is busy.
+    pub async fn send(&self, text: String) -> Result<(), RpcError> {
+        self.to_agent.send(Message::text(text)).await.map_err(|_| RpcError::Closed)
+    }
+
+    /// Roost's own request to the agent (history, sessions), answered on this link.
+    pub async fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, RpcError> {
+        let id = format!("rpc:{}", self.next_rpc.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state.lock().expect("hub lock");
+            if state.closed {
+                return Err(RpcError::Closed);
+            }
+            state.rpcs.insert(id.clone(), tx);
+        }
+        let frame = serde_json::json!({ "type": "req", "id": id, "method": method, "params": params });
+        let result = async {
+            self.send(frame.to_string()).await?;
+            tokio::time::timeout(timeout, rx)
+                .await
+                .map_err(|_| RpcError::Timeout(timeout))?
+                .map_err(|_| RpcError::Closed)
+        }
+        .await;
+        self.state.lock().expect("hub lock").rpcs.remove(&id);
+        result
+    }
+
+    /// Closes the link to the agent (the reader then closes every browser socket).
+    pub fn shutdown(&self) {
+        let _ = self
+            .to_agent
+            .try_send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "roost closing".into() })));
+    }
+
+    fn route(&self, text: &str, on_chat_final: &Notify) {
+        match frames::classify(text) {
+            FromAgent::Dropped => {}
+            FromAgent::Sequenced => {
+                if text.contains(r#""state":"final""#)
+                    && let Some(key) = chat_final_session(text)
+                {
+                    on_chat_final(&key);
+                }
+                let mut replay = self.replay.lock().expect("replay lock");
+                let seq = replay.next_seq();
+                let Some(numbered) = frames::with_seq(text, seq) else { return };
+                let frame = Utf8Bytes::from(numbered);
+                replay.push(seq, frame.clone());
+                self.fan_out(frame);
+            }
+            FromAgent::Unsequenced | FromAgent::Other => self.fan_out(Utf8Bytes::from(text)),
+            FromAgent::Response { id } => match frames::parse_route(id) {
+                Route::Socket(socket, original) => {
+                    let frame = Utf8Bytes::from(frames::with_id(text, id, original));
+                    let mut state = self.state.lock().expect("hub lock");
+                    if let Some(tx) = state.sockets.get(&socket)
+                        && tx.try_send(Outbound::Frame(frame)).is_err()
+                    {
+                        state.sockets.remove(&socket);
+                    }
+                }
+                Route::Rpc(id) => {
+                    let waiter = self.state.lock().expect("hub lock").rpcs.remove(id);
+                    if let (Some(waiter), Ok(value)) = (waiter, serde_json::from_str(text)) {
+                        let _ = waiter.send(value);
+                    }
+                }
+                Route::Unknown => tracing::debug!(id, "response for an unknown request"),
+            },
+        }
+    }
+
+    /// Queues a frame for every socket; a socket whose queue is full is dropped (it resumes).
+    fn fan_out(&self, frame: Utf8Bytes) {
+        let mut state = self.state.lock().expect("hub lock");
+        state.sockets.retain(|_, tx| tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+    }
+
+    fn close(&self, (code, reason): (u16, &'static str)) {
+        let mut state = self.state.lock().expect("hub lock");
+        state.closed = true;
+        for (_, tx) in state.sockets.drain() {
+            let _ = tx.try_send(Outbound::Close(code, reason));
+        }
+        state.rpcs.clear();
+    }
+}
+
+fn chat_final_session(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    (v["event"] == "chat" && v["payload"]["state"] == "final")
+        .then(|| v["payload"]["sessionKey"].as_str().map(str::to_string))?
+}

@@ -1,0 +1,266 @@
+//! One browser (or API client) socket: wait for the machine with live stages, join the user's
+//! agent link, then relay both ways with our own heartbeat and size limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::frames::{self, Rejected};
+use super::hub::{Hub, Outbound, Subscription};
+use super::replay::Resume;
+use crate::agent_credentials;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::domain::UserId;
+use crate::error::{AppError, AppResult};
+use crate::json::Query;
+use crate::machines::Status;
+
+/// Browser messages above this are refused with close 1009.
+pub const MAX_BROWSER_MESSAGE: usize = 4 * 1024 * 1024;
+const HEARTBEAT: Duration = Duration::from_secs(25);
+const PONG_DEADLINE: Duration = Duration::from_secs(60);
+/// A link with no browser left is kept this long, so a reload resumes without a new handshake.
+const IDLE_LINK_GRACE: Duration = Duration::from_secs(120);
+const MAX_SOCKETS_PER_USER: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    resume: Option<u64>,
+}
+
+type BrowserSink = SplitSink<WebSocket, Message>;
+
+pub async fn upgrade(
+    state: AppState,
+    auth: AuthUser,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> AppResult<Response> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
+        if !allowed {
+            return Err(AppError::forbidden("cross_origin", "this origin may not open the chat socket"));
+        }
+    }
+    if let Some(hub) = state.relays.existing_hub(&auth.user_id).await
+        && hub.socket_count() >= MAX_SOCKETS_PER_USER
+    {
+        return Err(AppError::rate_limited(5));
+    }
+    let ws = ws
+        // Our own limit (below) answers with 1009; this one only bounds memory.
+        .max_message_size(MAX_BROWSER_MESSAGE * 2)
+        .max_frame_size(MAX_BROWSER_MESSAGE * 2)
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"));
+    Ok(ws.on_upgrade(move |socket| run(state, auth.user_id, query.resume, socket)))
+}
+
+async fn run(state: AppState, user: UserId, resume: Option<u64>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let Some(hub) = join(&state, &user, &mut sink, &mut stream).await else { return };
+    let Some(subscription) = hub.subscribe(resume) else {
+        close(&mut sink, 1013, "the agent link closed; reconnect").await;
+        return;
+    };
+    let socket_id = subscription.socket;
+    relay(&hub, subscription, &mut sink, &mut stream).await;
+    hub.unsubscribe(socket_id);
+    if hub.socket_count() == 0 {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(IDLE_LINK_GRACE).await;
+            if hub.socket_count() == 0 {
+                hub.shutdown();
+            }
+        });
+    }
+}
+
+/// Starts the machine if needed (streaming its stages), then joins the user's agent link.
+async fn join(
+    state: &AppState,
+    user: &UserId,
+    sink: &mut BrowserSink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Option<Arc<Hub>> {
+    let mut stages = state.machines.subscribe(user);
+    let machines = state.machines.clone();
+    let starting_user = user.clone();
+    let mut start = tokio::spawn(async move { machines.ensure_ready(&starting_user).await });
+    let mut last_sent: Option<Status> = None;
+    let mut stages_open = true;
+    let address = loop {
+        let current = stages.borrow_and_update().clone();
+        if last_sent.as_ref() != Some(&current) && current.stage != "stopped" {
+            if send_text(sink, frames::roost_event("roost.status", json!(current))).await.is_err() {
+                return None;
+            }
+            last_sent = Some(current);
+        }
+        tokio::select! {
+            done = &mut start => match done {
+                Ok(Ok(address)) => break address,
+                Ok(Err(e)) => {
+                    let _ = send_text(sink, frames::roost_event("roost.error", json!({ "code": "agent_unavailable", "message": e.0 }))).await;
+                    close(sink, 1011, "the agent could not be started").await;
+                    return None;
+                }
+                Err(_) => {
+                    close(sink, 1011, "starting the agent failed").await;
+                    return None;
+                }
+            },
+            changed = stages.changed(), if stages_open => stages_open = changed.is_ok(),
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                // Requests before `roost.ready` are not accepted; the UI waits for ready.
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    let token = agent_credentials::gateway_token(&state.secret, user);
+    match state.relays.hub(user, &address, &token).await {
+        Ok(hub) => {
+            let hello = hub.hello();
+            let ready = json!({
+                "server": hello["server"], "sessionDefaults": hello["snapshot"]["sessionDefaults"],
+                "policy": { "maxPayload": MAX_BROWSER_MESSAGE }, "methods": frames::ALLOWED_METHODS,
+            });
+            send_text(sink, frames::roost_event("roost.ready", ready)).await.ok()?;
+            Some(hub)
+        }
+        Err(e) => {
+            tracing::warn!(user_id = %user, error = %e, "agent handshake failed");
+            let _ = send_text(
+                sink,
+                frames::roost_event("roost.error", json!({ "code": "agent_unreachable", "message": e.to_string() })),
+            )
+            .await;
+            close(sink, 1011, "could not connect to the agent").await;
+            None
+        }
+    }
+}
+
+async fn relay(
+    hub: &Hub,
+    subscription: Subscription,
+    sink: &mut BrowserSink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) {
+    let Subscription { socket, backlog, mut frames } = subscription;
+    match backlog {
+        Resume::Replay(missed) => {
+            for frame in missed {
+                if sink.send(Message::Text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Resume::Gap { last_seq } => {
+            let gap = frames::roost_event(
+                "roost.gap",
+                json!({ "lastSeq": last_seq, "message": "some events were missed; reload history" }),
+            );
+            if send_text(sink, gap).await.is_err() {
+                return;
+            }
+        }
+    }
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut last_pong = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let message = match incoming {
+                    Some(Ok(m)) => m,
+                    Some(Err(_)) | None => return,
+                };
+                match message {
+                    Message::Text(text) => {
+                        if text.len() > MAX_BROWSER_MESSAGE {
+                            close(sink, 1009, "message too large").await;
+                            return;
+                        }
+                        if forward(hub, socket, text, sink).await.is_err() {
+                            return;
+                        }
+                    }
+                    Message::Binary(_) => {
+                        let error = frames::roost_event("roost.error", json!({ "code": "invalid_frame", "message": "binary frames are not supported" }));
+                        if send_text(sink, error).await.is_err() {
+                            return;
+                        }
+                    }
+                    Message::Pong(_) => last_pong = Instant::now(),
+                    Message::Ping(_) => {}
+                    Message::Close(_) => return,
+                }
+            }
+            outbound = frames.recv() => match outbound {
+                Some(Outbound::Frame(frame)) => {
+                    if sink.send(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    close(sink, code, reason).await;
+                    return;
+                }
+                None => {
+                    let (code, reason) = if hub.is_closed() { (1011, "the connection to the agent was lost; reconnect to resume") } else { (1013, "this connection fell behind; reconnect to resume") };
+                    close(sink, code, reason).await;
+                    return;
+                }
+            },
+            _ = heartbeat.tick() => {
+                if last_pong.elapsed() > PONG_DEADLINE {
+                    close(sink, 1001, "no heartbeat").await;
+                    return;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Checks a browser frame and sends it upstream, or answers it with an error.
+async fn forward(hub: &Hub, socket: u64, text: Utf8Bytes, sink: &mut BrowserSink) -> Result<(), ()> {
+    match frames::parse_browser_request(text.as_str()) {
+        Ok(mut request) => {
+            request.frame["id"] = frames::socket_route(socket, &request.id).into();
+            tracing::debug!(method = %request.method, "relaying request");
+            hub.send(request.frame.to_string()).await.map_err(|_| ())
+        }
+        Err(Rejected::Refused { id, code, message }) => {
+            send_text(sink, frames::error_response(&id, code, &message)).await
+        }
+        Err(Rejected::Malformed(message)) => {
+            send_text(sink, frames::roost_event("roost.error", json!({ "code": "invalid_frame", "message": message })))
+                .await
+        }
+    }
+}
+
+async fn send_text(sink: &mut BrowserSink, text: String) -> Result<(), ()> {
+    sink.send(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+async fn close(sink: &mut BrowserSink, code: u16, reason: &'static str) {
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let _ = sink.close().await;
+}

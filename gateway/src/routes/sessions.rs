@@ -1,0 +1,121 @@
+//! Chat sessions and their history over HTTP.
+
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::chat::history::{self, MAX_LIMIT};
+use crate::chat::{SessionKey, sessions};
+use crate::error::{AppError, AppResult};
+use crate::json::{Json, Query};
+
+/// A page load waits at most this long for fresh history before showing the cache.
+const FRESH_WAIT: Duration = Duration::from_millis(1500);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    title: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+}
+
+fn clean_title(raw: &str) -> Result<String, AppError> {
+    let title = raw.trim();
+    if title.is_empty() || title.chars().count() > 120 || title.chars().any(char::is_control) {
+        return Err(AppError::bad_request("invalid_title", "title must be 1 to 120 printable characters"));
+    }
+    Ok(title.to_string())
+}
+
+pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+    let conn = state.db.conn()?;
+    sessions::create(&conn, &auth.user_id, &SessionKey::main(), &history::default_title(&SessionKey::main())).await?;
+    Ok(axum::Json(json!({ "sessions": sessions::list(&conn, &auth.user_id).await? })))
+}
+
+pub async fn create(
+    state: AppState,
+    auth: AuthUser,
+    Json(body): Json<NewSession>,
+) -> AppResult<(StatusCode, axum::Json<Value>)> {
+    let title = body.title.as_deref().map(clean_title).transpose()?.unwrap_or_else(|| "New chat".into());
+    let conn = state.db.conn()?;
+    if sessions::list(&conn, &auth.user_id).await?.len() >= sessions::MAX_SESSIONS {
+        return Err(AppError::conflict("too_many_sessions", "delete a chat before creating another (limit 200)"));
+    }
+    let key = SessionKey::generate();
+    sessions::create(&conn, &auth.user_id, &key, &title).await?;
+    let session = sessions::find(&conn, &auth.user_id, &key)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("session vanished")))?;
+    Ok((StatusCode::CREATED, axum::Json(json!(session))))
+}
+
+pub async fn rename(
+    state: AppState,
+    auth: AuthUser,
+    Path(key): Path<String>,
+    Json(body): Json<Rename>,
+) -> AppResult<axum::Json<Value>> {
+    let key = SessionKey::parse(&key)?;
+    let title = clean_title(&body.title)?;
+    let conn = state.db.conn()?;
+    if !sessions::rename(&conn, &auth.user_id, &key, &title).await? {
+        return Err(AppError::not_found("no such session"));
+    }
+    Ok(axum::Json(json!(sessions::find(&conn, &auth.user_id, &key).await?)))
+}
+
+pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) -> AppResult<StatusCode> {
+    let key = SessionKey::parse(&key)?;
+    if !sessions::delete(&state.db.conn()?, &auth.user_id, &key).await? {
+        return Err(AppError::not_found("no such session"));
+    }
+    // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
+    if let Some(hub) = state.relays.existing_hub(&auth.user_id).await {
+        let reply = hub.call("sessions.delete", json!({ "key": key.as_str() }), Duration::from_secs(5)).await;
+        if let Err(e) = reply {
+            tracing::warn!(error = %e, "deleting the agent's transcript failed");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn history(
+    state: AppState,
+    auth: AuthUser,
+    Path(key): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> AppResult<axum::Json<Value>> {
+    let key = SessionKey::parse(&key)?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(AppError::bad_request("invalid_limit", "limit must be between 1 and 200"));
+    }
+    let conn = state.db.conn()?;
+    if sessions::find(&conn, &auth.user_id, &key).await?.is_none() && key.as_str() != SessionKey::MAIN {
+        return Err(AppError::not_found("no such session"));
+    }
+    if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
+        let start = fresh.len().saturating_sub(limit as usize);
+        return Ok(axum::Json(json!({ "messages": fresh[start..], "stale": false })));
+    }
+    let cached = history::cached(&conn, &auth.user_id, &key, limit).await?;
+    Ok(axum::Json(json!({ "messages": cached, "stale": true })))
+}
