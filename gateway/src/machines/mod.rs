@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use provisioner::{AgentSpec, MachineState, Progress, Provider, Stage};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 pub use fake::FakeProvider;
 
@@ -64,9 +64,9 @@ impl Machines {
         self.provider.name()
     }
 
-    /// Live stage updates for a user's machine.
-    pub fn subscribe(&self, user: &UserId) -> watch::Receiver<Status> {
-        self.reporter.channel(user.as_str()).subscribe()
+    /// The last known stage of a user's machine, and every stage after it.
+    pub fn subscribe(&self, user: &UserId) -> (Status, broadcast::Receiver<Status>) {
+        self.reporter.subscribe(user.as_str())
     }
 
     /// The agent's address if it is running and ready, without starting anything.
@@ -129,10 +129,16 @@ impl Machines {
     }
 }
 
-/// Receives provider progress: updates the live channel and the `machines` row.
+/// Receives provider progress: tells every waiting socket and updates the `machines` row.
 pub struct Reporter {
     db: Db,
-    channels: Mutex<HashMap<String, watch::Sender<Status>>>,
+    channels: Mutex<HashMap<String, StageChannel>>,
+}
+
+/// Every stage reaches subscribers (a stage that lasted a millisecond is still shown).
+struct StageChannel {
+    last: Status,
+    updates: broadcast::Sender<Status>,
 }
 
 impl Reporter {
@@ -140,20 +146,29 @@ impl Reporter {
         Self { db, channels: Mutex::new(HashMap::new()) }
     }
 
-    fn channel(&self, user_id: &str) -> watch::Sender<Status> {
-        self.channels
-            .lock()
-            .expect("channels lock")
+    fn subscribe(&self, user_id: &str) -> (Status, broadcast::Receiver<Status>) {
+        let mut channels = self.channels.lock().expect("channels lock");
+        let channel = channels.entry(user_id.to_string()).or_insert_with(|| StageChannel {
+            last: Status::new(Stage::Stopped, "not started"),
+            updates: broadcast::channel(64).0,
+        });
+        (channel.last.clone(), channel.updates.subscribe())
+    }
+
+    fn publish(&self, user_id: &str, status: Status) {
+        let mut channels = self.channels.lock().expect("channels lock");
+        let channel = channels
             .entry(user_id.to_string())
-            .or_insert_with(|| watch::channel(Status::new(Stage::Stopped, "not started")).0)
-            .clone()
+            .or_insert_with(|| StageChannel { last: status.clone(), updates: broadcast::channel(64).0 });
+        channel.last = status.clone();
+        let _ = channel.updates.send(status);
     }
 }
 
 impl Progress for Reporter {
     fn report(&self, user_id: &str, stage: Stage, detail: &str) {
         tracing::info!(user_id, stage = stage.as_str(), detail, "machine stage");
-        self.channel(user_id).send_replace(Status::new(stage, detail));
+        self.publish(user_id, Status::new(stage, detail));
         let db = self.db.clone();
         let (user_id, detail) = (user_id.to_string(), detail.to_string());
         tokio::spawn(async move {

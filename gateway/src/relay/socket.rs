@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -21,7 +22,6 @@ use crate::auth::AuthUser;
 use crate::domain::UserId;
 use crate::error::{AppError, AppResult};
 use crate::json::Query;
-use crate::machines::Status;
 
 /// Browser messages above this are refused with close 1009.
 pub const MAX_BROWSER_MESSAGE: usize = 4 * 1024 * 1024;
@@ -44,8 +44,9 @@ pub async fn upgrade(
     auth: AuthUser,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> AppResult<Response> {
+    let ws = ws.map_err(|e| AppError::bad_request("websocket_required", e.body_text()))?;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
         if !allowed {
@@ -95,19 +96,17 @@ async fn join(
     sink: &mut BrowserSink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Option<Arc<Hub>> {
-    let mut stages = state.machines.subscribe(user);
+    let (current, mut stages) = state.machines.subscribe(user);
     let machines = state.machines.clone();
     let starting_user = user.clone();
     let mut start = tokio::spawn(async move { machines.ensure_ready(&starting_user).await });
-    let mut last_sent: Option<Status> = None;
+    let mut pending = (current.stage != "stopped").then_some(current);
     let mut stages_open = true;
     let address = loop {
-        let current = stages.borrow_and_update().clone();
-        if last_sent.as_ref() != Some(&current) && current.stage != "stopped" {
-            if send_text(sink, frames::roost_event("roost.status", json!(current))).await.is_err() {
-                return None;
-            }
-            last_sent = Some(current);
+        if let Some(status) = pending.take()
+            && send_text(sink, frames::roost_event("roost.status", json!(status))).await.is_err()
+        {
+            return None;
         }
         tokio::select! {
             done = &mut start => match done {
@@ -122,7 +121,11 @@ async fn join(
                     return None;
                 }
             },
-            changed = stages.changed(), if stages_open => stages_open = changed.is_ok(),
+            update = stages.recv(), if stages_open => match update {
+                Ok(status) => pending = Some(status),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => stages_open = false,
+            },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 // Requests before `roost.ready` are not accepted; the UI waits for ready.
