@@ -6,10 +6,16 @@ use libsql::TransactionBehavior;
 use super::Db;
 use crate::domain::now_secs;
 
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_accounts",
-    include_str!("../../../migrations/0001_accounts.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_accounts",
+        include_str!("../../../migrations/0001_accounts.sql"),
+    ),
+    (
+        "0002_agents",
+        include_str!("../../../migrations/0002_agents.sql"),
+    ),
+];
 
 /// Applies pending migrations in order and returns the names of those it applied.
 pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
