@@ -16,6 +16,7 @@ use crate::auth::rate_limit::AuthLimiter;
 use crate::auth::svix;
 use crate::config::ServeArgs;
 use crate::db::Db;
+use crate::llm::{LlmApi, Upstreams};
 
 #[derive(Clone, FromRequestParts)]
 #[from_request(via(State))]
@@ -38,6 +39,7 @@ pub struct App {
     pub secret: ServerSecret,
     pub metrics: PrometheusHandle,
     pub http: reqwest::Client,
+    pub llm: Upstreams,
 }
 
 /// Settings derived from the flags once, at start.
@@ -151,6 +153,9 @@ impl App {
                     .into(),
             );
         }
+        let llm = Upstreams::from_args(&args.llm)
+            .map_err(|mut llm_problems| problems.append(&mut llm_problems))
+            .ok();
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -184,7 +189,18 @@ impl App {
             secret: secret.expect("checked above"),
             metrics: metrics_handle(),
             http,
+            llm: llm.expect("checked above"),
         })
+    }
+
+    /// The provider API agents should speak through `/llm/*` (OpenAI when both are configured).
+    pub fn llm_api(&self) -> Option<LlmApi> {
+        self.llm.preferred_api()
+    }
+
+    /// The model id agents use by default (`--llm-model`).
+    pub fn llm_model(&self) -> Option<&str> {
+        self.llm.default_model()
     }
 }
 
