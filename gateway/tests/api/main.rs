@@ -8,4 +8,5 @@ mod api_tokens;
 mod browser;
 mod clerk;
 mod clerk_webhooks;
+mod llm_proxy;
 mod plumbing;
