@@ -1,1 +1,3 @@
+//! Plans, credits and LLM usage accounting. Pure logic: no IO, no database.
 
+pub mod usage;

@@ -17,6 +17,7 @@ use crate::auth::svix;
 use crate::config::{AgentProvider, ServeArgs};
 use crate::db::Db;
 use crate::domain::UserId;
+use crate::llm::{LlmApi, Upstreams};
 use crate::machines::{FakeProvider, Machines, Reporter};
 use crate::openclaw::DeviceIdentity;
 use crate::relay::Relays;
@@ -46,6 +47,7 @@ pub struct App {
     pub relays: Relays,
     /// Taken once by the server, which refreshes history whenever a chat run finishes.
     pub finished_runs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(UserId, String)>>>,
+    pub llm: Upstreams,
 }
 
 /// Settings derived from the flags once, at start.
@@ -153,6 +155,7 @@ impl App {
         if args.disable_local_accounts && clerk.is_none() && args.clerk.clerk_issuer.is_none() {
             problems.push("--disable-local-accounts needs Clerk (--clerk-issuer), or nobody can sign in".into());
         }
+        let llm = Upstreams::from_args(&args.llm).map_err(|mut llm_problems| problems.append(&mut llm_problems)).ok();
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -163,7 +166,8 @@ impl App {
 
         let secret = secret.expect("checked above");
         let internal_origin = internal_origin(bound);
-        let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin).await?);
+        let llm = llm.expect("checked above");
+        let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm).await?);
         let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
 
@@ -191,7 +195,18 @@ impl App {
             machines,
             relays: Relays::new(device, finished_tx),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
+            llm,
         })
+    }
+
+    /// The provider API agents should speak through `/llm/*` (OpenAI when both are configured).
+    pub fn llm_api(&self) -> Option<LlmApi> {
+        self.llm.preferred_api()
+    }
+
+    /// The model id agents use by default (`--llm-model`).
+    pub fn llm_model(&self) -> Option<&str> {
+        self.llm.default_model()
     }
 }
 
@@ -209,6 +224,7 @@ async fn build_machines(
     db: &Db,
     secret: &ServerSecret,
     internal_origin: &str,
+    llm: &Upstreams,
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
     let agents = &args.agents;
@@ -236,15 +252,23 @@ async fn build_machines(
         }
     };
     let secret = ServerSecret(*secret.expose());
-    let llm_base = format!("{internal_origin}/llm/openai/v1");
+    // Agents speak whichever API the operator configured, always through Roost's metered proxy.
+    let (llm_base, api) = match llm.preferred_api() {
+        Some(LlmApi::Anthropic) => (format!("{internal_origin}/llm/anthropic"), "anthropic-messages"),
+        _ => (format!("{internal_origin}/llm/openai/v1"), "openai-completions"),
+    };
+    let model = llm.default_model().unwrap_or("default").to_string();
+    if llm.preferred_api().is_some() && llm.default_model().is_none() {
+        tracing::warn!("no --llm-model (ROOST_LLM_MODEL) is set; agents will ask the provider for model \"default\"");
+    }
     let spec: crate::machines::SpecFactory = Box::new(move |user: &UserId| provisioner::AgentSpec {
         user_id: user.to_string(),
         gateway_token: crate::agent_credentials::gateway_token(&secret, user),
         llm: provisioner::LlmEndpoint {
             base_url: llm_base.clone(),
-            api: "openai-completions",
+            api,
             credential: crate::agent_credentials::llm_credential(&secret, user),
-            model: "default".into(),
+            model: model.clone(),
         },
     });
     Ok(Machines::new(provider, fake, spec, reporter))

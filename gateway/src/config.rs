@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::secret::SecretString;
+
 #[derive(Debug, Parser)]
 #[command(name = "roost", version, about = "A personal AI agent for every user")]
 pub struct Cli {
@@ -103,6 +105,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub agents: AgentArgs,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,6 +164,34 @@ pub struct ClerkArgs {
     /// Svix signing secret for `POST /webhooks/clerk` (`whsec_…`).
     #[arg(long, env = "ROOST_CLERK_WEBHOOK_SECRET", hide_env_values = true)]
     pub clerk_webhook_secret: Option<String>,
+}
+
+/// The model providers behind `/llm/*`. Their keys stay on the server; agents get a per-user credential.
+#[derive(Debug, Clone, Args)]
+pub struct LlmArgs {
+    /// OpenAI-compatible API base, e.g. `https://api.openai.com/v1` (`/chat/completions` is appended).
+    #[arg(long, env = "ROOST_LLM_OPENAI_BASE_URL")]
+    pub llm_openai_base_url: Option<String>,
+
+    /// API key for the OpenAI-compatible base URL.
+    #[arg(long, env = "ROOST_LLM_OPENAI_API_KEY", hide_env_values = true)]
+    pub llm_openai_api_key: Option<SecretString>,
+
+    /// Anthropic API key; turns on `/llm/anthropic/v1/messages`.
+    #[arg(long, env = "ROOST_LLM_ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub llm_anthropic_api_key: Option<SecretString>,
+
+    /// Anthropic API base (`/v1/messages` is appended).
+    #[arg(long, env = "ROOST_LLM_ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    pub llm_anthropic_base_url: String,
+
+    /// The model id agents use by default, e.g. `gpt-4o-mini`.
+    #[arg(long, env = "ROOST_LLM_MODEL")]
+    pub llm_model: Option<String>,
+
+    /// How long a provider may stay silent: before its response headers, and between chunks.
+    #[arg(long, env = "ROOST_LLM_UPSTREAM_TIMEOUT_SECS", default_value_t = 600, hide = true)]
+    pub llm_upstream_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

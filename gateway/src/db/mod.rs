@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod migrate;
 pub mod sessions;
+pub mod usage_events;
 pub mod users;
 pub mod webhooks;
 

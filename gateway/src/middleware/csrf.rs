@@ -11,9 +11,11 @@ use crate::error::AppError;
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if is_safe(request.method())
         || request.uri().path().starts_with("/webhooks/")
+        || request.uri().path().starts_with("/llm/")
         || request.headers().contains_key(header::AUTHORIZATION)
     {
-        // Webhooks authenticate by signature; a Bearer header is never sent by a browser on its own.
+        // Webhooks authenticate by signature; a Bearer header is never sent by a browser on its own;
+        // `/llm/*` takes only an agent credential in a header (`x-api-key` included), never a cookie.
         return next.run(request).await;
     }
     match verdict(&state, &request) {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod health;
+mod llm;
 mod me;
 mod sessions;
 mod tokens;
@@ -15,9 +16,11 @@ use axum::routing::{delete, get, patch, post};
 use crate::app::AppState;
 use crate::error::AppError;
 
-/// JSON bodies on the API are small; webhooks get more room.
+/// JSON bodies on the API are small; webhooks get more room; model calls carry an agent's whole
+/// context (a ~50 KB system prompt plus history).
 const API_BODY_LIMIT: usize = 64 * 1024;
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+pub const LLM_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -36,10 +39,19 @@ pub fn router(state: AppState) -> Router {
     let webhooks =
         Router::new().route("/clerk", post(webhooks::clerk)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
 
+    // Agents authenticate with their LLM credential only; see `crate::llm`.
+    let llm = Router::new()
+        .route("/openai/v1/chat/completions", post(llm::openai_chat_completions))
+        .route("/openai/v1/models", get(llm::openai_models))
+        .route("/anthropic/v1/messages", post(llm::anthropic_messages))
+        .fallback(api_not_found)
+        .layer(DefaultBodyLimit::max(LLM_BODY_LIMIT));
+
     let router = Router::new()
         .nest("/api", api)
         .nest("/webhooks", webhooks)
         .route("/ws", get(crate::relay::upgrade))
+        .nest("/llm", llm)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

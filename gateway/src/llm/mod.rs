@@ -1,0 +1,15 @@
+//! The metered LLM proxy behind `/llm/*`. Agents call it with their per-user credential; Roost
+//! adds the operator's provider key, streams the answer back untouched, and records its usage.
+
+mod caller;
+mod forward;
+mod metered_body;
+mod model_request;
+mod upstreams;
+mod usage_recorder;
+
+pub use billing::usage::LlmApi;
+pub use caller::authenticate;
+pub use forward::{forward_list_models, forward_model_call};
+pub use model_request::ModelRequest;
+pub use upstreams::{Upstream, Upstreams};
