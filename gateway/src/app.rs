@@ -230,12 +230,15 @@ async fn build_machines(
     let agents = &args.agents;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.agent_provider {
         AgentProvider::Fake => {
-            let fake = Arc::new(FakeProvider::new(
+            let fake = FakeProvider::new(
                 crate::fakes::openclaw::Reply::Text(
                     "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.".into(),
                 ),
                 std::time::Duration::from_millis(50),
-            ));
+            )
+            .echoing(agents.fake_agent_echo)
+            .external(agents.fake_agent_url.clone());
+            let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
         AgentProvider::Local => {
