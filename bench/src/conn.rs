@@ -190,6 +190,27 @@ pub fn with_children(pid: u32) -> Vec<u32> {
     pids
 }
 
+/// CPU time (user + system) used so far by these processes, in microseconds.
+pub fn cpu_us(pids: &[u32]) -> u64 {
+    let tick_us = 1_000_000 / clock_ticks_per_second();
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // After `pid (comm)`: state is field 3, utime 14, stime 15 (1-based over the whole line).
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) * tick_us)
+        })
+        .sum()
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
 pub fn total_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| rss_kib(*p).ok()).sum()
 }

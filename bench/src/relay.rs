@@ -2,8 +2,9 @@
 //!
 //! Closed loop: every socket sends one `chat.send` request, waits for the echo (a `chat` event
 //! carrying the request) and sends the next; the round trip is timed per message.
-//! Paced (open loop): every socket sends at a fixed rate whatever the replies do; latency is
-//! measured from the time each message was due, so a stalled path is not hidden.
+//! Paced (open loop): every socket sends at a fixed rate whatever the replies do, so a slow path
+//! cannot slow the senders down. Latency counts from the moment each message was sent; how late
+//! the senders were against their schedule (tokio's timer has 1 ms ticks) is reported beside it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,13 +54,55 @@ pub struct Args {
     paced_duration: f64,
     #[arg(long)]
     roost_pid: Option<u32>,
+    /// nginx's master process (its workers are its children), for CPU per message.
+    #[arg(long)]
+    nginx_pid: Option<u32>,
+    #[arg(long)]
+    upstream_pid: Option<u32>,
     #[arg(long)]
     work_dir: PathBuf,
     #[arg(long)]
     json: PathBuf,
 }
 
+/// CPU microseconds per relayed message: the proxy on the path (Roost or nginx), the echo
+/// upstream, and the generator itself.
+#[derive(Clone, Copy, Default)]
+struct CpuPerMsg {
+    proxy: f64,
+    upstream: f64,
+    generator: f64,
+}
+
+struct Pids {
+    roost: Vec<u32>,
+    nginx: Vec<u32>,
+    upstream: Vec<u32>,
+    generator: Vec<u32>,
+}
+
+impl Pids {
+    fn proxy(&self, path: &str) -> &[u32] {
+        match path {
+            "roost" => &self.roost,
+            "nginx" => &self.nginx,
+            _ => &[],
+        }
+    }
+
+    fn snapshot(&self, path: &str) -> [u64; 3] {
+        [conn::cpu_us(self.proxy(path)), conn::cpu_us(&self.upstream), conn::cpu_us(&self.generator)]
+    }
+
+    fn per_msg(&self, path: &str, before: [u64; 3], msgs: usize) -> CpuPerMsg {
+        let after = self.snapshot(path);
+        let per = |i: usize| (after[i] - before[i]) as f64 / msgs.max(1) as f64;
+        CpuPerMsg { proxy: per(0), upstream: per(1), generator: per(2) }
+    }
+}
+
 struct Cell {
+    cpu: CpuPerMsg,
     path: &'static str,
     size: usize,
     conns: usize,
@@ -78,13 +121,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ];
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
+    let pids = Pids {
+        roost: args.roost_pid.into_iter().collect(),
+        nginx: args.nginx_pid.map(conn::with_children).unwrap_or_default(),
+        upstream: args.upstream_pid.into_iter().collect(),
+        generator: vec![std::process::id()],
+    };
 
     let mut cells = Vec::new();
     for &n in &args.conns {
         for target in &targets {
             let mut sockets = conn::open_many(target, n, 64).await?;
             for &size in &args.sizes {
-                let (back, cell) = closed_loop(target.name(), sockets, size, warmup, duration).await;
+                let (back, cell) = closed_loop(target.name(), sockets, size, warmup, duration, &pids).await;
                 sockets = back;
                 eprintln!(
                     "  {:>6} {:>6} B x {:>5}: {:>8} msg/s  p50 {:>9}  p99 {:>9}  p99.9 {:>9}  errors {}",
@@ -142,12 +191,16 @@ async fn closed_loop(
     size: usize,
     warmup: Duration,
     duration: Duration,
+    pids: &Pids,
 ) -> (Vec<Ws>, Cell) {
     let frame = Utf8Bytes::from(conn::request_frame(size));
     let conns = sockets.len();
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+    });
     let tasks: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
@@ -180,11 +233,22 @@ async fn closed_loop(
             })
         })
         .collect();
+    let _ = cpu.await;
+    let cpu_before = pids.snapshot(path);
+    tokio::time::sleep_until(end.into()).await;
     let mut back = Vec::with_capacity(conns);
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut cpu_msgs = 0;
+    let mut joined = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let (ws, samples, error) = task.await.expect("closed-loop task");
+        joined.push(task.await.expect("closed-loop task"));
+    }
+    for (_, samples, _) in &joined {
+        cpu_msgs += samples.len();
+    }
+    let cpu = pids.per_msg(path, cpu_before, cpu_msgs);
+    for (ws, samples, error) in joined {
         all.extend(samples);
         if let Some(e) = error {
             if errors == 0 {
@@ -196,7 +260,7 @@ async fn closed_loop(
         }
     }
     let msgs_per_s = all.len() as f64 / duration.as_secs_f64();
-    (back, Cell { path, size, conns, msgs_per_s, errors, rtt: stats::summarize(all) })
+    (back, Cell { cpu, path, size, conns, msgs_per_s, errors, rtt: stats::summarize(all) })
 }
 
 struct Paced {
@@ -208,6 +272,8 @@ struct Paced {
     received: usize,
     achieved: f64,
     latency: Summary,
+    /// How far behind schedule each message was sent.
+    lateness: Summary,
 }
 
 /// Each socket sends every `1/rate` s (phases spread evenly); latency counts from the due time.
@@ -233,7 +299,7 @@ async fn paced_run(
             let phase = period.mul_f64(i as f64 / conns as f64);
             tokio::spawn(async move {
                 let (mut sink, mut stream) = ws.split();
-                let (due_tx, mut due_rx) = mpsc::unbounded_channel::<tokio::time::Instant>();
+                let (due_tx, mut due_rx) = mpsc::unbounded_channel::<(tokio::time::Instant, tokio::time::Instant)>();
                 let sender = async move {
                     let mut ticks = tokio::time::interval_at(start + phase, period);
                     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -243,7 +309,7 @@ async fn paced_run(
                         if due >= end {
                             break;
                         }
-                        let _ = due_tx.send(due);
+                        let _ = due_tx.send((due, tokio::time::Instant::now()));
                         if sink.send(Message::Text(frame.clone())).await.is_err() {
                             break;
                         }
@@ -255,9 +321,10 @@ async fn paced_run(
                 };
                 let receiver = async {
                     let mut samples = Vec::new();
+                    let mut lateness = Vec::new();
                     // Ends when the sender is done and every due reply arrived, or 10 s after the end.
                     let cutoff = end + Duration::from_secs(10);
-                    while let Some(due) = due_rx.recv().await {
+                    while let Some((due, sent_at)) = due_rx.recv().await {
                         let reply = tokio::time::timeout_at(cutoff, async {
                             loop {
                                 match stream.next().await {
@@ -272,22 +339,24 @@ async fn paced_run(
                             break;
                         }
                         if due >= measure_from {
-                            samples.push(due.elapsed().as_nanos() as u64);
+                            samples.push(sent_at.elapsed().as_nanos() as u64);
+                            lateness.push(sent_at.duration_since(due).as_nanos() as u64);
                         }
                     }
-                    samples
+                    (samples, lateness)
                 };
-                let ((sink, sent), samples) = tokio::join!(sender, receiver);
-                (sink.reunite(stream).ok(), sent, samples)
+                let ((sink, sent), (samples, lateness)) = tokio::join!(sender, receiver);
+                (sink.reunite(stream).ok(), sent, samples, lateness)
             })
         })
         .collect();
     let mut back = Vec::new();
-    let (mut sent, mut all) = (0, Vec::new());
+    let (mut sent, mut all, mut late) = (0, Vec::new(), Vec::new());
     for task in tasks {
-        let (ws, s, samples) = task.await.expect("paced task");
+        let (ws, s, samples, lateness) = task.await.expect("paced task");
         sent += s;
         all.extend(samples);
+        late.extend(lateness);
         back.extend(ws);
     }
     let received = all.len();
@@ -300,6 +369,7 @@ async fn paced_run(
         received,
         achieved: received as f64 / duration.as_secs_f64(),
         latency: stats::summarize(all),
+        lateness: stats::summarize(late),
     };
     (back, result)
 }
@@ -336,17 +406,32 @@ fn print_and_save(args: &Args, cells: &[Cell], paced: &[Paced], roost_peak_rss_k
             fmt_us(c.rtt.p999_us),
             format!("{p99_ratio:.2}"),
             c.errors.to_string(),
+            if c.path == "direct" { "-".into() } else { format!("{:.1} µs", c.cpu.proxy) },
+            format!("{:.1} µs", c.cpu.upstream),
+            format!("{:.1} µs", c.cpu.generator),
         ]);
         rows.push(json!({
             "path": c.path, "frame_bytes": c.size, "sockets": c.conns, "msgs_per_s": stats::round(c.msgs_per_s),
             "throughput_vs_direct": stats::round(tput_ratio * 100.0) / 100.0, "rtt": c.rtt.json(),
             "p99_vs_direct": stats::round(p99_ratio * 100.0) / 100.0, "errors": c.errors,
+            "cpu_us_per_msg": { "proxy": stats::round(c.cpu.proxy), "upstream": stats::round(c.cpu.upstream),
+                                "generator": stats::round(c.cpu.generator) },
         }));
     }
     table.print("Relay, closed loop (one request in flight per socket; round trip = request -> echoed chat event)");
 
-    let mut paced_table =
-        Table::new(&["path", "sockets x rate", "sent", "received", "msgs/s", "p50", "p99", "p99.9", "added p99"]);
+    let mut paced_table = Table::new(&[
+        "path",
+        "sockets x rate",
+        "sent",
+        "received",
+        "msgs/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "added p99",
+        "sender late p99",
+    ]);
     let direct_paced = paced.iter().find(|p| p.path == "direct");
     let mut paced_rows = Vec::new();
     for p in paced {
@@ -361,15 +446,17 @@ fn print_and_save(args: &Args, cells: &[Cell], paced: &[Paced], roost_peak_rss_k
             fmt_us(p.latency.p99_us),
             fmt_us(p.latency.p999_us),
             if p.path == "direct" { "-".into() } else { fmt_us(added) },
+            fmt_us(p.lateness.p99_us),
         ]);
         paced_rows.push(json!({
             "path": p.path, "sockets": p.conns, "rate_per_socket": p.rate, "frame_bytes": p.size,
             "sent": p.sent, "received": p.received, "msgs_per_s": stats::round(p.achieved),
             "latency": p.latency.json(), "added_p99_us_vs_direct": stats::round(added),
+            "sender_lateness": p.lateness.json(),
         }));
     }
     if !paced.is_empty() {
-        paced_table.print("Relay, paced (open loop; latency from each message's due time)");
+        paced_table.print("Relay, paced (open loop; latency from each send)");
     }
     if let Some(kib) = roost_peak_rss_kib {
         println!("\nRoost peak RSS during the run: {:.0} MiB", kib as f64 / 1024.0);

@@ -21,6 +21,10 @@ pub struct Args {
     /// Where to write `user_id<TAB>session secret` lines.
     #[arg(long)]
     out: PathBuf,
+    /// How long ago each session was last used. Over a minute ago (the default), each user's
+    /// first `/ws` also refreshes `last_seen_at` (a write), as for someone coming back to the chat.
+    #[arg(long, default_value_t = 3600)]
+    last_seen_secs_ago: i64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -42,14 +46,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Err(users::CreateError::Db(e)) => return Err(e).context("creating a user"),
         };
         let secret = random_token();
-        // Last seen an hour ago: each user's first `/ws` also refreshes `last_seen_at` (a write),
-        // as it does for someone coming back to the chat.
         sessions::create(
             &conn,
             NewSession {
                 token_hash: &sha256_hex(secret.as_bytes()),
                 user_id: &user.id,
-                now: now - 3600,
+                now: now - args.last_seen_secs_ago,
                 expires_at: now + 30 * 86_400,
                 user_agent: Some("roost-bench"),
                 ip: Some("127.0.0.1"),

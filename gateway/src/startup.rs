@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppState};
@@ -46,7 +47,14 @@ impl Server {
             // Browsers get a close they can resume from, before the listener stops.
             drain.relays.shutdown().await;
         };
-        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        // Relayed chat frames are small and latency-bound: no Nagle delay on browser sockets
+        // (the agent leg sets TCP_NODELAY when it connects).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
