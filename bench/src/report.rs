@@ -61,7 +61,9 @@ pub fn machine() -> Value {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    serde_json::json!({ "cpu": cpu, "cores": cores })
+    // Other work on the machine shows here: the figures are only comparable within one run.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    serde_json::json!({ "cpu": cpu, "cores": cores, "loadavg_at_end": loadavg.trim() })
 }
 
 pub fn fmt_rate(x: f64) -> String {

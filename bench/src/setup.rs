@@ -29,6 +29,10 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     #[arg(long)]
+    roost_pid: Option<u32>,
+    #[arg(long)]
+    upstream_pid: Option<u32>,
+    #[arg(long)]
     work_dir: PathBuf,
     #[arg(long)]
     json: PathBuf,
@@ -41,6 +45,8 @@ struct Phase {
     failed: usize,
     secs: f64,
     times: Summary,
+    /// CPU microseconds per set-up: Roost, the upstream, the generator.
+    cpu: [f64; 3],
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -48,33 +54,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(users.len() >= args.count, "{} users seeded, {} needed", users.len(), args.count);
     let roost = Target::Roost { url: args.roost.clone(), origin: args.roost.clone(), users };
     let direct = Target::OpenClaw { name: "direct", url: args.upstream.clone(), device: conn::device(&args.work_dir)? };
-    let phases = vec![
-        measure(
-            "direct",
-            "generator -> upstream: TCP, WebSocket, OpenClaw handshake",
-            &direct,
-            args.count,
-            args.concurrency,
-        )
-        .await,
-        measure(
-            "roost fresh",
-            "cookie + DB, upstream connect + handshake, roost.ready",
-            &roost,
-            args.count,
-            args.concurrency,
-        )
-        .await,
-        measure(
-            "roost warm",
-            "cookie + DB, agent link already open, roost.ready",
-            &roost,
-            args.count,
-            args.concurrency,
-        )
-        .await,
+    let pids = [
+        args.roost_pid.into_iter().collect::<Vec<_>>(),
+        args.upstream_pid.into_iter().collect(),
+        vec![std::process::id()],
     ];
-    let mut table = Table::new(&["phase", "set-ups", "failed", "per second", "p50", "p99", "p99.9", "what"]);
+    let (n, c) = (args.count, args.concurrency);
+    let phases = vec![
+        measure("direct", "generator -> upstream: TCP, WebSocket, OpenClaw handshake", &direct, n, c, &pids).await,
+        measure("roost fresh", "cookie + DB, upstream connect + handshake, roost.ready", &roost, n, c, &pids).await,
+        measure("roost warm", "cookie + DB, agent link already open, roost.ready", &roost, n, c, &pids).await,
+    ];
+    let mut table = Table::new(&[
+        "phase",
+        "set-ups",
+        "failed",
+        "per second",
+        "p50",
+        "p99",
+        "p99.9",
+        "CPU/set-up roost",
+        "upstream",
+        "generator",
+        "what",
+    ]);
     let mut rows = Vec::new();
     for p in &phases {
         let rate = p.ok as f64 / p.secs;
@@ -86,10 +89,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             fmt_us(p.times.p50_us),
             fmt_us(p.times.p99_us),
             fmt_us(p.times.p999_us),
+            format!("{:.0} µs", p.cpu[0]),
+            format!("{:.0} µs", p.cpu[1]),
+            format!("{:.0} µs", p.cpu[2]),
             p.what.into(),
         ]);
         rows.push(json!({ "phase": p.name, "what": p.what, "setups": p.ok, "failed": p.failed,
-                          "per_second": stats::round(rate), "time": p.times.json() }));
+                          "per_second": stats::round(rate), "time": p.times.json(),
+                          "cpu_us_per_setup": { "roost": stats::round(p.cpu[0]), "upstream": stats::round(p.cpu[1]),
+                                                "generator": stats::round(p.cpu[2]) } }));
     }
     table.print(&format!("Set-ups, {} at a time, each a different user", args.concurrency));
     report::write_json(
@@ -100,7 +108,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(name: &'static str, what: &'static str, target: &Target, count: usize, concurrency: usize) -> Phase {
+async fn measure(
+    name: &'static str,
+    what: &'static str,
+    target: &Target,
+    count: usize,
+    concurrency: usize,
+    pids: &[Vec<u32>; 3],
+) -> Phase {
+    let cpu_before = pids.clone().map(|p| conn::cpu_us(&p));
     let started = Instant::now();
     let results: Vec<Result<u64, String>> = futures_util::stream::iter(0..count)
         .map(|i| async move {
@@ -116,6 +132,8 @@ async fn measure(name: &'static str, what: &'static str, target: &Target, count:
         .collect()
         .await;
     let secs = started.elapsed().as_secs_f64();
+    let cpu_after = pids.clone().map(|p| conn::cpu_us(&p));
+    let cpu = [0, 1, 2].map(|i| (cpu_after[i] - cpu_before[i]) as f64 / count.max(1) as f64);
     let mut times = Vec::new();
     let mut failed = 0;
     for r in results {
@@ -131,5 +149,5 @@ async fn measure(name: &'static str, what: &'static str, target: &Target, count:
     }
     let ok = times.len();
     eprintln!("  {name}: {ok} set-ups in {secs:.2} s ({failed} failed)");
-    Phase { name, what, ok, failed, secs, times: stats::summarize(times) }
+    Phase { name, what, ok, failed, secs, times: stats::summarize(times), cpu }
 }

@@ -29,6 +29,11 @@ pub struct Args {
     users: PathBuf,
     #[arg(long, default_value_t = 10_000)]
     count: usize,
+    /// The count asked for, when the open-files limit forced a smaller one.
+    #[arg(long)]
+    requested: Option<usize>,
+    #[arg(long)]
+    open_files_limit: Option<u64>,
     /// Seconds every socket is held idle (both legs open) before the liveness check.
     #[arg(long, default_value_t = 60)]
     hold: u64,
@@ -105,7 +110,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     report::write_json(
         &args.json,
-        &json!({ "bench": "sockets", "machine": report::machine(), "hold_s": args.hold, "results": rows }),
+        &json!({ "bench": "sockets", "machine": report::machine(), "hold_s": args.hold, "results": rows,
+                 "requested_sockets": args.requested.unwrap_or(args.count), "open_files_limit": args.open_files_limit }),
     )?;
     let all_live = outcomes.iter().all(|o| o.live == args.count && o.opened == args.count);
     anyhow::ensure!(all_live, "some sockets did not stay live");

@@ -48,6 +48,8 @@ pub struct App {
     /// Taken once by the server, which refreshes history whenever a chat run finishes.
     pub finished_runs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(UserId, String)>>>,
     pub llm: Upstreams,
+    /// Session `last_seen_at` refreshes, batched off the request path.
+    pub session_touches: crate::auth::touch::SessionTouches,
 }
 
 /// Settings derived from the flags once, at start.
@@ -170,6 +172,7 @@ impl App {
         let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm).await?);
         let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
+        let session_touches = crate::auth::touch::SessionTouches::start(db.clone());
 
         Ok(Self {
             settings: Settings {
@@ -196,6 +199,7 @@ impl App {
             relays: Relays::new(device, finished_tx),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
+            session_touches,
         })
     }
 

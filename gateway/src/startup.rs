@@ -75,7 +75,7 @@ async fn housekeeping(state: AppState) {
         state.auth_limiter.retain_recent();
         if rounds % 10 == 0 {
             let swept = async {
-                sessions::delete_expired(&state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
+                sessions::delete_expired(&*state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
             };
             match swept.await {
                 Ok(n) if n > 0 => tracing::info!(count = n, "removed expired sessions"),

@@ -95,7 +95,7 @@ async fn replace_session(
     ip: &str,
 ) -> AppResult<CookieJar> {
     if let Some(old) = jar.get(session::cookie_name(app)) {
-        sessions::delete(&app.db.conn()?, &sha256_hex(old.value().as_bytes())).await?;
+        sessions::delete(&*app.db.conn()?, &sha256_hex(old.value().as_bytes())).await?;
     }
     let cookie = session::start(app, user_id, headers, ip).await?;
     Ok(jar.add(cookie))
