@@ -91,9 +91,10 @@ impl Target {
     }
 }
 
-/// The generator's own socket settings, the same on every path.
+/// The generator's socket settings, the same on every path: those `gateway::openclaw::connect`
+/// uses (and so the direct and nginx paths), Roost's own agent-side settings.
 fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    Default::default()
+    gateway::openclaw::socket_config()
 }
 
 /// Opens `count` sockets with at most `parallel` handshakes in flight; fails on the first error.
