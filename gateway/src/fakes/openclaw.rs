@@ -840,7 +840,8 @@ fn handle_connect(
     let device = params.get("device").filter(|d| !d.is_null());
     let auth_method = match (token, device_token) {
         (Some(t), _) => {
-            if t != shared.token && !(shared.any_token && !t.is_empty()) {
+            let accepted = t == shared.token || (shared.any_token && !t.is_empty());
+            if !accepted {
                 return Err(reject(
                     &id,
                     json!({"code": "INVALID_REQUEST",
