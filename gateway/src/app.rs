@@ -193,7 +193,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, finished_tx),
+            relays: Relays::new(device, finished_tx, llm.preferred_api().is_some()),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
         })

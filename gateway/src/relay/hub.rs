@@ -37,6 +37,7 @@ pub struct Hub {
     state: Mutex<HubState>,
     next_socket: AtomicU64,
     next_rpc: AtomicU64,
+    model_configured: bool,
 }
 
 #[derive(Default)]
@@ -65,8 +66,8 @@ impl Hub {
     pub fn start(
         upstream: Upstream,
         replay: Arc<Mutex<ReplayBuffer>>,
+        model_configured: bool,
         on_chat_final: Notify,
-        on_closed: Box<dyn FnOnce() + Send>,
     ) -> Arc<Self> {
         let (to_agent, mut outgoing) = mpsc::channel::<Message>(AGENT_QUEUE);
         let hub = Arc::new(Self {
@@ -76,6 +77,7 @@ impl Hub {
             state: Mutex::new(HubState::default()),
             next_socket: AtomicU64::new(1),
             next_rpc: AtomicU64::new(1),
+            model_configured,
         });
         let (mut sink, mut stream) = upstream.socket.split();
         let writer = tokio::spawn(async move {
@@ -102,7 +104,6 @@ impl Hub {
             };
             reader_hub.close(frames::browser_close(close_code));
             writer.abort();
-            on_closed();
         });
         hub
     }
@@ -186,6 +187,8 @@ impl Hub {
                 {
                     on_chat_final(&key);
                 }
+                let explained = if self.model_configured { None } else { frames::explain_missing_model(text) };
+                let text = explained.as_deref().unwrap_or(text);
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();
                 let Some(numbered) = frames::with_seq(text, seq) else { return };

@@ -26,6 +26,7 @@ pub struct Relays {
     device: DeviceIdentity,
     links: Mutex<HashMap<UserId, Arc<UserLink>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
+    model_configured: bool,
 }
 
 #[derive(Default)]
@@ -36,8 +37,8 @@ struct UserLink {
 
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
-    pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>) -> Self {
-        Self { device, links: Mutex::new(HashMap::new()), finished_runs }
+    pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>, model_configured: bool) -> Self {
+        Self { device, links: Mutex::new(HashMap::new()), finished_runs, model_configured }
     }
 
     /// The user's live link to their agent at `address`, connecting (once) if there is none.
@@ -53,7 +54,7 @@ impl Relays {
         let notify: hub::Notify = Arc::new(move |session_key: &str| {
             let _ = finished.try_send((owner.clone(), session_key.to_string()));
         });
-        let hub = Hub::start(upstream, link.replay.clone(), notify, Box::new(|| {}));
+        let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, notify);
         *slot = Some(hub.clone());
         Ok(hub)
     }

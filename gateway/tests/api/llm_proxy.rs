@@ -389,7 +389,7 @@ async fn without_a_configured_provider_calls_get_no_model_configured() {
         api.post(app.url(MESSAGES)).header("x-api-key", &credential).json(&anthropic_chat(true)).send().await.unwrap(),
         api.get(app.url("/llm/openai/v1/models")).bearer_auth(&credential).send().await.unwrap(),
     ] {
-        assert_eq!(res.status(), 503);
+        assert_eq!(res.status(), 400);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "no_model_configured");
         assert_eq!(

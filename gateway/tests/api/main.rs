@@ -9,6 +9,7 @@ mod api_tokens;
 mod browser;
 mod clerk;
 mod clerk_webhooks;
+mod e2e_openclaw;
 mod llm_proxy;
 mod openclaw_link;
 mod plumbing;

@@ -264,3 +264,38 @@ async fn two_tabs_share_one_agent_link_and_both_see_the_reply() {
     assert_eq!(seen["payload"]["message"]["content"][0]["text"].as_str().unwrap(), reply);
     assert_eq!(agent_of(&app, &user_id).await.handshakes_ok(), 1, "one handshake serves both tabs");
 }
+
+#[tokio::test]
+async fn on_a_server_without_a_model_failed_runs_say_so() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("nomodel-fake@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    agent_of(&app, &user_id)
+        .await
+        .set_reply(gateway::fakes::openclaw::Reply::Error("request failed (HTTP 400)".into()));
+    ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "nm-1" })).await;
+    let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+    assert!(error["payload"]["errorMessage"].as_str().unwrap().starts_with("No model is configured"));
+    assert_eq!(error["payload"]["errorKind"], "no_model_configured");
+}
+
+#[tokio::test]
+async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
+    let app = TestApp::spawn_with(&[
+        "--llm-openai-base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm-openai-api-key",
+        "k",
+        "--llm-model",
+        "m",
+    ])
+    .await;
+    let (cookie, user_id) = app.signed_up_cookie("model-fake@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    agent_of(&app, &user_id).await.set_reply(gateway::fakes::openclaw::Reply::Error("rate limited".into()));
+    ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "m-1" })).await;
+    let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+    assert_eq!(error["payload"]["errorMessage"], "rate limited");
+}

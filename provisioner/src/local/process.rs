@@ -101,6 +101,14 @@ impl Agent {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the agent if
+        // Roost dies without stopping it, so agents never outlive the process that owns them.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.runtime.node.display())))?;
