@@ -70,7 +70,7 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
       page,
       async shot(name) {
         shotN += 1;
-        const file = path.join(dir, `${label}-${String(shotN).padStart(2, '0')}-${name}.png`);
+        const file = path.join(dir, `${process.env.SCREENSHOT_PREFIX || ""}${label}-${String(shotN).padStart(2, '0')}-${name}.png`);
         await page.screenshot({ path: file, fullPage: false });
         return file;
       },
@@ -101,7 +101,7 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
     }
     if (page) {
       try {
-        const file = path.join(dir, `${label}-failure.png`);
+        const file = path.join(dir, `${process.env.SCREENSHOT_PREFIX || ""}${label}-failure.png`);
         await page.screenshot({ path: file });
         console.error(`  screenshot of the failure: ${file}`);
         console.error(`  page url at failure: ${page.url()}`);
