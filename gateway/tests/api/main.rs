@@ -11,6 +11,7 @@ mod clerk;
 mod clerk_webhooks;
 mod e2e_openclaw;
 mod llm_proxy;
+mod log_secrets;
 mod openclaw_link;
 mod plumbing;
 mod relay;
