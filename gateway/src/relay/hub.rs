@@ -22,6 +22,8 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
+const AGENT_PING: Duration = Duration::from_secs(30);
+const AGENT_SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
 pub enum Outbound {
     Frame(Utf8Bytes),
@@ -90,16 +92,31 @@ impl Hub {
         });
         let reader_hub = hub.clone();
         tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + AGENT_PING, AGENT_PING);
+            let mut last_heard = tokio::time::Instant::now();
             let close_code = loop {
-                match stream.next().await {
-                    Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
-                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "agent link failed");
-                        break None;
+                tokio::select! {
+                    message = stream.next() => {
+                        last_heard = tokio::time::Instant::now();
+                        match message {
+                            Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
+                            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, "agent link failed");
+                                break None;
+                            }
+                            None => break None,
+                        }
                     }
-                    None => break None,
+                    _ = heartbeat.tick() => {
+                        // The agent answers pings and sends ticks; silence this long means a dead link.
+                        if last_heard.elapsed() > AGENT_SILENCE_LIMIT {
+                            tracing::warn!("agent link silent; closing it");
+                            break None;
+                        }
+                        let _ = reader_hub.to_agent.try_send(Message::Ping(Default::default()));
+                    }
                 }
             };
             reader_hub.close(frames::browser_close(close_code));

@@ -22,8 +22,18 @@ use replay::ReplayBuffer;
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(60);
 
+/// A credential that just stopped being valid; sockets opened with it are closed (4401).
+#[derive(Debug, Clone)]
+pub enum Revoked {
+    Session { token_hash: String },
+    ApiToken { token_id: String },
+    ClerkSession { session_id: String },
+    User(UserId),
+}
+
 pub struct Relays {
     device: DeviceIdentity,
+    revocations: tokio::sync::broadcast::Sender<Revoked>,
     links: Mutex<HashMap<UserId, Arc<UserLink>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
     model_configured: bool,
@@ -38,7 +48,17 @@ struct UserLink {
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
     pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>, model_configured: bool) -> Self {
-        Self { device, links: Mutex::new(HashMap::new()), finished_runs, model_configured }
+        let revocations = tokio::sync::broadcast::channel(64).0;
+        Self { device, revocations, links: Mutex::new(HashMap::new()), finished_runs, model_configured }
+    }
+
+    /// Closes every socket that was opened with this credential.
+    pub fn revoke(&self, revoked: Revoked) {
+        let _ = self.revocations.send(revoked);
+    }
+
+    fn revocations(&self) -> tokio::sync::broadcast::Receiver<Revoked> {
+        self.revocations.subscribe()
     }
 
     /// The user's live link to their agent at `address`, connecting (once) if there is none.

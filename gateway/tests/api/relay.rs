@@ -299,3 +299,45 @@ async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
     let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
     assert_eq!(error["payload"]["errorMessage"], "rate limited");
 }
+
+#[tokio::test]
+async fn logging_out_closes_that_sessions_sockets_only() {
+    let app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("logout-ws@example.com").await;
+    let res = app
+        .post(
+            &app.browser(),
+            "/api/auth/login",
+            &json!({ "email": "logout-ws@example.com", "password": crate::helpers::PASSWORD }),
+        )
+        .await;
+    let other_cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut mine = app.ws(&cookie, "").await;
+    mine.ready().await;
+    let mut other = app.ws(&other_cookie, "").await;
+    other.ready().await;
+    let res = reqwest::Client::new()
+        .post(app.url("/api/auth/logout"))
+        .header("Origin", &app.origin)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(mine.closed().await, (4401, "signed out".to_string()));
+    assert!(other.chat("main", "still signed in").await.starts_with("Hello"), "the other session's socket stays open");
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_the_sockets_it_opened() {
+    let app = TestApp::spawn().await;
+    let (client, _) = app.signed_up_user("revoke-ws@example.com").await;
+    let token = app.create_token(&client, "bot").await;
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let mut ws = Client::connect(&format!("ws://{}/ws", app.addr), &[("authorization", &bearer)]).await.unwrap();
+    ws.ready().await;
+    let id = token["id"].as_str().unwrap();
+    let res = client.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(ws.closed().await.0, 4401);
+}
