@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::clerk::ClerkVerifier;
 use crate::auth::password::PasswordHasher;
-use crate::auth::rate_limit::AuthLimiter;
+use crate::auth::rate_limit::{AuthLimiter, KeyedLimiter};
 use crate::auth::svix;
 use crate::config::{AgentProvider, ServeArgs};
 use crate::db::Db;
@@ -38,6 +38,8 @@ pub struct App {
     pub db: Db,
     pub hasher: PasswordHasher,
     pub auth_limiter: AuthLimiter,
+    /// Model calls per user: a runaway agent loop cannot burn credit or the provider quota.
+    pub llm_limiter: KeyedLimiter<UserId>,
     pub clerk: Option<ClerkVerifier>,
     pub clerk_webhook_key: Option<Vec<u8>>,
     pub secret: ServerSecret,
@@ -187,6 +189,7 @@ impl App {
             db,
             hasher: PasswordHasher::new(2),
             auth_limiter: AuthLimiter::new(args.auth_rate_per_ip, args.auth_rate_per_email),
+            llm_limiter: KeyedLimiter::per_minute(args.llm_rate_per_user),
             clerk,
             clerk_webhook_key,
             secret,

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ROOST_AUTH_RATE_PER_EMAIL", default_value_t = 5)]
     pub auth_rate_per_email: u32,
 
+    /// Model calls allowed per user per minute through `/llm/*`.
+    #[arg(long, env = "ROOST_LLM_RATE_PER_USER", default_value_t = 240)]
+    pub llm_rate_per_user: u32,
+
     /// Header holding the real client IP when behind a proxy (e.g. `Fly-Client-IP`).
     #[arg(long, env = "ROOST_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,

@@ -65,6 +65,7 @@ async fn housekeeping(state: AppState) {
     loop {
         tick.tick().await;
         state.auth_limiter.retain_recent();
+        state.llm_limiter.retain_recent();
         if rounds % 10 == 0 {
             let swept = async {
                 sessions::delete_expired(&state.db.conn()?, now_secs(), state.settings.session_idle_secs).await

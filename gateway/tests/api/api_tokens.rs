@@ -106,3 +106,19 @@ async fn bad_token_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(error_code(res).await, (404, "not_found".into()));
     assert_eq!(app.count("api_tokens").await, 0);
 }
+
+#[tokio::test]
+async fn failed_token_checks_are_rate_limited_per_ip_and_valid_tokens_still_work() {
+    let app = TestApp::spawn_with(&["--auth-rate-per-ip", "3"]).await;
+    let (client, _) = app.signed_up_user("limit@example.com").await;
+    let token = app.create_token(&client, "real").await;
+    let api = reqwest::Client::new();
+    let forged = format!("rst_{}", "B".repeat(43));
+    for _ in 0..3 {
+        assert_eq!(api.get(app.url("/api/me")).bearer_auth(&forged).send().await.unwrap().status(), 401);
+    }
+    let res = api.get(app.url("/api/me")).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(error_code(res).await, (429, "rate_limited".into()));
+    let res = api.get(app.url("/api/me")).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -655,3 +655,26 @@ async fn no_response_ever_carries_the_operator_key() {
         assert!(!contains(response, OPERATOR_KEY));
     }
 }
+
+#[tokio::test]
+async fn each_user_has_a_model_call_rate_limit() {
+    let proxy = Proxy::start_with(Duration::from_millis(1), &["--llm-rate-per-user", "2"]).await;
+    for _ in 0..2 {
+        let res = proxy.openai(&chat(false)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = proxy.openai(&chat(false)).send().await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(error_code(res).await, (429, "rate_limited".into()));
+    assert_eq!(proxy.generation_requests().len(), 2, "the limited call never reached the provider");
+    let (_, other) = agent(&proxy.app, "other-agent@example.com").await;
+    let res = proxy
+        .client
+        .post(proxy.app.url("/llm/openai/v1/chat/completions"))
+        .bearer_auth(other)
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "another user's agent is not limited");
+}
