@@ -118,6 +118,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     let (cookie, user_id) = app.signed_up_cookie("e2e@example.com").await;
     let signed_up = std::time::Instant::now();
     let mut ws = app.ws(&cookie, "").await;
+    ws.wait = READY_WAIT;
     let mut stages = Vec::new();
     loop {
         let frame = tokio::time::timeout(READY_WAIT, ws.next()).await.expect("ready in time").expect("socket open");
@@ -169,6 +170,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     let seen = first_delta["roostSeq"].as_u64().unwrap();
     drop(ws);
     let mut ws = app.ws(&cookie, &format!("?resume={seen}")).await;
+    ws.wait = READY_WAIT;
     ws.until_event("roost.ready").await;
     let mut expected = seen + 1;
     let resumed_final = loop {
@@ -207,10 +209,55 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     let used =
         app.sql(&format!("SELECT count(*) FROM usage_events WHERE user_id = '{user_id}' AND complete = 1")).await;
     assert!(matches!(used[0], libsql::Value::Integer(n) if n >= 2), "usage was recorded: {used:?}");
-    assert!(!ws.all_bytes().contains(&gateway::agent_credentials::gateway_token(
-        &app.state.secret,
-        &gateway::domain::UserId::parse(&user_id).unwrap()
-    )));
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let token = gateway::agent_credentials::gateway_token(&app.state.secret, &user);
+    assert!(!ws.all_bytes().contains(&token));
+
+    // The relay's added latency per message, against a direct connection to the same agent.
+    let address = app.state.machines.address_if_ready(&user).await.expect("agent running");
+    let device = gateway::openclaw::DeviceIdentity::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+    let mut direct = gateway::openclaw::connect(&address, &token, &device).await.unwrap().socket;
+    let mut via_roost = Vec::new();
+    let mut straight = Vec::new();
+    for i in 0..60 {
+        let started = std::time::Instant::now();
+        ws.request(&format!("h{i}"), "health", json!({})).await;
+        ws.until("health", |f| f["type"] == "res" && f["id"] == format!("h{i}").as_str()).await;
+        via_roost.push(started.elapsed());
+        let started = std::time::Instant::now();
+        direct_health(&mut direct, i).await;
+        straight.push(started.elapsed());
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (roost, direct_median) = (median(&mut via_roost), median(&mut straight));
+    eprintln!(
+        "e2e: health round trip to the real agent: via Roost {:.2} ms, direct {:.2} ms, added {:.2} ms (medians of 60)",
+        roost.as_secs_f64() * 1e3,
+        direct_median.as_secs_f64() * 1e3,
+        (roost.as_secs_f64() - direct_median.as_secs_f64()) * 1e3
+    );
+}
+
+async fn direct_health(socket: &mut gateway::openclaw::AgentSocket, i: usize) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let id = format!("d{i}");
+    let frame = json!({ "type": "req", "id": id, "method": "health", "params": {} });
+    socket.send(Message::text(frame.to_string())).await.unwrap();
+    loop {
+        let text = match socket.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            other => panic!("the direct link ended: {other:?}"),
+        };
+        let v: Value = serde_json::from_str(text.as_str()).unwrap();
+        if v["type"] == "res" && v["id"] == id.as_str() {
+            return;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +270,7 @@ async fn without_a_model_the_agent_answers_with_a_clear_error() {
     let app = &server.app;
     let (cookie, _) = app.signed_up_cookie("nomodel@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
+    ws.wait = READY_WAIT;
     tokio::time::timeout(READY_WAIT, ws.until_event("roost.ready")).await.expect("ready in time");
     ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hello?", "idempotencyKey": "nomodel-1" }))
         .await;
