@@ -7,7 +7,7 @@ import { run, assert, randomEmail } from './lib.mjs';
 
 const PASSWORD = 'correct-horse-battery';
 const EXPECT_REPLY = process.env.EXPECT_REPLY || 'Hello';
-const READY_TIMEOUT = 120_000;
+const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 120_000);
 const REPLY_TIMEOUT = 120_000;
 const DROP_MID_REPLY = process.env.DROP_MID_REPLY === '1';
 const DROP_TIMEOUT = 60_000;

@@ -13,7 +13,7 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     assert_eq!(created["name"], "laptop");
 
     let api = reqwest::Client::new();
-    let me: Value = api.get(app.url("/api/me")).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
+    let me: Value = app.json_bearer(&secret, "/api/me").await;
     assert_eq!(me["id"], user_id.as_str());
     assert_eq!(me["auth"], "api_token");
 
@@ -58,15 +58,7 @@ async fn users_cannot_see_or_revoke_each_others_tokens() {
     let id = token["id"].as_str().unwrap();
     let res = bob.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 404);
-    let me: Value = reqwest::Client::new()
-        .get(app.url("/api/me"))
-        .bearer_auth(token["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.json_bearer(token["token"].as_str().unwrap(), "/api/me").await;
     assert_eq!(me["email"], "alice@example.com", "alice's token still works");
 }
 

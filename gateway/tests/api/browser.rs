@@ -66,7 +66,14 @@ async fn the_chat_page_talks_to_a_real_openclaw_agent_in_chromium() {
         run_spec_at(
             &origin,
             "chat.spec.mjs",
-            &[("EXPECT_REPLY", crate::e2e_openclaw::REPLY_PREFIX), ("SCREENSHOT_PREFIX", "real-agent-")],
+            &[
+                ("EXPECT_REPLY", crate::e2e_openclaw::REPLY_PREFIX),
+                ("SCREENSHOT_PREFIX", "real-agent-"),
+                // A fresh machine installs the runtime first; a busy one starts agents slowly.
+                ("READY_TIMEOUT_MS", "300000"),
+                // Cut the page's socket mid-reply and check the resume loses and repeats nothing.
+                ("DROP_MID_REPLY", "1"),
+            ],
         )
     })
     .await

@@ -189,15 +189,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     assert!(resumed_final.starts_with(REPLY_PREFIX));
 
     // History reloads from the agent, and the turns were metered through the proxy.
-    let history: Value = reqwest::Client::new()
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = app.json_as(&cookie, "/api/sessions/main/history").await;
     assert_eq!(history["stale"], false);
     let texts: Vec<&str> =
         history["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();

@@ -176,26 +176,9 @@ async fn users_only_ever_see_their_own_agent() {
     assert!(!alice.all_bytes().contains("bob-only"), "alice's socket never carries bob's events");
     assert_ne!(agent_of(&app, &alice_id).await.addr(), agent_of(&app, &bob_id).await.addr());
 
-    let alice_http = reqwest::Client::new();
-    let history: Value = alice_http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &alice_cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = app.json_as(&alice_cookie, "/api/sessions/main/history").await;
     assert!(!history.to_string().contains("bob-only"), "alice's history has none of bob's messages");
-    let bob_history: Value = alice_http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &bob_cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob_history: Value = app.json_as(&bob_cookie, "/api/sessions/main/history").await;
     assert!(bob_history.to_string().contains("bob-only-secret-question"));
 }
 
