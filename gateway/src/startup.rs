@@ -43,8 +43,9 @@ impl Server {
         let drain = state.clone();
         let shutdown = async move {
             shutdown.await;
-            // Browsers get a close they can resume from, before the listener stops.
+            // Browsers get a close they can resume from (1012), before the listener stops.
             drain.relays.shutdown().await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         };
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

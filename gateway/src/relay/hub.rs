@@ -22,6 +22,8 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
+/// What browsers hear when Roost closes the link itself: resume (on this or another instance).
+const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
 const AGENT_PING: Duration = Duration::from_secs(30);
 const AGENT_SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
@@ -47,6 +49,8 @@ struct HubState {
     sockets: HashMap<u64, mpsc::Sender<Outbound>>,
     rpcs: HashMap<String, oneshot::Sender<Value>>,
     closed: bool,
+    /// Roost itself is closing the link (idle, or shutting down).
+    draining: bool,
 }
 
 pub struct Subscription {
@@ -119,7 +123,8 @@ impl Hub {
                     }
                 }
             };
-            reader_hub.close(frames::browser_close(close_code));
+            let draining = reader_hub.state.lock().expect("hub lock").draining;
+            reader_hub.close(if draining { DRAINING } else { frames::browser_close(close_code) });
             writer.abort();
         });
         hub
@@ -190,6 +195,7 @@ impl Hub {
 
     /// Closes the link to the agent (the reader then closes every browser socket).
     pub fn shutdown(&self) {
+        self.state.lock().expect("hub lock").draining = true;
         let _ = self
             .to_agent
             .try_send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "roost closing".into() })));

@@ -148,6 +148,15 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server as SIGTERM would.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -324,3 +324,15 @@ async fn revoking_a_token_closes_the_sockets_it_opened() {
     assert_eq!(res.status(), 204);
     assert_eq!(ws.closed().await.0, 4401);
 }
+
+#[tokio::test]
+async fn a_draining_server_tells_browsers_to_resume_elsewhere() {
+    let mut app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("drain@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    app.shut_down();
+    let (code, reason) = ws.closed().await;
+    assert_eq!(code, 1012);
+    assert!(reason.contains("reconnect"), "{reason}");
+}
