@@ -66,6 +66,8 @@ pub struct Settings {
     /// How agents on this host reach Roost (the LLM proxy), e.g. `http://127.0.0.1:8080`.
     pub internal_origin: String,
     pub prewarm: bool,
+    /// A link with no socket left is kept this long, so a reload resumes without a new handshake.
+    pub agent_link_idle: std::time::Duration,
 }
 
 impl Settings {
@@ -185,6 +187,7 @@ impl App {
                 data_dir: args.db.data_dir.clone(),
                 internal_origin,
                 prewarm: !args.agents.no_prewarm,
+                agent_link_idle: std::time::Duration::from_secs(args.agents.agent_link_idle_secs),
             },
             db,
             hasher: PasswordHasher::new(2),

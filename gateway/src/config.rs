@@ -136,6 +136,10 @@ pub struct AgentArgs {
     #[arg(long, env = "ROOST_AGENT_READY_TIMEOUT_SECS", default_value_t = 180)]
     pub agent_ready_timeout_secs: u64,
 
+    /// How long a user's agent link (and its replay buffer) outlives their last socket.
+    #[arg(long, env = "ROOST_AGENT_LINK_IDLE_SECS", default_value_t = 120, hide = true)]
+    pub agent_link_idle_secs: u64,
+
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]
     pub no_prewarm: bool,

@@ -86,6 +86,18 @@ impl Relays {
         slot.as_ref().filter(|h| !h.is_closed()).cloned()
     }
 
+    /// Closes the user's link and frees its replay buffer if no socket has used it since.
+    pub async fn retire_if_idle(&self, user: &UserId, hub: &Arc<Hub>) {
+        let Some(link) = self.links.lock().expect("links lock").get(user).cloned() else { return };
+        let slot = link.hub.lock().await;
+        let same_hub = slot.as_ref().is_some_and(|current| Arc::ptr_eq(current, hub));
+        if same_hub && hub.socket_count() == 0 {
+            hub.shutdown();
+            drop(slot);
+            self.links.lock().expect("links lock").remove(user);
+        }
+    }
+
     /// Closes every agent link (shutdown); browsers are told to reconnect.
     pub async fn shutdown(&self) {
         let links: Vec<Arc<UserLink>> = self.links.lock().expect("links lock").values().cloned().collect();

@@ -28,8 +28,6 @@ use crate::json::Query;
 pub const MAX_BROWSER_MESSAGE: usize = 4 * 1024 * 1024;
 const HEARTBEAT: Duration = Duration::from_secs(25);
 const PONG_DEADLINE: Duration = Duration::from_secs(60);
-/// A link with no browser left is kept this long, so a reload resumes without a new handshake.
-const IDLE_LINK_GRACE: Duration = Duration::from_secs(120);
 const MAX_SOCKETS_PER_USER: usize = 16;
 
 #[derive(Deserialize)]
@@ -82,12 +80,10 @@ async fn run(state: AppState, auth: AuthUser, resume: Option<u64>, socket: WebSo
     relay(&hub, subscription, &auth, revocations, &mut sink, &mut stream).await;
     hub.unsubscribe(socket_id);
     if hub.socket_count() == 0 {
-        let hub = hub.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_LINK_GRACE).await;
-            if hub.socket_count() == 0 {
-                hub.shutdown();
-            }
+            tokio::time::sleep(state.settings.agent_link_idle).await;
+            state.relays.retire_if_idle(&user, &hub).await;
         });
     }
 }

@@ -336,3 +336,21 @@ async fn a_draining_server_tells_browsers_to_resume_elsewhere() {
     assert_eq!(code, 1012);
     assert!(reason.contains("reconnect"), "{reason}");
 }
+
+#[tokio::test]
+async fn an_idle_link_is_closed_and_its_buffer_freed_after_the_grace_period() {
+    let app = TestApp::spawn_with(&["--agent-link-idle-secs", "1"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("idle@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    ws.chat("main", "hi").await;
+    drop(ws);
+    assert!(app.state.relays.existing_hub(&user).await.is_some(), "the link outlives the socket for a while");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(app.state.relays.existing_hub(&user).await.is_none(), "then it is closed");
+    assert_eq!(agent_of(&app, &user_id).await.open_connections(), 0, "the agent sees the link go");
+    let mut ws = app.ws(&cookie, "?resume=3").await;
+    ws.ready().await;
+    ws.until_event("roost.gap").await;
+}
