@@ -225,6 +225,39 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
         v[v.len() / 2]
     };
     let (roost, direct_median) = (median(&mut via_roost), median(&mut straight));
+
+    // A second chat lives on the agent until the user deletes it, then it is gone there too.
+    let created: Value = reqwest::Client::new()
+        .post(app.url("/api/sessions"))
+        .header("Origin", &app.origin)
+        .header("cookie", &cookie)
+        .json(&json!({ "title": "Side chat" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(ws.chat(&key, "in a side chat").await.starts_with(REPLY_PREFIX));
+    let on_agent = |list: &Value| {
+        list["payload"]["sessions"].as_array().unwrap().iter().any(|s| s["key"] == format!("agent:main:{key}").as_str())
+    };
+    ws.request("list-1", "sessions.list", json!({})).await;
+    assert!(on_agent(&ws.until("sessions", |f| f["id"] == "list-1").await), "the agent has the side chat");
+    let res = reqwest::Client::new()
+        .delete(app.url(&format!("/api/sessions/{key}")))
+        .header("Origin", &app.origin)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    ws.request("list-2", "sessions.list", json!({})).await;
+    assert!(
+        !on_agent(&ws.until("sessions", |f| f["id"] == "list-2").await),
+        "deleting the chat deleted it on the agent"
+    );
     eprintln!(
         "e2e: health round trip to the real agent: via Roost {:.2} ms, direct {:.2} ms, added {:.2} ms (medians of 60)",
         roost.as_secs_f64() * 1e3,

@@ -78,7 +78,7 @@ impl Agent {
 
     async fn launch(&self) -> Result<Child, ProvisionError> {
         let config_path = self.dir.join("openclaw.json");
-        let config = config::render(self.port, &self.spec.llm);
+        let config = config::render(self.port, &self.spec.llm, &self.dir.join("state/logs/openclaw.log"));
         tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log"))?;
         let node_dir = self.runtime.node.parent().map(Path::to_path_buf).unwrap_or_default();
