@@ -67,7 +67,7 @@ async fn housekeeping(state: AppState) {
         tick.tick().await;
         state.auth_limiter.retain_recent();
         state.llm_limiter.retain_recent();
-        if rounds % 10 == 0 {
+        if rounds.is_multiple_of(10) {
             let swept = async {
                 sessions::delete_expired(&state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
             };

@@ -45,6 +45,10 @@ pub async fn signup(
     })?;
     tracing::info!(user_id = %user.id, "account created");
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
+    // A new user is about to chat: start their agent now, not on the first message.
+    if state.settings.prewarm {
+        state.machines.prewarm(&user.id);
+    }
     Ok((StatusCode::CREATED, jar, axum::Json(json!({ "user": user }))))
 }
 

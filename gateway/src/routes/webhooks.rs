@@ -57,6 +57,11 @@ pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResul
     }
     tx.commit().await?;
     if let Some(revoked) = revoked {
+        if let Revoked::User(user) = &revoked
+            && let Err(e) = state.machines.stop(user).await
+        {
+            tracing::warn!(error = %e, "stopping a deleted user's agent failed");
+        }
         state.relays.revoke(revoked);
     }
     Ok(axum::Json(json!({ "received": true, "duplicate": false })))

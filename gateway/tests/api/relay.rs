@@ -11,7 +11,8 @@ async fn agent_of(app: &TestApp, user_id: &str) -> std::sync::Arc<gateway::fakes
 
 #[tokio::test]
 async fn a_new_user_sees_real_stages_then_ready_then_a_streamed_reply() {
-    let app = TestApp::spawn().await;
+    // Without prewarm, the socket is what starts the agent, so it sees every stage.
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
     let (cookie, _) = app.signed_up_cookie("chat@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     let mut stages = Vec::new();
@@ -353,4 +354,18 @@ async fn an_idle_link_is_closed_and_its_buffer_freed_after_the_grace_period() {
     let mut ws = app.ws(&cookie, "?resume=3").await;
     ws.ready().await;
     ws.until_event("roost.gap").await;
+}
+
+#[tokio::test]
+async fn signing_up_starts_the_agent_before_the_first_message() {
+    let app = TestApp::spawn().await;
+    let (_, user_id) = app.signed_up_cookie("prewarm@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    for _ in 0..100 {
+        if app.state.machines.address_if_ready(&user).await.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the agent was not started after sign-up");
 }
