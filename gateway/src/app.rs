@@ -50,6 +50,8 @@ pub struct App {
     /// Taken once by the server, which refreshes history whenever a chat run finishes.
     pub finished_runs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(UserId, String)>>>,
     pub llm: Upstreams,
+    /// Session `last_seen_at` refreshes, batched off the request path.
+    pub session_touches: crate::auth::touch::SessionTouches,
 }
 
 /// Settings derived from the flags once, at start.
@@ -174,6 +176,7 @@ impl App {
         let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm).await?);
         let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
+        let session_touches = crate::auth::touch::SessionTouches::start(db.clone());
 
         Ok(Self {
             settings: Settings {
@@ -202,6 +205,7 @@ impl App {
             relays: Relays::new(device, finished_tx, llm.preferred_api().is_some()),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
+            session_touches,
         })
     }
 
@@ -236,12 +240,15 @@ async fn build_machines(
     let agents = &args.agents;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.agent_provider {
         AgentProvider::Fake => {
-            let fake = Arc::new(FakeProvider::new(
+            let fake = FakeProvider::new(
                 crate::fakes::openclaw::Reply::Text(
                     "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.".into(),
                 ),
                 std::time::Duration::from_millis(50),
-            ));
+            )
+            .echoing(agents.fake_agent_echo)
+            .external(agents.fake_agent_url.clone());
+            let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
         AgentProvider::Local => {

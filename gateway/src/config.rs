@@ -143,6 +143,16 @@ pub struct AgentArgs {
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]
     pub no_prewarm: bool,
+
+    /// Benchmarks: with `--agent-provider fake`, the simulated agents echo every frame back as a
+    /// `chat` event instead of chatting.
+    #[arg(long, hide = true)]
+    pub fake_agent_echo: bool,
+
+    /// Benchmarks: with `--agent-provider fake`, every user's agent is this already running
+    /// OpenClaw-speaking WebSocket (e.g. `roost-bench upstream`), instead of an in-process fake.
+    #[arg(long, hide = true)]
+    pub fake_agent_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppState};
@@ -47,7 +48,14 @@ impl Server {
             drain.relays.shutdown().await;
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         };
-        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        // Relayed chat frames are small and latency-bound: no Nagle delay on browser sockets
+        // (the agent leg sets TCP_NODELAY when it connects).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
@@ -69,7 +77,7 @@ async fn housekeeping(state: AppState) {
         state.llm_limiter.retain_recent();
         if rounds.is_multiple_of(10) {
             let swept = async {
-                sessions::delete_expired(&state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
+                sessions::delete_expired(&*state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
             };
             match swept.await {
                 Ok(n) if n > 0 => tracing::info!(count = n, "removed expired sessions"),

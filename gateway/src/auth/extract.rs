@@ -93,7 +93,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
         ));
     };
     if now - live.last_seen_at >= TOUCH_INTERVAL_SECS {
-        sessions::touch(&conn, &token_hash, now).await?;
+        app.session_touches.touch(token_hash.clone(), now);
     }
     Ok(AuthUser { user_id: live.user_id, via: AuthVia::Session { token_hash } })
 }

@@ -7,5 +7,6 @@ pub mod password;
 pub mod rate_limit;
 pub mod session;
 pub mod svix;
+pub mod touch;
 
 pub use extract::{AuthUser, AuthVia};

@@ -56,7 +56,7 @@ pub async fn refresh(state: &AppState, user: &UserId, key: &SessionKey) -> anyho
         anyhow::bail!("chat.history failed: {}", response["error"]);
     }
     let messages = parse_history(&response["payload"]);
-    store(&state.db.conn()?, user, key, &messages).await?;
+    store(&*state.db.conn()?, user, key, &messages).await?;
     Ok(Some(messages))
 }
 

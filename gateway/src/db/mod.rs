@@ -7,18 +7,50 @@ pub mod usage_events;
 pub mod users;
 pub mod webhooks;
 
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use libsql::{Builder, Connection, Database};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Idle local connections kept for reuse. Opening one reads and parses the whole schema, which
+/// cost more than the query itself on every request.
+const MAX_IDLE: usize = 16;
 
 #[derive(Clone)]
 pub struct Db {
     database: Arc<Database>,
     is_local: bool,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// A connection for one piece of work; a local one goes back to the pool when dropped, unless
+/// it is inside a transaction.
+pub struct Conn {
+    conn: Option<Connection>,
+    pool: Option<Arc<Mutex<Vec<Connection>>>>,
+}
+
+impl Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let (Some(conn), Some(pool)) = (self.conn.take(), &self.pool)
+            && conn.is_autocommit()
+        {
+            let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 impl Db {
@@ -37,7 +69,7 @@ impl Db {
             }
             Builder::new_local(location).build().await.with_context(|| format!("opening database file {location}"))?
         };
-        let db = Self { database: Arc::new(database), is_local: !is_remote };
+        let db = Self { database: Arc::new(database), is_local: !is_remote, idle: Arc::default() };
         if db.is_local {
             // WAL lives in the file, so setting it once is enough; `query` because the pragma returns a row.
             let conn = db.conn()?;
@@ -51,13 +83,22 @@ impl Db {
         self.is_local
     }
 
-    /// A fresh connection. Local connections get a busy timeout, since they run on the async worker.
-    pub fn conn(&self) -> Result<Connection, libsql::Error> {
-        let conn = self.database.connect()?;
-        if self.is_local {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+    /// A connection: a pooled one for a local file (with a busy timeout, since it runs on the
+    /// async worker), a fresh one for a remote database.
+    pub fn conn(&self) -> Result<Conn, libsql::Error> {
+        if !self.is_local {
+            return Ok(Conn { conn: Some(self.database.connect()?), pool: None });
         }
-        Ok(conn)
+        let reused = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match reused {
+            Some(conn) => conn,
+            None => {
+                let conn = self.database.connect()?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn
+            }
+        };
+        Ok(Conn { conn: Some(conn), pool: Some(self.idle.clone()) })
     }
 
     pub async fn ping(&self) -> Result<(), libsql::Error> {

@@ -102,6 +102,12 @@ pub struct FakeOpenClawOptions {
     pub require_device: bool,
     /// After `hello-ok`, echo every text/binary frame back verbatim, no JSON parsing.
     pub echo_mode: bool,
+    /// With `echo_mode`, a text frame comes back as the payload of a `chat` event
+    /// (`{"type":"event","event":"chat","payload":<frame>}`, still without parsing), so a relay
+    /// in front takes its event path (sequence numbers, replay buffer) as for a streamed reply.
+    pub echo_as_event: bool,
+    /// Accept any non-empty `auth.token` (one echo upstream standing in for many users' agents).
+    pub any_token: bool,
     /// Interval of the `tick` event and `hello-ok.policy.tickIntervalMs` (default 30 s).
     pub tick_interval: Duration,
     /// Connections that have not completed `connect` within this time are closed 1008 (default 15 s).
@@ -118,6 +124,8 @@ impl Default for FakeOpenClawOptions {
             clear_scopes: false,
             require_device: true,
             echo_mode: false,
+            echo_as_event: false,
+            any_token: false,
             tick_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(15),
         }
@@ -235,6 +243,8 @@ struct Shared {
     clear_scopes: bool,
     require_device: bool,
     echo_mode: bool,
+    echo_as_event: bool,
+    any_token: bool,
     tick_interval: Duration,
     handshake_timeout: Duration,
     started_at_ms: u64,
@@ -287,6 +297,8 @@ impl FakeOpenClaw {
             clear_scopes: opts.clear_scopes,
             require_device: opts.require_device,
             echo_mode: opts.echo_mode,
+            echo_as_event: opts.echo_as_event,
+            any_token: opts.any_token,
             tick_interval: if opts.tick_interval.is_zero() { Duration::from_secs(30) } else { opts.tick_interval },
             handshake_timeout: opts.handshake_timeout,
             started_at_ms: now_ms(),
@@ -618,7 +630,7 @@ async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, h
     }
 
     if shared.echo_mode {
-        echo_loop(&mut socket, &mut rx).await;
+        echo_loop(&mut socket, &mut rx, shared.echo_as_event).await;
         return;
     }
 
@@ -647,7 +659,7 @@ async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, h
     }
 }
 
-async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>) {
+async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>, as_event: bool) {
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -656,6 +668,13 @@ async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>
                 Some(_) => {}
             },
             msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) if as_event => {
+                    let mut event = String::with_capacity(text.len() + 48);
+                    event.push_str(r#"{"type":"event","event":"chat","payload":"#);
+                    event.push_str(text.as_str());
+                    event.push('}');
+                    if socket.send(Message::Text(event.into())).await.is_err() { return; }
+                }
                 Some(Ok(m @ Message::Text(_))) | Some(Ok(m @ Message::Binary(_))) => {
                     if socket.send(m).await.is_err() { return; }
                 }
@@ -817,7 +836,7 @@ fn handle_connect(
     let device = params.get("device").filter(|d| !d.is_null());
     let auth_method = match (token, device_token) {
         (Some(t), _) => {
-            if t != shared.token {
+            if t != shared.token && !(shared.any_token && !t.is_empty()) {
                 return Err(reject(
                     &id,
                     json!({"code": "INVALID_REQUEST",

@@ -22,7 +22,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, api: LlmApi) -> AppRes
         tracing::debug!("rejected: no genuine LLM credential");
         return Err(refused());
     };
-    if users::find_by_id(&app.db.conn()?, &user).await?.is_none() {
+    if users::find_by_id(&*app.db.conn()?, &user).await?.is_none() {
         tracing::debug!("rejected: LLM credential of a deleted user");
         return Err(refused());
     }

@@ -76,7 +76,7 @@ async fn record(db: &Db, call: &UsageCall, idempotency_key: &str, tally: &Tally)
     };
     for wait in WRITE_ATTEMPTS {
         tokio::time::sleep(wait).await;
-        let written = async { usage_events::insert_once(&db.conn()?, &event).await };
+        let written = async { usage_events::insert_once(&*db.conn()?, &event).await };
         match written.await {
             Ok(_) => return,
             Err(e) => tracing::warn!(error = %e, idempotency_key, "writing a usage event failed"),

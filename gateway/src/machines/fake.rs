@@ -14,13 +14,29 @@ use crate::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions, Reply};
 pub struct FakeProvider {
     agents: Mutex<HashMap<String, Arc<FakeOpenClaw>>>,
     reply: Reply,
+    /// Agents echo every frame back as a `chat` event (benchmarks).
+    echo: bool,
+    /// Every user's agent is this running upstream (benchmarks); nothing is spawned.
+    external: Option<String>,
     /// Time spent in each simulated stage, so waiting UIs show real stage changes.
     stage_delay: Duration,
 }
 
 impl FakeProvider {
     pub fn new(reply: Reply, stage_delay: Duration) -> Self {
-        Self { agents: Mutex::new(HashMap::new()), reply, stage_delay }
+        Self { agents: Mutex::new(HashMap::new()), reply, stage_delay, echo: false, external: None }
+    }
+
+    /// Agents echo every frame back as a `chat` event instead of chatting.
+    pub fn echoing(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    /// Every user's agent is the already running upstream at `url` (any user's token is accepted there).
+    pub fn external(mut self, url: Option<String>) -> Self {
+        self.external = url;
+        self
     }
 
     /// The running fake agent of a user, to inject failures in tests.
@@ -42,6 +58,9 @@ impl Provider for FakeProvider {
     }
 
     async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
+        if let Some(url) = &self.external {
+            return Ok(Machine { address: url.clone(), external_id: "external".into() });
+        }
         if let Some(agent) = self.agents.lock().await.get(&spec.user_id) {
             return Ok(Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() });
         }
@@ -50,6 +69,8 @@ impl Provider for FakeProvider {
         let agent = FakeOpenClaw::spawn(FakeOpenClawOptions {
             token: spec.gateway_token.clone(),
             reply: self.reply.clone(),
+            echo_mode: self.echo,
+            echo_as_event: self.echo,
             ..FakeOpenClawOptions::default()
         })
         .await;
@@ -69,10 +90,16 @@ impl Provider for FakeProvider {
     }
 
     async fn status(&self, user_id: &str) -> MachineState {
+        if self.external.is_some() {
+            return MachineState::Ready;
+        }
         if self.agents.lock().await.contains_key(user_id) { MachineState::Ready } else { MachineState::IdleStopped }
     }
 
     async fn address(&self, user_id: &str) -> Option<String> {
+        if let Some(url) = &self.external {
+            return Some(url.clone());
+        }
         self.agents.lock().await.get(user_id).map(|a| a.ws_url())
     }
 

@@ -143,10 +143,36 @@ pub fn parse_route(id: &str) -> Route<'_> {
 }
 
 /// A request from the browser, checked: an object with `type:"req"`, a short id and a method.
-pub struct BrowserRequest {
+pub struct BrowserRequest<'a> {
+    text: &'a str,
     pub id: String,
     pub method: String,
-    pub frame: Value,
+    /// The parsed frame, when it is not in the usual `{"type":"req","id":"…",…}` shape.
+    frame: Option<Value>,
+}
+
+impl BrowserRequest<'_> {
+    /// The frame as it goes upstream, with the id routed back to this socket (`s<socket>:<id>`).
+    /// A frame in the usual shape keeps its bytes (only the id is spliced in); any other is
+    /// re-serialised.
+    pub fn routed(self, socket: u64) -> String {
+        let route = socket_route(socket, &self.id);
+        match self.frame {
+            None => {
+                let rest = &self.text[REQ_PREFIX.len() + self.id.len() + 1..];
+                let mut out = String::with_capacity(self.text.len() + route.len() - self.id.len());
+                out.push_str(REQ_PREFIX);
+                out.push_str(&route);
+                out.push('"');
+                out.push_str(rest);
+                out
+            }
+            Some(mut frame) => {
+                frame["id"] = route.into();
+                frame.to_string()
+            }
+        }
+    }
 }
 
 pub enum Rejected {
@@ -156,7 +182,16 @@ pub enum Rejected {
     Refused { id: String, code: &'static str, message: String },
 }
 
-pub fn parse_browser_request(text: &str) -> Result<BrowserRequest, Rejected> {
+/// How browsers (`web/assets/socket.js`) serialise requests: `type`, then `id`.
+const REQ_PREFIX: &str = r#"{"type":"req","id":""#;
+
+/// Checks a browser frame. The usual case is checked with one borrowing pass and no copy of
+/// the frame; anything unusual (other key order, escapes, duplicate keys, errors) takes the full
+/// parse, which also words the errors.
+pub fn parse_browser_request(text: &str) -> Result<BrowserRequest<'_>, Rejected> {
+    if let Some(request) = parse_usual(text) {
+        return Ok(request);
+    }
     let frame: Value =
         serde_json::from_str(text).map_err(|e| Rejected::Malformed(format!("frame is not JSON: {e}")))?;
     let id = frame["id"]
@@ -174,7 +209,55 @@ pub fn parse_browser_request(text: &str) -> Result<BrowserRequest, Rejected> {
     if !(frame["params"].is_object() || frame["params"].is_null()) {
         return Err(refuse("invalid_request", "params must be an object".into()));
     }
-    Ok(BrowserRequest { id: id.to_string(), method: method.to_string(), frame })
+    Ok(BrowserRequest { text, id: id.to_string(), method: method.to_string(), frame: Some(frame) })
+}
+
+/// A valid request in the usual shape, or `None` to take the full parse.
+fn parse_usual(text: &str) -> Option<BrowserRequest<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: &'a str,
+        #[serde(borrow)]
+        id: &'a str,
+        #[serde(borrow)]
+        method: &'a str,
+        #[serde(default)]
+        #[allow(dead_code)]
+        params: ParamsShape,
+    }
+    let rest = text.strip_prefix(REQ_PREFIX)?;
+    // serde rejects duplicate keys and trailing bytes, so the frame is one well-formed object.
+    let peek: Peek = serde_json::from_str(text).ok()?;
+    let usual = peek.kind == "req"
+        && valid_id(peek.id)
+        && rest.strip_prefix(peek.id).is_some_and(|after| after.starts_with('"'))
+        && ALLOWED_METHODS.contains(&peek.method);
+    usual.then(|| BrowserRequest { text, id: peek.id.to_string(), method: peek.method.to_string(), frame: None })
+}
+
+/// `params` that is an object or null; contents are skipped without being kept.
+#[derive(Default)]
+struct ParamsShape;
+
+impl<'de> serde::Deserialize<'de> for ParamsShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = ParamsShape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object or null")
+            }
+            fn visit_unit<E>(self) -> Result<ParamsShape, E> {
+                Ok(ParamsShape)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamsShape, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ParamsShape)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -251,6 +334,45 @@ mod tests {
             parse_browser_request(r#"{"type":"res","id":"1"}"#),
             Err(Rejected::Refused { code: "invalid_request", .. })
         ));
+    }
+
+    #[test]
+    fn usual_requests_keep_their_bytes_and_get_a_routed_id() {
+        let text = r#"{"type":"req","id":"a-1","method":"chat.send","params":{"message":"h\u00e9 \"x\"","n":1.5e300}}"#;
+        let request = parse_browser_request(text).ok().unwrap();
+        assert!(request.frame.is_none(), "the usual shape takes no full parse");
+        assert_eq!(request.method, "chat.send");
+        assert_eq!(
+            request.routed(7),
+            r#"{"type":"req","id":"s7:a-1","method":"chat.send","params":{"message":"h\u00e9 \"x\"","n":1.5e300}}"#
+        );
+        let no_params = parse_browser_request(r#"{"type":"req","id":"b","method":"health"}"#).ok().unwrap();
+        assert!(no_params.frame.is_none());
+        assert_eq!(no_params.routed(1), r#"{"type":"req","id":"s1:b","method":"health"}"#);
+    }
+
+    #[test]
+    fn unusual_requests_are_parsed_fully_and_checked_the_same_way() {
+        for (text, routed_id) in [
+            (r#"{"id":"x","type":"req","method":"health","params":{}}"#, "s2:x"),
+            (r#"{ "type": "req", "id": "x", "method": "health" }"#, "s2:x"),
+            (r#"{"type":"req","id":"x","method":"health","params":null}"#, "s2:x"),
+        ] {
+            let request = parse_browser_request(text).ok().unwrap();
+            let v: Value = serde_json::from_str(&request.routed(2)).unwrap();
+            assert_eq!(v["id"], routed_id, "{text}");
+        }
+        let dup = r#"{"type":"req","id":"x","method":"health","method":"config.patch"}"#;
+        assert!(
+            matches!(parse_browser_request(dup), Err(Rejected::Refused { code: "forbidden", .. })),
+            "duplicate keys fall back to the full parse, where the last one counts"
+        );
+        let params = r#"{"type":"req","id":"x","method":"health","params":[1]}"#;
+        assert!(matches!(parse_browser_request(params), Err(Rejected::Refused { code: "invalid_request", .. })));
+        let trailing = r#"{"type":"req","id":"x","method":"health"} {"#;
+        assert!(matches!(parse_browser_request(trailing), Err(Rejected::Malformed(_))));
+        let prefix_id = r#"{"type":"req","id":"xy","method":"health","id":"x"}"#;
+        assert!(parse_browser_request(prefix_id).ok().unwrap().frame.is_some());
     }
 
     #[test]

@@ -261,10 +261,9 @@ fn opened_with(auth: &AuthUser, revoked: &Revoked) -> bool {
 /// Checks a browser frame and sends it upstream, or answers it with an error.
 async fn forward(hub: &Hub, socket: u64, text: Utf8Bytes, sink: &mut BrowserSink) -> Result<(), ()> {
     match frames::parse_browser_request(text.as_str()) {
-        Ok(mut request) => {
-            request.frame["id"] = frames::socket_route(socket, &request.id).into();
+        Ok(request) => {
             tracing::debug!(method = %request.method, "relaying request");
-            hub.send(request.frame.to_string()).await.map_err(|_| ())
+            hub.send(request.routed(socket)).await.map_err(|_| ())
         }
         Err(Rejected::Refused { id, code, message }) => {
             send_text(sink, frames::error_response(&id, code, &message)).await

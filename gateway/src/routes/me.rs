@@ -6,7 +6,7 @@ use crate::db::users;
 use crate::error::{AppError, AppResult};
 
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
-    let user = users::find_by_id(&state.db.conn()?, &auth.user_id).await?.ok_or_else(AppError::unauthenticated)?;
+    let user = users::find_by_id(&*state.db.conn()?, &auth.user_id).await?.ok_or_else(AppError::unauthenticated)?;
     let via = match auth.via {
         AuthVia::Session { .. } => "session",
         AuthVia::ApiToken { .. } => "api_token",

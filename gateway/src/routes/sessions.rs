@@ -84,7 +84,7 @@ pub async fn rename(
 
 pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) -> AppResult<StatusCode> {
     let key = SessionKey::parse(&key)?;
-    if !sessions::delete(&state.db.conn()?, &auth.user_id, &key).await? {
+    if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
         return Err(AppError::not_found("no such session"));
     }
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.

@@ -65,7 +65,7 @@ pub async fn create(
 }
 
 pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
-    let tokens = api_tokens::list(&state.db.conn()?, &auth.user_id).await?;
+    let tokens = api_tokens::list(&*state.db.conn()?, &auth.user_id).await?;
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
@@ -73,7 +73,7 @@ pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> 
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("no such token"));
     }
-    if api_tokens::revoke(&state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
+    if api_tokens::revoke(&*state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
         tracing::info!(user_id = %auth.user_id, token_id = %id, "API token revoked");
         state.relays.revoke(Revoked::ApiToken { token_id: id });
         Ok(StatusCode::NO_CONTENT)

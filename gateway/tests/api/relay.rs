@@ -369,3 +369,40 @@ async fn signing_up_starts_the_agent_before_the_first_message() {
     }
     panic!("the agent was not started after sign-up");
 }
+
+#[tokio::test]
+async fn benchmark_echo_agents_answer_each_request_with_a_sequenced_chat_event() {
+    let app = TestApp::spawn_with(&["--fake-agent-echo"]).await;
+    let (cookie, _) = app.signed_up_cookie("echo@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    ws.request("e1", "chat.send", json!({ "sessionKey": "main", "message": "ping", "idempotencyKey": "e1" })).await;
+    let echoed = ws.until("echo", |f| f["event"] == "chat").await;
+    assert!(echoed["roostSeq"].as_u64().is_some(), "the echo takes Roost's event path");
+    assert_eq!(echoed["payload"]["method"], "chat.send");
+    assert_eq!(echoed["payload"]["params"]["message"], "ping");
+    assert!(echoed["payload"]["id"].as_str().unwrap().ends_with(":e1"), "the upstream saw the routed id");
+}
+
+#[tokio::test]
+async fn benchmark_agents_can_all_be_one_external_upstream() {
+    use gateway::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+    let upstream = FakeOpenClaw::spawn(FakeOpenClawOptions {
+        echo_mode: true,
+        echo_as_event: true,
+        any_token: true,
+        ..FakeOpenClawOptions::default()
+    })
+    .await;
+    let url = upstream.ws_url();
+    let app = TestApp::spawn_with(&["--fake-agent-url", &url]).await;
+    for email in ["ext1@example.com", "ext2@example.com"] {
+        let (cookie, _) = app.signed_up_cookie(email).await;
+        let mut ws = app.ws(&cookie, "").await;
+        ws.ready().await;
+        ws.request("x", "health", json!({})).await;
+        let echoed = ws.until("echo", |f| f["event"] == "chat").await;
+        assert_eq!(echoed["payload"]["method"], "health");
+    }
+    assert_eq!(upstream.handshakes_ok(), 2, "each user has a link of their own to the one upstream");
+}
