@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::clerk::ClerkVerifier;
 use crate::auth::password::PasswordHasher;
-use crate::auth::rate_limit::AuthLimiter;
+use crate::auth::rate_limit::{AuthLimiter, KeyedLimiter};
 use crate::auth::svix;
 use crate::config::{AgentProvider, ServeArgs};
 use crate::db::Db;
@@ -38,6 +38,8 @@ pub struct App {
     pub db: Db,
     pub hasher: PasswordHasher,
     pub auth_limiter: AuthLimiter,
+    /// Model calls per user: a runaway agent loop cannot burn credit or the provider quota.
+    pub llm_limiter: KeyedLimiter<UserId>,
     pub clerk: Option<ClerkVerifier>,
     pub clerk_webhook_key: Option<Vec<u8>>,
     pub secret: ServerSecret,
@@ -66,6 +68,8 @@ pub struct Settings {
     /// How agents on this host reach Roost (the LLM proxy), e.g. `http://127.0.0.1:8080`.
     pub internal_origin: String,
     pub prewarm: bool,
+    /// A link with no socket left is kept this long, so a reload resumes without a new handshake.
+    pub agent_link_idle: std::time::Duration,
 }
 
 impl Settings {
@@ -186,17 +190,19 @@ impl App {
                 data_dir: args.db.data_dir.clone(),
                 internal_origin,
                 prewarm: !args.agents.no_prewarm,
+                agent_link_idle: std::time::Duration::from_secs(args.agents.agent_link_idle_secs),
             },
             db,
             hasher: PasswordHasher::new(2),
             auth_limiter: AuthLimiter::new(args.auth_rate_per_ip, args.auth_rate_per_email),
+            llm_limiter: KeyedLimiter::per_minute(args.llm_rate_per_user),
             clerk,
             clerk_webhook_key,
             secret,
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, finished_tx),
+            relays: Relays::new(device, finished_tx, llm.preferred_api().is_some()),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
             session_touches,

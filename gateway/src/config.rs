@@ -92,6 +92,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ROOST_AUTH_RATE_PER_EMAIL", default_value_t = 5)]
     pub auth_rate_per_email: u32,
 
+    /// Model calls allowed per user per minute through `/llm/*`.
+    #[arg(long, env = "ROOST_LLM_RATE_PER_USER", default_value_t = 240)]
+    pub llm_rate_per_user: u32,
+
     /// Header holding the real client IP when behind a proxy (e.g. `Fly-Client-IP`).
     #[arg(long, env = "ROOST_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
@@ -131,6 +135,10 @@ pub struct AgentArgs {
     /// How long an agent may take to become ready.
     #[arg(long, env = "ROOST_AGENT_READY_TIMEOUT_SECS", default_value_t = 180)]
     pub agent_ready_timeout_secs: u64,
+
+    /// How long a user's agent link (and its replay buffer) outlives their last socket.
+    #[arg(long, env = "ROOST_AGENT_LINK_IDLE_SECS", default_value_t = 120, hide = true)]
+    pub agent_link_idle_secs: u64,
 
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]

@@ -44,8 +44,9 @@ impl Server {
         let drain = state.clone();
         let shutdown = async move {
             shutdown.await;
-            // Browsers get a close they can resume from, before the listener stops.
+            // Browsers get a close they can resume from (1012), before the listener stops.
             drain.relays.shutdown().await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         };
         // Relayed chat frames are small and latency-bound: no Nagle delay on browser sockets
         // (the agent leg sets TCP_NODELAY when it connects).
@@ -73,7 +74,8 @@ async fn housekeeping(state: AppState) {
     loop {
         tick.tick().await;
         state.auth_limiter.retain_recent();
-        if rounds % 10 == 0 {
+        state.llm_limiter.retain_recent();
+        if rounds.is_multiple_of(10) {
             let swept = async {
                 sessions::delete_expired(&*state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
             };

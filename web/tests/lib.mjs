@@ -1,5 +1,7 @@
 // Shared helpers for the browser specs (plain Node, no test runner).
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -42,11 +44,102 @@ export async function launch() {
 }
 
 /**
+ * A local HTTP proxy for the browser that can cut its WebSockets the way a network drop does.
+ * Plain HTTP is forwarded; WebSockets arrive as CONNECT tunnels and are relayed byte for byte.
+ * `dropWebSockets(outageMs)` resets every open tunnel (TCP reset both ways: no close frame, the
+ * page sees code 1006 and the server a reset) and answers new tunnels with 503 for `outageMs`.
+ */
+export async function startDropProxy() {
+  const tunnels = new Set();
+  const stats = { tunnels: 0, refused: 0, dropped: 0 };
+  let refuseUntil = 0;
+  const server = http.createServer((req, res) => {
+    let target;
+    try {
+      target = new URL(req.url);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['proxy-connection'];
+    delete headers['proxy-authorization'];
+    const upstream = http.request({
+      host: target.hostname.replace(/^\[|\]$/g, ''),
+      port: target.port || 80,
+      method: req.method,
+      path: `${target.pathname}${target.search}`,
+      headers,
+    }, (answer) => {
+      res.writeHead(answer.statusCode, answer.statusMessage, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connect', (req, client, head) => {
+    client.on('error', () => {});
+    if (Date.now() < refuseUntil) {
+      stats.refused += 1;
+      client.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const { hostname, port } = new URL(`http://${req.url}`);
+    const upstream = net.connect(Number(port || 80), hostname.replace(/^\[|\]$/g, ''));
+    const tunnel = { client, upstream };
+    tunnels.add(tunnel);
+    stats.tunnels += 1;
+    const end = () => {
+      tunnels.delete(tunnel);
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('connect', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head && head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on('error', end);
+    client.on('error', end);
+    upstream.on('close', end);
+    client.on('close', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server: `http://127.0.0.1:${server.address().port}`,
+    stats,
+    openWebSockets: () => tunnels.size,
+    /** Cut every open WebSocket now; refuse new ones for `outageMs`. Returns how many were cut. */
+    dropWebSockets(outageMs = 0) {
+      refuseUntil = Date.now() + outageMs;
+      const cut = [...tunnels];
+      for (const tunnel of cut) {
+        tunnels.delete(tunnel);
+        tunnel.client.resetAndDestroy();
+        tunnel.upstream.resetAndDestroy();
+      }
+      stats.dropped += cut.length;
+      return cut.length;
+    },
+    close() {
+      for (const { client, upstream } of tunnels) {
+        client.destroy();
+        upstream.destroy();
+      }
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/**
  * Run `body(t)` with a fresh browser page. `t.step(name, fn)` runs one checked
- * step; `t.shot(name)` saves a screenshot. Prints "<label>: N passed, M failed"
+ * step; `t.shot(name)` saves a screenshot. With {dropProxy: true} the
+ * page goes through `startDropProxy()`, available as `t.net`. Prints "<label>: N passed, M failed"
  * and exits non-zero on the first failure. The browser is always closed.
  */
-export async function run(label, body, { timeoutMs = 15_000 } = {}) {
+export async function run(label, body, { timeoutMs = 15_000, dropProxy = false } = {}) {
   const dir = screenshotDir();
   const base = baseUrl();
   let passed = 0;
@@ -54,10 +147,15 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
   let shotN = 0;
   let browser;
   let page;
+  let proxy;
   const pageErrors = [];
   try {
     browser = await launch();
-    const context = await browser.newContext({ viewport: { width: 1280, height: 820 } });
+    if (dropProxy) proxy = await startDropProxy();
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 820 },
+      ...(proxy ? { proxy: { server: proxy.server } } : {}),
+    });
     page = await context.newPage();
     page.setDefaultTimeout(timeoutMs);
     page.on('dialog', (d) => d.accept());
@@ -68,9 +166,10 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
     const t = {
       base,
       page,
+      net: proxy,
       async shot(name) {
         shotN += 1;
-        const file = path.join(dir, `${label}-${String(shotN).padStart(2, '0')}-${name}.png`);
+        const file = path.join(dir, `${process.env.SCREENSHOT_PREFIX || ""}${label}-${String(shotN).padStart(2, '0')}-${name}.png`);
         await page.screenshot({ path: file, fullPage: false });
         return file;
       },
@@ -101,7 +200,7 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
     }
     if (page) {
       try {
-        const file = path.join(dir, `${label}-failure.png`);
+        const file = path.join(dir, `${process.env.SCREENSHOT_PREFIX || ""}${label}-failure.png`);
         await page.screenshot({ path: file });
         console.error(`  screenshot of the failure: ${file}`);
         console.error(`  page url at failure: ${page.url()}`);
@@ -111,6 +210,7 @@ export async function run(label, body, { timeoutMs = 15_000 } = {}) {
     }
   } finally {
     if (browser) await browser.close().catch(() => {});
+    if (proxy) proxy.close();
   }
   console.log(`screenshots: ${dir}`);
   console.log(`${label}: ${passed} passed, ${failed} failed`);

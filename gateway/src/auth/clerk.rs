@@ -108,7 +108,7 @@ impl ClerkVerifier {
         let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| reject("signature or claims", e))?;
         let claims = data.claims;
         let azp = claims.azp.ok_or_else(|| reject("azp missing", ""))?;
-        if !self.authorized_parties.iter().any(|p| *p == azp) {
+        if !self.authorized_parties.contains(&azp) {
             return Err(reject("azp not allowed", azp));
         }
         if !claims.sub.starts_with("user_") {

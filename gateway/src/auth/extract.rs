@@ -1,6 +1,8 @@
 //! `AuthUser`: the extractor every protected route takes. Each rejection is a 401 in the JSON shape.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
@@ -48,7 +50,14 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
             AppError::unauthenticated()
         })?;
         if bearer.starts_with(api_token::PREFIX) {
-            return from_api_token(app, bearer).await;
+            let result = from_api_token(app, bearer).await;
+            if result.as_ref().is_err_and(|e| e.status() == axum::http::StatusCode::UNAUTHORIZED) {
+                let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+                if let Some(peer) = peer {
+                    app.auth_limiter.token_failure(app.settings.client_ip(&parts.headers, peer))?;
+                }
+            }
+            return result;
         }
         if let Some(clerk) = &app.clerk {
             return clerk.authenticate(app, bearer).await;

@@ -8,6 +8,7 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::db::sessions::{self, NewSession};
 use crate::domain::{UserId, now_secs};
 use crate::error::AppResult;
+use crate::relay::Revoked;
 
 /// The cookie name: `__Host-` prefixed (so Secure, host-only, Path=/) when served over https.
 pub fn cookie_name(app: &App) -> &'static str {
@@ -34,6 +35,14 @@ pub async fn start(app: &App, user_id: &UserId, headers: &HeaderMap, ip: &str) -
     )
     .await?;
     Ok(build_cookie(app, secret, app.settings.session_max_secs))
+}
+
+/// Ends the session behind a cookie value: its row goes, and sockets opened with it close.
+pub async fn end(app: &App, secret: &str) -> AppResult<()> {
+    let token_hash = sha256_hex(secret.as_bytes());
+    sessions::delete(&*app.db.conn()?, &token_hash).await?;
+    app.relays.revoke(Revoked::Session { token_hash });
+    Ok(())
 }
 
 pub fn removal_cookie(app: &App) -> Cookie<'static> {

@@ -68,20 +68,23 @@ pub async fn find_or_create_clerk(conn: &Connection, clerk_user_id: &str) -> Res
     Ok(first_row(conn.query(&sql, [clerk_user_id]).await?, credentials_from_row).await?.map(|c| c.user))
 }
 
-/// Marks a Clerk user deleted and drops their sessions and tokens. Returns whether a row changed.
-pub async fn delete_clerk(conn: &Connection, clerk_user_id: &str) -> Result<bool, libsql::Error> {
-    let changed = conn
-        .execute(
-            "UPDATE users SET deleted_at = ?2 WHERE clerk_user_id = ?1 AND deleted_at IS NULL",
+/// Marks a Clerk user deleted and drops their tokens. Returns the user it deleted, if any.
+pub async fn delete_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<UserId>, libsql::Error> {
+    let deleted = first_row(
+        conn.query(
+            "UPDATE users SET deleted_at = ?2 WHERE clerk_user_id = ?1 AND deleted_at IS NULL RETURNING id",
             (clerk_user_id, now_secs()),
         )
-        .await?;
+        .await?,
+        |row| row.get::<String>(0),
+    )
+    .await?;
     conn.execute(
         "DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE clerk_user_id = ?1)",
         [clerk_user_id],
     )
     .await?;
-    Ok(changed > 0)
+    Ok(deleted.and_then(|id| UserId::parse(&id).ok()))
 }
 
 pub async fn delete(conn: &Connection, id: &UserId) -> Result<bool, libsql::Error> {

@@ -117,11 +117,7 @@ impl FakeLlm {
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake llm: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake llm: local_addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = super::serve_on_loopback(app, "fake llm").await;
         FakeLlm { addr, shared, server }
     }
 

@@ -4,3 +4,18 @@
 
 pub mod llm;
 pub mod openclaw;
+
+use std::net::SocketAddr;
+
+use tokio::task::JoinHandle;
+
+/// Serves a fake on `127.0.0.1:0`; the task ends when the handle is aborted.
+async fn serve_on_loopback(app: axum::Router, what: &str) -> (SocketAddr, JoinHandle<()>) {
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{what}: bind 127.0.0.1:0: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{what}: local_addr: {e}"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, server)
+}

@@ -320,11 +320,7 @@ impl FakeOpenClaw {
             .route("/readyz", get(ready_http))
             .fallback(ws_handler)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake openclaw: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake openclaw: local_addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = super::serve_on_loopback(app, "fake openclaw").await;
         FakeOpenClaw { addr, shared, server }
     }
 

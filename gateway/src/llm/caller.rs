@@ -26,6 +26,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap, api: LlmApi) -> AppRes
         tracing::debug!("rejected: LLM credential of a deleted user");
         return Err(refused());
     }
+    app.llm_limiter.check(&user)?;
     Ok(user)
 }
 

@@ -75,6 +75,24 @@ fn classify_slow(text: &str) -> FromAgent<'_> {
     }
 }
 
+pub const NO_MODEL_MESSAGE: &str = "No model is configured on this Roost server, so your agent cannot answer yet. \
+The operator must set ROOST_LLM_OPENAI_BASE_URL + ROOST_LLM_OPENAI_API_KEY, or ROOST_LLM_ANTHROPIC_API_KEY.";
+
+/// A failed chat run, explained: on a server with no model, that is the reason for every failure,
+/// and the agent itself only says "request failed" (it never shows provider text).
+pub fn explain_missing_model(text: &str) -> Option<String> {
+    if !text.contains(r#""state":"error""#) {
+        return None;
+    }
+    let mut frame: Value = serde_json::from_str(text).ok()?;
+    if frame["event"] != "chat" || frame["payload"]["state"] != "error" {
+        return None;
+    }
+    frame["payload"]["errorMessage"] = Value::from(NO_MODEL_MESSAGE);
+    frame["payload"]["errorKind"] = Value::from("no_model_configured");
+    Some(frame.to_string())
+}
+
 /// `{"roostSeq":N,` + the rest of the object.
 pub fn with_seq(text: &str, seq: u64) -> Option<String> {
     let body = text.strip_prefix('{')?;

@@ -22,6 +22,10 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
+/// What browsers hear when Roost closes the link itself: resume (on this or another instance).
+const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
+const AGENT_PING: Duration = Duration::from_secs(30);
+const AGENT_SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
 pub enum Outbound {
     Frame(Utf8Bytes),
@@ -37,6 +41,7 @@ pub struct Hub {
     state: Mutex<HubState>,
     next_socket: AtomicU64,
     next_rpc: AtomicU64,
+    model_configured: bool,
 }
 
 #[derive(Default)]
@@ -44,6 +49,8 @@ struct HubState {
     sockets: HashMap<u64, mpsc::Sender<Outbound>>,
     rpcs: HashMap<String, oneshot::Sender<Value>>,
     closed: bool,
+    /// Roost itself is closing the link (idle, or shutting down).
+    draining: bool,
 }
 
 pub struct Subscription {
@@ -65,8 +72,8 @@ impl Hub {
     pub fn start(
         upstream: Upstream,
         replay: Arc<Mutex<ReplayBuffer>>,
+        model_configured: bool,
         on_chat_final: Notify,
-        on_closed: Box<dyn FnOnce() + Send>,
     ) -> Arc<Self> {
         let (to_agent, mut outgoing) = mpsc::channel::<Message>(AGENT_QUEUE);
         let hub = Arc::new(Self {
@@ -76,6 +83,7 @@ impl Hub {
             state: Mutex::new(HubState::default()),
             next_socket: AtomicU64::new(1),
             next_rpc: AtomicU64::new(1),
+            model_configured,
         });
         let (mut sink, mut stream) = upstream.socket.split();
         let writer = tokio::spawn(async move {
@@ -88,21 +96,36 @@ impl Hub {
         });
         let reader_hub = hub.clone();
         tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + AGENT_PING, AGENT_PING);
+            let mut last_heard = tokio::time::Instant::now();
             let close_code = loop {
-                match stream.next().await {
-                    Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
-                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "agent link failed");
-                        break None;
+                tokio::select! {
+                    message = stream.next() => {
+                        last_heard = tokio::time::Instant::now();
+                        match message {
+                            Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
+                            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, "agent link failed");
+                                break None;
+                            }
+                            None => break None,
+                        }
                     }
-                    None => break None,
+                    _ = heartbeat.tick() => {
+                        // The agent answers pings and sends ticks; silence this long means a dead link.
+                        if last_heard.elapsed() > AGENT_SILENCE_LIMIT {
+                            tracing::warn!("agent link silent; closing it");
+                            break None;
+                        }
+                        let _ = reader_hub.to_agent.try_send(Message::Ping(Default::default()));
+                    }
                 }
             };
-            reader_hub.close(frames::browser_close(close_code));
+            let draining = reader_hub.state.lock().expect("hub lock").draining;
+            reader_hub.close(if draining { DRAINING } else { frames::browser_close(close_code) });
             writer.abort();
-            on_closed();
         });
         hub
     }
@@ -172,6 +195,7 @@ impl Hub {
 
     /// Closes the link to the agent (the reader then closes every browser socket).
     pub fn shutdown(&self) {
+        self.state.lock().expect("hub lock").draining = true;
         let _ = self
             .to_agent
             .try_send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "roost closing".into() })));
@@ -186,6 +210,8 @@ impl Hub {
                 {
                     on_chat_final(&key);
                 }
+                let explained = if self.model_configured { None } else { frames::explain_missing_model(text) };
+                let text = explained.as_deref().unwrap_or(text);
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();
                 let Some(numbered) = frames::with_seq(text, seq) else { return };

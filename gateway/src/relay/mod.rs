@@ -22,10 +22,21 @@ use replay::ReplayBuffer;
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(60);
 
+/// A credential that just stopped being valid; sockets opened with it are closed (4401).
+#[derive(Debug, Clone)]
+pub enum Revoked {
+    Session { token_hash: String },
+    ApiToken { token_id: String },
+    ClerkSession { session_id: String },
+    User(UserId),
+}
+
 pub struct Relays {
     device: DeviceIdentity,
+    revocations: tokio::sync::broadcast::Sender<Revoked>,
     links: Mutex<HashMap<UserId, Arc<UserLink>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
+    model_configured: bool,
 }
 
 #[derive(Default)]
@@ -36,8 +47,18 @@ struct UserLink {
 
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
-    pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>) -> Self {
-        Self { device, links: Mutex::new(HashMap::new()), finished_runs }
+    pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>, model_configured: bool) -> Self {
+        let revocations = tokio::sync::broadcast::channel(64).0;
+        Self { device, revocations, links: Mutex::new(HashMap::new()), finished_runs, model_configured }
+    }
+
+    /// Closes every socket that was opened with this credential.
+    pub fn revoke(&self, revoked: Revoked) {
+        let _ = self.revocations.send(revoked);
+    }
+
+    fn revocations(&self) -> tokio::sync::broadcast::Receiver<Revoked> {
+        self.revocations.subscribe()
     }
 
     /// The user's live link to their agent at `address`, connecting (once) if there is none.
@@ -53,7 +74,7 @@ impl Relays {
         let notify: hub::Notify = Arc::new(move |session_key: &str| {
             let _ = finished.try_send((owner.clone(), session_key.to_string()));
         });
-        let hub = Hub::start(upstream, link.replay.clone(), notify, Box::new(|| {}));
+        let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, notify);
         *slot = Some(hub.clone());
         Ok(hub)
     }
@@ -63,6 +84,18 @@ impl Relays {
         let link = self.links.lock().expect("links lock").get(user).cloned()?;
         let slot = link.hub.lock().await;
         slot.as_ref().filter(|h| !h.is_closed()).cloned()
+    }
+
+    /// Closes the user's link and frees its replay buffer if no socket has used it since.
+    pub async fn retire_if_idle(&self, user: &UserId, hub: &Arc<Hub>) {
+        let Some(link) = self.links.lock().expect("links lock").get(user).cloned() else { return };
+        let slot = link.hub.lock().await;
+        let same_hub = slot.as_ref().is_some_and(|current| Arc::ptr_eq(current, hub));
+        if same_hub && hub.socket_count() == 0 {
+            hub.shutdown();
+            drop(slot);
+            self.links.lock().expect("links lock").remove(user);
+        }
     }
 
     /// Closes every agent link (shutdown); browsers are told to reconnect.

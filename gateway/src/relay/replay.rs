@@ -4,8 +4,10 @@ use std::collections::VecDeque;
 
 use axum::extract::ws::Utf8Bytes;
 
-const MAX_EVENTS: usize = 1024;
-const MAX_BYTES: usize = 4 * 1024 * 1024;
+// Enough for a long reply's deltas (each carries the cumulative text) without letting many
+// active users hold much memory.
+const MAX_EVENTS: usize = 512;
+const MAX_BYTES: usize = 1024 * 1024;
 
 #[derive(Default)]
 pub struct ReplayBuffer {

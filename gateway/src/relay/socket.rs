@@ -13,12 +13,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Revoked;
 use super::frames::{self, Rejected};
 use super::hub::{Hub, Outbound, Subscription};
 use super::replay::Resume;
 use crate::agent_credentials;
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, AuthVia};
 use crate::domain::UserId;
 use crate::error::{AppError, AppResult};
 use crate::json::Query;
@@ -27,8 +28,6 @@ use crate::json::Query;
 pub const MAX_BROWSER_MESSAGE: usize = 4 * 1024 * 1024;
 const HEARTBEAT: Duration = Duration::from_secs(25);
 const PONG_DEADLINE: Duration = Duration::from_secs(60);
-/// A link with no browser left is kept this long, so a reload resumes without a new handshake.
-const IDLE_LINK_GRACE: Duration = Duration::from_secs(120);
 const MAX_SOCKETS_PER_USER: usize = 16;
 
 #[derive(Deserialize)]
@@ -65,26 +64,26 @@ pub async fn upgrade(
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"));
-    Ok(ws.on_upgrade(move |socket| run(state, auth.user_id, query.resume, socket)))
+    Ok(ws.on_upgrade(move |socket| run(state, auth, query.resume, socket)))
 }
 
-async fn run(state: AppState, user: UserId, resume: Option<u64>, socket: WebSocket) {
+async fn run(state: AppState, auth: AuthUser, resume: Option<u64>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
+    let revocations = state.relays.revocations();
+    let user = auth.user_id.clone();
     let Some(hub) = join(&state, &user, &mut sink, &mut stream).await else { return };
     let Some(subscription) = hub.subscribe(resume) else {
         close(&mut sink, 1013, "the agent link closed; reconnect").await;
         return;
     };
     let socket_id = subscription.socket;
-    relay(&hub, subscription, &mut sink, &mut stream).await;
+    relay(&hub, subscription, &auth, revocations, &mut sink, &mut stream).await;
     hub.unsubscribe(socket_id);
     if hub.socket_count() == 0 {
-        let hub = hub.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_LINK_GRACE).await;
-            if hub.socket_count() == 0 {
-                hub.shutdown();
-            }
+            tokio::time::sleep(state.settings.agent_link_idle).await;
+            state.relays.retire_if_idle(&user, &hub).await;
         });
     }
 }
@@ -160,6 +159,8 @@ async fn join(
 async fn relay(
     hub: &Hub,
     subscription: Subscription,
+    auth: &AuthUser,
+    mut revocations: tokio::sync::broadcast::Receiver<Revoked>,
     sink: &mut BrowserSink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) {
@@ -228,6 +229,12 @@ async fn relay(
                     return;
                 }
             },
+            revoked = revocations.recv() => {
+                if let Ok(revoked) = revoked && opened_with(auth, &revoked) {
+                    close(sink, 4401, "signed out").await;
+                    return;
+                }
+            }
             _ = heartbeat.tick() => {
                 if last_pong.elapsed() > PONG_DEADLINE {
                     close(sink, 1001, "no heartbeat").await;
@@ -238,6 +245,16 @@ async fn relay(
                 }
             }
         }
+    }
+}
+
+fn opened_with(auth: &AuthUser, revoked: &Revoked) -> bool {
+    match (revoked, &auth.via) {
+        (Revoked::Session { token_hash }, AuthVia::Session { token_hash: mine }) => token_hash == mine,
+        (Revoked::ApiToken { token_id }, AuthVia::ApiToken { token_id: mine }) => token_id == mine,
+        (Revoked::ClerkSession { session_id }, AuthVia::Clerk { session_id: mine }) => session_id == mine,
+        (Revoked::User(user), _) => *user == auth.user_id,
+        _ => false,
     }
 }
 

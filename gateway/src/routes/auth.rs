@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use crate::app::{App, AppState};
 use crate::auth::session;
-use crate::crypto::sha256_hex;
-use crate::db::{sessions, users};
+use crate::db::users;
 use crate::domain::{Email, Password};
 use crate::error::{AppError, AppResult};
 use crate::json::Json;
@@ -46,6 +45,10 @@ pub async fn signup(
     })?;
     tracing::info!(user_id = %user.id, "account created");
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
+    // A new user is about to chat: start their agent now, not on the first message.
+    if state.settings.prewarm {
+        state.machines.prewarm(&user.id);
+    }
     Ok((StatusCode::CREATED, jar, axum::Json(json!({ "user": user }))))
 }
 
@@ -80,8 +83,7 @@ pub async fn login(
 
 pub async fn logout(state: AppState, jar: CookieJar) -> AppResult<(StatusCode, CookieJar)> {
     if let Some(cookie) = jar.get(session::cookie_name(&state)) {
-        let conn = state.db.conn()?;
-        sessions::delete(&conn, &sha256_hex(cookie.value().as_bytes())).await?;
+        session::end(&state, cookie.value()).await?;
     }
     Ok((StatusCode::NO_CONTENT, jar.add(session::removal_cookie(&state))))
 }
@@ -95,7 +97,7 @@ async fn replace_session(
     ip: &str,
 ) -> AppResult<CookieJar> {
     if let Some(old) = jar.get(session::cookie_name(app)) {
-        sessions::delete(&*app.db.conn()?, &sha256_hex(old.value().as_bytes())).await?;
+        session::end(app, old.value()).await?;
     }
     let cookie = session::start(app, user_id, headers, ip).await?;
     Ok(jar.add(cookie))

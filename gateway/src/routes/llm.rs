@@ -44,8 +44,9 @@ async fn model_call(state: &AppState, api: LlmApi, headers: &HeaderMap, body: Re
 
 fn configured(state: &AppState, api: LlmApi) -> AppResult<&Upstream> {
     state.llm.upstream(api).ok_or_else(|| {
+        // Not a 5xx: agents retry those for minutes and then show a generic "try again" message.
         AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::BAD_REQUEST,
             "no_model_configured",
             "No model is configured on this Roost server. Set ROOST_LLM_OPENAI_BASE_URL + \
              ROOST_LLM_OPENAI_API_KEY or ROOST_LLM_ANTHROPIC_API_KEY.",

@@ -88,13 +88,28 @@ pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) ->
         return Err(AppError::not_found("no such session"));
     }
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
-    if let Some(hub) = state.relays.existing_hub(&auth.user_id).await {
-        let reply = hub.call("sessions.delete", json!({ "key": key.as_str() }), Duration::from_secs(5)).await;
-        if let Err(e) = reply {
-            tracing::warn!(error = %e, "deleting the agent's transcript failed");
-        }
+    if let Some(hub) = state.relays.existing_hub(&auth.user_id).await
+        && let Err(e) = delete_on_agent(&hub, &key).await
+    {
+        tracing::warn!(error = %e, "deleting the agent's transcript failed");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A plain `sessions.delete` needs admin scope; archive-then-delete needs only write, and the
+/// archive must name the session's current id.
+async fn delete_on_agent(hub: &crate::relay::Hub, key: &SessionKey) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(5);
+    let ok = |reply: Value, what: &str| {
+        if reply["ok"] == true { Ok(reply) } else { Err(anyhow::anyhow!("{what}: {}", reply["error"])) }
+    };
+    let history =
+        ok(hub.call("chat.history", json!({ "sessionKey": key.as_str(), "limit": 1 }), timeout).await?, "history")?;
+    let Some(session_id) = history["payload"]["sessionId"].as_str() else { return Ok(()) };
+    let archive = json!({ "key": key.as_str(), "archived": true, "expectedSessionId": session_id });
+    ok(hub.call("sessions.patch", archive, timeout).await?, "archive")?;
+    ok(hub.call("sessions.delete", json!({ "key": key.as_str(), "archivedOnly": true }), timeout).await?, "delete")?;
+    Ok(())
 }
 
 pub async fn history(

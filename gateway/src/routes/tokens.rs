@@ -11,6 +11,7 @@ use crate::db::api_tokens::{self, NewToken};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 use crate::json::Json;
+use crate::relay::Revoked;
 
 const MAX_TOKENS_PER_USER: usize = 50;
 const MAX_EXPIRY_DAYS: u32 = 3650;
@@ -74,6 +75,7 @@ pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> 
     }
     if api_tokens::revoke(&*state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
         tracing::info!(user_id = %auth.user_id, token_id = %id, "API token revoked");
+        state.relays.revoke(Revoked::ApiToken { token_id: id });
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found("no such token"))

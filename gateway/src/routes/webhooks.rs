@@ -11,6 +11,7 @@ use crate::auth::svix;
 use crate::db::{users, webhooks};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
+use crate::relay::Revoked;
 
 #[derive(Deserialize)]
 struct ClerkEvent {
@@ -39,17 +40,29 @@ pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResul
     if !webhooks::record_once(&tx, "clerk", &message_id, &event.kind, now).await? {
         return Ok(axum::Json(json!({ "received": true, "duplicate": true })));
     }
+    let mut revoked = None;
     match event.kind.as_str() {
         "user.deleted" => {
-            let deleted = users::delete_clerk(&tx, &event.data.id).await?;
-            tracing::info!(deleted, "Clerk user deleted");
+            if let Some(user) = users::delete_clerk(&tx, &event.data.id).await? {
+                tracing::info!(user_id = %user, "Clerk user deleted");
+                revoked = Some(Revoked::User(user));
+            }
         }
         "session.revoked" | "session.ended" | "session.removed" => {
             webhooks::revoke_clerk_session(&tx, &event.data.id, now).await?;
+            revoked = Some(Revoked::ClerkSession { session_id: event.data.id.clone() });
             tracing::info!(kind = %event.kind, "Clerk session ended");
         }
         other => tracing::debug!(kind = other, "Clerk event ignored"),
     }
     tx.commit().await?;
+    if let Some(revoked) = revoked {
+        if let Revoked::User(user) = &revoked
+            && let Err(e) = state.machines.stop(user).await
+        {
+            tracing::warn!(error = %e, "stopping a deleted user's agent failed");
+        }
+        state.relays.revoke(revoked);
+    }
     Ok(axum::Json(json!({ "received": true, "duplicate": false })))
 }

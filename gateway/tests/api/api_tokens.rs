@@ -13,7 +13,7 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     assert_eq!(created["name"], "laptop");
 
     let api = reqwest::Client::new();
-    let me: Value = api.get(app.url("/api/me")).bearer_auth(&secret).send().await.unwrap().json().await.unwrap();
+    let me: Value = app.json_bearer(&secret, "/api/me").await;
     assert_eq!(me["id"], user_id.as_str());
     assert_eq!(me["auth"], "api_token");
 
@@ -58,15 +58,7 @@ async fn users_cannot_see_or_revoke_each_others_tokens() {
     let id = token["id"].as_str().unwrap();
     let res = bob.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 404);
-    let me: Value = reqwest::Client::new()
-        .get(app.url("/api/me"))
-        .bearer_auth(token["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.json_bearer(token["token"].as_str().unwrap(), "/api/me").await;
     assert_eq!(me["email"], "alice@example.com", "alice's token still works");
 }
 
@@ -105,4 +97,20 @@ async fn bad_token_requests_get_clear_errors_and_write_nothing() {
     let res = client.delete(app.url("/api/tokens/not-a-uuid")).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(error_code(res).await, (404, "not_found".into()));
     assert_eq!(app.count("api_tokens").await, 0);
+}
+
+#[tokio::test]
+async fn failed_token_checks_are_rate_limited_per_ip_and_valid_tokens_still_work() {
+    let app = TestApp::spawn_with(&["--auth-rate-per-ip", "3"]).await;
+    let (client, _) = app.signed_up_user("limit@example.com").await;
+    let token = app.create_token(&client, "real").await;
+    let api = reqwest::Client::new();
+    let forged = format!("rst_{}", "B".repeat(43));
+    for _ in 0..3 {
+        assert_eq!(api.get(app.url("/api/me")).bearer_auth(&forged).send().await.unwrap().status(), 401);
+    }
+    let res = api.get(app.url("/api/me")).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(error_code(res).await, (429, "rate_limited".into()));
+    let res = api.get(app.url("/api/me")).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 200);
 }

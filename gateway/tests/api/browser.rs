@@ -12,6 +12,10 @@ fn repo_root() -> PathBuf {
 /// Runs one Node spec against the server. Outside CI a missing browser toolchain skips with a
 /// loud message; in CI (`CI=true`) it fails.
 pub fn run_spec(app: &TestApp, spec: &str, env: &[(&str, &str)]) {
+    run_spec_at(&app.origin, spec, env)
+}
+
+pub fn run_spec_at(origin: &str, spec: &str, env: &[(&str, &str)]) {
     let root = repo_root();
     let tests_dir = root.join("web/tests");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -26,7 +30,7 @@ pub fn run_spec(app: &TestApp, spec: &str, env: &[(&str, &str)]) {
     }
     let status = Command::new("node")
         .arg(tests_dir.join(spec))
-        .env("ROOST_URL", &app.origin)
+        .env("ROOST_URL", origin)
         .env("SCREENSHOT_DIR", root.join("target/screenshots"))
         .envs(env.iter().copied())
         .status()
@@ -38,4 +42,40 @@ pub fn run_spec(app: &TestApp, spec: &str, env: &[(&str, &str)]) {
 async fn sign_up_log_in_create_and_revoke_a_token_in_chromium() {
     let app = TestApp::spawn().await;
     tokio::task::spawn_blocking(move || run_spec(&app, "auth.spec.mjs", &[])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_streams_a_reply_and_keeps_history_in_chromium() {
+    let app = TestApp::spawn().await;
+    tokio::task::spawn_blocking(move || {
+        run_spec(&app, "chat.spec.mjs", &[("EXPECT_REPLY", "Hello from your simulated agent")])
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_talks_to_a_real_openclaw_agent_in_chromium() {
+    if !crate::e2e_openclaw::available() {
+        return;
+    }
+    let shared = crate::e2e_openclaw::shared();
+    let _slot = crate::e2e_openclaw::agent_slots().acquire().await.unwrap();
+    let origin = shared.app.origin.clone();
+    tokio::task::spawn_blocking(move || {
+        run_spec_at(
+            &origin,
+            "chat.spec.mjs",
+            &[
+                ("EXPECT_REPLY", crate::e2e_openclaw::REPLY_PREFIX),
+                ("SCREENSHOT_PREFIX", "real-agent-"),
+                // A fresh machine installs the runtime first; a busy one starts agents slowly.
+                ("READY_TIMEOUT_MS", "300000"),
+                // Cut the page's socket mid-reply and check the resume loses and repeats nothing.
+                ("DROP_MID_REPLY", "1"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
 }

@@ -93,3 +93,21 @@ async fn clerk_webhooks_are_off_without_a_secret() {
     let res = reqwest::Client::new().post(app.url("/webhooks/clerk")).body("{}").send().await.unwrap();
     assert_eq!(error_code(res).await.0, 404);
 }
+
+#[tokio::test]
+async fn a_deleted_clerk_user_is_disconnected_and_their_agent_stopped() {
+    let app = clerk_app(&["--clerk-webhook-secret", SECRET]).await;
+    let token = sign(&claims(&app, "user_leaving", "sess_l"));
+    let bearer = format!("Bearer {token}");
+    let mut ws =
+        crate::ws::Client::connect(&format!("ws://{}/ws", app.addr), &[("authorization", &bearer)]).await.unwrap();
+    ws.ready().await;
+    let me = app.json_bearer(&token, "/api/me").await;
+    let user = gateway::domain::UserId::parse(me["id"].as_str().unwrap()).unwrap();
+    assert!(app.state.machines.address_if_ready(&user).await.is_some());
+
+    let event = json!({ "type": "user.deleted", "object": "event", "data": { "id": "user_leaving", "deleted": true } });
+    assert_eq!(deliver_signed(&app, "msg_leave", &event).await.status(), 200);
+    assert_eq!(ws.closed().await.0, 4401);
+    assert!(app.state.machines.address_if_ready(&user).await.is_none(), "their agent was stopped");
+}

@@ -88,6 +88,16 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// GET as the browser holding this session cookie, as JSON.
+    pub async fn json_as(&self, cookie: &str, path: &str) -> Value {
+        reqwest::Client::new().get(self.url(path)).header("cookie", cookie).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// GET with `Authorization: Bearer <token>`, as JSON.
+    pub async fn json_bearer(&self, token: &str, path: &str) -> Value {
+        reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Signs up through the API and returns the session cookie (`name=value`) and the user id.
     pub async fn signed_up_cookie(&self, email: &str) -> (String, String) {
         let res = self.signup(&reqwest::Client::new(), email).await;
@@ -135,6 +145,15 @@ impl TestApp {
             }
         }
         bytes
+    }
+}
+
+impl TestApp {
+    /// Stops the server as SIGTERM would.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 

@@ -389,7 +389,7 @@ async fn without_a_configured_provider_calls_get_no_model_configured() {
         api.post(app.url(MESSAGES)).header("x-api-key", &credential).json(&anthropic_chat(true)).send().await.unwrap(),
         api.get(app.url("/llm/openai/v1/models")).bearer_auth(&credential).send().await.unwrap(),
     ] {
-        assert_eq!(res.status(), 503);
+        assert_eq!(res.status(), 400);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "no_model_configured");
         assert_eq!(
@@ -654,4 +654,27 @@ async fn no_response_ever_carries_the_operator_key() {
         assert!(!response.is_empty());
         assert!(!contains(response, OPERATOR_KEY));
     }
+}
+
+#[tokio::test]
+async fn each_user_has_a_model_call_rate_limit() {
+    let proxy = Proxy::start_with(Duration::from_millis(1), &["--llm-rate-per-user", "2"]).await;
+    for _ in 0..2 {
+        let res = proxy.openai(&chat(false)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = proxy.openai(&chat(false)).send().await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(error_code(res).await, (429, "rate_limited".into()));
+    assert_eq!(proxy.generation_requests().len(), 2, "the limited call never reached the provider");
+    let (_, other) = agent(&proxy.app, "other-agent@example.com").await;
+    let res = proxy
+        .client
+        .post(proxy.app.url("/llm/openai/v1/chat/completions"))
+        .bearer_auth(other)
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "another user's agent is not limited");
 }

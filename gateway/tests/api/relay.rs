@@ -11,7 +11,8 @@ async fn agent_of(app: &TestApp, user_id: &str) -> std::sync::Arc<gateway::fakes
 
 #[tokio::test]
 async fn a_new_user_sees_real_stages_then_ready_then_a_streamed_reply() {
-    let app = TestApp::spawn().await;
+    // Without prewarm, the socket is what starts the agent, so it sees every stage.
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
     let (cookie, _) = app.signed_up_cookie("chat@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     let mut stages = Vec::new();
@@ -176,26 +177,9 @@ async fn users_only_ever_see_their_own_agent() {
     assert!(!alice.all_bytes().contains("bob-only"), "alice's socket never carries bob's events");
     assert_ne!(agent_of(&app, &alice_id).await.addr(), agent_of(&app, &bob_id).await.addr());
 
-    let alice_http = reqwest::Client::new();
-    let history: Value = alice_http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &alice_cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = app.json_as(&alice_cookie, "/api/sessions/main/history").await;
     assert!(!history.to_string().contains("bob-only"), "alice's history has none of bob's messages");
-    let bob_history: Value = alice_http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &bob_cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob_history: Value = app.json_as(&bob_cookie, "/api/sessions/main/history").await;
     assert!(bob_history.to_string().contains("bob-only-secret-question"));
 }
 
@@ -263,6 +247,127 @@ async fn two_tabs_share_one_agent_link_and_both_see_the_reply() {
     let seen = two.until("final in the other tab", |f| f["event"] == "chat" && f["payload"]["state"] == "final").await;
     assert_eq!(seen["payload"]["message"]["content"][0]["text"].as_str().unwrap(), reply);
     assert_eq!(agent_of(&app, &user_id).await.handshakes_ok(), 1, "one handshake serves both tabs");
+}
+
+#[tokio::test]
+async fn on_a_server_without_a_model_failed_runs_say_so() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("nomodel-fake@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    agent_of(&app, &user_id)
+        .await
+        .set_reply(gateway::fakes::openclaw::Reply::Error("request failed (HTTP 400)".into()));
+    ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "nm-1" })).await;
+    let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+    assert!(error["payload"]["errorMessage"].as_str().unwrap().starts_with("No model is configured"));
+    assert_eq!(error["payload"]["errorKind"], "no_model_configured");
+}
+
+#[tokio::test]
+async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
+    let app = TestApp::spawn_with(&[
+        "--llm-openai-base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm-openai-api-key",
+        "k",
+        "--llm-model",
+        "m",
+    ])
+    .await;
+    let (cookie, user_id) = app.signed_up_cookie("model-fake@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    agent_of(&app, &user_id).await.set_reply(gateway::fakes::openclaw::Reply::Error("rate limited".into()));
+    ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "m-1" })).await;
+    let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+    assert_eq!(error["payload"]["errorMessage"], "rate limited");
+}
+
+#[tokio::test]
+async fn logging_out_closes_that_sessions_sockets_only() {
+    let app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("logout-ws@example.com").await;
+    let res = app
+        .post(
+            &app.browser(),
+            "/api/auth/login",
+            &json!({ "email": "logout-ws@example.com", "password": crate::helpers::PASSWORD }),
+        )
+        .await;
+    let other_cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut mine = app.ws(&cookie, "").await;
+    mine.ready().await;
+    let mut other = app.ws(&other_cookie, "").await;
+    other.ready().await;
+    let res = reqwest::Client::new()
+        .post(app.url("/api/auth/logout"))
+        .header("Origin", &app.origin)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(mine.closed().await, (4401, "signed out".to_string()));
+    assert!(other.chat("main", "still signed in").await.starts_with("Hello"), "the other session's socket stays open");
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_the_sockets_it_opened() {
+    let app = TestApp::spawn().await;
+    let (client, _) = app.signed_up_user("revoke-ws@example.com").await;
+    let token = app.create_token(&client, "bot").await;
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let mut ws = Client::connect(&format!("ws://{}/ws", app.addr), &[("authorization", &bearer)]).await.unwrap();
+    ws.ready().await;
+    let id = token["id"].as_str().unwrap();
+    let res = client.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(ws.closed().await.0, 4401);
+}
+
+#[tokio::test]
+async fn a_draining_server_tells_browsers_to_resume_elsewhere() {
+    let mut app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("drain@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    app.shut_down();
+    let (code, reason) = ws.closed().await;
+    assert_eq!(code, 1012);
+    assert!(reason.contains("reconnect"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_idle_link_is_closed_and_its_buffer_freed_after_the_grace_period() {
+    let app = TestApp::spawn_with(&["--agent-link-idle-secs", "1"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("idle@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    ws.chat("main", "hi").await;
+    drop(ws);
+    assert!(app.state.relays.existing_hub(&user).await.is_some(), "the link outlives the socket for a while");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(app.state.relays.existing_hub(&user).await.is_none(), "then it is closed");
+    assert_eq!(agent_of(&app, &user_id).await.open_connections(), 0, "the agent sees the link go");
+    let mut ws = app.ws(&cookie, "?resume=3").await;
+    ws.ready().await;
+    ws.until_event("roost.gap").await;
+}
+
+#[tokio::test]
+async fn signing_up_starts_the_agent_before_the_first_message() {
+    let app = TestApp::spawn().await;
+    let (_, user_id) = app.signed_up_cookie("prewarm@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    for _ in 0..100 {
+        if app.state.machines.address_if_ready(&user).await.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the agent was not started after sign-up");
 }
 
 #[tokio::test]

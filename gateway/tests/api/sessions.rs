@@ -70,31 +70,14 @@ async fn history_is_served_from_the_cache_as_stale_while_the_agent_sleeps() {
     ws.ready().await;
     let reply = ws.chat("main", "remember me").await;
     drop(ws);
-    let http = reqwest::Client::new();
-    let fresh: Value = http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fresh: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
     assert_eq!(fresh["stale"], false);
     assert_eq!(fresh["messages"][0]["text"], "remember me");
     assert_eq!(fresh["messages"][1]["text"], reply.as_str());
 
     // The agent goes to sleep: the page still shows the conversation at once.
     app.state.machines.stop(&gateway::domain::UserId::parse(&user_id).unwrap()).await.unwrap();
-    let cached: Value = http
-        .get(app.url("/api/sessions/main/history"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cached: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
     assert_eq!(cached["stale"], true);
     assert_eq!(cached["messages"], fresh["messages"]);
 }

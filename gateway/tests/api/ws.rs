@@ -14,6 +14,8 @@ pub struct Client {
     /// Every text frame received, in order.
     pub received: Vec<String>,
     pub close: Option<(u16, String)>,
+    /// How long `next` waits for a frame (real agents need minutes to start on a busy machine).
+    pub wait: Duration,
 }
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -26,13 +28,13 @@ impl Client {
             request.headers_mut().insert(name, value.parse().unwrap());
         }
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Self { socket, received: Vec::new(), close: None })
+        Ok(Self { socket, received: Vec::new(), close: None, wait: WAIT })
     }
 
     /// The next JSON frame, or `None` once the socket closed (see `close`).
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let message = tokio::time::timeout(WAIT, self.socket.next()).await.expect("a frame within the wait");
+            let message = tokio::time::timeout(self.wait, self.socket.next()).await.expect("a frame within the wait");
             match message {
                 Some(Ok(Message::Text(text))) => {
                     self.received.push(text.to_string());

@@ -1,6 +1,8 @@
 //! The OpenClaw config written before every start. Secrets are not in it: the gateway token and
 //! the LLM credential reach the agent through its environment.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 use crate::LlmEndpoint;
@@ -8,12 +10,15 @@ use crate::LlmEndpoint;
 pub const LLM_CREDENTIAL_ENV: &str = "ROOST_LLM_CREDENTIAL";
 pub const PROVIDER_ID: &str = "roost";
 
-pub fn render(port: u16, llm: &LlmEndpoint) -> Value {
+pub fn render(port: u16, llm: &LlmEndpoint, log_file: &Path) -> Value {
     json!({
-        "gateway": { "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" } },
+        // Roost is the only UI; the bundled Control UI would cost ~54 MB per user.
+        "gateway": { "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" }, "controlUi": { "enabled": false } },
         "update": { "checkOnStart": false },
         "telemetry": { "enabled": false },
         "discovery": { "mdns": { "mode": "off" } },
+        // Otherwise every agent on the host appends to one shared /tmp/openclaw log.
+        "logging": { "file": log_file },
         "agents": {
             "defaults": {
                 "model": { "primary": format!("{PROVIDER_ID}/{}", llm.model) },
@@ -25,6 +30,8 @@ pub fn render(port: u16, llm: &LlmEndpoint) -> Value {
         "plugins": { "entries": { "memory-core": { "config": { "dreaming": { "enabled": false } } } } },
         "models": {
             "mode": "merge",
+            // The agent's only model is Roost's proxy; no remote catalog fetch every six hours.
+            "catalogRefresh": { "enabled": false },
             "providers": {
                 PROVIDER_ID: {
                     "baseUrl": llm.base_url,
@@ -53,7 +60,7 @@ mod tests {
             credential: "rak_secret".into(),
             model: "m1".into(),
         };
-        let text = render(18801, &llm).to_string();
+        let text = render(18801, &llm, Path::new("/data/users/u/state/logs/openclaw.log")).to_string();
         assert!(!text.contains("rak_secret"));
         assert!(text.contains("${ROOST_LLM_CREDENTIAL}"));
         assert!(text.contains("\"primary\":\"roost/m1\""));

@@ -78,7 +78,7 @@ impl Agent {
 
     async fn launch(&self) -> Result<Child, ProvisionError> {
         let config_path = self.dir.join("openclaw.json");
-        let config = config::render(self.port, &self.spec.llm);
+        let config = config::render(self.port, &self.spec.llm, &self.dir.join("state/logs/openclaw.log"));
         tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log"))?;
         let node_dir = self.runtime.node.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -101,6 +101,14 @@ impl Agent {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the agent if
+        // Roost dies without stopping it, so agents never outlive the process that owns them.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.runtime.node.display())))?;

@@ -1,0 +1,130 @@
+//! Runs the real `roost` binary with debug logging through a whole session, then scans every
+//! log line for the secrets that passed through it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use gateway::fakes::llm::{FakeLlm, FakeLlmOptions};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::ws::Client;
+
+const OPERATOR_KEY: &str = "sk-operator-never-logged-4242";
+const SECRET_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const PASSWORD: &str = "password-never-logged-7777";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_a_credential() {
+    let llm = FakeLlm::spawn(FakeLlmOptions { api_key: OPERATOR_KEY.into(), ..FakeLlmOptions::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let origin = format!("http://{listen}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--agent-provider",
+            "fake",
+            "--secret-key",
+            SECRET_KEY,
+            "--llm-model",
+            "m",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--llm-openai-base-url", &format!("{}/v1", llm.base_url()), "--llm-openai-api-key", OPERATOR_KEY])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{origin}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let res = http
+        .post(format!("{origin}/api/auth/signup"))
+        .header("Origin", &origin)
+        .json(&json!({ "email": "logs@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let user_id = res.json::<Value>().await.unwrap()["user"]["id"].as_str().unwrap().to_string();
+    let login = http
+        .post(format!("{origin}/api/auth/login"))
+        .header("Origin", &origin)
+        .json(&json!({ "email": "logs@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let token: Value = http
+        .post(format!("{origin}/api/tokens"))
+        .header("Origin", &origin)
+        .header("cookie", &login_cookie)
+        .json(&json!({ "name": "t" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_token = token["token"].as_str().unwrap().to_string();
+    assert_eq!(http.get(format!("{origin}/api/me")).bearer_auth(&api_token).send().await.unwrap().status(), 200);
+
+    let mut ws =
+        Client::connect(&format!("ws://{listen}/ws"), &[("cookie", &login_cookie), ("origin", &origin)]).await.unwrap();
+    ws.ready().await;
+    ws.chat("main", "hello").await;
+
+    let secret = gateway::app::ServerSecret::from_bytes([0x11; 32]);
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let llm_credential = gateway::agent_credentials::llm_credential(&secret, &user);
+    let gateway_token = gateway::agent_credentials::gateway_token(&secret, &user);
+    let res = http
+        .post(format!("{origin}/llm/openai/v1/chat/completions"))
+        .bearer_auth(&llm_credential)
+        .json(&json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }], "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the proxy call went through");
+    res.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Stop it with SIGTERM, as an operator would, so every buffered log line is written.
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut logs).await.unwrap();
+
+    assert!(
+        logs.contains("account created") && logs.contains("/llm/openai/v1/chat/completions"),
+        "the logs covered the session"
+    );
+    let session_secret = cookie.split('=').nth(1).unwrap();
+    let login_secret = login_cookie.split('=').nth(1).unwrap();
+    for (what, secret) in [
+        ("operator key", OPERATOR_KEY),
+        ("server secret", SECRET_KEY),
+        ("password", PASSWORD),
+        ("session cookie", session_secret),
+        ("login cookie", login_secret),
+        ("API token", api_token.as_str()),
+        ("agent LLM credential", llm_credential.as_str()),
+        ("agent gateway token", gateway_token.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the {what} appeared in the logs");
+    }
+}

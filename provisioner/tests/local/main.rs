@@ -1,0 +1,152 @@
+//! The `local` provider's process handling, with a small stand-in for the OpenClaw gateway
+//! (the real one is exercised end to end by the gateway's tests).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use provisioner::local::{LocalOptions, LocalProvider};
+use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, Stage};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, Stage, String)>>);
+
+impl Progress for Recorder {
+    fn report(&self, user_id: &str, stage: Stage, detail: &str) {
+        self.0.lock().unwrap().push((user_id.to_string(), stage, detail.to_string()));
+    }
+}
+
+impl Recorder {
+    fn stages(&self) -> Vec<Stage> {
+        self.0.lock().unwrap().iter().map(|(_, s, _)| *s).collect()
+    }
+}
+
+fn node() -> Option<PathBuf> {
+    let found = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "node is required in CI");
+        eprintln!("SKIPPED: node is not installed");
+    }
+    found.then(|| PathBuf::from("node"))
+}
+
+fn spec(user: &str) -> AgentSpec {
+    AgentSpec {
+        user_id: user.into(),
+        gateway_token: "gateway-token-secret".into(),
+        llm: LlmEndpoint {
+            base_url: "http://127.0.0.1:9/llm/openai/v1".into(),
+            api: "openai-completions",
+            credential: "rak_secret".into(),
+            model: "m".into(),
+        },
+    }
+}
+
+async fn provider(dir: &std::path::Path, node: PathBuf, background: Arc<Recorder>) -> LocalProvider {
+    LocalProvider::new(LocalOptions {
+        data_dir: dir.to_path_buf(),
+        runtime_dir: dir.join("runtime"),
+        openclaw_bin: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/stand_in_openclaw.mjs"))),
+        node_bin: Some(node),
+        ready_timeout: Duration::from_secs(20),
+        background,
+    })
+    .await
+}
+
+fn port_of(address: &str) -> u16 {
+    address.trim_start_matches("ws://127.0.0.1:").trim_end_matches('/').parse().unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default().contains("State:\tZ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_reports_stages_and_stops_the_whole_process() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let progress = Recorder::default();
+    let local = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    let machine = local.start(&spec("u1"), &progress).await.unwrap();
+    assert_eq!(local.status("u1").await, MachineState::Ready);
+    assert_eq!(local.address("u1").await.as_deref(), Some(machine.address.as_str()));
+    let stages = progress.stages();
+    for stage in [Stage::PreparingState, Stage::Starting, Stage::WaitingReady, Stage::Ready] {
+        assert!(stages.contains(&stage), "{stage:?} missing from {stages:?}");
+    }
+    let pid: u32 = machine.external_id.parse().unwrap();
+    assert!(alive(pid));
+    local.stop("u1").await.unwrap();
+    assert!(!alive(pid), "the agent process is gone after stop");
+    assert_eq!(local.status("u1").await, MachineState::IdleStopped);
+    assert_eq!(local.address("u1").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gets_a_clean_environment_and_a_config_without_secrets() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    local.start(&spec("u2"), &Recorder::default()).await.unwrap();
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("users/u2/state/env.json")).unwrap()).unwrap();
+    let names: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("CARGO") && !n.starts_with("RUST")),
+        "the agent inherits nothing: {names:?}"
+    );
+    assert_eq!(env["OPENCLAW_GATEWAY_TOKEN"], "gateway-token-secret");
+    assert_eq!(env["ROOST_LLM_CREDENTIAL"], "rak_secret");
+    let config = std::fs::read_to_string(dir.path().join("users/u2/openclaw.json")).unwrap();
+    assert!(!config.contains("gateway-token-secret") && !config.contains("rak_secret"), "no secret on disk");
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_agent_is_restarted_with_backoff() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let background = Arc::new(Recorder::default());
+    let local = provider(dir.path(), node, background.clone()).await;
+    let machine = local.start(&spec("u3"), &Recorder::default()).await.unwrap();
+    let port = port_of(&machine.address);
+    let _ = reqwest::get(format!("http://127.0.0.1:{port}/crash")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status() == 200);
+        if ready && local.status("u3").await == MachineState::Ready && background.stages().contains(&Stage::Ready) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent was not restarted; stages {:?}", background.stages());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restarting = background
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, s, _)| *s == Stage::Restarting)
+        .cloned()
+        .expect("a restarting stage");
+    assert!(restarting.2.contains("restarting in 1 s"), "{}", restarting.2);
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_left_behind_by_an_earlier_run_are_stopped_at_start() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = provider(dir.path(), node.clone(), Arc::new(Recorder::default())).await;
+    let machine = first.start(&spec("u4"), &Recorder::default()).await.unwrap();
+    let pid: u32 = machine.external_id.parse().unwrap();
+    // The first Roost "crashes": its provider is forgotten without stopping anything.
+    std::mem::forget(first);
+    assert!(alive(pid));
+    let _second = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    assert!(!alive(pid), "the orphan was stopped");
+}
