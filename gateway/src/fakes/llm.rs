@@ -230,23 +230,6 @@ fn reply_text(shared: &Shared, messages: &[Value]) -> String {
     }
 }
 
-fn split_words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut prev_ws = false;
-    for c in text.chars() {
-        if !c.is_whitespace() && prev_ws && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_ws = c.is_whitespace();
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// A body that yields `frames` with `delay` between them; if `drop_after` is Some(n), the
 /// connection is aborted after n frames (hyper closes it without finishing the body).
 fn streaming_response(content_type: &str, frames: Vec<Bytes>, delay: Duration, drop_after: Option<usize>) -> Response {
@@ -436,7 +419,7 @@ async fn chat_completions(
         format!("data: {c}\n\n")
     };
     let mut frames = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
-    for w in split_words(&text) {
+    for w in super::split_words(&text) {
         frames.push(chunk(json!({"content": w}), Value::Null));
     }
     frames.push(chunk(json!({}), json!("stop")));
@@ -512,7 +495,7 @@ async fn anthropic_messages(
         ),
         ev("ping", json!({"type": "ping"})),
     ];
-    for w in split_words(&text) {
+    for w in super::split_words(&text) {
         frames.push(ev(
             "content_block_delta",
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),

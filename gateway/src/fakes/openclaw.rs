@@ -1156,23 +1156,6 @@ fn emit_if_running(shared: &Shared, run_id: &str, events: impl FnOnce() -> Vec<(
     true
 }
 
-fn split_words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut prev_ws = false;
-    for c in text.chars() {
-        if !c.is_whitespace() && prev_ws && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_ws = c.is_whitespace();
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 async fn run_chat(
     shared: Arc<Shared>,
     run_id: String,
@@ -1215,7 +1198,7 @@ async fn run_chat(
             );
         }
         Ok(text) => {
-            for chunk in split_words(&text) {
+            for chunk in super::split_words(&text) {
                 tokio::time::sleep(delay).await;
                 let cumulative = {
                     let mut a = lock(&acc);
@@ -1432,8 +1415,8 @@ mod tests {
 
     #[test]
     fn words_keep_whitespace() {
-        assert_eq!(split_words("Hello  big world"), vec!["Hello  ", "big ", "world"]);
-        assert_eq!(split_words(""), Vec::<String>::new());
-        assert_eq!(split_words("a b").concat(), "a b");
+        assert_eq!(super::super::split_words("Hello  big world"), vec!["Hello  ", "big ", "world"]);
+        assert_eq!(super::super::split_words(""), Vec::<String>::new());
+        assert_eq!(super::super::split_words("a b").concat(), "a b");
     }
 }
