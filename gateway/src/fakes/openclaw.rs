@@ -157,16 +157,13 @@ pub fn device_auth_payload_v3(
     platform: &str,
     device_family: &str,
 ) -> String {
-    format!(
-        "v3|{device_id}|{client_id}|{client_mode}|{role}|{}|{signed_at_ms}|{token}|{nonce}|{}|{}",
-        scopes.join(","),
-        normalize_meta(platform),
-        normalize_meta(device_family)
-    )
+    let fields = device_auth_fields(device_id, client_id, client_mode, role, scopes, signed_at_ms, token, nonce);
+    format!("v3|{fields}|{}|{}", normalize_meta(platform), normalize_meta(device_family))
 }
 
+/// What v2 and v3 proofs both sign, after the version tag.
 #[allow(clippy::too_many_arguments)]
-fn device_auth_payload_v2(
+fn device_auth_fields(
     device_id: &str,
     client_id: &str,
     client_mode: &str,
@@ -176,7 +173,7 @@ fn device_auth_payload_v2(
     token: &str,
     nonce: &str,
 ) -> String {
-    format!("v2|{device_id}|{client_id}|{client_mode}|{role}|{}|{signed_at_ms}|{token}|{nonce}", scopes.join(","))
+    format!("{device_id}|{client_id}|{client_mode}|{role}|{}|{signed_at_ms}|{token}|{nonce}", scopes.join(","))
 }
 
 fn normalize_meta(v: &str) -> String {
@@ -1005,7 +1002,8 @@ fn verify_device(
     if key.verify(v3.as_bytes(), &signature).is_ok() {
         return Ok(());
     }
-    let v2 = device_auth_payload_v2(device_id, client_id, client_mode, role, scopes, signed_at, token, nonce);
+    let v2 =
+        format!("v2|{}", device_auth_fields(device_id, client_id, client_mode, role, scopes, signed_at, token, nonce));
     if key.verify(v2.as_bytes(), &signature).is_ok() {
         return Ok(());
     }

@@ -227,14 +227,9 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     let (roost, direct_median) = (median(&mut via_roost), median(&mut straight));
 
     // A second chat lives on the agent until the user deletes it, then it is gone there too.
-    let created: Value = reqwest::Client::new()
-        .post(app.url("/api/sessions"))
-        .header("Origin", &app.origin)
-        .header("cookie", &cookie)
-        .json(&json!({ "title": "Side chat" }))
-        .send()
+    let created: Value = app
+        .send_as(&cookie, reqwest::Method::POST, "/api/sessions", Some(&json!({ "title": "Side chat" })))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -245,13 +240,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     };
     ws.request("list-1", "sessions.list", json!({})).await;
     assert!(on_agent(&ws.until("sessions", |f| f["id"] == "list-1").await), "the agent has the side chat");
-    let res = reqwest::Client::new()
-        .delete(app.url(&format!("/api/sessions/{key}")))
-        .header("Origin", &app.origin)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send_as(&cookie, reqwest::Method::DELETE, &format!("/api/sessions/{key}"), None).await;
     assert_eq!(res.status(), 204);
     ws.request("list-2", "sessions.list", json!({})).await;
     assert!(

@@ -93,6 +93,19 @@ impl TestApp {
         reqwest::Client::new().get(self.url(path)).header("cookie", cookie).send().await.unwrap().json().await.unwrap()
     }
 
+    /// A write from the same-origin page of the browser holding this session cookie.
+    pub async fn send_as(&self, cookie: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> Response {
+        let request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .header("Origin", &self.origin)
+            .header("cookie", cookie);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
     /// GET with `Authorization: Bearer <token>`, as JSON.
     pub async fn json_bearer(&self, token: &str, path: &str) -> Value {
         reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()

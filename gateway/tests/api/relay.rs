@@ -300,13 +300,7 @@ async fn logging_out_closes_that_sessions_sockets_only() {
     mine.ready().await;
     let mut other = app.ws(&other_cookie, "").await;
     other.ready().await;
-    let res = reqwest::Client::new()
-        .post(app.url("/api/auth/logout"))
-        .header("Origin", &app.origin)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send_as(&cookie, reqwest::Method::POST, "/api/auth/logout", None).await;
     assert_eq!(res.status(), 204);
     assert_eq!(mine.closed().await, (4401, "signed out".to_string()));
     assert!(other.chat("main", "still signed in").await.starts_with("Hello"), "the other session's socket stays open");
