@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
@@ -21,6 +21,7 @@ use crate::llm::{LlmApi, Upstreams};
 use crate::machines::{FakeProvider, Machines, Reporter};
 use crate::openclaw::DeviceIdentity;
 use crate::relay::Relays;
+use provisioner::local::{Sandbox, Support};
 
 #[derive(Clone, FromRequestParts)]
 #[from_request(via(State))]
@@ -70,9 +71,15 @@ pub struct Settings {
     pub prewarm: bool,
     /// A link with no socket left is kept this long, so a reload resumes without a new handshake.
     pub agent_link_idle: std::time::Duration,
+    /// Set when local agents run unconfined without the operator's consent: one account only.
+    pub sole_account: bool,
 }
 
 impl Settings {
+    pub fn accounts(&self) -> crate::db::users::Accounts {
+        if self.sole_account { crate::db::users::Accounts::Sole } else { crate::db::users::Accounts::Many }
+    }
+
     pub fn origin_allowed(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
     }
@@ -169,11 +176,28 @@ impl App {
 
         let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
+        let sandbox = (args.agents.agent_provider == AgentProvider::Local).then(|| choose_sandbox(&args.agents));
+        let sole_account = match sandbox.as_ref().and_then(Sandbox::single_account_reason) {
+            Some(why) => {
+                let accounts = crate::db::users::count(&*db.conn()?).await?;
+                let line = format!(
+                    "agents cannot be sandboxed: {why}, so Roost serves one account only; on a single-user \
+                     machine, accept the risk with --unsandboxed-agents (ROOST_UNSANDBOXED_AGENTS=true)"
+                );
+                anyhow::ensure!(accounts <= 1, "{line} (this database has {accounts} accounts)");
+                tracing::warn!("{line}");
+                true
+            }
+            None => false,
+        };
+        if let Some(sandbox) = &sandbox {
+            tracing::info!(sandbox = %sandbox.describe(), "local agents are confined");
+        }
 
         let secret = secret.expect("checked above");
         let internal_origin = internal_origin(bound);
         let llm = llm.expect("checked above");
-        let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm).await?);
+        let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm, sandbox).await?);
         let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
         let session_touches = crate::auth::touch::SessionTouches::start(db.clone());
@@ -191,6 +215,7 @@ impl App {
                 internal_origin,
                 prewarm: !args.agents.no_prewarm,
                 agent_link_idle: std::time::Duration::from_secs(args.agents.agent_link_idle_secs),
+                sole_account,
             },
             db,
             hasher: PasswordHasher::new(2),
@@ -220,6 +245,15 @@ impl App {
     }
 }
 
+fn choose_sandbox(agents: &crate::config::AgentArgs) -> Sandbox {
+    let support = match agents.assume_landlock_abi {
+        Some(0) => Support::Missing,
+        Some(abi) => Support::Landlock { abi },
+        None => Support::probe(),
+    };
+    Sandbox::choose(support, agents.unsandboxed_agents)
+}
+
 /// Agents run on this host, so they reach Roost on loopback whatever address it listens on.
 fn internal_origin(bound: SocketAddr) -> String {
     if bound.ip().is_unspecified() || bound.ip().is_loopback() {
@@ -235,6 +269,7 @@ async fn build_machines(
     secret: &ServerSecret,
     internal_origin: &str,
     llm: &Upstreams,
+    sandbox: Option<Sandbox>,
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
     let agents = &args.agents;
@@ -252,14 +287,31 @@ async fn build_machines(
             (fake.clone(), Some(fake))
         }
         AgentProvider::Local => {
-            let provider = provisioner::local::LocalProvider::new(provisioner::local::LocalOptions {
-                data_dir: args.db.data_dir.clone(),
-                runtime_dir: agents.runtime_dir.clone().unwrap_or_else(|| args.db.data_dir.join("runtime")),
-                openclaw_bin: agents.openclaw_bin.clone(),
-                node_bin: agents.node_bin.clone(),
-                ready_timeout: std::time::Duration::from_secs(agents.agent_ready_timeout_secs),
-                background: reporter.clone(),
-            })
+            let helper = match &agents.agent_exec_bin {
+                Some(path) => path.clone(),
+                None => std::env::current_exe().context("finding the roost binary to launch agents with")?,
+            };
+            let data_dir = &args.db.data_dir;
+            let mut protected = vec![data_dir.clone(), data_dir.join("secret.key")];
+            if !args.db.database_location().starts_with("libsql:") {
+                protected.push(PathBuf::from(args.db.database_location()));
+            }
+            let launch = provisioner::local::Launch {
+                helper,
+                sandbox: sandbox.expect("chosen for the local provider"),
+                protected,
+            };
+            let provider = provisioner::local::LocalProvider::new(
+                provisioner::local::LocalOptions {
+                    data_dir: data_dir.clone(),
+                    runtime_dir: agents.runtime_dir.clone().unwrap_or_else(|| data_dir.join("runtime")),
+                    openclaw_bin: agents.openclaw_bin.clone(),
+                    node_bin: agents.node_bin.clone(),
+                    ready_timeout: std::time::Duration::from_secs(agents.agent_ready_timeout_secs),
+                    background: reporter.clone(),
+                },
+                launch,
+            )
             .await;
             (Arc::new(provider), None)
         }

@@ -32,6 +32,18 @@ pub enum Command {
     Migrate(DbArgs),
     /// Operator tasks: list users, revoke sessions, delete accounts.
     Admin(AdminArgs),
+    /// Internal: confine this process with a sandbox policy, then exec an agent.
+    #[command(hide = true)]
+    AgentExec(AgentExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentExecArgs {
+    /// The policy, as JSON (built by `roost serve`).
+    pub policy: String,
+    /// The program to exec once confined, and its arguments (after `--`).
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -139,6 +151,19 @@ pub struct AgentArgs {
     /// How long a user's agent link (and its replay buffer) outlives their last socket.
     #[arg(long, env = "ROOST_AGENT_LINK_IDLE_SECS", default_value_t = 120, hide = true)]
     pub agent_link_idle_secs: u64,
+
+    /// Run local agents without Landlock when the kernel lacks it, for more than one account.
+    /// Agents could then read the server's secret key and database: only for a single-user machine.
+    #[arg(long, env = "ROOST_UNSANDBOXED_AGENTS")]
+    pub unsandboxed_agents: bool,
+
+    /// The `roost` binary agents are launched through (`roost agent-exec`). Default: this one.
+    #[arg(long, env = "ROOST_AGENT_EXEC_BIN", hide = true)]
+    pub agent_exec_bin: Option<PathBuf>,
+
+    /// Tests: act as if the kernel offered this Landlock ABI (0: none).
+    #[arg(long, hide = true)]
+    pub assume_landlock_abi: Option<u8>,
 
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]

@@ -43,6 +43,15 @@ impl AppError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
+    /// Local agents cannot be sandboxed here and the operator did not accept the risk.
+    pub fn account_limit() -> Self {
+        Self::forbidden(
+            "account_limit",
+            "This Roost server serves one account only, because it cannot keep the agents of different \
+             users apart on this machine. Ask its operator.",
+        )
+    }
+
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts; try again later");
         err.retry_after_secs = Some(retry_after_secs.max(1));

@@ -21,6 +21,7 @@ pub struct Server {
 
 impl Server {
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        forbid_inspection()?;
         let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let bound = listener.local_addr()?;
         let app = App::build(args, bound).await?;
@@ -65,6 +66,17 @@ impl Server {
         state.machines.shutdown().await;
         result
     }
+}
+
+/// Roost's memory and environment hold the server secret and provider keys. Non-dumpable, its
+/// `/proc/<pid>/{environ,mem,maps,fd}` are closed to every process without `CAP_SYS_PTRACE`,
+/// same user or not, and it leaves no core dump.
+fn forbid_inspection() -> anyhow::Result<()> {
+    // SAFETY: prctl with constant arguments; it only changes a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("making the process non-dumpable");
+    }
+    Ok(())
 }
 
 /// Periodic cleanup: rate-limiter keys that refilled, and sessions past their deadlines.

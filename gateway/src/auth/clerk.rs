@@ -88,10 +88,14 @@ impl ClerkVerifier {
             tracing::debug!("rejected: Clerk session was revoked");
             return Err(invalid());
         }
-        let user = users::find_or_create_clerk(&conn, &clerk_user_id).await?.ok_or_else(|| {
-            tracing::debug!("rejected: Clerk user was deleted");
-            invalid()
-        })?;
+        let user = match users::find_or_create_clerk(&conn, &clerk_user_id, app.settings.accounts()).await? {
+            users::ClerkUser::Found(user) => user,
+            users::ClerkUser::Deleted => {
+                tracing::debug!("rejected: Clerk user was deleted");
+                return Err(invalid());
+            }
+            users::ClerkUser::AccountLimit => return Err(AppError::account_limit()),
+        };
         Ok(AuthUser { user_id: user.id, via: AuthVia::Clerk { session_id } })
     }
 

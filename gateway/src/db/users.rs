@@ -32,18 +32,51 @@ fn credentials_from_row(row: &libsql::Row) -> Result<Credentials, libsql::Error>
 
 pub enum CreateError {
     EmailTaken,
+    /// The server serves one account only, and it exists.
+    AccountLimit,
     Db(libsql::Error),
 }
 
-pub async fn create_local(conn: &Connection, email: &Email, password_hash: &str) -> Result<User, CreateError> {
+/// Whether a new account may join existing ones (`Sole`: only when there is none yet, checked
+/// in the same statement as the insert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounts {
+    Many,
+    Sole,
+}
+
+/// A condition true unless parameter `?n` is set and an account exists.
+fn no_other_account(n: u8) -> String {
+    format!("(?{n} = 0 OR NOT EXISTS (SELECT 1 FROM users WHERE deleted_at IS NULL))")
+}
+
+pub async fn create_local(
+    conn: &Connection,
+    email: &Email,
+    password_hash: &str,
+    accounts: Accounts,
+) -> Result<User, CreateError> {
     let user = User { id: UserId::generate(), email: Some(email.as_str().to_string()), created_at: now_secs() };
-    conn.execute(
-        "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        (user.id.as_str(), email.as_str(), password_hash, user.created_at),
-    )
-    .await
-    .map_err(|e| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) })?;
+    let sql = format!(
+        "INSERT INTO users (id, email, password_hash, created_at) SELECT ?1, ?2, ?3, ?4 WHERE {}",
+        no_other_account(5)
+    );
+    let inserted = conn
+        .execute(&sql, (user.id.as_str(), email.as_str(), password_hash, user.created_at, accounts == Accounts::Sole))
+        .await
+        .map_err(|e| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) })?;
+    if inserted == 0 {
+        return Err(CreateError::AccountLimit);
+    }
     Ok(user)
+}
+
+pub async fn count(conn: &Connection) -> Result<i64, libsql::Error> {
+    let counted = first_row(conn.query("SELECT count(*) FROM users WHERE deleted_at IS NULL", ()).await?, |row| {
+        row.get::<i64>(0)
+    })
+    .await?;
+    Ok(counted.unwrap_or(0))
 }
 
 pub async fn find_by_email(conn: &Connection, email: &Email) -> Result<Option<Credentials>, libsql::Error> {
@@ -56,16 +89,38 @@ pub async fn find_by_id(conn: &Connection, id: &UserId) -> Result<Option<User>, 
     Ok(first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row).await?.map(|c| c.user))
 }
 
-/// The user for a Clerk `sub`, created on first sight. `None` if that Clerk user was deleted.
-pub async fn find_or_create_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<User>, libsql::Error> {
+pub enum ClerkUser {
+    Found(User),
+    /// That Clerk user was deleted.
+    Deleted,
+    /// New to Roost, on a server that serves one account only, which exists.
+    AccountLimit,
+}
+
+/// The user for a Clerk `sub`, created on first sight (unless `Sole` and another account exists).
+pub async fn find_or_create_clerk(
+    conn: &Connection,
+    clerk_user_id: &str,
+    accounts: Accounts,
+) -> Result<ClerkUser, libsql::Error> {
     let id = UserId::generate();
-    conn.execute(
-        "INSERT INTO users (id, clerk_user_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (clerk_user_id) DO NOTHING",
-        (id.as_str(), clerk_user_id, now_secs()),
-    )
+    let sql = format!(
+        "INSERT INTO users (id, clerk_user_id, created_at) SELECT ?1, ?2, ?3 WHERE {} \
+         ON CONFLICT (clerk_user_id) DO NOTHING",
+        no_other_account(4)
+    );
+    let inserted = conn.execute(&sql, (id.as_str(), clerk_user_id, now_secs(), accounts == Accounts::Sole)).await?;
+    let sql = "SELECT id, email, created_at, password_hash, deleted_at FROM users WHERE clerk_user_id = ?1";
+    let found = first_row(conn.query(sql, [clerk_user_id]).await?, |row| {
+        Ok((credentials_from_row(row)?.user, row.get::<Option<i64>>(4)?))
+    })
     .await?;
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE clerk_user_id = ?1 AND deleted_at IS NULL");
-    Ok(first_row(conn.query(&sql, [clerk_user_id]).await?, credentials_from_row).await?.map(|c| c.user))
+    Ok(match found {
+        Some((user, None)) => ClerkUser::Found(user),
+        Some((_, Some(_))) => ClerkUser::Deleted,
+        None if inserted == 0 => ClerkUser::AccountLimit,
+        None => ClerkUser::Deleted,
+    })
 }
 
 /// Marks a Clerk user deleted and drops their tokens. Returns the user it deleted, if any.

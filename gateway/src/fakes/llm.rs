@@ -57,6 +57,15 @@ pub enum FailMode {
     DropMidStream,
 }
 
+/// A tool call the fake model makes instead of answering (OpenAI `tool_calls`).
+#[derive(Clone, Debug)]
+pub struct ToolCall {
+    /// The call id (letters and digits: some providers' ids are checked).
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
 /// One request as the fake saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -82,6 +91,7 @@ struct Shared {
     chunk_delay: Duration,
     reply: Mutex<Option<String>>,
     fails: Mutex<VecDeque<FailMode>>,
+    tool_calls: Mutex<VecDeque<ToolCall>>,
     requests: Mutex<Vec<RecordedRequest>>,
     shutdown: watch::Sender<bool>,
 }
@@ -107,6 +117,7 @@ impl FakeLlm {
             chunk_delay: opts.chunk_delay,
             reply: Mutex::new(opts.reply),
             fails: Mutex::new(VecDeque::new()),
+            tool_calls: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             shutdown,
         });
@@ -133,6 +144,29 @@ impl FakeLlm {
     /// Queues a failure for the next generation request (FIFO, one per request).
     pub fn fail_next(&self, mode: FailMode) {
         lock(&self.shared.fails).push_back(mode);
+    }
+
+    /// Queues tool calls: each OpenAI request that offers tools gets the next one as its answer
+    /// (a model that obeys a prompt injection); once they are used up, it answers in text.
+    pub fn call_tools(&self, calls: impl IntoIterator<Item = ToolCall>) {
+        lock(&self.shared.tool_calls).extend(calls);
+    }
+
+    /// Every tool result the agent sent back, by tool call id, in arrival order (repeats removed).
+    pub fn tool_results(&self) -> Vec<(String, String)> {
+        let mut seen = Vec::<(String, String)>::new();
+        for request in lock(&self.shared.requests).iter() {
+            for message in request.body["messages"].as_array().into_iter().flatten() {
+                if message["role"] != "tool" {
+                    continue;
+                }
+                let id = message["tool_call_id"].as_str().unwrap_or_default().to_string();
+                if !seen.iter().any(|(known, _)| *known == id) {
+                    seen.push((id, content_text(&message["content"])));
+                }
+            }
+        }
+        seen
     }
 
     /// Changes the reply text of subsequent requests (`None` = derived from the user message).
@@ -387,6 +421,10 @@ async fn chat_completions(
         return r;
     }
     let model = req.get("model").and_then(Value::as_str).unwrap_or(&shared.model).to_string();
+    let offers_tools = req.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    if offers_tools && let Some(call) = lock(&shared.tool_calls).pop_front() {
+        return tool_call_stream(&shared, &model, messages, &call);
+    }
     let text = reply_text(&shared, messages);
     let prompt = prompt_tokens(messages, None);
     let completion = word_count(&text);
@@ -435,6 +473,36 @@ async fn chat_completions(
         shared.chunk_delay,
         drop_after,
     )
+}
+
+/// A streamed answer that is one tool call, as OpenAI sends it (name first, then arguments).
+fn tool_call_stream(shared: &Shared, model: &str, messages: &[Value], call: &ToolCall) -> Response {
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let call_id = &call.id;
+    let created = now_secs();
+    let chunk = |delta: Value, finish: Value| {
+        let c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    let prompt = prompt_tokens(messages, None);
+    let usage = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                       "usage": {"prompt_tokens": prompt, "completion_tokens": 10, "total_tokens": prompt + 10}});
+    let frames = vec![
+        chunk(
+            json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                   "function": {"name": call.name, "arguments": ""}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": call.arguments.to_string()}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls")),
+        Bytes::from(format!("data: {usage}\n\n")),
+        Bytes::from_static(b"data: [DONE]\n\n"),
+    ];
+    streaming_response("text/event-stream", frames, shared.chunk_delay, None)
 }
 
 async fn anthropic_messages(

@@ -37,10 +37,11 @@ pub async fn signup(
 
     let hash = state.hasher.hash(password.expose()).await?;
     let conn = state.db.conn()?;
-    let user = users::create_local(&conn, &email, &hash).await.map_err(|e| match e {
+    let user = users::create_local(&conn, &email, &hash, state.settings.accounts()).await.map_err(|e| match e {
         users::CreateError::EmailTaken => {
             AppError::conflict("email_taken", "an account with this email already exists")
         }
+        users::CreateError::AccountLimit => AppError::account_limit(),
         users::CreateError::Db(e) => e.into(),
     })?;
     tracing::info!(user_id = %user.id, "account created");

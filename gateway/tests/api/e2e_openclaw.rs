@@ -22,7 +22,7 @@ pub struct Shared {
 }
 
 pub const REPLY_PREFIX: &str = "Hello from the fake model";
-const READY_WAIT: Duration = Duration::from_secs(300);
+pub const READY_WAIT: Duration = Duration::from_secs(300);
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -67,6 +67,8 @@ pub fn start(llm_flags: bool) -> Shared {
             "--agent-ready-timeout-secs",
             "240",
             "--no-prewarm",
+            "--agent-exec-bin",
+            env!("CARGO_BIN_EXE_roost"),
         ];
         if llm_flags {
             flags.extend([

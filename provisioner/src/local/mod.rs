@@ -4,6 +4,9 @@
 mod config;
 mod process;
 mod runtime;
+pub mod sandbox;
+
+pub use sandbox::{Sandbox, Support};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,22 +36,33 @@ pub struct LocalOptions {
     pub background: Arc<dyn Progress>,
 }
 
+/// How agent processes are started: through the confining helper, under the chosen sandbox.
+pub struct Launch {
+    /// The `roost` binary; agents run as `roost agent-exec <policy> -- node …`.
+    pub helper: PathBuf,
+    pub sandbox: sandbox::Sandbox,
+    /// Paths no agent may reach even by a granted ancestor: the data dir, database, secret key.
+    pub protected: Vec<PathBuf>,
+}
+
 pub struct LocalProvider {
     options: LocalOptions,
+    launch: Arc<Launch>,
     runtime: runtime::Installer,
     agents: Mutex<HashMap<String, Arc<Agent>>>,
 }
 
 impl LocalProvider {
     /// Also stops agents that an earlier run of Roost left behind.
-    pub async fn new(options: LocalOptions) -> Self {
+    pub async fn new(options: LocalOptions, launch: Launch) -> Self {
         process::reap_orphans(&options.data_dir.join("users")).await;
+        let launch = Arc::new(launch);
         let runtime = runtime::Installer::new(
             options.runtime_dir.clone(),
             options.openclaw_bin.clone(),
             options.node_bin.clone(),
         );
-        Self { options, runtime, agents: Mutex::new(HashMap::new()) }
+        Self { options, launch, runtime, agents: Mutex::new(HashMap::new()) }
     }
 
     fn user_dir(&self, user_id: &str) -> PathBuf {
@@ -66,9 +80,12 @@ impl Provider for LocalProvider {
         self.runtime.ensure(&spec.user_id, progress).await?;
         progress.report(&spec.user_id, Stage::PreparingState, "preparing the agent's state directory");
         let dir = self.user_dir(&spec.user_id);
-        for sub in ["state", "home", "tmp"] {
+        for sub in sandbox::AGENT_WRITABLE {
             tokio::fs::create_dir_all(dir.join(sub)).await?;
         }
+        tokio::task::spawn_blocking(sandbox::prepare_lock_dir)
+            .await
+            .map_err(|e| ProvisionError::Start(format!("preparing the lock directory failed: {e}")))??;
         Ok(())
     }
 
@@ -84,6 +101,7 @@ impl Provider for LocalProvider {
             spec.clone(),
             self.user_dir(&spec.user_id),
             runtime,
+            self.launch.clone(),
             self.options.background.clone(),
             progress,
         )

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use super::Runtime;
 use super::config::{self, LLM_CREDENTIAL_ENV};
+use super::sandbox::{AgentPaths, Policy};
+use super::{Launch, Runtime};
 use crate::{AgentSpec, Machine, MachineState, Progress, ProvisionError, Stage};
 
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -22,6 +23,7 @@ pub struct Agent {
     spec: AgentSpec,
     dir: PathBuf,
     runtime: Runtime,
+    launch: Arc<Launch>,
     port: u16,
     pid: AtomicU32,
     state: Mutex<MachineState>,
@@ -35,6 +37,7 @@ impl Agent {
         spec: AgentSpec,
         dir: PathBuf,
         runtime: Runtime,
+        launch: Arc<Launch>,
         background: Arc<dyn Progress>,
         progress: &dyn Progress,
     ) -> Result<Arc<Self>, ProvisionError> {
@@ -43,6 +46,7 @@ impl Agent {
             spec,
             dir,
             runtime,
+            launch,
             port,
             pid: AtomicU32::new(0),
             state: Mutex::new(MachineState::Starting),
@@ -77,13 +81,30 @@ impl Agent {
     }
 
     async fn launch(&self) -> Result<Child, ProvisionError> {
-        let config_path = self.dir.join("openclaw.json");
+        // The config lives in the agent's own state dir: OpenClaw rewrites it (config.patch).
+        let config_path = self.dir.join("state/openclaw.json");
         let config = config::render(self.port, &self.spec.llm, &self.dir.join("state/logs/openclaw.log"));
         tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
+        let policy = Policy::for_agent(
+            &self.launch.sandbox,
+            &AgentPaths {
+                agent_dir: &self.dir,
+                users_dir: self.dir.parent().unwrap_or(&self.dir),
+                protected: &self.launch.protected,
+                runtime: &self.runtime,
+            },
+            self.port,
+        )
+        .map_err(|e| ProvisionError::Start(format!("the agent's sandbox cannot be set up: {e}")))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log"))?;
         let node_dir = self.runtime.node.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut cmd = Command::new(&self.runtime.node);
-        cmd.arg(&self.runtime.openclaw)
+        // `roost agent-exec` confines itself with the policy, then execs Node in its place.
+        let mut cmd = Command::new(&self.launch.helper);
+        cmd.arg("agent-exec")
+            .arg(serde_json::to_string(&policy).expect("a policy serialises"))
+            .arg("--")
+            .arg(&self.runtime.node)
+            .arg(&self.runtime.openclaw)
             .args(["gateway", "run"])
             // A clean environment: the agent runs untrusted code and must see no platform secret.
             .env_clear()
@@ -95,7 +116,10 @@ impl Agent {
             .env("OPENCLAW_CONFIG_PATH", &config_path)
             .env("OPENCLAW_GATEWAY_TOKEN", &self.spec.gateway_token)
             .env(LLM_CREDENTIAL_ENV, &self.spec.llm.credential)
-            .current_dir(&self.dir)
+            // OpenClaw raises its children's OOM score by writing /proc/self, which agents may
+            // not; the helper raises the whole agent's instead (see `Limits::oom_score_adj`).
+            .env("OPENCLAW_CHILD_OOM_SCORE_ADJ", "0")
+            .current_dir(self.dir.join("home"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -111,7 +135,7 @@ impl Agent {
         }
         let child = cmd
             .spawn()
-            .map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.runtime.node.display())))?;
+            .map_err(|e| ProvisionError::Start(format!("could not run {}: {e}", self.launch.helper.display())))?;
         let pid = child.id().unwrap_or(0);
         self.pid.store(pid, Ordering::SeqCst);
         tokio::fs::write(self.dir.join(PID_FILE), pid.to_string()).await?;

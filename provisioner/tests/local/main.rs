@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use provisioner::local::{LocalOptions, LocalProvider};
+use provisioner::local::{Launch, LocalOptions, LocalProvider, Sandbox, Support};
 use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, Stage};
 
 #[derive(Default)]
@@ -46,14 +46,24 @@ fn spec(user: &str) -> AgentSpec {
 }
 
 async fn provider(dir: &std::path::Path, node: PathBuf, background: Arc<Recorder>) -> LocalProvider {
-    LocalProvider::new(LocalOptions {
-        data_dir: dir.to_path_buf(),
-        runtime_dir: dir.join("runtime"),
-        openclaw_bin: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/stand_in_openclaw.mjs"))),
-        node_bin: Some(node),
-        ready_timeout: Duration::from_secs(20),
-        background,
-    })
+    LocalProvider::new(
+        LocalOptions {
+            data_dir: dir.to_path_buf(),
+            runtime_dir: dir.join("runtime"),
+            openclaw_bin: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/local/stand_in_openclaw.mjs"
+            ))),
+            node_bin: Some(node),
+            ready_timeout: Duration::from_secs(20),
+            background,
+        },
+        Launch {
+            helper: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/exec_as_is.sh")),
+            sandbox: Sandbox::choose(Support::Missing, true),
+            protected: vec![dir.to_path_buf()],
+        },
+    )
     .await
 }
 
@@ -95,14 +105,26 @@ async fn the_agent_gets_a_clean_environment_and_a_config_without_secrets() {
     local.start(&spec("u2"), &Recorder::default()).await.unwrap();
     let env: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("users/u2/state/env.json")).unwrap()).unwrap();
-    let names: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
-    assert!(
-        names.iter().all(|n| !n.starts_with("CARGO") && !n.starts_with("RUST")),
-        "the agent inherits nothing: {names:?}"
+    let mut names: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "HOME",
+            "LANG",
+            "OPENCLAW_CHILD_OOM_SCORE_ADJ",
+            "OPENCLAW_CONFIG_PATH",
+            "OPENCLAW_GATEWAY_TOKEN",
+            "OPENCLAW_STATE_DIR",
+            "PATH",
+            "ROOST_LLM_CREDENTIAL",
+            "TMPDIR"
+        ],
+        "the agent inherits nothing beyond its own settings and credentials"
     );
     assert_eq!(env["OPENCLAW_GATEWAY_TOKEN"], "gateway-token-secret");
     assert_eq!(env["ROOST_LLM_CREDENTIAL"], "rak_secret");
-    let config = std::fs::read_to_string(dir.path().join("users/u2/openclaw.json")).unwrap();
+    let config = std::fs::read_to_string(dir.path().join("users/u2/state/openclaw.json")).unwrap();
     assert!(!config.contains("gateway-token-secret") && !config.contains("rak_secret"), "no secret on disk");
     local.shutdown().await;
 }
