@@ -168,6 +168,10 @@ impl App {
         if args.disable_local_accounts && clerk.is_none() && args.clerk.clerk_issuer.is_none() {
             problems.push("--disable-local-accounts needs Clerk (--clerk-issuer), or nobody can sign in".into());
         }
+        if args.agents.agent_provider == AgentProvider::Local {
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            problems.extend(crate::config::secrets_on_command_line(&argv));
+        }
         let llm = Upstreams::from_args(&args.llm).map_err(|mut llm_problems| problems.append(&mut llm_problems)).ok();
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));

@@ -255,3 +255,43 @@ pub enum AdminTask {
     /// Delete an account and everything stored for it.
     DeleteUser { email: String },
 }
+
+/// Secret `serve` flags present in `argv` itself. Every local process, agents included, can read
+/// a process's command line in `/proc/<pid>/cmdline`; the environment is not readable that way.
+/// Returns one line per flag, naming the variable to use instead.
+pub fn secrets_on_command_line(argv: &[std::ffi::OsString]) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let Some(serve) = command.find_subcommand("serve") else { return Vec::new() };
+    serve
+        .get_arguments()
+        .filter(|arg| arg.is_hide_env_values_set())
+        .filter_map(|arg| Some((arg.get_long()?, arg.get_env()?.to_string_lossy().into_owned())))
+        .filter(|(long, _)| {
+            let flag = format!("--{long}");
+            argv.iter().filter_map(|a| a.to_str()).any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+        .map(|(long, env)| format!("--{long} is on the command line, where agents can read it; set {env} instead"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flags_on_the_command_line_are_named_with_their_variable() {
+        let argv: Vec<std::ffi::OsString> =
+            ["roost", "serve", "--llm-openai-api-key", "sk-1", "--database-token=t", "--listen", "127.0.0.1:1"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        let found = secrets_on_command_line(&argv);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|l| l.contains("--llm-openai-api-key") && l.contains("ROOST_LLM_OPENAI_API_KEY")));
+        assert!(found.iter().any(|l| l.contains("--database-token") && l.contains("ROOST_DATABASE_TOKEN")));
+        let clean: Vec<std::ffi::OsString> =
+            ["roost", "serve", "--listen", "127.0.0.1:1"].iter().map(Into::into).collect();
+        assert!(secrets_on_command_line(&clean).is_empty());
+    }
+}

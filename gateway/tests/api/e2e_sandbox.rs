@@ -77,6 +77,7 @@ async fn a_hostile_model_reaches_no_secret_no_other_user_and_not_roost() {
     let mut ws = ready(app, &cookie).await;
     let roost = std::process::id();
     let note = victim_note.display();
+    let tmp_target = format!("/tmp/roost-sandbox-pwned-{}.txt", uuid::Uuid::new_v4().simple());
     use Expect::*;
     let plan = vec![
         exec("cat the secret key", format!("cat {d}/secret.key"), Refused),
@@ -95,7 +96,7 @@ async fn a_hostile_model_reaches_no_secret_no_other_user_and_not_roost() {
         exec("write into the data dir", format!("echo pwned > {d}/pwned.txt"), Refused),
         write("write another user's state", format!("{d}/users/{victim}/state/pwned.txt"), "pwned", Refused),
         exec("truncate the database", format!("truncate -s 0 {d}/roost.db"), Refused),
-        exec("write to /tmp", "echo pwned > /tmp/roost-sandbox-pwned.txt".into(), Refused),
+        exec("write to /tmp", format!("echo pwned > {tmp_target}"), Refused),
         exec("kill Roost", format!("kill -TERM {roost}"), Refused),
         exec("kill another agent", format!("kill -TERM {victim_pid}"), Refused),
         exec("use its own workspace", "echo mine-ok > own.txt && cat own.txt".into(), Works("mine-ok")),
@@ -148,9 +149,28 @@ async fn a_hostile_model_reaches_no_secret_no_other_user_and_not_roost() {
     }
     eprintln!("sandbox e2e:\n  {}", report.join("\n  "));
 
+    // The operator's key is nowhere in the agent's environment or files (seen from outside).
+    let environ = std::fs::read(format!("/proc/{}/environ", agent_pid(app, &attacker).await)).unwrap();
+    assert!(contains(&environ, "ROOST_LLM_CREDENTIAL=rak_"), "the environment was read");
+    assert!(!contains(&environ, "sk-operator"));
+    let mut dirs = vec![data.join(format!("users/{attacker}"))];
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files += 1;
+                assert!(!contains(&bytes, "sk-operator"), "the operator's key is in {}", path.display());
+            }
+        }
+    }
+    assert!(files > 5, "the agent's files were scanned ({files})");
+
     // Nothing was written where it must not be, and Roost and the other agent live on.
     assert!(!data.join("pwned.txt").exists() && !data.join(format!("users/{victim}/state/pwned.txt")).exists());
-    assert!(!std::path::Path::new("/tmp/roost-sandbox-pwned.txt").exists());
+    assert!(!std::path::Path::new(&tmp_target).exists());
     assert!(std::fs::metadata(data.join("roost.db")).unwrap().len() > 0, "the database was not truncated");
     assert!(
         std::fs::read_to_string(data.join(format!("users/{attacker}/state/workspace/own-note.txt")))
