@@ -51,8 +51,10 @@ pub struct App {
     /// Taken once by the server, which refreshes history whenever a chat run finishes.
     pub finished_runs: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(UserId, String)>>>,
     pub llm: Upstreams,
-    /// Session `last_seen_at` refreshes, batched off the request path.
-    pub session_touches: crate::auth::touch::SessionTouches,
+    /// Session and API-token "last used" refreshes, batched off the request path.
+    pub touches: crate::auth::touch::Touches,
+    /// History cache writes, off the request path.
+    pub history_writes: crate::chat::cache::HistoryWrites,
 }
 
 /// Settings derived from the flags once, at start.
@@ -204,7 +206,8 @@ impl App {
         let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm, sandbox).await?);
         let device = DeviceIdentity::load_or_create(&args.db.data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
-        let session_touches = crate::auth::touch::SessionTouches::start(db.clone());
+        let touches = crate::auth::touch::Touches::start(db.clone());
+        let history_writes = crate::chat::cache::HistoryWrites::start(db.clone());
 
         Ok(Self {
             settings: Settings {
@@ -234,7 +237,8 @@ impl App {
             relays: Relays::new(device, finished_tx, llm.preferred_api().is_some()),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
-            session_touches,
+            touches,
+            history_writes,
         })
     }
 

@@ -104,6 +104,12 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<crate::chat::InvalidSessionKey> for AppError {
+    fn from(_: crate::chat::InvalidSessionKey) -> Self {
+        Self::not_found("There is no such chat.")
+    }
+}
+
 impl From<libsql::Error> for AppError {
     fn from(err: libsql::Error) -> Self {
         Self::internal(err)

@@ -136,14 +136,30 @@ pub struct Machine {
     pub external_id: String,
 }
 
+/// Why a machine did not start. `Display` carries details for the server's log (paths, tool
+/// output); users are shown only [`ProvisionError::public_message`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("installing the agent runtime failed: {0}")]
     Install(String),
     #[error("the agent did not start: {0}")]
     Start(String),
+    #[error("the agent exited while starting; its log ends: {0}")]
+    Exited(String),
     #[error("the agent did not become ready within {0} s")]
     NotReady(u64),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ProvisionError {
+    /// What a user may be told: a plain sentence, nothing internal.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::Install(_) => "Installing the agent's runtime failed.",
+            Self::Start(_) | Self::Io(_) => "Your agent could not be started.",
+            Self::Exited(_) => "Your agent stopped while it was starting.",
+            Self::NotReady(_) => "Your agent did not become ready in time.",
+        }
+    }
 }

@@ -7,6 +7,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 
+use super::touch::Touch;
 use super::{api_token, session};
 use crate::app::{App, AppState};
 use crate::crypto::sha256_hex;
@@ -93,7 +94,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
         ));
     };
     if now - live.last_seen_at >= TOUCH_INTERVAL_SECS {
-        app.session_touches.touch(token_hash.clone(), now);
+        app.touches.touch(Touch::Session { token_hash: token_hash.clone(), now });
     }
     Ok(AuthUser { user_id: live.user_id, via: AuthVia::Session { token_hash } })
 }
@@ -114,7 +115,7 @@ async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
         ));
     };
     if owner.last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS) {
-        api_tokens::touch(&conn, &owner.token_id, now).await?;
+        app.touches.touch(Touch::ApiToken { token_id: owner.token_id.clone(), now });
     }
     Ok(AuthUser { user_id: owner.user_id, via: AuthVia::ApiToken { token_id: owner.token_id } })
 }

@@ -1,4 +1,5 @@
-//! Session `last_seen_at` refreshes, written off the request path in batches.
+//! Session `last_seen_at` and API-token `last_used_at` refreshes, written off the request path
+//! in batches.
 //!
 //! A returning user's first request after a minute refreshes their session. Written inline,
 //! that was one committed transaction (an fsync on a local database) per chat socket set-up, on
@@ -8,17 +9,24 @@
 
 use tokio::sync::mpsc;
 
-use crate::db::{Db, sessions};
+use crate::db::{Db, api_tokens, sessions};
+
+/// A "used at `now`" mark for a session (by token hash) or an API token (by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    Session { token_hash: String, now: i64 },
+    ApiToken { token_id: String, now: i64 },
+}
 
 /// Refreshes waiting beyond this are dropped (they are retried on the next use after a minute).
 const QUEUE: usize = 8192;
 const BATCH: usize = 1024;
 
-pub struct SessionTouches {
-    queue: mpsc::Sender<(String, i64)>,
+pub struct Touches {
+    queue: mpsc::Sender<Touch>,
 }
 
-impl SessionTouches {
+impl Touches {
     /// Starts the writer; it stops when this handle is dropped.
     pub fn start(db: Db) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
@@ -26,15 +34,14 @@ impl SessionTouches {
         Self { queue }
     }
 
-    /// Queues `last_seen_at = now` for the session with this token hash.
-    pub fn touch(&self, token_hash: String, now: i64) {
-        if self.queue.try_send((token_hash, now)).is_err() {
-            tracing::debug!("session refresh queue full; skipped");
+    pub fn touch(&self, touch: Touch) {
+        if self.queue.try_send(touch).is_err() {
+            tracing::debug!("refresh queue full; skipped");
         }
     }
 }
 
-async fn writer(db: Db, mut pending: mpsc::Receiver<(String, i64)>) {
+async fn writer(db: Db, mut pending: mpsc::Receiver<Touch>) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
         let touches = std::mem::take(&mut batch);
@@ -43,17 +50,20 @@ async fn writer(db: Db, mut pending: mpsc::Receiver<(String, i64)>) {
         let written = tokio::task::spawn_blocking(move || runtime.block_on(write(&db, &touches))).await;
         match written {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "refreshing sessions failed"),
-            Err(e) => tracing::warn!(error = %e, "the session refresh writer failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "refreshing sessions and tokens failed"),
+            Err(e) => tracing::warn!(error = %e, "the refresh writer failed"),
         }
     }
 }
 
-async fn write(db: &Db, touches: &[(String, i64)]) -> Result<(), libsql::Error> {
+async fn write(db: &Db, touches: &[Touch]) -> Result<(), libsql::Error> {
     let conn = db.conn()?;
     let tx = conn.transaction().await?;
-    for (token_hash, now) in touches {
-        sessions::touch(&tx, token_hash, *now).await?;
+    for touch in touches {
+        match touch {
+            Touch::Session { token_hash, now } => sessions::touch(&tx, token_hash, *now).await?,
+            Touch::ApiToken { token_id, now } => api_tokens::touch(&tx, token_id, *now).await?,
+        }
     }
     tx.commit().await
 }

@@ -2,49 +2,23 @@
 
 use std::time::Duration;
 
-use libsql::{Connection, TransactionBehavior};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::SessionKey;
-use super::sessions;
+use super::{Message, SessionKey};
 use crate::app::AppState;
+use crate::db::chat_sessions::{self, Created};
 use crate::domain::UserId;
 
 pub const MAX_LIMIT: u32 = 200;
+/// A longer message is cached cut short (the agent keeps it whole).
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// A chat's cache keeps its newest messages within this.
+pub const MAX_CHAT_BYTES: usize = 512 * 1024;
+const TRUNCATED: &str = "… (shortened here; your agent keeps the whole message)";
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Message {
-    pub role: String,
-    pub text: String,
-    pub ts: i64,
-}
-
-pub async fn cached(
-    conn: &Connection,
-    user: &UserId,
-    key: &SessionKey,
-    limit: u32,
-) -> Result<Vec<Message>, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT role, text, ts FROM (
-                SELECT role, text, ts, position FROM chat_messages WHERE user_id = ?1 AND session_key = ?2
-                ORDER BY position DESC LIMIT ?3
-             ) ORDER BY position",
-            (user.as_str(), key.as_str(), i64::from(limit)),
-        )
-        .await?;
-    let mut messages = Vec::new();
-    while let Some(row) = rows.next().await? {
-        messages.push(Message { role: row.get(0)?, text: row.get(1)?, ts: row.get(2)? });
-    }
-    Ok(messages)
-}
-
-/// Asks the agent for the session's history and replaces the cache with it.
+/// Asks the agent for the session's history; the cache is updated with it afterwards.
 /// `None` when the agent is not ready (nothing is started for this).
 pub async fn refresh(state: &AppState, user: &UserId, key: &SessionKey) -> anyhow::Result<Option<Vec<Message>>> {
     let Some(address) = state.machines.address_if_ready(user).await else { return Ok(None) };
@@ -55,23 +29,32 @@ pub async fn refresh(state: &AppState, user: &UserId, key: &SessionKey) -> anyho
     if response["ok"] != true {
         anyhow::bail!("chat.history failed: {}", response["error"]);
     }
-    let messages = parse_history(&response["payload"]);
-    store(&*state.db.conn()?, user, key, &messages).await?;
+    let messages = within_budget(parse_history(&response["payload"]));
+    state.history_writes.store(user, key, messages.clone());
     Ok(Some(messages))
 }
 
-async fn store(conn: &Connection, user: &UserId, key: &SessionKey, messages: &[Message]) -> Result<(), libsql::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
-    tx.execute("DELETE FROM chat_messages WHERE user_id = ?1 AND session_key = ?2", (user.as_str(), key.as_str()))
-        .await?;
-    for (position, m) in messages.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO chat_messages (user_id, session_key, position, role, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            (user.as_str(), key.as_str(), position as i64, m.role.as_str(), m.text.as_str(), m.ts),
-        )
-        .await?;
+/// Each message cut to [`MAX_MESSAGE_BYTES`], and the newest ones that fit [`MAX_CHAT_BYTES`].
+pub fn within_budget(messages: Vec<Message>) -> Vec<Message> {
+    let mut kept: Vec<Message> = Vec::new();
+    let mut bytes = 0;
+    for mut message in messages.into_iter().rev() {
+        if message.text.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES - TRUNCATED.len();
+            while !message.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.text.truncate(cut);
+            message.text.push_str(TRUNCATED);
+        }
+        bytes += message.text.len();
+        if bytes > MAX_CHAT_BYTES {
+            break;
+        }
+        kept.push(message);
     }
-    tx.commit().await
+    kept.reverse();
+    kept
 }
 
 /// The user and assistant messages of a `chat.history` payload, as plain text.
@@ -105,8 +88,16 @@ pub async fn refresher(state: AppState, mut finished: mpsc::Receiver<(UserId, St
         let state = state.clone();
         tokio::spawn(async move {
             if let Ok(conn) = state.db.conn() {
-                let _ = sessions::create(&conn, &user, &key, &default_title(&key)).await;
-                let _ = sessions::touch(&conn, &user, &key).await;
+                match chat_sessions::create(&conn, &user, &key, &default_title(&key)).await {
+                    Ok(Created::AtLimit) => {
+                        tracing::info!(user_id = %user, "a chat past the limit was not listed");
+                        return;
+                    }
+                    Ok(_) => {
+                        let _ = chat_sessions::touch(&conn, &user, &key).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "recording a chat failed"),
+                }
             }
             if let Err(e) = refresh(&state, &user, &key).await {
                 tracing::debug!(error = %e, "history refresh failed");
@@ -116,7 +107,7 @@ pub async fn refresher(state: AppState, mut finished: mpsc::Receiver<(UserId, St
 }
 
 pub fn default_title(key: &SessionKey) -> String {
-    if key.as_str() == SessionKey::MAIN { "Main chat".into() } else { "New chat".into() }
+    if key.is_main() { "Main chat".into() } else { "New chat".into() }
 }
 
 #[cfg(test)]
@@ -139,5 +130,20 @@ mod tests {
                 Message { role: "assistant".into(), text: "Hi there".into(), ts: 1_795_000_001 },
             ]
         );
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_messages_within_its_budgets() {
+        let message = |text: String| Message { role: "user".into(), text, ts: 0 };
+        let huge = message("é".repeat(2 * 1024 * 1024));
+        let kept = within_budget(vec![message("old".into()), huge, message("new".into())]);
+        assert_eq!(kept.len(), 3);
+        assert!(kept[1].text.len() <= MAX_MESSAGE_BYTES && kept[1].text.ends_with(TRUNCATED));
+        assert_eq!(kept[2].text, "new");
+        let many: Vec<Message> = (0..100).map(|i| message(format!("{i}{}", "x".repeat(20_000)))).collect();
+        let kept = within_budget(many);
+        assert!(kept.iter().map(|m| m.text.len()).sum::<usize>() <= MAX_CHAT_BYTES);
+        assert!(kept.last().unwrap().text.starts_with("99"), "the newest stay");
+        assert!(kept.len() < 100);
     }
 }

@@ -1,21 +1,25 @@
 //! Chat sessions and the history cache that makes a page load show messages at once.
 
+pub mod cache;
 pub mod history;
-pub mod sessions;
 
-use crate::error::AppError;
+use serde::Serialize;
 
 /// A session key as users and the agent know it (`main`, or a generated key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey(String);
+
+/// Not a session key Roost would have made (the routes answer it as "no such session").
+#[derive(Debug)]
+pub struct InvalidSessionKey;
 
 impl SessionKey {
     pub const MAIN: &'static str = "main";
 
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidSessionKey> {
         let ok =
             (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(Self(raw.to_string())) } else { Err(AppError::not_found("no such session")) }
+        if ok { Ok(Self(raw.to_string())) } else { Err(InvalidSessionKey) }
     }
 
     pub fn generate() -> Self {
@@ -26,6 +30,10 @@ impl SessionKey {
         Self(Self::MAIN.to_string())
     }
 
+    pub fn is_main(&self) -> bool {
+        self.0 == Self::MAIN
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -34,4 +42,12 @@ impl SessionKey {
     pub fn from_agent(canonical: &str) -> Option<Self> {
         Self::parse(canonical.strip_prefix("agent:main:").unwrap_or(canonical)).ok()
     }
+}
+
+/// One message of a chat, as cached and served by `GET /api/sessions/{key}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: String,
+    pub text: String,
+    pub ts: i64,
 }

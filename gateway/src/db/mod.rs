@@ -1,6 +1,9 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
 pub mod api_tokens;
+pub mod chat_messages;
+pub mod chat_sessions;
+pub mod machines;
 pub mod migrate;
 pub mod sessions;
 pub mod usage_events;

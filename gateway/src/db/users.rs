@@ -98,29 +98,32 @@ pub enum ClerkUser {
 }
 
 /// The user for a Clerk `sub`, created on first sight (unless `Sole` and another account exists).
+/// A known user costs one read: this runs on every Clerk-authenticated request.
 pub async fn find_or_create_clerk(
     conn: &Connection,
     clerk_user_id: &str,
     accounts: Accounts,
 ) -> Result<ClerkUser, libsql::Error> {
+    if let Some(known) = find_clerk(conn, clerk_user_id).await? {
+        return Ok(known);
+    }
     let id = UserId::generate();
     let sql = format!(
         "INSERT INTO users (id, clerk_user_id, created_at) SELECT ?1, ?2, ?3 WHERE {} \
          ON CONFLICT (clerk_user_id) DO NOTHING",
         no_other_account(4)
     );
-    let inserted = conn.execute(&sql, (id.as_str(), clerk_user_id, now_secs(), accounts == Accounts::Sole)).await?;
+    conn.execute(&sql, (id.as_str(), clerk_user_id, now_secs(), accounts == Accounts::Sole)).await?;
+    Ok(find_clerk(conn, clerk_user_id).await?.unwrap_or(ClerkUser::AccountLimit))
+}
+
+async fn find_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<ClerkUser>, libsql::Error> {
     let sql = "SELECT id, email, created_at, password_hash, deleted_at FROM users WHERE clerk_user_id = ?1";
     let found = first_row(conn.query(sql, [clerk_user_id]).await?, |row| {
         Ok((credentials_from_row(row)?.user, row.get::<Option<i64>>(4)?))
     })
     .await?;
-    Ok(match found {
-        Some((user, None)) => ClerkUser::Found(user),
-        Some((_, Some(_))) => ClerkUser::Deleted,
-        None if inserted == 0 => ClerkUser::AccountLimit,
-        None => ClerkUser::Deleted,
-    })
+    Ok(found.map(|(user, deleted_at)| if deleted_at.is_some() { ClerkUser::Deleted } else { ClerkUser::Found(user) }))
 }
 
 /// Marks a Clerk user deleted and drops their tokens. Returns the user it deleted, if any.

@@ -2,7 +2,6 @@
 //! broadcast to whoever is waiting, and every state change written to the `machines` table.
 
 mod fake;
-mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,7 @@ use tokio::sync::broadcast;
 pub use fake::FakeProvider;
 
 use crate::db::Db;
+use crate::db::machines as store;
 use crate::domain::UserId;
 
 /// What a waiting browser is shown: `roost.status` payloads.

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::chat::SessionKey;
 use crate::chat::history::{self, MAX_LIMIT};
-use crate::chat::{SessionKey, sessions};
+use crate::db::chat_messages;
+use crate::db::chat_sessions::{self as sessions, Created, MAX_SESSIONS};
 use crate::error::{AppError, AppResult};
 use crate::json::{Json, Query};
 
@@ -35,6 +37,13 @@ pub struct HistoryQuery {
     limit: Option<u32>,
 }
 
+pub fn too_many_sessions() -> AppError {
+    AppError::conflict(
+        "too_many_sessions",
+        format!("You have {MAX_SESSIONS} chats, the most there can be. Delete one before starting another."),
+    )
+}
+
 fn clean_title(raw: &str) -> Result<String, AppError> {
     let title = raw.trim();
     if title.is_empty() || title.chars().count() > 120 || title.chars().any(char::is_control) {
@@ -43,10 +52,19 @@ fn clean_title(raw: &str) -> Result<String, AppError> {
     Ok(title.to_string())
 }
 
+/// A read only: the main chat is listed whether or not it has a row yet.
 pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
-    let conn = state.db.conn()?;
-    sessions::create(&conn, &auth.user_id, &SessionKey::main(), &history::default_title(&SessionKey::main())).await?;
-    Ok(axum::Json(json!({ "sessions": sessions::list(&conn, &auth.user_id).await? })))
+    let mut list = sessions::list(&*state.db.conn()?, &auth.user_id).await?;
+    if !list.iter().any(|s| s.key == SessionKey::MAIN) {
+        let main = SessionKey::main();
+        list.push(sessions::Session {
+            key: main.as_str().to_string(),
+            title: history::default_title(&main),
+            created_at: 0,
+            updated_at: 0,
+        });
+    }
+    Ok(axum::Json(json!({ "sessions": list })))
 }
 
 pub async fn create(
@@ -56,11 +74,10 @@ pub async fn create(
 ) -> AppResult<(StatusCode, axum::Json<Value>)> {
     let title = body.title.as_deref().map(clean_title).transpose()?.unwrap_or_else(|| "New chat".into());
     let conn = state.db.conn()?;
-    if sessions::list(&conn, &auth.user_id).await?.len() >= sessions::MAX_SESSIONS {
-        return Err(AppError::conflict("too_many_sessions", "delete a chat before creating another (limit 200)"));
-    }
     let key = SessionKey::generate();
-    sessions::create(&conn, &auth.user_id, &key, &title).await?;
+    if let Created::AtLimit = sessions::create(&conn, &auth.user_id, &key, &title).await? {
+        return Err(too_many_sessions());
+    }
     let session = sessions::find(&conn, &auth.user_id, &key)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("session vanished")))?;
@@ -124,13 +141,13 @@ pub async fn history(
         return Err(AppError::bad_request("invalid_limit", "limit must be between 1 and 200"));
     }
     let conn = state.db.conn()?;
-    if sessions::find(&conn, &auth.user_id, &key).await?.is_none() && key.as_str() != SessionKey::MAIN {
+    if sessions::find(&conn, &auth.user_id, &key).await?.is_none() && !key.is_main() {
         return Err(AppError::not_found("no such session"));
     }
     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
         let start = fresh.len().saturating_sub(limit as usize);
         return Ok(axum::Json(json!({ "messages": fresh[start..], "stale": false })));
     }
-    let cached = history::cached(&conn, &auth.user_id, &key, limit).await?;
+    let cached = chat_messages::cached(&conn, &auth.user_id, &key, limit).await?;
     Ok(axum::Json(json!({ "messages": cached, "stale": true })))
 }

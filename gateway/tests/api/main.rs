@@ -15,6 +15,7 @@ mod llm_proxy;
 mod log_secrets;
 mod openclaw_link;
 mod plumbing;
+mod read_paths;
 mod relay;
 mod sandbox;
 mod sessions;

@@ -59,7 +59,7 @@ async fn bad_session_input_is_refused_and_nothing_is_written() {
         error_code(app.get(&client, "/api/sessions/main/history?limit=abc").await).await,
         (400, "invalid_query".into())
     );
-    assert_eq!(app.count("chat_sessions").await, 1);
+    assert_eq!(app.count("chat_sessions").await, 0, "listing chats writes nothing");
 }
 
 #[tokio::test]
@@ -70,6 +70,7 @@ async fn history_is_served_from_the_cache_as_stale_while_the_agent_sleeps() {
     ws.ready().await;
     let reply = ws.chat("main", "remember me").await;
     drop(ws);
+    wait_for_cached(&app, &user_id, 2).await;
     let fresh: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
     assert_eq!(fresh["stale"], false);
     assert_eq!(fresh["messages"][0]["text"], "remember me");
@@ -80,4 +81,55 @@ async fn history_is_served_from_the_cache_as_stale_while_the_agent_sleeps() {
     let cached: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
     assert_eq!(cached["stale"], true);
     assert_eq!(cached["messages"], fresh["messages"]);
+}
+
+/// The cache is written after the answer, off the request path: wait for it.
+async fn wait_for_cached(app: &TestApp, user_id: &str, at_least: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = app.sql(&format!("SELECT count(*) FROM chat_messages WHERE user_id = '{user_id}'")).await;
+        if matches!(rows[0], libsql::Value::Integer(n) if n >= at_least) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the history cache was written");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_chat_limit_holds_when_creates_race() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("race@example.com").await;
+    for i in 0..199 {
+        app.sql(&format!(
+            "INSERT INTO chat_sessions (user_id, key, title, created_at, updated_at) VALUES ('{user_id}', 's-{i}', 't', 0, 0)"
+        ))
+        .await;
+    }
+    let body = json!({ "title": "one more" });
+    let creates = (0..12).map(|_| app.send_as(&cookie, reqwest::Method::POST, "/api/sessions", Some(&body)));
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(creates).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 201 | 409)), "{statuses:?}");
+    assert_eq!(app.count("chat_sessions").await, 200);
+}
+
+#[tokio::test]
+async fn huge_messages_are_cached_cut_short_and_the_cache_has_a_budget() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("huge@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    for i in 0..3 {
+        ws.chat("main", &format!("{i}{}", "y".repeat(1 << 20))).await;
+    }
+    drop(ws);
+    wait_for_cached(&app, &user_id, 6).await;
+    let bytes = app.sql(&format!("SELECT sum(length(text)) FROM chat_messages WHERE user_id = '{user_id}'")).await;
+    let libsql::Value::Integer(bytes) = bytes[0] else { panic!("{bytes:?}") };
+    assert!(bytes < 3 * 33 * 1024 + 4096, "3 MB of messages cached as {bytes} bytes");
+    let history: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
+    let first = history["messages"][0]["text"].as_str().unwrap();
+    assert!(first.starts_with('0') && first.ends_with("your agent keeps the whole message)"), "{}", &first[..40]);
 }

@@ -1,7 +1,10 @@
 //! The embedded default: each user's agent is an OpenClaw gateway process on loopback, with its
 //! own port and state dir under `<data-dir>/users/<id>/`.
 
+mod command;
 mod config;
+mod group;
+mod orphans;
 mod process;
 mod runtime;
 pub mod sandbox;
@@ -19,7 +22,7 @@ use tokio::sync::Mutex;
 pub use runtime::{NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
-use process::Agent;
+use process::{Agent, AgentLaunch};
 
 pub struct LocalOptions {
     /// Per-user state lives in `<data_dir>/users/<user id>/`.
@@ -55,7 +58,7 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Also stops agents that an earlier run of Roost left behind.
     pub async fn new(options: LocalOptions, launch: Launch) -> Self {
-        process::reap_orphans(&options.data_dir.join("users")).await;
+        orphans::reap(&options.data_dir.join("users")).await;
         let launch = Arc::new(launch);
         let runtime = runtime::Installer::new(
             options.runtime_dir.clone(),
@@ -97,15 +100,14 @@ impl Provider for LocalProvider {
         }
         self.ensure(spec, progress).await?;
         let runtime = self.runtime.resolved().await?;
-        let agent = Agent::spawn(
-            spec.clone(),
-            self.user_dir(&spec.user_id),
+        let how = AgentLaunch {
+            spec: spec.clone(),
+            dir: self.user_dir(&spec.user_id),
             runtime,
-            self.launch.clone(),
-            self.options.background.clone(),
-            progress,
-        )
-        .await?;
+            launch: self.launch.clone(),
+            ready_timeout: self.options.ready_timeout,
+        };
+        let agent = Agent::spawn(how, self.options.background.clone(), progress).await?;
         self.agents.lock().await.insert(spec.user_id.clone(), agent.clone());
         agent.wait_ready(progress, self.options.ready_timeout).await
     }

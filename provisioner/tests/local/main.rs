@@ -172,3 +172,29 @@ async fn agents_left_behind_by_an_earlier_run_are_stopped_at_start() {
     let _second = provider(dir.path(), node, Arc::new(Recorder::default())).await;
     assert!(!alive(pid), "the orphan was stopped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_ends_what_the_agent_left_behind_and_a_stop_after_it_returns_at_once() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let background = Arc::new(Recorder::default());
+    let local = provider(dir.path(), node, background.clone()).await;
+    let machine = local.start(&spec("u5"), &Recorder::default()).await.unwrap();
+    let port = port_of(&machine.address);
+    let helper: u32 =
+        reqwest::get(format!("http://127.0.0.1:{port}/helper")).await.unwrap().text().await.unwrap().parse().unwrap();
+    assert!(alive(helper));
+    let _ = reqwest::get(format!("http://127.0.0.1:{port}/crash")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !background.stages().contains(&Stage::Restarting) {
+        assert!(Instant::now() < deadline, "the exit was noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(helper), "the helper left in the agent's group was ended with it");
+    // The agent is down (waiting to restart): stopping it has nothing to wait for.
+    tokio::time::timeout(Duration::from_secs(4), local.stop("u5"))
+        .await
+        .expect("stop returns without waiting out the grace period")
+        .unwrap();
+    assert_eq!(local.status("u5").await, MachineState::IdleStopped);
+}
