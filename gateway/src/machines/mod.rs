@@ -2,6 +2,7 @@
 //! broadcast to whoever is waiting, and every state change written to the `machines` table.
 
 mod fake;
+mod stage_writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,9 +42,19 @@ pub struct Machines {
     starts: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// A start that failed, as the user is told: a plain sentence and an error id. The details are
+/// in the server's log under that id.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartError(pub String);
+
+impl StartError {
+    fn logged(user: &UserId, public: &str, detail: &dyn std::fmt::Display) -> Self {
+        let error_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        tracing::warn!(user_id = %user, error_id, error = %detail, "the agent did not start");
+        Self(format!("{public} If it keeps happening, give the operator this error id: {error_id}."))
+    }
+}
 
 impl Machines {
     pub fn new(
@@ -93,7 +104,7 @@ impl Machines {
             "starting",
         )
         .await
-        .map_err(|e| StartError(format!("could not record the machine: {e}")))?;
+        .map_err(|e| StartError::logged(user, "Your agent could not be started.", &e))?;
         let spec = (self.spec)(user);
         match self.provider.start(&spec, self.reporter.as_ref()).await {
             Ok(machine) => {
@@ -101,8 +112,9 @@ impl Machines {
                 Ok(machine.address)
             }
             Err(e) => {
-                self.reporter.report(user.as_str(), Stage::Failed, &e.to_string());
-                Err(StartError(e.to_string()))
+                let error = StartError::logged(user, e.public_message(), &e);
+                self.reporter.report(user.as_str(), Stage::Failed, &error.0);
+                Err(error)
             }
         }
     }
@@ -119,7 +131,10 @@ impl Machines {
     }
 
     pub async fn stop(&self, user: &UserId) -> Result<(), StartError> {
-        self.provider.stop(user.as_str()).await.map_err(|e| StartError(e.to_string()))?;
+        self.provider
+            .stop(user.as_str())
+            .await
+            .map_err(|e| StartError::logged(user, "Stopping your agent failed.", &e))?;
         self.reporter.report(user.as_str(), Stage::Stopped, "stopped");
         Ok(())
     }
@@ -133,6 +148,7 @@ impl Machines {
 pub struct Reporter {
     db: Db,
     channels: Mutex<HashMap<String, StageChannel>>,
+    stage_writes: stage_writes::StageWrites,
 }
 
 /// Every stage reaches subscribers (a stage that lasted a millisecond is still shown).
@@ -143,7 +159,8 @@ struct StageChannel {
 
 impl Reporter {
     pub fn new(db: Db) -> Self {
-        Self { db, channels: Mutex::new(HashMap::new()) }
+        let stage_writes = stage_writes::StageWrites::start(db.clone());
+        Self { db, channels: Mutex::new(HashMap::new()), stage_writes }
     }
 
     fn subscribe(&self, user_id: &str) -> (Status, broadcast::Receiver<Status>) {
@@ -169,14 +186,8 @@ impl Progress for Reporter {
     fn report(&self, user_id: &str, stage: Stage, detail: &str) {
         tracing::info!(user_id, stage = stage.as_str(), detail, "machine stage");
         self.publish(user_id, Status::new(stage, detail));
-        let db = self.db.clone();
-        let (user_id, detail) = (user_id.to_string(), detail.to_string());
-        tokio::spawn(async move {
-            if let Ok(user) = UserId::parse(&user_id)
-                && let Err(e) = store::set_stage(&db, &user, stage.state(), stage.as_str(), &detail).await
-            {
-                tracing::warn!(error = %e, "could not record machine stage");
-            }
-        });
+        if let Ok(user) = UserId::parse(user_id) {
+            self.stage_writes.record(user, stage, detail);
+        }
     }
 }
