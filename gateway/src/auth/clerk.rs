@@ -19,6 +19,9 @@ const SKEW_SECS: u64 = 5;
 const JWKS_TTL: Duration = Duration::from_secs(300);
 /// An unknown `kid` triggers a refetch, but no more often than this.
 const JWKS_MISS_REFETCH: Duration = Duration::from_secs(60);
+/// After a failed fetch, requests use what is cached (or fail at once) for this long.
+const JWKS_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct ClerkVerifier {
     validation: Validation,
@@ -28,13 +31,41 @@ pub struct ClerkVerifier {
 
 enum KeySource {
     Pem(Box<DecodingKey>),
-    Jwks { url: String, http: reqwest::Client, cache: RwLock<JwksCache> },
+    Jwks {
+        url: String,
+        http: reqwest::Client,
+        cache: RwLock<JwksCache>,
+        /// One fetch at a time; the cache itself is never locked across the network.
+        fetching: tokio::sync::Mutex<()>,
+    },
 }
 
 #[derive(Default)]
 struct JwksCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
+    failed_at: Option<Instant>,
+}
+
+enum Cached {
+    Use(DecodingKey),
+    Refetch,
+    Reject(AppError),
+}
+
+impl JwksCache {
+    fn lookup(&self, kid: &str) -> Cached {
+        let fresh = self.fetched_at.is_some_and(|t| t.elapsed() < JWKS_TTL);
+        let failed_lately = self.failed_at.is_some_and(|t| t.elapsed() < JWKS_FAILURE_BACKOFF);
+        let may_refetch_miss = self.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_MISS_REFETCH);
+        match self.keys.get(kid) {
+            Some(key) if fresh || failed_lately => Cached::Use(key.clone()),
+            Some(_) => Cached::Refetch,
+            None if failed_lately => Cached::Reject(keys_unavailable()),
+            None if may_refetch_miss => Cached::Refetch,
+            None => Cached::Reject(reject("unknown kid", kid)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +106,7 @@ impl ClerkVerifier {
                 url: jwks_url.map(str::to_string).unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
                 http,
                 cache: RwLock::new(JwksCache::default()),
+                fetching: tokio::sync::Mutex::new(()),
             },
         };
         anyhow::ensure!(!authorized_parties.is_empty(), "Clerk needs at least one authorized party (azp)");
@@ -123,43 +155,65 @@ impl ClerkVerifier {
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AppError> {
-        let (url, http, cache) = match &self.keys {
+        let (url, http, cache, fetching) = match &self.keys {
             KeySource::Pem(key) => return Ok((**key).clone()),
-            KeySource::Jwks { url, http, cache } => (url, http, cache),
+            KeySource::Jwks { url, http, cache, fetching } => (url, http, cache, fetching),
         };
         let kid = kid.ok_or_else(|| reject("kid missing", ""))?;
-        {
+        let seen = {
             let cached = cache.read().await;
-            let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < JWKS_TTL);
-            let may_refetch = cached.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_MISS_REFETCH);
-            match cached.keys.get(kid) {
-                Some(key) if fresh => return Ok(key.clone()),
-                None if !may_refetch => return Err(reject("unknown kid", kid)),
-                _ => {}
+            match cached.lookup(kid) {
+                Cached::Use(key) => return Ok(key),
+                Cached::Reject(e) => return Err(e),
+                Cached::Refetch => (cached.fetched_at, cached.failed_at),
+            }
+        };
+        let _one_fetch = fetching.lock().await;
+        {
+            // Another request fetched (or failed to) while this one waited: use its outcome.
+            let cached = cache.read().await;
+            if (cached.fetched_at, cached.failed_at) != seen {
+                match cached.lookup(kid) {
+                    Cached::Use(key) => return Ok(key),
+                    Cached::Reject(e) => return Err(e),
+                    Cached::Refetch => {}
+                }
             }
         }
-        let mut cached = cache.write().await;
-        let set: JwkSet = http
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| {
-                AppError::unavailable("auth_keys_unavailable", format!("could not fetch signing keys: {e}"), 5)
-            })?
-            .json()
-            .await
-            .map_err(|e| AppError::unavailable("auth_keys_unavailable", format!("signing keys unreadable: {e}"), 5))?;
-        cached.keys = set
-            .keys
-            .iter()
-            .filter(|jwk| matches!(jwk.algorithm, AlgorithmParameters::RSA(_)))
-            .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
-            .collect();
-        cached.fetched_at = Some(Instant::now());
-        cached.keys.get(kid).cloned().ok_or_else(|| reject("unknown kid", kid))
+        match fetch_keys(http, url).await {
+            Ok(keys) => {
+                let mut cached = cache.write().await;
+                cached.keys = keys;
+                cached.fetched_at = Some(Instant::now());
+                cached.failed_at = None;
+                cached.keys.get(kid).cloned().ok_or_else(|| reject("unknown kid", kid))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching Clerk's signing keys failed; using the cached ones");
+                let mut cached = cache.write().await;
+                cached.failed_at = Some(Instant::now());
+                cached.keys.get(kid).cloned().ok_or_else(keys_unavailable)
+            }
+        }
     }
+}
+
+async fn fetch_keys(http: &reqwest::Client, url: &str) -> anyhow::Result<HashMap<String, DecodingKey>> {
+    let set: JwkSet = http.get(url).timeout(JWKS_FETCH_TIMEOUT).send().await?.error_for_status()?.json().await?;
+    Ok(set
+        .keys
+        .iter()
+        .filter(|jwk| matches!(jwk.algorithm, AlgorithmParameters::RSA(_)))
+        .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+        .collect())
+}
+
+fn keys_unavailable() -> AppError {
+    AppError::unavailable(
+        "auth_keys_unavailable",
+        "Signing in is unavailable for a moment: the server cannot check session tokens right now. Try again shortly.",
+        5,
+    )
 }
 
 fn invalid() -> AppError {

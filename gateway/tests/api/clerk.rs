@@ -156,3 +156,31 @@ async fn keys_come_from_a_cached_jwks_url() {
     assert_eq!(me_with_bearer(&app, &unknown_kid).await.status(), 401);
     assert!(fetches.load(Ordering::SeqCst) <= 2, "unknown kids refetch at most once a minute");
 }
+
+#[tokio::test]
+async fn a_failing_jwks_url_gets_a_plain_answer_and_is_not_hammered() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let router = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { (axum::http::StatusCode::BAD_GATEWAY, "upstream exploded at 10.1.2.3") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = TestApp::spawn_with(&["--clerk-issuer", ISSUER, "--clerk-jwks-url", &jwks_url]).await;
+    let token = sign(&claims(&app, "user_down", "sess_1"));
+    for _ in 0..3 {
+        let res = me_with_bearer(&app, &token).await;
+        assert_eq!(res.status(), 503);
+        let body = res.text().await.unwrap();
+        assert!(body.contains("auth_keys_unavailable") && body.contains("Try again"), "{body}");
+        for internal in ["502", "exploded", "10.1.2.3", "127.0.0.1", "error sending", "status"] {
+            assert!(!body.contains(internal), "{internal:?} reached the client: {body}");
+        }
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "a failure is remembered for a few seconds");
+}
