@@ -1,6 +1,7 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
 pub mod api_tokens;
+pub mod credentials;
 pub mod migrate;
 pub mod sessions;
 pub mod usage_events;

@@ -16,5 +16,8 @@ mod log_secrets;
 mod openclaw_link;
 mod plumbing;
 mod relay;
+mod relay_limits;
+mod relay_resume;
+mod revocations;
 mod sandbox;
 mod sessions;
