@@ -71,8 +71,6 @@ pub struct Settings {
     /// How agents on this host reach Roost (the LLM proxy), e.g. `http://127.0.0.1:8080`.
     pub internal_origin: String,
     pub prewarm: bool,
-    /// A link with no socket left is kept this long, so a reload resumes without a new handshake.
-    pub agent_link_idle: std::time::Duration,
     /// Set when local agents run unconfined without the operator's consent: one account only.
     pub sole_account: bool,
 }
@@ -221,7 +219,6 @@ impl App {
                 data_dir: args.db.data_dir.clone(),
                 internal_origin,
                 prewarm: !args.agents.no_prewarm,
-                agent_link_idle: std::time::Duration::from_secs(args.agents.agent_link_idle_secs),
                 sole_account,
             },
             db,
@@ -234,7 +231,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, finished_tx, llm.preferred_api().is_some()),
+            relays: Relays::new(device, finished_tx, llm.preferred_api().is_some(), relay_timings(&args.agents)),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
             touches,
@@ -401,4 +398,19 @@ fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+fn relay_timings(agents: &crate::config::AgentArgs) -> crate::relay::Timings {
+    let secs = std::time::Duration::from_secs;
+    crate::relay::Timings {
+        link_idle: secs(agents.agent_link_idle_secs),
+        browser_ping: secs(agents.browser_ping_secs.max(1)),
+        browser_pong_deadline: secs(agents.browser_pong_deadline_secs),
+        agent: crate::relay::AgentTimings {
+            ping: secs(agents.agent_ping_secs.max(1)),
+            silence: secs(agents.agent_silence_secs),
+            write: secs(10),
+        },
+        credential_recheck: secs(agents.credential_recheck_secs.max(1)),
+    }
 }

@@ -152,6 +152,23 @@ pub struct AgentArgs {
     #[arg(long, env = "ROOST_AGENT_LINK_IDLE_SECS", default_value_t = 120, hide = true)]
     pub agent_link_idle_secs: u64,
 
+    /// Tests: how often Roost pings each browser, and how long it waits for a pong.
+    #[arg(long, default_value_t = 25, hide = true)]
+    pub browser_ping_secs: u64,
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub browser_pong_deadline_secs: u64,
+
+    /// Tests: how often Roost pings each agent link, and how long a silent link is kept.
+    #[arg(long, default_value_t = 30, hide = true)]
+    pub agent_ping_secs: u64,
+    #[arg(long, default_value_t = 75, hide = true)]
+    pub agent_silence_secs: u64,
+
+    /// Tests: how often the credentials of open sockets are checked against the database
+    /// (expired sessions, and revocations by `roost admin` in another process).
+    #[arg(long, default_value_t = 5, hide = true)]
+    pub credential_recheck_secs: u64,
+
     /// Run local agents without Landlock when the kernel lacks it, for more than one account.
     /// Agents could then read the server's secret key and database: only for a single-user machine.
     #[arg(long, env = "ROOST_UNSANDBOXED_AGENTS")]

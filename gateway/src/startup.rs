@@ -38,6 +38,7 @@ impl Server {
 
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let recheck = tokio::spawn(crate::relay::recheck_credentials(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -60,6 +61,7 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
+        recheck.abort();
         if let Some(task) = refresher {
             task.abort();
         }
@@ -87,6 +89,7 @@ async fn housekeeping(state: AppState) {
         tick.tick().await;
         state.auth_limiter.retain_recent();
         state.llm_limiter.retain_recent();
+        state.machines.prune_stages();
         if rounds.is_multiple_of(10) {
             let swept = async {
                 sessions::delete_expired(&*state.db.conn()?, now_secs(), state.settings.session_idle_secs).await

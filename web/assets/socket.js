@@ -1,5 +1,9 @@
-// WebSocket client for /ws: reconnects with exponential backoff and ?resume=<lastSeq>,
+// WebSocket client for /ws: reconnects with exponential backoff and ?resume=<epoch>:<lastSeq>,
 // tracks Roost's own status events, and matches req/res frames by id.
+//
+// Event numbers (roostSeq) count within an epoch that roost.ready names; a new epoch (Roost
+// restarted, or the agent link was retired) starts again from 1. The cursor is therefore the
+// pair, and a roost.gap (the server cannot replay from our cursor) moves it to the server's.
 //
 // Emits (EventTarget):
 //   "state"  detail: {state}            connecting | connected | reconnecting | offline
@@ -25,6 +29,8 @@ export class RoostSocket extends EventTarget {
     this.lastStatus = null;
     this.lastError = null;
     this.lastSeq = null;
+    this.epoch = null; // the epoch lastSeq counts in
+    this.readyEpoch = null; // the epoch of the current socket
     this.attempt = 0;
     this.everConnected = false;
     this.pending = new Map(); // id -> {resolve, reject, timer}
@@ -53,7 +59,9 @@ export class RoostSocket extends EventTarget {
   url() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let url = `${proto}//${location.host}/ws`;
-    if (this.everConnected && this.lastSeq !== null) url += `?resume=${this.lastSeq}`;
+    if (this.everConnected && this.lastSeq !== null && this.epoch) {
+      url += `?resume=${encodeURIComponent(`${this.epoch}:${this.lastSeq}`)}`;
+    }
     return url;
   }
 
@@ -159,8 +167,11 @@ export class RoostSocket extends EventTarget {
       return;
     }
     if (!frame || typeof frame !== 'object') return;
-    if (Number.isInteger(frame.roostSeq) && (this.lastSeq === null || frame.roostSeq > this.lastSeq)) {
-      this.lastSeq = frame.roostSeq;
+    if (Number.isInteger(frame.roostSeq) && this.readyEpoch) {
+      if (this.epoch !== this.readyEpoch || this.lastSeq === null || frame.roostSeq > this.lastSeq) {
+        this.epoch = this.readyEpoch;
+        this.lastSeq = frame.roostSeq;
+      }
     }
 
     if (frame.type === 'res') {
@@ -187,6 +198,7 @@ export class RoostSocket extends EventTarget {
         this.emit('status', payload);
         break;
       case 'roost.ready':
+        this.readyEpoch = typeof payload.epoch === 'string' ? payload.epoch : null;
         this.ready = true;
         this.readyInfo = payload;
         this.lastError = null;
@@ -195,6 +207,9 @@ export class RoostSocket extends EventTarget {
         this.emit('ready', payload);
         break;
       case 'roost.gap':
+        // Our cursor is from elsewhere: continue from the server's, and reload history.
+        this.epoch = this.readyEpoch;
+        this.lastSeq = Number.isInteger(payload.lastSeq) ? payload.lastSeq : null;
         this.emit('gap', payload);
         break;
       case 'roost.error':

@@ -208,8 +208,10 @@ await run('chat', async (t) => {
     const later = sockets.slice(sockets.indexOf(live) + 1);
     const resumed = later.find((rec) => rec.received.some((f) => f.event === 'roost.ready'));
     assert(resumed, `a new socket reached roost.ready (${later.length} attempt(s): ${later.map((r) => r.url).join(', ')})`);
+    const epoch = live.received.find((f) => f.event === 'roost.ready')?.payload?.epoch;
+    assert(typeof epoch === 'string' && epoch.length > 0, 'roost.ready carried the epoch');
     const resumeParam = new URL(resumed.url).searchParams.get('resume');
-    assert(resumeParam === String(lastSeen), `reconnected with ?resume=${lastSeen} (url ${resumed.url})`);
+    assert(resumeParam === `${epoch}:${lastSeen}`, `reconnected with ?resume=${epoch}:${lastSeen} (url ${resumed.url})`);
     const gaps = sockets.flatMap((rec) => rec.received).filter((f) => f.event === 'roost.gap');
     assert(gaps.length === 0, `no roost.gap was sent (${JSON.stringify(gaps)})`);
     const after = seqs(resumed);

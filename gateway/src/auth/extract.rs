@@ -24,7 +24,7 @@ pub struct AuthUser {
     pub via: AuthVia,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuthVia {
     Session { token_hash: String },
     ApiToken { token_id: String },

@@ -40,8 +40,9 @@ pub async fn start(app: &App, user_id: &UserId, headers: &HeaderMap, ip: &str) -
 /// Ends the session behind a cookie value: its row goes, and sockets opened with it close.
 pub async fn end(app: &App, secret: &str) -> AppResult<()> {
     let token_hash = sha256_hex(secret.as_bytes());
-    sessions::delete(&*app.db.conn()?, &token_hash).await?;
-    app.relays.revoke(Revoked::Session { token_hash });
+    if let Some(user) = sessions::delete(&*app.db.conn()?, &token_hash).await? {
+        app.relays.revoke(Revoked::Session { user, token_hash });
+    }
     Ok(())
 }
 

@@ -53,9 +53,14 @@ pub async fn touch(conn: &Connection, token_hash: &str, now: i64) -> Result<(), 
     Ok(())
 }
 
-pub async fn delete(conn: &Connection, token_hash: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).await?;
-    Ok(())
+/// Deletes the session; returns its user, if there was one.
+pub async fn delete(conn: &Connection, token_hash: &str) -> Result<Option<UserId>, libsql::Error> {
+    let deleted = first_row(
+        conn.query("DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id", [token_hash]).await?,
+        |row| row.get::<String>(0),
+    )
+    .await?;
+    Ok(deleted.and_then(|id| UserId::parse(&id).ok()))
 }
 
 pub async fn delete_for_user(conn: &Connection, user_id: &UserId) -> Result<u64, libsql::Error> {

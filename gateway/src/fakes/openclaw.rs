@@ -199,6 +199,8 @@ enum Out {
     Event(String, Value),
     Close(u16, String),
     Drop,
+    /// Stop reading and writing (no pongs, no ticks) until dropped or closed.
+    Stall,
 }
 
 struct ConnEntry {
@@ -354,6 +356,14 @@ impl FakeOpenClaw {
         let conns = lock(&self.shared.conns);
         for c in conns.values() {
             let _ = c.tx.send(Out::Drop);
+        }
+    }
+
+    /// Every open connection stops reading and writing (a hung agent), until dropped.
+    pub fn stall_all(&self) {
+        let conns = lock(&self.shared.conns);
+        for c in conns.values() {
+            let _ = c.tx.send(Out::Stall);
         }
     }
 
@@ -555,6 +565,7 @@ async fn write_out(socket: &mut WebSocket, ctx: &mut ConnCtx, out: Out) -> Step 
             Step::Stop
         }
         Out::Drop => Step::Stop,
+        Out::Stall => Step::Continue,
     }
 }
 
@@ -639,6 +650,15 @@ async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, h
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { return };
+                if let Out::Stall = out {
+                    // Holding the socket without reading it: no pongs, and writes to us back up.
+                    while let Some(out) = rx.recv().await {
+                        if matches!(out, Out::Drop | Out::Close(..)) {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 if let Step::Stop = write_out(&mut socket, &mut ctx, out).await { return; }
             }
             _ = tick.tick() => {

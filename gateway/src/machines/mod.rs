@@ -91,6 +91,7 @@ impl Machines {
             return Ok(address);
         }
         let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
+        let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
         let _one_at_a_time = gate.lock().await;
         if let Some(address) = self.provider.address(user.as_str()).await {
             return Ok(address);
@@ -142,6 +143,35 @@ impl Machines {
     pub async fn shutdown(&self) {
         self.provider.shutdown().await;
     }
+
+    /// Forgets the stages of users nobody is waiting on whose machine is not mid-start.
+    pub fn prune_stages(&self) {
+        self.reporter.prune();
+    }
+
+    /// Users with a start gate in memory (tests: gates leave once their start is done).
+    pub fn start_gates(&self) -> usize {
+        self.starts.lock().expect("starts lock").len()
+    }
+}
+
+/// Removes a user's start gate when the last caller that took it is done (on any exit).
+struct ForgetGate<'a> {
+    starts: &'a Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
+    user: &'a UserId,
+    gate: &'a Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for ForgetGate<'_> {
+    fn drop(&mut self) {
+        let mut starts = self.starts.lock().expect("starts lock");
+        // The map's reference and ours: no other caller is waiting on this gate.
+        if Arc::strong_count(self.gate) == 2
+            && starts.get(self.user).is_some_and(|current| Arc::ptr_eq(current, self.gate))
+        {
+            starts.remove(self.user);
+        }
+    }
 }
 
 /// Receives provider progress: tells every waiting socket and updates the `machines` row.
@@ -179,6 +209,22 @@ impl Reporter {
             .or_insert_with(|| StageChannel { last: status.clone(), updates: broadcast::channel(64).0 });
         channel.last = status.clone();
         let _ = channel.updates.send(status);
+        if channel.is_forgettable() {
+            channels.remove(user_id);
+        }
+    }
+
+    /// A forgotten user's next subscriber sees "stopped", and the provider answers from there.
+    fn prune(&self) {
+        self.channels.lock().expect("channels lock").retain(|_, channel| !channel.is_forgettable());
+    }
+}
+
+impl StageChannel {
+    /// Nobody listens, and the last stage is one a new subscriber need not be shown.
+    fn is_forgettable(&self) -> bool {
+        let settled = matches!(self.last.stage, "ready" | "stopped" | "failed");
+        settled && self.updates.receiver_count() == 0
     }
 }
 

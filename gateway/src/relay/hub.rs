@@ -2,6 +2,7 @@
 //! user's browser sockets; requests from those sockets and Roost's own RPCs share the link.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,13 +10,14 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::frames::{self, FromAgent, Route};
-use super::replay::{ReplayBuffer, Resume};
+use super::replay::{Cursor, ReplayBuffer, Resume};
 use crate::openclaw::Upstream;
 
 /// Frames waiting for one browser. A browser that falls this far behind is dropped and resumes.
@@ -24,8 +26,16 @@ const SOCKET_QUEUE: usize = 256;
 const AGENT_QUEUE: usize = 64;
 /// What browsers hear when Roost closes the link itself: resume (on this or another instance).
 const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
-const AGENT_PING: Duration = Duration::from_secs(30);
-const AGENT_SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
+/// How the agent link watches its health.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentTimings {
+    pub ping: Duration,
+    /// Silence this long (no frame, no pong) means a dead link.
+    pub silence: Duration,
+    /// A frame the agent does not take within this time means a stalled link.
+    pub write: Duration,
+}
 
 pub enum Outbound {
     Frame(Utf8Bytes),
@@ -42,6 +52,8 @@ pub struct Hub {
     next_socket: AtomicU64,
     next_rpc: AtomicU64,
     model_configured: bool,
+    /// Bumped whenever the socket count or closed state changes (the idle watch waits on it).
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -51,6 +63,8 @@ struct HubState {
     closed: bool,
     /// Roost itself is closing the link (idle, or shutting down).
     draining: bool,
+    /// Since when no socket has used the link (`None` while one is subscribed).
+    idle_since: Option<Instant>,
 }
 
 pub struct Subscription {
@@ -74,34 +88,39 @@ impl Hub {
         replay: Arc<Mutex<ReplayBuffer>>,
         model_configured: bool,
         on_chat_final: Notify,
+        timings: AgentTimings,
     ) -> Arc<Self> {
         let (to_agent, mut outgoing) = mpsc::channel::<Message>(AGENT_QUEUE);
         let hub = Arc::new(Self {
             to_agent,
             hello: upstream.hello,
             replay,
-            state: Mutex::new(HubState::default()),
+            state: Mutex::new(HubState { idle_since: Some(Instant::now()), ..HubState::default() }),
             next_socket: AtomicU64::new(1),
             next_rpc: AtomicU64::new(1),
             model_configured,
+            changes: watch::channel(0).0,
         });
         let (mut sink, mut stream) = upstream.socket.split();
-        let writer = tokio::spawn(async move {
+        let mut writer = tokio::spawn(async move {
             while let Some(message) = outgoing.recv().await {
-                if sink.send(message).await.is_err() {
-                    break;
+                match tokio::time::timeout(timings.write, sink.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "writing to the agent failed"),
+                    Err(_) => return tracing::warn!("the agent stopped taking frames; closing its link"),
                 }
             }
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(timings.write, sink.close()).await;
         });
         let reader_hub = hub.clone();
         tokio::spawn(async move {
-            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + AGENT_PING, AGENT_PING);
-            let mut last_heard = tokio::time::Instant::now();
+            let mut heartbeat = tokio::time::interval_at(Instant::now() + timings.ping, timings.ping);
+            let mut last_heard = Instant::now();
             let close_code = loop {
                 tokio::select! {
+                    _ = &mut writer => break None,
                     message = stream.next() => {
-                        last_heard = tokio::time::Instant::now();
+                        last_heard = Instant::now();
                         match message {
                             Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
                             Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
@@ -115,7 +134,7 @@ impl Hub {
                     }
                     _ = heartbeat.tick() => {
                         // The agent answers pings and sends ticks; silence this long means a dead link.
-                        if last_heard.elapsed() > AGENT_SILENCE_LIMIT {
+                        if last_heard.elapsed() > timings.silence {
                             tracing::warn!("agent link silent; closing it");
                             break None;
                         }
@@ -142,9 +161,39 @@ impl Hub {
         self.state.lock().expect("hub lock").sockets.len()
     }
 
+    /// The numbering epoch of this link's events (see `replay`).
+    pub fn epoch(&self) -> String {
+        self.replay.lock().expect("replay lock").epoch().to_string()
+    }
+
+    /// Resolves once no socket and no Roost call has used the link for `idle` (a closed link
+    /// has no sockets, so it resolves `idle` after closing).
+    pub async fn idle_for(&self, idle: Duration) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            let since = self.state.lock().expect("hub lock").idle_since;
+            match since {
+                Some(since) if since.elapsed() >= idle => return,
+                Some(since) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(since + idle) => {}
+                        _ = changes.changed() => {}
+                    }
+                }
+                None => {
+                    let _ = changes.changed().await;
+                }
+            }
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Registers a browser socket and returns what it missed since `resume` (if given).
     /// Done under the replay lock, so no event is lost or sent twice between backlog and live.
-    pub fn subscribe(&self, resume: Option<u64>) -> Option<Subscription> {
+    pub fn subscribe(&self, resume: Option<Cursor>) -> Option<Subscription> {
         let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
         let replay = self.replay.lock().expect("replay lock");
         let mut state = self.state.lock().expect("hub lock");
@@ -153,20 +202,26 @@ impl Hub {
         }
         let socket = self.next_socket.fetch_add(1, Ordering::Relaxed);
         state.sockets.insert(socket, tx);
+        state.idle_since = None;
         let backlog = match resume {
-            Some(seen) => replay.resume_after(seen),
+            Some(cursor) => replay.resume_after(&cursor),
             None => Resume::Replay(Vec::new()),
         };
+        drop((state, replay));
+        self.changed();
         Some(Subscription { socket, backlog, frames: rx })
     }
 
     pub fn unsubscribe(&self, socket: u64) {
-        self.state.lock().expect("hub lock").sockets.remove(&socket);
+        self.state.lock().expect("hub lock").remove_socket(socket);
+        self.changed();
     }
 
-    /// Sends a browser frame upstream, waiting while the link is busy.
-    pub async fn send(&self, text: String) -> Result<(), RpcError> {
-        self.to_agent.send(Message::text(text)).await.map_err(|_| RpcError::Closed)
+    /// Sends a browser frame upstream. The future waits while the link is busy (backpressure)
+    /// and borrows nothing, so a socket can keep serving heartbeats and revocations meanwhile.
+    pub fn send(&self, text: String) -> impl Future<Output = Result<(), RpcError>> + Send + 'static {
+        let to_agent = self.to_agent.clone();
+        async move { to_agent.send(Message::text(text)).await.map_err(|_| RpcError::Closed) }
     }
 
     /// Roost's own request to the agent (history, sessions), answered on this link.
@@ -181,15 +236,20 @@ impl Hub {
             state.rpcs.insert(id.clone(), tx);
         }
         let frame = serde_json::json!({ "type": "req", "id": id, "method": method, "params": params });
-        let result = async {
+        let result = tokio::time::timeout(timeout, async {
             self.send(frame.to_string()).await?;
-            tokio::time::timeout(timeout, rx)
-                .await
-                .map_err(|_| RpcError::Timeout(timeout))?
-                .map_err(|_| RpcError::Closed)
+            rx.await.map_err(|_| RpcError::Closed)
+        })
+        .await
+        .unwrap_or(Err(RpcError::Timeout(timeout)));
+        {
+            let mut state = self.state.lock().expect("hub lock");
+            state.rpcs.remove(&id);
+            if state.sockets.is_empty() {
+                state.idle_since = Some(Instant::now());
+            }
         }
-        .await;
-        self.state.lock().expect("hub lock").rpcs.remove(&id);
+        self.changed();
         result
     }
 
@@ -227,7 +287,9 @@ impl Hub {
                     if let Some(tx) = state.sockets.get(&socket)
                         && tx.try_send(Outbound::Frame(frame)).is_err()
                     {
-                        state.sockets.remove(&socket);
+                        state.remove_socket(socket);
+                        drop(state);
+                        self.changed();
                     }
                 }
                 Route::Rpc(id) => {
@@ -244,7 +306,15 @@ impl Hub {
     /// Queues a frame for every socket; a socket whose queue is full is dropped (it resumes).
     fn fan_out(&self, frame: Utf8Bytes) {
         let mut state = self.state.lock().expect("hub lock");
+        let before = state.sockets.len();
         state.sockets.retain(|_, tx| tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+        if state.sockets.len() != before {
+            if state.sockets.is_empty() {
+                state.idle_since = Some(Instant::now());
+            }
+            drop(state);
+            self.changed();
+        }
     }
 
     fn close(&self, (code, reason): (u16, &'static str)) {
@@ -254,6 +324,17 @@ impl Hub {
             let _ = tx.try_send(Outbound::Close(code, reason));
         }
         state.rpcs.clear();
+        state.idle_since = Some(Instant::now());
+        drop(state);
+        self.changed();
+    }
+}
+
+impl HubState {
+    fn remove_socket(&mut self, socket: u64) {
+        if self.sockets.remove(&socket).is_some() && self.sockets.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
     }
 }
 

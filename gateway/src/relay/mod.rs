@@ -2,8 +2,10 @@
 
 mod frames;
 mod hub;
+mod recheck;
 mod replay;
 mod socket;
+mod sockets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,12 +14,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use frames::ALLOWED_METHODS;
-pub use hub::{Hub, RpcError};
+pub use hub::{AgentTimings, Hub, RpcError};
+pub use recheck::recheck_credentials;
 pub use socket::upgrade;
+pub use sockets::MAX_SOCKETS_PER_USER;
 
+use crate::auth::{AuthUser, AuthVia};
 use crate::domain::UserId;
 use crate::openclaw::{ConnectError, DeviceIdentity, connect_with_retry};
 use replay::ReplayBuffer;
+use sockets::{Registration, Sockets};
 
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(60);
@@ -25,86 +31,190 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(60);
 /// A credential that just stopped being valid; sockets opened with it are closed (4401).
 #[derive(Debug, Clone)]
 pub enum Revoked {
-    Session { token_hash: String },
-    ApiToken { token_id: String },
-    ClerkSession { session_id: String },
+    Session {
+        user: UserId,
+        token_hash: String,
+    },
+    ApiToken {
+        user: UserId,
+        token_id: String,
+    },
+    /// Clerk names the session only; every user's sockets are looked at (none are woken).
+    ClerkSession {
+        session_id: String,
+    },
     User(UserId),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// A link with no socket left is kept this long, so a reload resumes without a new handshake.
+    pub link_idle: Duration,
+    pub browser_ping: Duration,
+    pub browser_pong_deadline: Duration,
+    pub agent: AgentTimings,
+    pub credential_recheck: Duration,
 }
 
 pub struct Relays {
     device: DeviceIdentity,
-    revocations: tokio::sync::broadcast::Sender<Revoked>,
-    links: Mutex<HashMap<UserId, Arc<UserLink>>>,
+    sockets: Arc<Sockets>,
+    links: Arc<Mutex<HashMap<UserId, Arc<UserLink>>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
     model_configured: bool,
+    pub timings: Timings,
 }
 
 #[derive(Default)]
 struct UserLink {
     replay: Arc<Mutex<ReplayBuffer>>,
-    hub: tokio::sync::Mutex<Option<Arc<Hub>>>,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    hub: Option<Arc<Hub>>,
+    /// Taken out of `links`; whoever finds it retired looks the user's link up again.
+    retired: bool,
 }
 
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
-    pub fn new(device: DeviceIdentity, finished_runs: mpsc::Sender<(UserId, String)>, model_configured: bool) -> Self {
-        let revocations = tokio::sync::broadcast::channel(64).0;
-        Self { device, revocations, links: Mutex::new(HashMap::new()), finished_runs, model_configured }
+    pub fn new(
+        device: DeviceIdentity,
+        finished_runs: mpsc::Sender<(UserId, String)>,
+        model_configured: bool,
+        timings: Timings,
+    ) -> Self {
+        Self { device, sockets: Arc::default(), links: Arc::default(), finished_runs, model_configured, timings }
     }
 
     /// Closes every socket that was opened with this credential.
     pub fn revoke(&self, revoked: Revoked) {
-        let _ = self.revocations.send(revoked);
+        match &revoked {
+            Revoked::Session { user, token_hash } => self
+                .sockets
+                .revoke(Some(user), |via| matches!(via, AuthVia::Session { token_hash: t } if t == token_hash)),
+            Revoked::ApiToken { user, token_id } => {
+                self.sockets.revoke(Some(user), |via| matches!(via, AuthVia::ApiToken { token_id: t } if t == token_id))
+            }
+            Revoked::ClerkSession { session_id } => {
+                self.sockets.revoke(None, |via| matches!(via, AuthVia::Clerk { session_id: s } if s == session_id))
+            }
+            Revoked::User(user) => self.sockets.revoke(Some(user), |_| true),
+        }
     }
 
-    fn revocations(&self) -> tokio::sync::broadcast::Receiver<Revoked> {
-        self.revocations.subscribe()
+    fn revoke_exact(&self, user: &UserId, via: &AuthVia) {
+        self.sockets.revoke(Some(user), |v| v == via);
+    }
+
+    fn open_credentials(&self) -> Vec<(UserId, AuthVia)> {
+        self.sockets.credentials()
+    }
+
+    /// A place for a new socket of this user, unless they hold `MAX_SOCKETS_PER_USER` already.
+    fn register(&self, auth: &AuthUser) -> Option<Registration> {
+        self.sockets.register(auth)
+    }
+
+    /// Sockets the user has open, including ones still waiting for their agent.
+    pub fn socket_count(&self, user: &UserId) -> usize {
+        self.sockets.count(user)
     }
 
     /// The user's live link to their agent at `address`, connecting (once) if there is none.
+    /// Every link this opens retires itself once idle.
     pub async fn hub(&self, user: &UserId, address: &str, token: &str) -> Result<Arc<Hub>, ConnectError> {
-        let link = self.links.lock().expect("links lock").entry(user.clone()).or_default().clone();
-        let mut slot = link.hub.lock().await;
-        if let Some(hub) = slot.as_ref().filter(|h| !h.is_closed()) {
-            return Ok(hub.clone());
+        loop {
+            let link = self.links.lock().expect("links lock").entry(user.clone()).or_default().clone();
+            let mut slot = link.slot.lock().await;
+            if slot.retired {
+                continue;
+            }
+            if let Some(hub) = slot.hub.as_ref().filter(|h| !h.is_closed()) {
+                return Ok(hub.clone());
+            }
+            let upstream = match connect_with_retry(address, token, &self.device, CONNECT_WITHIN).await {
+                Ok(upstream) => upstream,
+                Err(e) => {
+                    if slot.hub.is_none() {
+                        // A link that never had a hub has no watch to free it.
+                        retire(&self.links, user, &link, &mut slot);
+                    }
+                    return Err(e);
+                }
+            };
+            let finished = self.finished_runs.clone();
+            let owner = user.clone();
+            let notify: hub::Notify = Arc::new(move |session_key: &str| {
+                let _ = finished.try_send((owner.clone(), session_key.to_string()));
+            });
+            let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, notify, self.timings.agent);
+            slot.hub = Some(hub.clone());
+            tokio::spawn(retire_when_idle(
+                self.links.clone(),
+                user.clone(),
+                link.clone(),
+                hub.clone(),
+                self.timings.link_idle,
+            ));
+            return Ok(hub);
         }
-        let upstream = connect_with_retry(address, token, &self.device, CONNECT_WITHIN).await?;
-        let finished = self.finished_runs.clone();
-        let owner = user.clone();
-        let notify: hub::Notify = Arc::new(move |session_key: &str| {
-            let _ = finished.try_send((owner.clone(), session_key.to_string()));
-        });
-        let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, notify);
-        *slot = Some(hub.clone());
-        Ok(hub)
     }
 
     /// The live link, if one is open (no connecting).
     pub async fn existing_hub(&self, user: &UserId) -> Option<Arc<Hub>> {
         let link = self.links.lock().expect("links lock").get(user).cloned()?;
-        let slot = link.hub.lock().await;
-        slot.as_ref().filter(|h| !h.is_closed()).cloned()
+        let slot = link.slot.lock().await;
+        slot.hub.as_ref().filter(|h| !h.is_closed()).cloned()
     }
 
-    /// Closes the user's link and frees its replay buffer if no socket has used it since.
-    pub async fn retire_if_idle(&self, user: &UserId, hub: &Arc<Hub>) {
-        let Some(link) = self.links.lock().expect("links lock").get(user).cloned() else { return };
-        let slot = link.hub.lock().await;
-        let same_hub = slot.as_ref().is_some_and(|current| Arc::ptr_eq(current, hub));
-        if same_hub && hub.socket_count() == 0 {
-            hub.shutdown();
-            drop(slot);
-            self.links.lock().expect("links lock").remove(user);
-        }
+    /// Users with a link (and a replay buffer) in memory.
+    pub fn link_count(&self) -> usize {
+        self.links.lock().expect("links lock").len()
     }
 
     /// Closes every agent link (shutdown); browsers are told to reconnect.
     pub async fn shutdown(&self) {
         let links: Vec<Arc<UserLink>> = self.links.lock().expect("links lock").values().cloned().collect();
         for link in links {
-            if let Some(hub) = link.hub.lock().await.as_ref() {
+            if let Some(hub) = link.slot.lock().await.hub.as_ref() {
                 hub.shutdown();
             }
         }
+    }
+}
+
+/// Closes `hub` and frees its link and replay buffer once nothing has used it for `idle`
+/// (a link the agent closed is freed `idle` after, unless a reconnect replaced its hub).
+async fn retire_when_idle(
+    links: Arc<Mutex<HashMap<UserId, Arc<UserLink>>>>,
+    user: UserId,
+    link: Arc<UserLink>,
+    hub: Arc<Hub>,
+    idle: Duration,
+) {
+    loop {
+        hub.idle_for(idle).await;
+        let mut slot = link.slot.lock().await;
+        if !slot.hub.as_ref().is_some_and(|current| Arc::ptr_eq(current, &hub)) {
+            return;
+        }
+        // A socket may have joined between the wait and the lock.
+        if hub.socket_count() == 0 {
+            hub.shutdown();
+            retire(&links, &user, &link, &mut slot);
+            return;
+        }
+    }
+}
+
+fn retire(links: &Mutex<HashMap<UserId, Arc<UserLink>>>, user: &UserId, link: &Arc<UserLink>, slot: &mut Slot) {
+    slot.hub = None;
+    slot.retired = true;
+    let mut links = links.lock().expect("links lock");
+    if links.get(user).is_some_and(|current| Arc::ptr_eq(current, link)) {
+        links.remove(user);
     }
 }

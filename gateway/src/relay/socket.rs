@@ -1,42 +1,47 @@
 //! One browser (or API client) socket: wait for the machine with live stages, join the user's
 //! agent link, then relay both ways with our own heartbeat and size limits.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Revoked;
 use super::frames::{self, Rejected};
-use super::hub::{Hub, Outbound, Subscription};
-use super::replay::Resume;
+use super::hub::{Hub, Outbound, RpcError, Subscription};
+use super::replay::{Cursor, Resume};
+use super::sockets::{MAX_SOCKETS_PER_USER, Registration};
 use crate::agent_credentials;
 use crate::app::AppState;
+use crate::auth::touch::Touch;
 use crate::auth::{AuthUser, AuthVia};
-use crate::domain::UserId;
+use crate::domain::{UserId, now_secs};
 use crate::error::{AppError, AppResult};
 use crate::json::Query;
 
 /// Browser messages above this are refused with close 1009.
 pub const MAX_BROWSER_MESSAGE: usize = 4 * 1024 * 1024;
-const HEARTBEAT: Duration = Duration::from_secs(25);
-const PONG_DEADLINE: Duration = Duration::from_secs(60);
-const MAX_SOCKETS_PER_USER: usize = 16;
+/// A session used over its socket counts as used (for the idle timeout), refreshed this often.
+const SESSION_TOUCH: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsQuery {
-    resume: Option<u64>,
+    /// `<epoch>:<seq>` from `roost.ready` and the last `roostSeq` seen.
+    resume: Option<String>,
 }
 
 type BrowserSink = SplitSink<WebSocket, Message>;
+type BrowserStream = futures_util::stream::SplitStream<WebSocket>;
+type Sending = Pin<Box<dyn Future<Output = Result<(), RpcError>> + Send>>;
 
 pub async fn upgrade(
     state: AppState,
@@ -52,11 +57,19 @@ pub async fn upgrade(
             return Err(AppError::forbidden("cross_origin", "this origin may not open the chat socket"));
         }
     }
-    if let Some(hub) = state.relays.existing_hub(&auth.user_id).await
-        && hub.socket_count() >= MAX_SOCKETS_PER_USER
-    {
-        return Err(AppError::rate_limited(5));
-    }
+    let resume = match query.resume.as_deref() {
+        Some(raw) => Some(Cursor::parse(raw).ok_or_else(|| {
+            AppError::bad_request("invalid_resume", "resume must be <epoch>:<seq>, as sent in roost.ready and roostSeq")
+        })?),
+        None => None,
+    };
+    let Some(registration) = state.relays.register(&auth) else {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!("this account already has {MAX_SOCKETS_PER_USER} chat connections open; close one and try again"),
+        ));
+    };
     let ws = ws
         // Our own limit (below) answers with 1009; this one only bounds memory.
         .max_message_size(MAX_BROWSER_MESSAGE * 2)
@@ -64,36 +77,36 @@ pub async fn upgrade(
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"));
-    Ok(ws.on_upgrade(move |socket| run(state, auth, query.resume, socket)))
+    // The registration moves into the socket task; a failed upgrade drops it, freeing the place.
+    Ok(ws.on_upgrade(move |socket| run(state, auth, registration, resume, socket)))
 }
 
-async fn run(state: AppState, auth: AuthUser, resume: Option<u64>, socket: WebSocket) {
+async fn run(
+    state: AppState,
+    auth: AuthUser,
+    mut registration: Registration,
+    resume: Option<Cursor>,
+    socket: WebSocket,
+) {
     let (mut sink, mut stream) = socket.split();
-    let revocations = state.relays.revocations();
     let user = auth.user_id.clone();
-    let Some(hub) = join(&state, &user, &mut sink, &mut stream).await else { return };
+    let Some(hub) = join(&state, &user, &mut registration, &mut sink, &mut stream).await else { return };
     let Some(subscription) = hub.subscribe(resume) else {
         close(&mut sink, 1013, "the agent link closed; reconnect").await;
         return;
     };
     let socket_id = subscription.socket;
-    relay(&hub, subscription, &auth, revocations, &mut sink, &mut stream).await;
+    relay(&state, &hub, subscription, &auth, &mut registration, &mut sink, &mut stream).await;
     hub.unsubscribe(socket_id);
-    if hub.socket_count() == 0 {
-        let state = state.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(state.settings.agent_link_idle).await;
-            state.relays.retire_if_idle(&user, &hub).await;
-        });
-    }
 }
 
 /// Starts the machine if needed (streaming its stages), then joins the user's agent link.
 async fn join(
     state: &AppState,
     user: &UserId,
+    registration: &mut Registration,
     sink: &mut BrowserSink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut BrowserStream,
 ) -> Option<Arc<Hub>> {
     let (current, mut stages) = state.machines.subscribe(user);
     let machines = state.machines.clone();
@@ -130,6 +143,10 @@ async fn join(
                 // Requests before `roost.ready` are not accepted; the UI waits for ready.
                 Some(Ok(_)) => {}
             },
+            _ = registration.revoked() => {
+                close(sink, 4401, "signed out").await;
+                return None;
+            }
         }
     };
     let token = agent_credentials::gateway_token(&state.secret, user);
@@ -137,6 +154,7 @@ async fn join(
         Ok(hub) => {
             let hello = hub.hello();
             let ready = json!({
+                "epoch": hub.epoch(),
                 "server": hello["server"], "sessionDefaults": hello["snapshot"]["sessionDefaults"],
                 "policy": { "maxPayload": MAX_BROWSER_MESSAGE }, "methods": frames::ALLOWED_METHODS,
             });
@@ -145,11 +163,9 @@ async fn join(
         }
         Err(e) => {
             tracing::warn!(user_id = %user, error = %e, "agent handshake failed");
-            let _ = send_text(
-                sink,
-                frames::roost_event("roost.error", json!({ "code": "agent_unreachable", "message": e.to_string() })),
-            )
-            .await;
+            let message = "Roost could not connect to your agent; it will try again when you reconnect.";
+            let error = json!({ "code": "agent_unreachable", "message": message });
+            let _ = send_text(sink, frames::roost_event("roost.error", error)).await;
             close(sink, 1011, "could not connect to the agent").await;
             None
         }
@@ -157,12 +173,13 @@ async fn join(
 }
 
 async fn relay(
+    state: &AppState,
     hub: &Hub,
     subscription: Subscription,
     auth: &AuthUser,
-    mut revocations: tokio::sync::broadcast::Receiver<Revoked>,
+    registration: &mut Registration,
     sink: &mut BrowserSink,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut BrowserStream,
 ) {
     let Subscription { socket, backlog, mut frames } = subscription;
     match backlog {
@@ -176,18 +193,23 @@ async fn relay(
         Resume::Gap { last_seq } => {
             let gap = frames::roost_event(
                 "roost.gap",
-                json!({ "lastSeq": last_seq, "message": "some events were missed; reload history" }),
+                json!({ "lastSeq": last_seq, "epoch": hub.epoch(), "message": "some events were missed; reload history" }),
             );
             if send_text(sink, gap).await.is_err() {
                 return;
             }
         }
     }
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let timings = state.relays.timings;
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + timings.browser_ping, timings.browser_ping);
     let mut last_pong = Instant::now();
+    let mut last_touch = Instant::now();
+    // A frame on its way to the agent; while it waits, the browser is not read (backpressure).
+    let mut sending: Option<Sending> = None;
     loop {
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = stream.next(), if sending.is_none() => {
                 let message = match incoming {
                     Some(Ok(m)) => m,
                     Some(Err(_)) | None => return,
@@ -198,8 +220,19 @@ async fn relay(
                             close(sink, 1009, "message too large").await;
                             return;
                         }
-                        if forward(hub, socket, text, sink).await.is_err() {
-                            return;
+                        if let AuthVia::Session { token_hash } = &auth.via
+                            && last_touch.elapsed() >= SESSION_TOUCH
+                        {
+                            state.touches.touch(Touch::Session { token_hash: token_hash.clone(), now: now_secs() });
+                            last_touch = Instant::now();
+                        }
+                        match check(socket, &text) {
+                            Ok(upstream) => sending = Some(Box::pin(hub.send(upstream))),
+                            Err(answer) => {
+                                if send_text(sink, answer).await.is_err() {
+                                    return;
+                                }
+                            }
                         }
                     }
                     Message::Binary(_) => {
@@ -211,6 +244,13 @@ async fn relay(
                     Message::Pong(_) => last_pong = Instant::now(),
                     Message::Ping(_) => {}
                     Message::Close(_) => return,
+                }
+            }
+            sent = async { match sending.as_mut() { Some(send) => send.await, None => std::future::pending().await } }, if sending.is_some() => {
+                sending = None;
+                if sent.is_err() {
+                    close(sink, 1011, "the connection to the agent was lost; reconnect to resume").await;
+                    return;
                 }
             }
             outbound = frames.recv() => match outbound {
@@ -229,14 +269,12 @@ async fn relay(
                     return;
                 }
             },
-            revoked = revocations.recv() => {
-                if let Ok(revoked) = revoked && opened_with(auth, &revoked) {
-                    close(sink, 4401, "signed out").await;
-                    return;
-                }
+            _ = registration.revoked() => {
+                close(sink, 4401, "signed out").await;
+                return;
             }
             _ = heartbeat.tick() => {
-                if last_pong.elapsed() > PONG_DEADLINE {
+                if last_pong.elapsed() > timings.browser_pong_deadline {
                     close(sink, 1001, "no heartbeat").await;
                     return;
                 }
@@ -248,29 +286,16 @@ async fn relay(
     }
 }
 
-fn opened_with(auth: &AuthUser, revoked: &Revoked) -> bool {
-    match (revoked, &auth.via) {
-        (Revoked::Session { token_hash }, AuthVia::Session { token_hash: mine }) => token_hash == mine,
-        (Revoked::ApiToken { token_id }, AuthVia::ApiToken { token_id: mine }) => token_id == mine,
-        (Revoked::ClerkSession { session_id }, AuthVia::Clerk { session_id: mine }) => session_id == mine,
-        (Revoked::User(user), _) => *user == auth.user_id,
-        _ => false,
-    }
-}
-
-/// Checks a browser frame and sends it upstream, or answers it with an error.
-async fn forward(hub: &Hub, socket: u64, text: Utf8Bytes, sink: &mut BrowserSink) -> Result<(), ()> {
-    match frames::parse_browser_request(text.as_str()) {
+/// A browser frame as it goes upstream, or Roost's own answer to it.
+fn check(socket: u64, text: &str) -> Result<String, String> {
+    match frames::parse_browser_request(text) {
         Ok(request) => {
             tracing::debug!(method = %request.method, "relaying request");
-            hub.send(request.routed(socket)).await.map_err(|_| ())
+            Ok(request.routed(socket))
         }
-        Err(Rejected::Refused { id, code, message }) => {
-            send_text(sink, frames::error_response(&id, code, &message)).await
-        }
+        Err(Rejected::Refused { id, code, message }) => Err(frames::error_response(&id, code, &message)),
         Err(Rejected::Malformed(message)) => {
-            send_text(sink, frames::roost_event("roost.error", json!({ "code": "invalid_frame", "message": message })))
-                .await
+            Err(frames::roost_event("roost.error", json!({ "code": "invalid_frame", "message": message })))
         }
     }
 }

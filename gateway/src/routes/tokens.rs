@@ -75,7 +75,7 @@ pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> 
     }
     if api_tokens::revoke(&*state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
         tracing::info!(user_id = %auth.user_id, token_id = %id, "API token revoked");
-        state.relays.revoke(Revoked::ApiToken { token_id: id });
+        state.relays.revoke(Revoked::ApiToken { user: auth.user_id.clone(), token_id: id });
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::not_found("no such token"))

@@ -122,14 +122,14 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     let mut ws = app.ws(&cookie, "").await;
     ws.wait = READY_WAIT;
     let mut stages = Vec::new();
-    loop {
+    let epoch = loop {
         let frame = tokio::time::timeout(READY_WAIT, ws.next()).await.expect("ready in time").expect("socket open");
         match frame["event"].as_str() {
             Some("roost.status") => stages.push(frame["payload"]["stage"].as_str().unwrap().to_string()),
-            Some("roost.ready") => break,
+            Some("roost.ready") => break frame["payload"]["epoch"].as_str().expect("an epoch").to_string(),
             _ => panic!("unexpected frame before ready: {frame}"),
         }
-    }
+    };
     assert!(stages.iter().any(|s| s == "waiting_ready"), "real stages were shown: {stages:?}");
     assert!(stages.iter().any(|s| s == "starting"), "real stages were shown: {stages:?}");
 
@@ -171,7 +171,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
         .await;
     let seen = first_delta["roostSeq"].as_u64().unwrap();
     drop(ws);
-    let mut ws = app.ws(&cookie, &format!("?resume={seen}")).await;
+    let mut ws = app.ws(&cookie, &format!("?resume={epoch}:{seen}")).await;
     ws.wait = READY_WAIT;
     ws.until_event("roost.ready").await;
     let mut expected = seen + 1;

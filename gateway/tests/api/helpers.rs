@@ -17,6 +17,8 @@ pub struct TestApp {
     pub state: AppState,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    extra: Vec<String>,
 }
 
 impl TestApp {
@@ -26,10 +28,26 @@ impl TestApp {
 
     /// Starts the real server with extra `roost serve` flags.
     pub async fn spawn_with(extra: &[&str]) -> Self {
+        Self::spawn_in(tempfile::tempdir().expect("temp dir"), extra).await
+    }
+
+    /// Stops the server, waits until it has stopped, and starts a new one on the same data.
+    pub async fn restart(mut self) -> Self {
+        self.shut_down();
+        if let Some(server) = self.server.take() {
+            let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server).await;
+            assert!(stopped.is_ok(), "the server stopped");
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let extra: Vec<String> = std::mem::take(&mut self.extra);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::spawn_in(dir, &extra).await
+    }
+
+    async fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
         if let Ok(filter) = std::env::var("TEST_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         }
-        let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_str().unwrap().to_string();
         let mut argv = vec!["roost", "serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir];
         if !extra.contains(&"--agent-provider") {
@@ -41,10 +59,18 @@ impl TestApp {
         let addr = server.local_addr();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
+        let server = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self { addr, origin: state.settings.public_origin.clone(), state, dir, shutdown: Some(tx) }
+        Self {
+            addr,
+            origin: state.settings.public_origin.clone(),
+            state,
+            dir,
+            shutdown: Some(tx),
+            server: Some(server),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -188,4 +214,17 @@ pub async fn error_code(res: Response) -> (u16, String) {
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Waits until `condition` holds, checking every 20 ms; panics after `WAIT`.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + crate::ws::WAIT;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -17,5 +17,8 @@ mod openclaw_link;
 mod plumbing;
 mod read_paths;
 mod relay;
+mod relay_limits;
+mod relay_resume;
+mod revocations;
 mod sandbox;
 mod sessions;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, error_code};
+use crate::helpers::{TestApp, error_code, wait_until};
 use crate::ws::Client;
 
 async fn agent_of(app: &TestApp, user_id: &str) -> std::sync::Arc<gateway::fakes::openclaw::FakeOpenClaw> {
@@ -62,14 +62,14 @@ async fn dropping_mid_reply_and_resuming_loses_nothing() {
     let app = TestApp::spawn().await;
     let (cookie, _) = app.signed_up_cookie("resume@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
-    ws.ready().await;
+    let epoch = ws.ready().await["payload"]["epoch"].as_str().unwrap().to_string();
     ws.request("r", "chat.send", json!({ "sessionKey": "main", "message": "tell me", "idempotencyKey": "run-r" }))
         .await;
     let first = ws.until("first delta", |f| f["event"] == "chat" && f["payload"]["state"] == "delta").await;
     let seen = first["roostSeq"].as_u64().unwrap();
     drop(ws);
 
-    let mut ws = app.ws(&cookie, &format!("?resume={seen}")).await;
+    let mut ws = app.ws(&cookie, &format!("?resume={epoch}:{seen}")).await;
     ws.ready().await;
     let mut seqs = vec![seen];
     let mut text = first["payload"]["deltaText"].as_str().unwrap().to_string();
@@ -342,9 +342,11 @@ async fn an_idle_link_is_closed_and_its_buffer_freed_after_the_grace_period() {
     ws.chat("main", "hi").await;
     drop(ws);
     assert!(app.state.relays.existing_hub(&user).await.is_some(), "the link outlives the socket for a while");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    assert!(app.state.relays.existing_hub(&user).await.is_none(), "then it is closed");
-    assert_eq!(agent_of(&app, &user_id).await.open_connections(), 0, "the agent sees the link go");
+    wait_until("the idle link is closed", || async { app.state.relays.existing_hub(&user).await.is_none() }).await;
+    assert_eq!(app.state.relays.link_count(), 0, "its replay buffer is freed");
+    let agent = agent_of(&app, &user_id).await;
+    wait_until("the agent sees the link go", || async { agent.open_connections() == 0 }).await;
+    assert_eq!(app.state.machines.start_gates(), 0, "the finished start left no gate behind");
     let mut ws = app.ws(&cookie, "?resume=3").await;
     ws.ready().await;
     ws.until_event("roost.gap").await;

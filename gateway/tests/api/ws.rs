@@ -31,6 +31,22 @@ impl Client {
         Ok(Self { socket, received: Vec::new(), close: None, wait: WAIT })
     }
 
+    /// A client whose TCP receive window is tiny, so that a server writing to it while it does
+    /// not read backs up at once.
+    pub async fn connect_with_small_window(url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut request = url.into_client_request().unwrap();
+        for (name, value) in headers {
+            let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let host = request.uri().authority().unwrap().as_str().parse().unwrap();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(4096).unwrap();
+        let stream = tcp.connect(host).await.unwrap();
+        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
+        Self { socket, received: Vec::new(), close: None, wait: WAIT }
+    }
+
     /// The next JSON frame, or `None` once the socket closed (see `close`).
     pub async fn next(&mut self) -> Option<Value> {
         loop {
