@@ -73,6 +73,13 @@ pub struct Settings {
     pub agent_link_idle: std::time::Duration,
     /// Set when local agents run unconfined without the operator's consent: one account only.
     pub sole_account: bool,
+    pub metrics: MetricsAccess,
+}
+
+/// Where `/metrics` answers, and the Bearer token it needs.
+pub struct MetricsAccess {
+    pub on_main_listener: bool,
+    pub token: Option<crate::secret::SecretString>,
 }
 
 impl Settings {
@@ -111,7 +118,7 @@ impl ServerSecret {
 impl App {
     /// Validates the flags (reporting every problem at once), opens and migrates the database.
     pub async fn build(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<Self> {
-        let mut problems = Vec::new();
+        let mut problems = crate::config_check::problems(args);
         let public_origin = match &args.public_origin {
             Some(raw) => normalize_origin(raw).map_err(|e| problems.push(format!("--public-origin: {e}"))).ok(),
             None => Some(format!("http://{bound}")),
@@ -129,9 +136,6 @@ impl App {
                 .ok(),
             None => None,
         };
-        if args.session_idle_hours == 0 || args.session_max_days == 0 {
-            problems.push("--session-idle-hours and --session-max-days must be at least 1".into());
-        }
         let clerk_webhook_key = match &args.clerk.clerk_webhook_secret {
             Some(secret) => {
                 svix::decode_secret(secret).map_err(|e| problems.push(format!("--clerk-webhook-secret: {e}"))).ok()
@@ -220,6 +224,10 @@ impl App {
                 prewarm: !args.agents.no_prewarm,
                 agent_link_idle: std::time::Duration::from_secs(args.agents.agent_link_idle_secs),
                 sole_account,
+                metrics: MetricsAccess {
+                    on_main_listener: args.http.metrics_listen.is_none() && args.http.metrics_token.is_some(),
+                    token: args.http.metrics_token.clone(),
+                },
             },
             db,
             hasher: PasswordHasher::new(2),

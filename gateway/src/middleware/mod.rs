@@ -42,4 +42,5 @@ pub fn apply(state: AppState, router: Router) -> Router {
                 ))
                 .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"))),
         )
+        .layer(axum::middleware::from_fn(crate::http_server::track))
 }

@@ -1,4 +1,5 @@
-//! Personal API tokens: create (shown once), list, revoke.
+//! Personal API tokens: create (shown once), list, revoke. Only from a session: a token that
+//! could mint tokens would outlive its own revocation.
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -6,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, api_token};
+use crate::auth::{SessionUser, api_token};
 use crate::db::api_tokens::{self, NewToken};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
@@ -25,7 +26,7 @@ pub struct CreateToken {
 
 pub async fn create(
     state: AppState,
-    auth: AuthUser,
+    SessionUser(auth): SessionUser,
     Json(body): Json<CreateToken>,
 ) -> AppResult<(StatusCode, axum::Json<Value>)> {
     let name = body.name.trim();
@@ -64,12 +65,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
-pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
     let tokens = api_tokens::list(&*state.db.conn()?, &auth.user_id).await?;
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
-pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> AppResult<StatusCode> {
+pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("no such token"));
     }
