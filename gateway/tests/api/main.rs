@@ -20,3 +20,4 @@ mod plumbing;
 mod relay;
 mod sandbox;
 mod sessions;
+mod slow_clients;
