@@ -181,6 +181,7 @@ impl App {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
         let public_origin = public_origin.expect("checked above");
+        crate::private_files::dir(&args.db.data_dir)?;
 
         let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
@@ -372,9 +373,10 @@ fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerS
     }
     let path = data_dir.join("secret.key");
     if path.exists() {
+        crate::private_files::tighten(&path, 0o600)?;
         return parse(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::private_files::dir(data_dir)?;
     let key = crate::crypto::random_bytes::<32>();
     write_private(&path, hex::encode(key).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a new server secret");

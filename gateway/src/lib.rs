@@ -18,6 +18,7 @@ pub mod llm;
 pub mod machines;
 mod middleware;
 pub mod openclaw;
+pub mod private_files;
 pub mod relay;
 pub mod routes;
 pub mod secret;

@@ -2,7 +2,7 @@
 //! could mint tokens would outlive its own revocation.
 
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ pub async fn create(
     state: AppState,
     SessionUser(auth): SessionUser,
     Json(body): Json<CreateToken>,
-) -> AppResult<(StatusCode, axum::Json<Value>)> {
+) -> AppResult<(StatusCode, [(HeaderName, &'static str); 1], axum::Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request("invalid_name", "name must be 1 to 64 printable characters"));
@@ -62,7 +62,8 @@ pub async fn create(
         "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,
         "created_at": now, "expires_at": expires_at,
     });
-    Ok((StatusCode::CREATED, axum::Json(body)))
+    // The secret is shown once: no cache on the way may keep a copy.
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
 }
 
 pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
