@@ -378,22 +378,9 @@ fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerS
     }
     crate::private_files::dir(data_dir)?;
     let key = crate::crypto::random_bytes::<32>();
-    write_private(&path, hex::encode(key).as_bytes())?;
+    crate::private_files::write_new(&path, hex::encode(key).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a new server secret");
     Ok(ServerSecret(key))
-}
-
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)?;
-    Ok(())
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

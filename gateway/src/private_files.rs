@@ -25,6 +25,19 @@ pub fn file(path: &Path) -> anyhow::Result<()> {
     tighten(path, 0o600)
 }
 
+/// Writes a new file, `0600` from its first byte; fails if it exists.
+pub fn write_new(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
 pub fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
     let current = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
     if current & 0o077 != 0 {
