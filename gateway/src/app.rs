@@ -73,6 +73,13 @@ pub struct Settings {
     pub prewarm: bool,
     /// Set when local agents run unconfined without the operator's consent: one account only.
     pub sole_account: bool,
+    pub metrics: MetricsAccess,
+}
+
+/// Where `/metrics` answers, and the Bearer token it needs.
+pub struct MetricsAccess {
+    pub on_main_listener: bool,
+    pub token: Option<crate::secret::SecretString>,
 }
 
 impl Settings {
@@ -111,7 +118,7 @@ impl ServerSecret {
 impl App {
     /// Validates the flags (reporting every problem at once), opens and migrates the database.
     pub async fn build(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<Self> {
-        let mut problems = Vec::new();
+        let mut problems = crate::config_check::problems(args);
         let public_origin = match &args.public_origin {
             Some(raw) => normalize_origin(raw).map_err(|e| problems.push(format!("--public-origin: {e}"))).ok(),
             None => Some(format!("http://{bound}")),
@@ -129,9 +136,6 @@ impl App {
                 .ok(),
             None => None,
         };
-        if args.session_idle_hours == 0 || args.session_max_days == 0 {
-            problems.push("--session-idle-hours and --session-max-days must be at least 1".into());
-        }
         let clerk_webhook_key = match &args.clerk.clerk_webhook_secret {
             Some(secret) => {
                 svix::decode_secret(secret).map_err(|e| problems.push(format!("--clerk-webhook-secret: {e}"))).ok()
@@ -177,6 +181,7 @@ impl App {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
         let public_origin = public_origin.expect("checked above");
+        crate::private_files::dir(&args.db.data_dir)?;
 
         let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
@@ -220,6 +225,10 @@ impl App {
                 internal_origin,
                 prewarm: !args.agents.no_prewarm,
                 sole_account,
+                metrics: MetricsAccess {
+                    on_main_listener: args.http.metrics_listen.is_none() && args.http.metrics_token.is_some(),
+                    token: args.http.metrics_token.clone(),
+                },
             },
             db,
             hasher: PasswordHasher::new(2),
@@ -365,26 +374,14 @@ fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerS
     }
     let path = data_dir.join("secret.key");
     if path.exists() {
+        crate::private_files::tighten(&path, 0o600)?;
         return parse(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::private_files::dir(data_dir)?;
     let key = crate::crypto::random_bytes::<32>();
-    write_private(&path, hex::encode(key).as_bytes())?;
+    crate::private_files::write_new(&path, hex::encode(key).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a new server secret");
     Ok(ServerSecret(key))
-}
-
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)?;
-    Ok(())
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

@@ -100,7 +100,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ROOST_AUTH_RATE_PER_IP", default_value_t = 20)]
     pub auth_rate_per_ip: u32,
 
-    /// Login and signup attempts allowed per email per minute.
+    /// Failed logins allowed per email from one client IP per minute.
     #[arg(long, env = "ROOST_AUTH_RATE_PER_EMAIL", default_value_t = 5)]
     pub auth_rate_per_email: u32,
 
@@ -117,6 +117,9 @@ pub struct ServeArgs {
     pub disable_local_accounts: bool,
 
     #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
     pub clerk: ClerkArgs,
 
     #[command(flatten)]
@@ -124,6 +127,30 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub llm: LlmArgs,
+}
+
+/// Connection limits and where `/metrics` is served.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Serve `/metrics` on this separate address (e.g. `127.0.0.1:9090`) instead of the main one.
+    #[arg(long, env = "ROOST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token `/metrics` requires. With neither this nor `--metrics-listen`, `/metrics` is off.
+    #[arg(long, env = "ROOST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+
+    /// Open HTTP connections, WebSockets not counted; when full, the one idle longest is closed.
+    #[arg(long, env = "ROOST_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+
+    /// Established WebSockets; further upgrades are answered 503.
+    #[arg(long, env = "ROOST_MAX_WEBSOCKETS", default_value_t = 10_000)]
+    pub max_websockets: usize,
+
+    /// How long a client may take to send a request's headers, or keep an idle connection open.
+    #[arg(long, env = "ROOST_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, hide = true)]
+    pub header_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -28,6 +28,11 @@ pub fn hmac_sha256_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, key), data, tag).is_ok()
 }
 
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
 pub fn b64url(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
@@ -40,7 +45,11 @@ mod tests {
     fn sha256_of_known_token_matches_the_research_vector() {
         let token: Vec<u8> = (0u8..32).collect();
         assert_eq!(b64url(&token), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8");
-        assert_eq!(sha256_hex(b64url(&token).as_bytes()).len(), 64,);
+        // Session tokens are stored as the SHA-256 of their base64url text (value from `sha256sum`).
+        assert_eq!(
+            sha256_hex(b64url(&token).as_bytes()),
+            "ea866a757e4c38babfa8127cbe9a409d3e1f93a00ff1488ff735fcf917afffd0"
+        );
         assert_eq!(sha256_hex(&token), "630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd");
     }
 

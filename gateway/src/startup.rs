@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{App, AppState};
 use crate::config::ServeArgs;
 use crate::db::sessions;
 use crate::domain::now_secs;
+use crate::http_server::{self, Limits};
 
 pub struct Server {
     listener: TcpListener,
+    /// `--metrics-listen`: `/metrics` alone, kept off the public listener.
+    metrics_listener: Option<TcpListener>,
+    limits: Limits,
     state: AppState,
 }
 
@@ -25,11 +28,45 @@ impl Server {
         let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let bound = listener.local_addr()?;
         let app = App::build(args, bound).await?;
-        Ok(Self { listener, state: AppState(Arc::new(app)) })
+        let metrics_listener = match args.http.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for /metrics"))?),
+            None => None,
+        };
+        let limits = Limits {
+            max_connections: args.http.max_connections,
+            max_websockets: args.http.max_websockets,
+            header_read_timeout: Duration::from_secs(args.http.header_read_timeout_secs),
+        };
+        let server = Self { listener, metrics_listener, limits, state: AppState(Arc::new(app)) };
+        server.log_start(args);
+        Ok(server)
+    }
+
+    fn log_start(&self, args: &ServeArgs) {
+        let location = args.db.database_location();
+        let database = if location.contains("://") { "remote".to_string() } else { format!("local {location}") };
+        let metrics = match (self.metrics_addr(), args.http.metrics_token.is_some()) {
+            (Some(addr), token) => format!("on {addr}{}", if token { " with a token" } else { "" }),
+            (None, true) => "on the main listener with a token".to_string(),
+            (None, false) => "off".to_string(),
+        };
+        tracing::info!(
+            listen = %self.local_addr(),
+            database,
+            provider = ?args.agents.agent_provider,
+            model_api = ?self.state.llm_api(),
+            model = self.state.llm_model().unwrap_or("none"),
+            metrics,
+            "Roost is serving"
+        );
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -42,6 +79,11 @@ impl Server {
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = crate::routes::metrics_router(state.clone());
+            let limits = Limits { max_connections: 16, max_websockets: 1, ..self.limits };
+            tokio::spawn(async move { http_server::serve(listener, router, &limits, std::future::pending()).await })
+        });
         let router = crate::routes::router(self.state);
         let drain = state.clone();
         let shutdown = async move {
@@ -50,23 +92,14 @@ impl Server {
             drain.relays.shutdown().await;
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         };
-        // Relayed chat frames are small and latency-bound: no Nagle delay on browser sockets
-        // (the agent leg sets TCP_NODELAY when it connects).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        http_server::serve(self.listener, router, &self.limits, shutdown).await;
         housekeeping.abort();
         recheck.abort();
-        if let Some(task) = refresher {
+        for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }
         state.machines.shutdown().await;
-        result
+        Ok(())
     }
 }
 

@@ -18,6 +18,10 @@ use crate::error::AppError;
 /// `last_seen_at` / `last_used_at` are written at most this often, not on every request.
 const TOUCH_INTERVAL_SECS: i64 = 60;
 
+/// Filled by `AuthUser` once a request authenticates, so the request's log line names the user.
+#[derive(Clone)]
+pub struct RequestUser(pub std::sync::Arc<std::sync::OnceLock<UserId>>);
+
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user_id: UserId,
@@ -39,17 +43,17 @@ impl FromRequestParts<AppState> for AuthUser {
             return Ok(cached.clone());
         }
         let user = authenticate(parts, state).await?;
+        if let Some(slot) = parts.extensions.get::<RequestUser>() {
+            let _ = slot.0.set(user.user_id.clone());
+        }
         parts.extensions.insert(user.clone());
         Ok(user)
     }
 }
 
 async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
-    if let Some(header) = parts.headers.get(AUTHORIZATION) {
-        let bearer = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).ok_or_else(|| {
-            tracing::debug!("rejected: Authorization is not a Bearer credential");
-            AppError::unauthenticated()
-        })?;
+    // A Bearer credential is the whole identity of its request: cookies are not looked at.
+    if let Some(bearer) = bearer_credential(&parts.headers) {
         if bearer.starts_with(api_token::PREFIX) {
             let result = from_api_token(app, bearer).await;
             if result.as_ref().is_err_and(|e| e.status() == axum::http::StatusCode::UNAUTHORIZED) {
@@ -79,6 +83,12 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
         return clerk.authenticate(app, cookie.value()).await;
     }
     Err(AppError::unauthenticated())
+}
+
+/// The credential of an `Authorization: Bearer …` header. Other schemes (a proxy's Basic
+/// auth, say) are not Roost's and authenticate nothing.
+pub fn bearer_credential(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppError> {

@@ -3,10 +3,13 @@
 pub mod api_token;
 pub mod clerk;
 pub mod extract;
+mod failures;
 pub mod password;
 pub mod rate_limit;
 pub mod session;
+mod session_only;
 pub mod svix;
 pub mod touch;
 
-pub use extract::{AuthUser, AuthVia};
+pub use extract::{AuthUser, AuthVia, RequestUser, bearer_credential};
+pub use session_only::SessionUser;

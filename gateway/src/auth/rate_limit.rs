@@ -1,13 +1,16 @@
-//! Keyed rate limits: login and signup per IP and per email, failed token checks per IP, and
-//! model calls per user.
+//! Keyed rate limits: login and signup per IP, failed logins per (email, IP), failed token
+//! checks per IP, and model calls per user.
 
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
+use std::time::Duration;
+
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::failures::FailureCounter;
 use crate::error::AppError;
 
 pub struct KeyedLimiter<K: Hash + Eq + Clone>(DefaultKeyedRateLimiter<K>);
@@ -33,24 +36,37 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 
 pub struct AuthLimiter {
     per_ip: KeyedLimiter<IpAddr>,
-    per_email: KeyedLimiter<String>,
+    /// Failed logins per (email, IP): the owner, from their own address, is never locked out
+    /// by someone else's guesses, and a guesser is stopped after a few.
+    login_failures: FailureCounter<(String, IpAddr)>,
     /// Failed API-token checks; successful ones are not counted.
     token_failures_per_ip: KeyedLimiter<IpAddr>,
 }
 
 impl AuthLimiter {
-    pub fn new(per_ip_per_minute: u32, per_email_per_minute: u32) -> Self {
+    pub fn new(per_ip_per_minute: u32, failures_per_email_per_minute: u32) -> Self {
         Self {
             per_ip: KeyedLimiter::per_minute(per_ip_per_minute),
-            per_email: KeyedLimiter::per_minute(per_email_per_minute),
+            login_failures: FailureCounter::new(failures_per_email_per_minute, Duration::from_secs(60)),
             token_failures_per_ip: KeyedLimiter::per_minute(per_ip_per_minute),
         }
     }
 
-    /// Counts one login or signup attempt against both keys.
-    pub fn check(&self, ip: IpAddr, email: &str) -> Result<(), AppError> {
-        self.per_ip.check(&ip)?;
-        self.per_email.check(&email.to_string())
+    /// Counts one login or signup attempt from `ip`.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), AppError> {
+        self.per_ip.check(&ip)
+    }
+
+    /// Refuses a login for `email` from `ip` after too many recent failures, before any password check.
+    pub fn login_allowed(&self, ip: IpAddr, email: &str) -> Result<(), AppError> {
+        match self.login_failures.refused_for(&(email.to_owned(), ip)) {
+            Some(wait) => Err(AppError::rate_limited(wait.as_secs() + 1)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn login_failed(&self, ip: IpAddr, email: &str) {
+        self.login_failures.record(&(email.to_owned(), ip));
     }
 
     pub fn token_failure(&self, ip: IpAddr) -> Result<(), AppError> {
@@ -59,7 +75,7 @@ impl AuthLimiter {
 
     pub fn retain_recent(&self) {
         self.per_ip.retain_recent();
-        self.per_email.retain_recent();
+        self.login_failures.retain_recent();
         self.token_failures_per_ip.retain_recent();
     }
 }

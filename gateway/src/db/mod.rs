@@ -68,9 +68,12 @@ impl Db {
                 .await
                 .with_context(|| format!("opening remote database {location}"))?
         } else {
-            if let Some(parent) = std::path::Path::new(location).parent().filter(|p| !p.as_os_str().is_empty()) {
+            let path = std::path::Path::new(location);
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
+            // SQLite gives its -wal and -shm files the database file's mode.
+            crate::private_files::file(path)?;
             Builder::new_local(location).build().await.with_context(|| format!("opening database file {location}"))?
         };
         let db = Self { database: Arc::new(database), is_local: !is_remote, idle: Arc::default() };

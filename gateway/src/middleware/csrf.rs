@@ -1,21 +1,34 @@
 //! Cross-site request forgery: unsafe methods from a browser must come from an allowed origin.
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::auth::{AuthUser, bearer_credential};
 use crate::error::AppError;
 
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if is_safe(request.method())
-        || request.uri().path().starts_with("/webhooks/")
-        || request.uri().path().starts_with("/llm/")
-        || request.headers().contains_key(header::AUTHORIZATION)
-    {
-        // Webhooks authenticate by signature; a Bearer header is never sent by a browser on its own;
-        // `/llm/*` takes only an agent credential in a header (`x-api-key` included), never a cookie.
+    let path = request.uri().path();
+    if path.starts_with("/webhooks/") || path.starts_with("/llm/") {
+        // Webhooks authenticate by signature; `/llm/*` takes only an agent credential in a
+        // header (`x-api-key` included), never a cookie.
+        return next.run(request).await;
+    }
+    if bearer_credential(request.headers()).is_some() {
+        // A browser never sends a Bearer header on its own, so such a request is exempt, but
+        // only as itself: its cookies are dropped, and it must really authenticate.
+        let (mut parts, body) = request.into_parts();
+        parts.headers.remove(header::COOKIE);
+        if !is_safe(&parts.method)
+            && let Err(rejection) = AuthUser::from_request_parts(&mut parts, &state).await
+        {
+            return rejection.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    if is_safe(request.method()) {
         return next.run(request).await;
     }
     match verdict(&state, &request) {

@@ -25,7 +25,7 @@ impl DeviceIdentity {
             let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| anyhow::anyhow!("key generation failed"))?;
             std::fs::create_dir_all(data_dir)?;
-            crate::app::write_private(&path, doc.as_ref())?;
+            crate::private_files::write_new(&path, doc.as_ref())?;
             doc.as_ref().to_vec()
         };
         Self::from_pkcs8(&pkcs8).with_context(|| format!("{} is not an Ed25519 PKCS#8 key", path.display()))

@@ -33,7 +33,7 @@ pub async fn signup(
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password)?;
     let ip = state.settings.client_ip(&headers, peer);
-    state.auth_limiter.check(ip, email.as_str())?;
+    state.auth_limiter.attempt(ip)?;
 
     let hash = state.hasher.hash(password.expose()).await?;
     let conn = state.db.conn()?;
@@ -64,7 +64,8 @@ pub async fn login(
     let invalid = || AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
     let email = Email::parse(&body.email).map_err(|_| invalid())?;
     let ip = state.settings.client_ip(&headers, peer);
-    state.auth_limiter.check(ip, email.as_str())?;
+    state.auth_limiter.attempt(ip)?;
+    state.auth_limiter.login_allowed(ip, email.as_str())?;
 
     let conn = state.db.conn()?;
     let found = users::find_by_email(&conn, &email).await?;
@@ -72,6 +73,7 @@ pub async fn login(
     let password_ok = state.hasher.verify(&body.password, stored_hash).await?;
     let Some(credentials) = found.filter(|_| password_ok) else {
         tracing::info!("login failed");
+        state.auth_limiter.login_failed(ip, email.as_str());
         return Err(invalid());
     };
     let user = credentials.user;

@@ -1,8 +1,9 @@
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::crypto::same_secret;
 use crate::error::{AppError, AppResult};
 
 /// The process is up.
@@ -19,6 +20,18 @@ pub async fn readyz(state: AppState) -> AppResult<axum::Json<Value>> {
     Ok(axum::Json(json!({ "status": "ready" })))
 }
 
-pub async fn metrics(state: AppState) -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+/// Prometheus text, for the holder of `--metrics-token` when one is set.
+pub async fn metrics(state: AppState, headers: HeaderMap) -> AppResult<impl IntoResponse> {
+    if let Some(token) = &state.settings.metrics.token {
+        let offered =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !offered.is_some_and(|offered| same_secret(offered.trim().as_bytes(), token.expose().as_bytes())) {
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Send the metrics token as a Bearer token to read /metrics.",
+            ));
+        }
+    }
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
 }

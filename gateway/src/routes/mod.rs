@@ -47,18 +47,23 @@ pub fn router(state: AppState) -> Router {
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(LLM_BODY_LIMIT));
 
-    let router = Router::new()
+    let mut router = Router::new()
         .nest("/api", api)
         .nest("/webhooks", webhooks)
         .route("/ws", get(crate::relay::upgrade))
         .nest("/llm", llm)
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(web::serve)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone());
+        .route("/readyz", get(health::readyz));
+    if state.settings.metrics.on_main_listener {
+        router = router.route("/metrics", get(health::metrics));
+    }
+    let router = router.fallback(web::serve).method_not_allowed_fallback(method_not_allowed).with_state(state.clone());
     crate::middleware::apply(state, router)
+}
+
+/// The `--metrics-listen` listener: `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(health::metrics)).fallback(api_not_found).with_state(state)
 }
 
 async fn api_not_found() -> AppError {

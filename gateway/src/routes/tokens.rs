@@ -1,12 +1,13 @@
-//! Personal API tokens: create (shown once), list, revoke.
+//! Personal API tokens: create (shown once), list, revoke. Only from a session: a token that
+//! could mint tokens would outlive its own revocation.
 
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, api_token};
+use crate::auth::{SessionUser, api_token};
 use crate::db::api_tokens::{self, NewToken};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
@@ -25,9 +26,9 @@ pub struct CreateToken {
 
 pub async fn create(
     state: AppState,
-    auth: AuthUser,
+    SessionUser(auth): SessionUser,
     Json(body): Json<CreateToken>,
-) -> AppResult<(StatusCode, axum::Json<Value>)> {
+) -> AppResult<(StatusCode, [(HeaderName, &'static str); 1], axum::Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request("invalid_name", "name must be 1 to 64 printable characters"));
@@ -61,15 +62,16 @@ pub async fn create(
         "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,
         "created_at": now, "expires_at": expires_at,
     });
-    Ok((StatusCode::CREATED, axum::Json(body)))
+    // The secret is shown once: no cache on the way may keep a copy.
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
 }
 
-pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
     let tokens = api_tokens::list(&*state.db.conn()?, &auth.user_id).await?;
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
-pub async fn revoke(state: AppState, auth: AuthUser, Path(id): Path<String>) -> AppResult<StatusCode> {
+pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("no such token"));
     }

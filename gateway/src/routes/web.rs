@@ -12,9 +12,6 @@ use crate::error::AppError;
 #[exclude = "*.md"]
 struct Assets;
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
 /// Page paths and the file each one serves; the app frame routes in the browser.
 fn file_for(path: &str) -> &str {
     match path {
@@ -47,10 +44,6 @@ pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
-    }
-    if mime.starts_with("text/html") {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
     response
 }

@@ -163,6 +163,29 @@ async fn login_is_rate_limited_per_email_with_retry_after() {
     assert_eq!(res.status(), 401);
 }
 
+/// The probe: five wrong guesses a minute from anywhere kept the owner out for good.
+#[tokio::test]
+async fn guesses_from_elsewhere_do_not_lock_the_owner_out() {
+    let app = TestApp::spawn_with(&["--auth-rate-per-email", "3", "--client-ip-header", "x-test-client-ip"]).await;
+    app.signed_up_user("ivy@example.com").await;
+    let login = |ip: &'static str, password: &'static str| {
+        reqwest::Client::new()
+            .post(app.url("/api/auth/login"))
+            .header("Origin", &app.origin)
+            .header("x-test-client-ip", ip)
+            .json(&json!({ "email": "ivy@example.com", "password": password }))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(login("203.0.113.9", "a wrong guess").await.unwrap().status(), 401);
+    }
+    let stopped = login("203.0.113.9", PASSWORD).await.unwrap();
+    assert_eq!(error_code(stopped).await, (429, "rate_limited".into()), "the guesser is stopped before any check");
+    for _ in 0..5 {
+        assert_eq!(login("198.51.100.7", PASSWORD).await.unwrap().status(), 200, "the owner signs in");
+    }
+}
+
 #[tokio::test]
 async fn signup_is_rate_limited_per_ip() {
     let app = TestApp::spawn_with(&["--auth-rate-per-ip", "2"]).await;

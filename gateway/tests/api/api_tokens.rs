@@ -17,14 +17,7 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     assert_eq!(me["id"], user_id.as_str());
     assert_eq!(me["auth"], "api_token");
 
-    // A Bearer call is not a browser call: it needs no Origin for writes.
-    let res = api
-        .post(app.url("/api/tokens"))
-        .bearer_auth(&secret)
-        .json(&json!({ "name": "ci", "expires_in_days": 7 }))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&client, "/api/tokens", &json!({ "name": "ci", "expires_in_days": 7 })).await;
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.unwrap();
     assert!(second["expires_at"].as_i64().unwrap() > second["created_at"].as_i64().unwrap());
@@ -45,6 +38,27 @@ async fn signup_login_token_bearer_revoke_round_trip() {
     assert_eq!(error_code(res).await, (401, "invalid_token".into()));
     let res = client.delete(app.url(&format!("/api/tokens/{id}"))).header("Origin", &app.origin).send().await.unwrap();
     assert_eq!(res.status(), 404, "revoking twice is a 404");
+}
+
+/// The probe: a leaked token minted a new one and revoked the others, so revoking it ended nothing.
+#[tokio::test]
+async fn an_api_token_cannot_manage_tokens() {
+    let app = TestApp::spawn().await;
+    let (client, _) = app.signed_up_user("leak@example.com").await;
+    let leaked = app.create_token(&client, "leaked").await;
+    let other = app.create_token(&client, "other").await;
+    let bearer = leaked["token"].as_str().unwrap();
+    let api = reqwest::Client::new();
+    let mint = api.post(app.url("/api/tokens")).bearer_auth(bearer).json(&json!({ "name": "survivor" }));
+    assert_eq!(error_code(mint.send().await.unwrap()).await, (403, "session_required".into()));
+    let list = api.get(app.url("/api/tokens")).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(error_code(list).await, (403, "session_required".into()));
+    let other_id = other["id"].as_str().unwrap();
+    let revoke = api.delete(app.url(&format!("/api/tokens/{other_id}"))).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(error_code(revoke).await, (403, "session_required".into()));
+    assert_eq!(app.count("api_tokens").await, 2, "nothing was minted");
+    let me: Value = app.json_bearer(other["token"].as_str().unwrap(), "/api/me").await;
+    assert_eq!(me["email"], "leak@example.com", "the other token was not revoked");
 }
 
 #[tokio::test]

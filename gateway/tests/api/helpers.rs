@@ -13,6 +13,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub origin: String,
     pub state: AppState,
     pub dir: tempfile::TempDir,
@@ -57,6 +58,7 @@ impl TestApp {
         let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid flags").command else { unreachable!() };
         let server = Server::build(&args).await.expect("server starts");
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(server.run(async move {
@@ -64,6 +66,7 @@ impl TestApp {
         }));
         Self {
             addr,
+            metrics_addr,
             origin: state.settings.public_origin.clone(),
             state,
             dir,

@@ -221,7 +221,7 @@ async fn openai_streams_pass_through_chunk_by_chunk_and_are_metered_once() {
     assert!(row.complete);
     assert!(uuid::Uuid::parse_str(&row.idempotency_key).is_ok());
 
-    let metrics = proxy.client.get(proxy.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = proxy.app.state.metrics.render();
     assert!(metrics.contains(r#"llm_requests_total{api="openai",status="200"}"#), "{metrics}");
 }
 

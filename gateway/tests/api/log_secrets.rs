@@ -13,6 +13,7 @@ use crate::ws::Client;
 const OPERATOR_KEY: &str = "sk-operator-never-logged-4242";
 const SECRET_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const PASSWORD: &str = "password-never-logged-7777";
+const METRICS_TOKEN: &str = "metrics-token-never-logged-5555";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_a_credential() {
@@ -37,6 +38,7 @@ async fn logs_never_contain_a_credential() {
         .arg(dir.path())
         .args(["--llm-openai-base-url", &format!("{}/v1", llm.base_url()), "--llm-openai-api-key", OPERATOR_KEY])
         .env("RUST_LOG", "debug")
+        .env("ROOST_METRICS_TOKEN", METRICS_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -99,6 +101,8 @@ async fn logs_never_contain_a_credential() {
         .unwrap();
     assert_eq!(res.status(), 200, "the proxy call went through");
     res.text().await.unwrap();
+    let metrics = http.get(format!("{origin}/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Stop it with SIGTERM, as an operator would, so every buffered log line is written.
@@ -113,6 +117,16 @@ async fn logs_never_contain_a_credential() {
         logs.contains("account created") && logs.contains("/llm/openai/v1/chat/completions"),
         "the logs covered the session"
     );
+    let plain = plain_text(&logs);
+    let start = plain.lines().find(|l| l.contains("Roost is serving")).expect("a start line");
+    for field in [&format!("listen={listen}") as &str, "database=local ", "provider=Fake", "model=m ", "metrics=on"] {
+        assert!(start.contains(field), "{field} missing from the start line: {start}");
+    }
+    let me_line = plain
+        .lines()
+        .find(|l| l.contains("route=/api/me") && l.contains("status=200") && l.contains("duration_ms="))
+        .unwrap_or_else(|| panic!("no request line for /api/me in:\n{logs}"));
+    assert!(me_line.contains(&format!("user_id={user_id}")) && me_line.contains("method=GET"), "{me_line}");
     let session_secret = cookie.split('=').nth(1).unwrap();
     let login_secret = login_cookie.split('=').nth(1).unwrap();
     for (what, secret) in [
@@ -124,7 +138,28 @@ async fn logs_never_contain_a_credential() {
         ("API token", api_token.as_str()),
         ("agent LLM credential", llm_credential.as_str()),
         ("agent gateway token", gateway_token.as_str()),
+        ("metrics token", METRICS_TOKEN),
     ] {
         assert!(!logs.contains(secret), "the {what} appeared in the logs");
     }
+}
+
+/// The log as text without colour codes or quotes, so fields read `name=value`.
+fn plain_text(logs: &str) -> String {
+    let mut out = String::with_capacity(logs.len());
+    let mut chars = logs.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            }
+            '"' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! The gateway's one integration-test binary. Every test runs the real server on 127.0.0.1:0
 //! with a fresh database file.
 
+mod headers;
 mod helpers;
 mod ws;
 
@@ -9,10 +10,13 @@ mod api_tokens;
 mod browser;
 mod clerk;
 mod clerk_webhooks;
+mod csrf;
 mod e2e_openclaw;
 mod e2e_sandbox;
+mod files;
 mod llm_proxy;
 mod log_secrets;
+mod metrics;
 mod openclaw_link;
 mod plumbing;
 mod read_paths;
@@ -22,3 +26,4 @@ mod relay_resume;
 mod revocations;
 mod sandbox;
 mod sessions;
+mod slow_clients;
