@@ -23,4 +23,5 @@ pub mod relay;
 pub mod routes;
 pub mod secret;
 pub mod startup;
+pub mod sweeps;
 pub mod telemetry;

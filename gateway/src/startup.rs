@@ -10,8 +10,6 @@ use tokio::net::TcpListener;
 
 use crate::app::{App, AppState};
 use crate::config::ServeArgs;
-use crate::db::sessions;
-use crate::domain::now_secs;
 use crate::http_server::{self, Limits};
 
 pub struct Server {
@@ -123,15 +121,10 @@ async fn housekeeping(state: AppState) {
         state.auth_limiter.retain_recent();
         state.llm_limiter.retain_recent();
         state.machines.prune_stages();
-        if rounds.is_multiple_of(10) {
-            let swept = async {
-                sessions::delete_expired(&*state.db.conn()?, now_secs(), state.settings.session_idle_secs).await
-            };
-            match swept.await {
-                Ok(n) if n > 0 => tracing::info!(count = n, "removed expired sessions"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
-            }
+        if rounds.is_multiple_of(10)
+            && let Err(e) = crate::sweeps::run(&state).await
+        {
+            tracing::warn!(error = %e, "the retention sweep failed");
         }
         rounds += 1;
     }

@@ -1,7 +1,9 @@
 //! Numbered `.sql` files from `migrations/`, embedded, each applied once in its own transaction.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
-use libsql::TransactionBehavior;
+use libsql::{Connection, TransactionBehavior};
 
 use super::Db;
 use crate::domain::now_secs;
@@ -11,8 +13,18 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
 ];
 
+/// How long a start waits for another process (Fly's `release_command`, a second instance) that
+/// is migrating the same database.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
 /// Applies pending migrations in order and returns the names of those it applied.
 pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
+    apply(db, MIGRATIONS).await
+}
+
+/// Each migration is checked and applied in one transaction, so two processes migrating at once
+/// apply each exactly once: the second waits for the first's lock, then sees it recorded.
+async fn apply(db: &Db, migrations: &[(&'static str, &str)]) -> anyhow::Result<Vec<&'static str>> {
     let conn = db.conn()?;
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
@@ -20,29 +32,63 @@ pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
     )
     .await?;
     let mut applied = Vec::new();
-    for (version, sql) in MIGRATIONS {
-        let mut rows = conn.query("SELECT 1 FROM schema_migrations WHERE version = ?1", [*version]).await?;
-        if rows.next().await?.is_some() {
-            continue;
-        }
-        drop(rows);
-        let record =
-            format!("INSERT INTO schema_migrations (version, applied_at) VALUES ('{version}', {});", now_secs());
-        if db.is_local() {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
-            tx.execute_batch(sql).await.with_context(|| format!("migration {version} failed"))?;
-            tx.execute_batch(&record).await?;
-            tx.commit().await?;
+    for (version, sql) in migrations {
+        let did = if db.is_local() {
+            apply_local(&conn, version, sql).await?
         } else {
-            // A remote transaction is a round trip per statement; one batch is one round trip.
-            conn.execute_transactional_batch(&format!("{sql}\n{record}"))
-                .await
-                .with_context(|| format!("migration {version} failed"))?;
+            apply_remote(&conn, version, sql).await?
+        };
+        if did {
+            tracing::info!(version, "applied migration");
+            applied.push(*version);
         }
-        tracing::info!(version, "applied migration");
-        applied.push(*version);
     }
     Ok(applied)
+}
+
+fn record(version: &str) -> String {
+    format!("INSERT INTO schema_migrations (version, applied_at) VALUES ('{version}', {});", now_secs())
+}
+
+async fn apply_local(conn: &Connection, version: &str, sql: &str) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let tx = loop {
+        match conn.transaction_with_behavior(TransactionBehavior::Immediate).await {
+            Ok(tx) => break tx,
+            Err(e) if is_busy(&e) && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e).context("waiting for the database to migrate"),
+        }
+    };
+    let mut rows = tx.query("SELECT 1 FROM schema_migrations WHERE version = ?1", [version]).await?;
+    if rows.next().await?.is_some() {
+        return Ok(false);
+    }
+    drop(rows);
+    tx.execute_batch(sql).await.with_context(|| format!("migration {version} failed"))?;
+    tx.execute_batch(&record(version)).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A remote transaction is a round trip per statement, so a migration is one batch. Its first
+/// statement records it: if another process got there first, that insert fails and the batch,
+/// migration included, is rolled back.
+async fn apply_remote(conn: &Connection, version: &str, sql: &str) -> anyhow::Result<bool> {
+    let mut rows = conn.query("SELECT 1 FROM schema_migrations WHERE version = ?1", [version]).await?;
+    if rows.next().await?.is_some() {
+        return Ok(false);
+    }
+    drop(rows);
+    match conn.execute_transactional_batch(&format!("{}\n{sql}", record(version))).await {
+        Ok(_) => Ok(true),
+        Err(e) if super::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("migration {version} failed")),
+    }
+}
+
+fn is_busy(e: &libsql::Error) -> bool {
+    let text = e.to_string();
+    text.contains("database is locked") || text.contains("SQLITE_BUSY")
 }
 
 #[cfg(test)]
@@ -72,14 +118,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_migration_leaves_nothing_behind() {
+    async fn a_failing_migration_leaves_nothing_behind_and_stops_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
+        let migrations = [
+            ("0001_fine", "CREATE TABLE fine (x);"),
+            ("0002_broken", "CREATE TABLE half (x); THIS IS NOT SQL;"),
+            ("0003_later", "CREATE TABLE later (x);"),
+        ];
+        let error = apply(&db, &migrations).await.unwrap_err();
+        assert!(format!("{error:#}").contains("0002_broken"), "{error:#}");
         let conn = db.conn().unwrap();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await.unwrap();
-        assert!(tx.execute_batch("CREATE TABLE half (x); THIS IS NOT SQL;").await.is_err());
-        tx.rollback().await.unwrap();
-        let mut rows = conn.query("SELECT name FROM sqlite_master WHERE name = 'half'", ()).await.unwrap();
-        assert!(rows.next().await.unwrap().is_none());
+        let names = |sql: &'static str| {
+            let conn = &conn;
+            async move {
+                let mut rows = conn.query(sql, ()).await.unwrap();
+                let mut out = Vec::new();
+                while let Some(row) = rows.next().await.unwrap() {
+                    out.push(row.get::<String>(0).unwrap());
+                }
+                out
+            }
+        };
+        let tables =
+            names("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('fine', 'half', 'later')").await;
+        assert_eq!(tables, ["fine"]);
+        assert_eq!(names("SELECT version FROM schema_migrations").await, ["0001_fine"]);
     }
 }

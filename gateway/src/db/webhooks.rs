@@ -34,3 +34,12 @@ pub async fn is_clerk_session_revoked(conn: &Connection, sid: &str) -> Result<bo
         .await?
         .is_some())
 }
+
+/// Deletes deliveries received before `received_before` and revocations older than
+/// `revoked_before`; returns how many of each.
+pub async fn sweep(conn: &Connection, received_before: i64, revoked_before: i64) -> Result<(u64, u64), libsql::Error> {
+    let deliveries = conn.execute("DELETE FROM webhook_events WHERE received_at < ?1", [received_before]).await?;
+    let revocations =
+        conn.execute("DELETE FROM clerk_revoked_sessions WHERE revoked_at < ?1", [revoked_before]).await?;
+    Ok((deliveries, revocations))
+}

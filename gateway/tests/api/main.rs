@@ -17,6 +17,7 @@ mod files;
 mod llm_proxy;
 mod log_secrets;
 mod metrics;
+mod migrations;
 mod openclaw_link;
 mod plumbing;
 mod read_paths;

@@ -93,3 +93,21 @@ async fn invalid_configuration_lists_every_problem() {
         assert!(err.contains(needle), "{needle} missing from: {err}");
     }
 }
+
+#[tokio::test]
+async fn old_webhook_deliveries_and_revocations_are_swept_and_recent_ones_kept() {
+    let app = TestApp::spawn().await;
+    let now = gateway::domain::now_secs();
+    let old = now - 40 * 86_400;
+    for (id, at) in [("old", old), ("new", now)] {
+        app.sql(&format!(
+            "INSERT INTO webhook_events (source, event_id, event_type, received_at) VALUES ('clerk', '{id}', 't', {at})"
+        ))
+        .await;
+        app.sql(&format!("INSERT INTO clerk_revoked_sessions (sid, revoked_at) VALUES ('sess_{id}', {at})")).await;
+    }
+    gateway::sweeps::run(&app.state).await.unwrap();
+    let kept = |table: &str, column: &str| format!("SELECT {column} FROM {table} ORDER BY 1");
+    assert_eq!(app.sql(&kept("webhook_events", "event_id")).await, [libsql::Value::Text("new".into())]);
+    assert_eq!(app.sql(&kept("clerk_revoked_sessions", "sid")).await, [libsql::Value::Text("sess_new".into())]);
+}

@@ -1,0 +1,23 @@
+//! Rows kept only for a while, deleted by the housekeeping task every ten minutes.
+
+use crate::app::AppState;
+use crate::db::{sessions, webhooks};
+use crate::domain::now_secs;
+
+/// Svix retries a delivery for about a day and a half; a duplicate after a week is not a retry.
+pub const WEBHOOK_RETENTION_SECS: i64 = 7 * 86_400;
+/// A revoked Clerk session must stay refused while any token for it could be replayed; Clerk's
+/// tokens live a minute and its sessions at most a week by default.
+pub const REVOCATION_RETENTION_SECS: i64 = 30 * 86_400;
+
+pub async fn run(state: &AppState) -> anyhow::Result<()> {
+    let now = now_secs();
+    let conn = state.db.conn()?;
+    let expired = sessions::delete_expired(&conn, now, state.settings.session_idle_secs).await?;
+    let (deliveries, revocations) =
+        webhooks::sweep(&conn, now - WEBHOOK_RETENTION_SECS, now - REVOCATION_RETENTION_SECS).await?;
+    if expired + deliveries + revocations > 0 {
+        tracing::info!(expired, deliveries, revocations, "removed rows past their retention");
+    }
+    Ok(())
+}
