@@ -24,13 +24,21 @@ pub struct NewToken<'a> {
     pub expires_at: Option<i64>,
 }
 
-pub async fn create(conn: &Connection, t: NewToken<'_>) -> Result<(), libsql::Error> {
-    conn.execute(
-        "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        (t.id, t.user_id.as_str(), t.name, t.prefix, t.token_hash, t.created_at, t.expires_at),
-    )
-    .await?;
-    Ok(())
+/// Unrevoked tokens a user may hold.
+pub const MAX_PER_USER: i64 = 50;
+
+/// Creates the token unless the user holds [`MAX_PER_USER`] already, checked in the same
+/// statement; returns whether it was created.
+pub async fn create(conn: &Connection, t: NewToken<'_>) -> Result<bool, libsql::Error> {
+    let inserted = conn
+        .execute(
+            "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE (SELECT count(*) FROM api_tokens WHERE user_id = ?2 AND revoked_at IS NULL) < ?8",
+            (t.id, t.user_id.as_str(), t.name, t.prefix, t.token_hash, t.created_at, t.expires_at, MAX_PER_USER),
+        )
+        .await?;
+    Ok(inserted > 0)
 }
 
 pub async fn list(conn: &Connection, user_id: &UserId) -> Result<Vec<ApiToken>, libsql::Error> {

@@ -14,7 +14,6 @@ use crate::error::{AppError, AppResult};
 use crate::json::Json;
 use crate::relay::Revoked;
 
-const MAX_TOKENS_PER_USER: usize = 50;
 const MAX_EXPIRY_DAYS: u32 = 3650;
 
 #[derive(Deserialize)]
@@ -37,14 +36,11 @@ pub async fn create(
         return Err(AppError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650"));
     }
     let conn = state.db.conn()?;
-    if api_tokens::list(&conn, &auth.user_id).await?.len() >= MAX_TOKENS_PER_USER {
-        return Err(AppError::conflict("too_many_tokens", "revoke a token before creating another (limit 50)"));
-    }
     let now = now_secs();
     let expires_at = body.expires_in_days.map(|d| now + i64::from(d) * 86_400);
     let fresh = api_token::generate();
     let id = uuid::Uuid::new_v4().to_string();
-    api_tokens::create(
+    let created = api_tokens::create(
         &conn,
         NewToken {
             id: &id,
@@ -57,6 +53,15 @@ pub async fn create(
         },
     )
     .await?;
+    if !created {
+        return Err(AppError::conflict(
+            "too_many_tokens",
+            format!(
+                "You have {} API tokens, the most there can be. Revoke one before creating another.",
+                api_tokens::MAX_PER_USER
+            ),
+        ));
+    }
     tracing::info!(user_id = %auth.user_id, token_id = %id, "API token created");
     let body = json!({
         "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,

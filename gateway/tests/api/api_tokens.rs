@@ -128,3 +128,23 @@ async fn failed_token_checks_are_rate_limited_per_ip_and_valid_tokens_still_work
     let res = api.get(app.url("/api/me")).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn the_token_limit_holds_when_creates_race() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("tokenrace@example.com").await;
+    for i in 0..49 {
+        app.sql(&format!(
+            "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at) \
+             VALUES ('t{i}', '{user_id}', 'n', 'rst_x', 'h{i}', 0)"
+        ))
+        .await;
+    }
+    let body = serde_json::json!({ "name": "one more" });
+    let creates = (0..8).map(|_| app.send_as(&cookie, reqwest::Method::POST, "/api/tokens", Some(&body)));
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(creates).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 201 | 409)), "{statuses:?}");
+    assert_eq!(app.count("api_tokens").await, 50);
+}
