@@ -66,7 +66,7 @@ impl AppError {
 
     /// An unexpected failure: logged with its cause, shown to the client without details.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        let mut err = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error");
+        let mut err = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on the server.");
         err.source = Some(source.into());
         err
     }
@@ -90,13 +90,21 @@ impl std::fmt::Display for AppError {
     }
 }
 
+/// Marks a response as an unexpected failure, so the request-id layer can name it for the user.
+#[derive(Clone, Copy)]
+pub struct InternalFailure;
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let failure = self.source.is_some();
         if let Some(source) = &self.source {
             tracing::error!(error = ?source, "request failed");
         }
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
+        if failure {
+            response.extensions_mut().insert(InternalFailure);
+        }
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -1,6 +1,7 @@
 //! Layers every request goes through, outermost first.
 
 mod csrf;
+mod error_ids;
 mod metrics;
 mod timeout;
 
@@ -44,6 +45,7 @@ pub fn apply(state: AppState, router: Router) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(error_ids::name_the_request))
                 .layer(axum::middleware::from_fn(metrics::record))
                 .layer(SetResponseHeaderLayer::overriding(
                     header::X_CONTENT_TYPE_OPTIONS,

@@ -111,3 +111,21 @@ async fn old_webhook_deliveries_and_revocations_are_swept_and_recent_ones_kept()
     assert_eq!(app.sql(&kept("webhook_events", "event_id")).await, [libsql::Value::Text("new".into())]);
     assert_eq!(app.sql(&kept("clerk_revoked_sessions", "sid")).await, [libsql::Value::Text("sess_new".into())]);
 }
+
+#[tokio::test]
+async fn an_unexpected_failure_shows_a_request_id_and_nothing_internal() {
+    let app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("broken@example.com").await;
+    app.sql("DROP TABLE api_tokens").await;
+    let res = reqwest::Client::new().get(app.url("/api/tokens")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), 500);
+    let header_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal");
+    assert_eq!(body["error"]["request_id"], header_id.as_str());
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&header_id), "{message}");
+    for internal in ["api_tokens", "SQL", "no such table", "libsql"] {
+        assert!(!body.to_string().contains(internal), "{internal:?} reached the client: {body}");
+    }
+}
