@@ -1,5 +1,6 @@
 //! Chat sessions and the history cache that makes a page load show messages at once.
 
+pub mod admission;
 pub mod cache;
 pub mod history;
 

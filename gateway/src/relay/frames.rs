@@ -147,6 +147,8 @@ pub struct BrowserRequest<'a> {
     text: &'a str,
     pub id: String,
     pub method: String,
+    /// `params.sessionKey`, when the request names a chat.
+    pub session_key: Option<String>,
     /// The parsed frame, when it is not in the usual `{"type":"req","id":"…",…}` shape.
     frame: Option<Value>,
 }
@@ -209,7 +211,8 @@ pub fn parse_browser_request(text: &str) -> Result<BrowserRequest<'_>, Rejected>
     if !(frame["params"].is_object() || frame["params"].is_null()) {
         return Err(refuse("invalid_request", "params must be an object".into()));
     }
-    Ok(BrowserRequest { text, id: id.to_string(), method: method.to_string(), frame: Some(frame) })
+    let session_key = frame["params"]["sessionKey"].as_str().map(str::to_string);
+    Ok(BrowserRequest { text, id: id.to_string(), method: method.to_string(), session_key, frame: Some(frame) })
 }
 
 /// A valid request in the usual shape, or `None` to take the full parse.
@@ -222,9 +225,8 @@ fn parse_usual(text: &str) -> Option<BrowserRequest<'_>> {
         id: &'a str,
         #[serde(borrow)]
         method: &'a str,
-        #[serde(default)]
-        #[allow(dead_code)]
-        params: ParamsShape,
+        #[serde(default, borrow)]
+        params: Params<'a>,
     }
     let rest = text.strip_prefix(REQ_PREFIX)?;
     // serde rejects duplicate keys and trailing bytes, so the frame is one well-formed object.
@@ -233,30 +235,46 @@ fn parse_usual(text: &str) -> Option<BrowserRequest<'_>> {
         && valid_id(peek.id)
         && rest.strip_prefix(peek.id).is_some_and(|after| after.starts_with('"'))
         && ALLOWED_METHODS.contains(&peek.method);
-    usual.then(|| BrowserRequest { text, id: peek.id.to_string(), method: peek.method.to_string(), frame: None })
+    usual.then(|| BrowserRequest {
+        text,
+        id: peek.id.to_string(),
+        method: peek.method.to_string(),
+        session_key: peek.params.session_key.map(str::to_string),
+        frame: None,
+    })
 }
 
-/// `params` that is an object or null; contents are skipped without being kept.
+/// `params` that is an object or null: its `sessionKey` is kept, everything else is skipped
+/// without being copied. Keys or a `sessionKey` with escapes fail here and take the full parse.
 #[derive(Default)]
-struct ParamsShape;
+struct Params<'a> {
+    session_key: Option<&'a str>,
+}
 
-impl<'de> serde::Deserialize<'de> for ParamsShape {
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Params<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Shape;
-        impl<'de> serde::de::Visitor<'de> for Shape {
-            type Value = ParamsShape;
+        struct Shape<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Shape<'a> {
+            type Value = Params<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object or null")
             }
-            fn visit_unit<E>(self) -> Result<ParamsShape, E> {
-                Ok(ParamsShape)
+            fn visit_unit<E>(self) -> Result<Params<'a>, E> {
+                Ok(Params::default())
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ParamsShape, A::Error> {
-                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-                Ok(ParamsShape)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+                let mut params = Params::default();
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    if key == "sessionKey" {
+                        params.session_key = Some(map.next_value::<&'de str>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(params)
             }
         }
-        deserializer.deserialize_any(Shape)
+        deserializer.deserialize_any(Shape(std::marker::PhantomData))
     }
 }
 
@@ -288,6 +306,16 @@ pub fn browser_close(upstream_code: Option<u16>) -> (u16, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chat_a_request_names_is_read_on_both_paths() {
+        let usual = r#"{"type":"req","id":"1","method":"chat.send","params":{"message":"x","sessionKey":"s-1"}}"#;
+        assert_eq!(parse_browser_request(usual).ok().unwrap().session_key.as_deref(), Some("s-1"));
+        let unusual = r#"{"id":"1","type":"req","method":"chat.send","params":{"sessionKey":"s-\u0032"}}"#;
+        assert_eq!(parse_browser_request(unusual).ok().unwrap().session_key.as_deref(), Some("s-2"));
+        let none = r#"{"type":"req","id":"1","method":"chat.history","params":{}}"#;
+        assert_eq!(parse_browser_request(none).ok().unwrap().session_key, None);
+    }
 
     #[test]
     fn classifies_by_prefix_and_by_parse() {

@@ -1,6 +1,7 @@
 //! One browser (or API client) socket: wait for the machine with live stages, join the user's
 //! agent link, then relay both ways with our own heartbeat and size limits.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::frames::{self, Rejected};
+use super::frames::{self, BrowserRequest, Rejected};
 use super::hub::{Hub, Outbound, RpcError, Subscription};
 use super::replay::{Cursor, Resume};
 use super::sockets::{MAX_SOCKETS_PER_USER, Registration};
@@ -23,6 +24,7 @@ use crate::agent_credentials;
 use crate::app::AppState;
 use crate::auth::touch::Touch;
 use crate::auth::{AuthUser, AuthVia};
+use crate::chat::admission::Admission;
 use crate::domain::{UserId, now_secs};
 use crate::error::{AppError, AppResult};
 use crate::json::Query;
@@ -207,6 +209,8 @@ async fn relay(
     let mut last_touch = Instant::now();
     // A frame on its way to the agent; while it waits, the browser is not read (backpressure).
     let mut sending: Option<Sending> = None;
+    // Chats this socket may send to, so only its first message to each costs a lookup.
+    let mut admitted: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             incoming = stream.next(), if sending.is_none() => {
@@ -226,8 +230,12 @@ async fn relay(
                             state.touches.touch(Touch::Session { token_hash: token_hash.clone(), now: now_secs() });
                             last_touch = Instant::now();
                         }
-                        match check(socket, &text) {
-                            Ok(upstream) => sending = Some(Box::pin(hub.send(upstream))),
+                        let checked = match check(&text) {
+                            Ok(request) => admit(state, auth, &mut admitted, request).await,
+                            Err(answer) => Err(answer),
+                        };
+                        match checked {
+                            Ok(request) => sending = Some(Box::pin(hub.send(request.routed(socket)))),
                             Err(answer) => {
                                 if send_text(sink, answer).await.is_err() {
                                     return;
@@ -286,16 +294,46 @@ async fn relay(
     }
 }
 
-/// A browser frame as it goes upstream, or Roost's own answer to it.
-fn check(socket: u64, text: &str) -> Result<String, String> {
+/// A browser request that may go upstream, or Roost's own answer to it.
+fn check(text: &str) -> Result<BrowserRequest<'_>, String> {
     match frames::parse_browser_request(text) {
         Ok(request) => {
             tracing::debug!(method = %request.method, "relaying request");
-            Ok(request.routed(socket))
+            Ok(request)
         }
         Err(Rejected::Refused { id, code, message }) => Err(frames::error_response(&id, code, &message)),
         Err(Rejected::Malformed(message)) => {
             Err(frames::roost_event("roost.error", json!({ "code": "invalid_frame", "message": message })))
+        }
+    }
+}
+
+/// A `chat.send` to a chat that does not exist yet creates it, within the chat cap.
+async fn admit<'a>(
+    state: &AppState,
+    auth: &AuthUser,
+    admitted: &mut HashSet<String>,
+    request: BrowserRequest<'a>,
+) -> Result<BrowserRequest<'a>, String> {
+    let Some(key) = request.session_key.as_deref().filter(|_| request.method == "chat.send") else {
+        return Ok(request);
+    };
+    if admitted.contains(key) {
+        return Ok(request);
+    }
+    match crate::chat::admission::admit(&state.db, &auth.user_id, key).await {
+        Ok(Admission::Admitted) => {
+            // Bounded: a user has at most 200 chats; deleted ones may linger until the clear.
+            if admitted.len() >= 256 {
+                admitted.clear();
+            }
+            admitted.insert(key.to_string());
+            Ok(request)
+        }
+        Ok(Admission::Refused(message)) => Err(frames::error_response(&request.id, "too_many_sessions", &message)),
+        Err(e) => {
+            tracing::warn!(error = %e, "checking a chat failed");
+            Err(frames::error_response(&request.id, "unavailable", "Your message could not be sent. Try again."))
         }
     }
 }

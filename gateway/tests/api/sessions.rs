@@ -133,3 +133,31 @@ async fn huge_messages_are_cached_cut_short_and_the_cache_has_a_budget() {
     let first = history["messages"][0]["text"].as_str().unwrap();
     assert!(first.starts_with('0') && first.ends_with("your agent keeps the whole message)"), "{}", &first[..40]);
 }
+
+#[tokio::test]
+async fn a_chat_send_to_a_new_chat_is_held_to_the_same_limit() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("sendcap@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    // Below the limit, a message to a new chat creates and lists it.
+    ws.chat("s-fresh", "hi").await;
+    let list: Value = app.json_as(&cookie, "/api/sessions").await;
+    assert!(list["sessions"].as_array().unwrap().iter().any(|s| s["key"] == "s-fresh"), "{list}");
+    for i in 1..200 {
+        app.sql(&format!(
+            "INSERT INTO chat_sessions (user_id, key, title, created_at, updated_at) VALUES ('{user_id}', 's-{i}', 't', 0, 0)"
+        ))
+        .await;
+    }
+    ws.request("over", "chat.send", json!({ "sessionKey": "s-one-too-many", "message": "x", "idempotencyKey": "k1" }))
+        .await;
+    let refused = ws.until("the refusal", |f| f["type"] == "res" && f["id"] == "over").await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_sessions");
+    assert_eq!(app.count("chat_sessions").await, 200);
+    // Existing chats and the main chat still work.
+    assert!(!ws.chat("s-7", "still here").await.is_empty());
+    assert!(!ws.chat("main", "and here").await.is_empty());
+    assert_eq!(app.count("chat_sessions").await, 200);
+}
