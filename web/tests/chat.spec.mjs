@@ -32,9 +32,24 @@ await run('chat', async (t) => {
   const { page, base } = t;
   const email = randomEmail('chat');
 
-  // With DROP_MID_REPLY, record every WebSocket the page opens and the frames on it.
+  // Every stage the page renders, however briefly (a simulated agent is ready in milliseconds).
+  await page.addInitScript(() => {
+    window.__stagesShown = [];
+    new MutationObserver((records) => {
+      for (const record of records) {
+        for (const node of record.addedNodes) {
+          if (node.nodeType !== 1) continue;
+          for (const el of [node, ...node.querySelectorAll('[data-stage]')]) {
+            if (el.dataset && el.dataset.stage) window.__stagesShown.push(el.dataset.stage);
+          }
+        }
+      }
+    }).observe(document, { childList: true, subtree: true });
+  });
+
+  // Record every WebSocket the page opens and the frames on it.
   const sockets = [];
-  if (DROP_MID_REPLY) {
+  {
     page.on('websocket', (ws) => {
       const rec = { url: ws.url(), received: [], sent: [], closed: false };
       sockets.push(rec);
@@ -81,8 +96,8 @@ await run('chat', async (t) => {
     await page.getByTestId('email').fill(email);
     await page.getByTestId('password').fill(PASSWORD);
     await page.getByTestId('submit').click();
+    // Sign-up lands on /chat, whose socket wakes the agent (its stages are checked below).
     await page.waitForURL((u) => new URL(u).pathname === '/chat');
-    await page.goto(`${base}/chat`);
     await page.getByTestId('composer').waitFor();
     await page.getByTestId('sessions').locator('[data-testid="session"]').first().waitFor();
     await t.shot('chat-opened');
@@ -108,6 +123,16 @@ await run('chat', async (t) => {
     }
     console.log(`     ready after ${Date.now() - started} ms${sawStatus ? ' (status panel was shown)' : ''}`);
     await page.getByTestId('status').waitFor({ state: 'hidden' });
+    // The agent was started for this page: Roost sent its real stages and the page showed them.
+    const sentStages = sockets.flatMap((s) => s.received)
+      .filter((f) => f.type === 'event' && f.event === 'roost.status')
+      .map((f) => f.payload.stage);
+    const realStages = ['installing_runtime', 'preparing_state', 'queued', 'starting', 'waiting_ready', 'restarting', 'ready'];
+    assert(sentStages.length > 0 && sentStages.every((st) => realStages.includes(st)),
+      `Roost sent real stages before ready (got ${JSON.stringify(sentStages)})`);
+    const shown = await page.evaluate(() => window.__stagesShown);
+    assert(shown.some((st) => sentStages.includes(st)),
+      `the page showed a stage it was sent (sent ${JSON.stringify(sentStages)}, showed ${JSON.stringify(shown)})`);
     await t.shot('connected');
   });
 

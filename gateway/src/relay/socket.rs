@@ -124,7 +124,15 @@ async fn join(
         }
         tokio::select! {
             done = &mut start => match done {
-                Ok(Ok(address)) => break address,
+                Ok(Ok(address)) => {
+                    // A quick start still shows its stages: send those that arrived meanwhile.
+                    while let Ok(status) = stages.try_recv() {
+                        if send_text(sink, frames::roost_event("roost.status", json!(status))).await.is_err() {
+                            return None;
+                        }
+                    }
+                    break address;
+                }
                 Ok(Err(e)) => {
                     let _ = send_text(sink, frames::roost_event("roost.error", json!({ "code": "agent_unavailable", "message": e.0 }))).await;
                     close(sink, 1011, "the agent could not be started").await;

@@ -46,7 +46,8 @@ async fn sign_up_log_in_create_and_revoke_a_token_in_chromium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_page_streams_a_reply_and_keeps_history_in_chromium() {
-    let app = TestApp::spawn().await;
+    // No prewarm: the page itself wakes the agent, so it has stages to show.
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
     tokio::task::spawn_blocking(move || {
         run_spec(&app, "chat.spec.mjs", &[("EXPECT_REPLY", "Hello from your simulated agent")])
     })
