@@ -8,6 +8,7 @@ use gateway::fakes::llm::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
+use crate::helpers::wait_until;
 use crate::ws::Client;
 
 const OPERATOR_KEY: &str = "sk-operator-never-logged-4242";
@@ -45,12 +46,10 @@ async fn logs_never_contain_a_credential() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(format!("{origin}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("roost serve answers", || async {
+        http.get(format!("{origin}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 
     let res = http
         .post(format!("{origin}/api/auth/signup"))
@@ -103,7 +102,14 @@ async fn logs_never_contain_a_credential() {
     res.text().await.unwrap();
     let metrics = http.get(format!("{origin}/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The model call's usage is recorded after its answer: the last thing this session logs.
+    let db = libsql::Builder::new_local(dir.path().join("roost.db")).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    wait_until("the model call's usage is recorded", || async {
+        let mut rows = conn.query("SELECT count(*) FROM usage_events WHERE complete = 1", ()).await.unwrap();
+        rows.next().await.unwrap().is_some_and(|row| row.get::<i64>(0).unwrap() >= 1)
+    })
+    .await;
 
     // Stop it with SIGTERM, as an operator would, so every buffered log line is written.
     let pid = child.id().unwrap() as i32;
