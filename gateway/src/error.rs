@@ -71,6 +71,12 @@ impl AppError {
         err
     }
 
+    /// Adds `Retry-After` to an answer that a client may try again later.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

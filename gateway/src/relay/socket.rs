@@ -69,8 +69,11 @@ pub async fn upgrade(
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_sockets",
-            format!("this account already has {MAX_SOCKETS_PER_USER} chat connections open; close one and try again"),
-        ));
+            format!(
+                "This account already has {MAX_SOCKETS_PER_USER} chat connections open. Close a tab and try again."
+            ),
+        )
+        .retry_after(5));
     };
     let ws = ws
         // Our own limit (below) answers with 1009; this one only bounds memory.

@@ -22,13 +22,17 @@ pub struct Credentials {
     password: String,
 }
 
+/// A response that sets a session cookie is kept by no cache on the way.
+type NoStore = [(axum::http::HeaderName, &'static str); 1];
+const NO_STORE: NoStore = [(axum::http::header::CACHE_CONTROL, "no-store")];
+
 pub async fn signup(
     state: AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<Credentials>,
-) -> AppResult<(StatusCode, CookieJar, axum::Json<Value>)> {
+) -> AppResult<(StatusCode, NoStore, CookieJar, axum::Json<Value>)> {
     require_local_accounts(&state)?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password)?;
@@ -50,7 +54,7 @@ pub async fn signup(
     if state.settings.prewarm {
         state.machines.prewarm(&user.id);
     }
-    Ok((StatusCode::CREATED, jar, axum::Json(json!({ "user": user }))))
+    Ok((StatusCode::CREATED, NO_STORE, jar, axum::Json(json!({ "user": user }))))
 }
 
 pub async fn login(
@@ -59,7 +63,7 @@ pub async fn login(
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<Credentials>,
-) -> AppResult<(CookieJar, axum::Json<Value>)> {
+) -> AppResult<(NoStore, CookieJar, axum::Json<Value>)> {
     require_local_accounts(&state)?;
     let invalid = || AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
     let email = Email::parse(&body.email).map_err(|_| invalid())?;
@@ -81,7 +85,7 @@ pub async fn login(
     if state.settings.prewarm {
         state.machines.prewarm(&user.id);
     }
-    Ok((jar, axum::Json(json!({ "user": user }))))
+    Ok((NO_STORE, jar, axum::Json(json!({ "user": user }))))
 }
 
 pub async fn logout(state: AppState, jar: CookieJar) -> AppResult<(StatusCode, CookieJar)> {

@@ -36,9 +36,21 @@ async fn an_https_origin_turns_on_hsts() {
 }
 
 #[tokio::test]
-async fn a_new_token_is_not_cached() {
+async fn responses_that_carry_a_secret_are_not_cached() {
     let app = TestApp::spawn().await;
-    let (client, _) = app.signed_up_user("nostore@example.com").await;
+    let client = app.browser();
+    let signup = app.signup(&client, "nostore@example.com").await;
+    assert_eq!(signup.status(), 201);
+    assert_eq!(signup.headers().get("cache-control").unwrap(), "no-store", "sign-up sets a session cookie");
+    let login = app
+        .post(
+            &app.browser(),
+            "/api/auth/login",
+            &json!({ "email": "nostore@example.com", "password": crate::helpers::PASSWORD }),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers().get("cache-control").unwrap(), "no-store", "so does login");
     let res = app.post(&client, "/api/tokens", &json!({ "name": "laptop" })).await;
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers().get("cache-control").unwrap(), "no-store");

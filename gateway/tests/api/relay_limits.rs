@@ -26,6 +26,7 @@ async fn a_user_may_hold_16_sockets_counting_those_still_starting() {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.headers()["retry-after"], "5");
     assert_eq!(error_code(res).await, (429, "too_many_sockets".to_string()));
     let (other_cookie, _) = app.signed_up_cookie("cap-other@example.com").await;
     app.ws(&other_cookie, "").await.ready().await;
