@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
@@ -21,6 +21,7 @@ use crate::llm::{LlmApi, Upstreams};
 use crate::machines::{FakeProvider, Machines, Reporter};
 use crate::openclaw::DeviceIdentity;
 use crate::relay::Relays;
+use crate::secret::ServerSecret;
 use provisioner::local::{Sandbox, Support};
 
 #[derive(Clone, FromRequestParts)]
@@ -43,7 +44,7 @@ pub struct App {
     pub llm_limiter: KeyedLimiter<UserId>,
     pub clerk: Option<ClerkVerifier>,
     pub clerk_webhook_key: Option<Vec<u8>>,
-    pub secret: ServerSecret,
+    pub secret: Arc<ServerSecret>,
     pub metrics: PrometheusHandle,
     pub http: reqwest::Client,
     pub machines: Arc<Machines>,
@@ -102,19 +103,6 @@ impl Settings {
     }
 }
 
-/// The 32-byte server secret, from which per-user credentials are derived. Never logged.
-pub struct ServerSecret([u8; 32]);
-
-impl ServerSecret {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    pub fn expose(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
 impl App {
     /// Validates the flags (reporting every problem at once), opens and migrates the database.
     pub async fn build(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<Self> {
@@ -142,7 +130,7 @@ impl App {
             }
             None => None,
         };
-        let secret = match load_secret(args.secret_key.as_deref(), &args.db.data_dir) {
+        let secret = match ServerSecret::load(args.secret_key.as_deref(), &args.db.data_dir) {
             Ok(secret) => Some(secret),
             Err(e) => {
                 problems.push(format!("--secret-key: {e:#}"));
@@ -203,7 +191,7 @@ impl App {
             tracing::info!(sandbox = %sandbox.describe(), "local agents are confined");
         }
 
-        let secret = secret.expect("checked above");
+        let secret = Arc::new(secret.expect("checked above"));
         let internal_origin = internal_origin(bound);
         let llm = llm.expect("checked above");
         let machines = Arc::new(build_machines(args, &db, &secret, &internal_origin, &llm, sandbox).await?);
@@ -236,11 +224,17 @@ impl App {
             llm_limiter: KeyedLimiter::per_minute(args.llm_rate_per_user),
             clerk,
             clerk_webhook_key,
-            secret,
+            secret: secret.clone(),
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, finished_tx, llm.preferred_api().is_some(), relay_timings(&args.agents)),
+            relays: Relays::new(
+                device,
+                secret.clone(),
+                finished_tx,
+                llm.preferred_api().is_some(),
+                relay_timings(&args.agents),
+            ),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm,
             touches,
@@ -280,7 +274,7 @@ fn internal_origin(bound: SocketAddr) -> String {
 async fn build_machines(
     args: &ServeArgs,
     db: &Db,
-    secret: &ServerSecret,
+    secret: &Arc<ServerSecret>,
     internal_origin: &str,
     llm: &Upstreams,
     sandbox: Option<Sandbox>,
@@ -330,7 +324,7 @@ async fn build_machines(
             (Arc::new(provider), None)
         }
     };
-    let secret = ServerSecret(*secret.expose());
+    let secret = secret.clone();
     // Agents speak whichever API the operator configured, always through Roost's metered proxy.
     let (llm_base, api) = match llm.preferred_api() {
         Some(LlmApi::Anthropic) => (format!("{internal_origin}/llm/anthropic"), "anthropic-messages"),
@@ -362,26 +356,6 @@ pub fn normalize_origin(raw: &str) -> anyhow::Result<String> {
         "must be an origin, with no path, query or user"
     );
     Ok(url.origin().ascii_serialization())
-}
-
-fn load_secret(hex_key: Option<&str>, data_dir: &Path) -> anyhow::Result<ServerSecret> {
-    let parse = |text: &str| -> anyhow::Result<ServerSecret> {
-        let bytes = hex::decode(text.trim()).context("must be 64 hex characters")?;
-        Ok(ServerSecret(bytes.try_into().map_err(|_| anyhow::anyhow!("must be 64 hex characters (32 bytes)"))?))
-    };
-    if let Some(key) = hex_key {
-        return parse(key);
-    }
-    let path = data_dir.join("secret.key");
-    if path.exists() {
-        crate::private_files::tighten(&path, 0o600)?;
-        return parse(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
-    }
-    crate::private_files::dir(data_dir)?;
-    let key = crate::crypto::random_bytes::<32>();
-    crate::private_files::write_new(&path, hex::encode(key).as_bytes())?;
-    tracing::info!(path = %path.display(), "generated a new server secret");
-    Ok(ServerSecret(key))
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

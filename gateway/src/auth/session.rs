@@ -4,11 +4,11 @@ use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::App;
+use crate::auth::Revoked;
 use crate::crypto::{random_token, sha256_hex};
 use crate::db::sessions::{self, NewSession};
 use crate::domain::{UserId, now_secs};
 use crate::error::AppResult;
-use crate::relay::Revoked;
 
 /// The cookie name: `__Host-` prefixed (so Secure, host-only, Path=/) when served over https.
 pub fn cookie_name(app: &App) -> &'static str {

@@ -19,7 +19,6 @@ use super::frames::{self, Rejected};
 use super::hub::{Hub, Outbound, RpcError, Subscription};
 use super::replay::{Cursor, Resume};
 use super::sockets::{MAX_SOCKETS_PER_USER, Registration};
-use crate::agent_credentials;
 use crate::app::AppState;
 use crate::auth::touch::Touch;
 use crate::auth::{AuthUser, AuthVia};
@@ -149,8 +148,7 @@ async fn join(
             }
         }
     };
-    let token = agent_credentials::gateway_token(&state.secret, user);
-    match state.relays.hub(user, &address, &token).await {
+    match state.relays.hub(user, &address).await {
         Ok(hub) => {
             let hello = hub.hello();
             let ready = json!({
