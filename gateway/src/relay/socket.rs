@@ -51,7 +51,7 @@ pub async fn upgrade(
 ) -> AppResult<Response> {
     let ws = ws.map_err(|e| AppError::bad_request("websocket_required", e.body_text()))?;
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
+        let allowed = origin.to_str().is_ok_and(|o| state.site.origin_allowed(o));
         if !allowed {
             return Err(AppError::forbidden("cross_origin", "this origin may not open the chat socket"));
         }
