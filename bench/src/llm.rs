@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use gateway::app::ServerSecret;
 use gateway::domain::UserId;
+use gateway::secret::ServerSecret;
 use serde_json::json;
 
 use crate::conn;

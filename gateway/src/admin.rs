@@ -32,6 +32,6 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn find(conn: &libsql::Connection, email: &str) -> anyhow::Result<users::User> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let email = Email::parse(email)?;
     Ok(users::find_by_email(conn, &email).await?.with_context(|| format!("no account for {}", email.as_str()))?.user)
 }

@@ -2,9 +2,9 @@
 //! - the OpenClaw gateway token Roost uses to reach a user's agent (never leaves the server);
 //! - the LLM credential the agent uses to call Roost's `/llm/*` proxy (lives on the agent).
 
-use crate::app::ServerSecret;
 use crate::crypto::{b64url, hmac_sha256, hmac_sha256_verify};
 use crate::domain::UserId;
+use crate::secret::ServerSecret;
 
 const LLM_PREFIX: &str = "rak_";
 

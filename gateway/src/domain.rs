@@ -4,7 +4,20 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::AppError;
+/// A value the API does not accept: a machine-readable code and a sentence for the user.
+/// (The routes answer it as 400.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+impl Invalid {
+    const fn new(code: &'static str, message: &'static str) -> Self {
+        Self { code, message }
+    }
+}
 
 /// A user's id: a lowercase UUID. Safe to use as a path segment (`data/users/<id>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,10 +29,10 @@ impl UserId {
         Self(uuid::Uuid::new_v4().to_string())
     }
 
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         uuid::Uuid::parse_str(raw)
             .map(|id| Self(id.to_string()))
-            .map_err(|_| AppError::bad_request("invalid_user_id", "not a valid user id"))
+            .map_err(|_| Invalid::new("invalid_user_id", "not a valid user id"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -39,9 +52,9 @@ impl fmt::Display for UserId {
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, AppError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
-        let invalid = || AppError::bad_request("invalid_email", "enter a valid email address");
+        let invalid = || Invalid::new("invalid_email", "enter a valid email address");
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -70,13 +83,13 @@ impl Password {
     pub const MIN_LEN: usize = 8;
     pub const MAX_LEN: usize = 256;
 
-    pub fn parse(raw: String) -> Result<Self, AppError> {
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if chars < Self::MIN_LEN {
-            return Err(AppError::bad_request("weak_password", "password must be at least 8 characters"));
+            return Err(Invalid::new("weak_password", "password must be at least 8 characters"));
         }
         if raw.len() > Self::MAX_LEN {
-            return Err(AppError::bad_request("invalid_password", "password must be at most 256 bytes"));
+            return Err(Invalid::new("invalid_password", "password must be at most 256 bytes"));
         }
         Ok(Self(raw))
     }

@@ -118,6 +118,12 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<crate::domain::Invalid> for AppError {
+    fn from(invalid: crate::domain::Invalid) -> Self {
+        Self::bad_request(invalid.code, invalid.message)
+    }
+}
+
 impl From<crate::chat::InvalidSessionKey> for AppError {
     fn from(_: crate::chat::InvalidSessionKey) -> Self {
         Self::not_found("There is no such chat.")

@@ -29,7 +29,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let server = startup::Server::build(&args).await?;
-            println!("Roost is running. Open {}", server.state().settings.public_origin);
+            println!("Roost is running. Open {}", server.state().site.public_origin);
             server.run(startup::shutdown_signal()).await?;
         }
         Command::Migrate(args) => {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::{App, AppState};
 use crate::config::ServeArgs;
 use crate::http_server::{self, Limits};
+use crate::settings::{Http, Settings};
 
 pub struct Server {
     listener: TcpListener,
@@ -21,29 +22,32 @@ pub struct Server {
 }
 
 impl Server {
+    /// `args.listen` is bound first: the settings depend on the port it got.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         forbid_inspection()?;
         let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        let bound = listener.local_addr()?;
-        let app = App::build(args, bound).await?;
-        let metrics_listener = match args.http.metrics_listen {
+        let settings = Settings::from_args(args, listener.local_addr()?)?;
+        let Http { limits, metrics_listen } = settings.http;
+        let start_line = StartLine {
+            database: match settings.database.is_remote() {
+                true => "remote".to_string(),
+                false => format!("local {}", settings.database.location),
+            },
+            provider: settings.agents.runner.name(),
+            metrics_token: settings.site.metrics.token.is_some(),
+        };
+        let app = App::build(settings).await?;
+        let metrics_listener = match metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for /metrics"))?),
             None => None,
         };
-        let limits = Limits {
-            max_connections: args.http.max_connections,
-            max_websockets: args.http.max_websockets,
-            header_read_timeout: Duration::from_secs(args.http.header_read_timeout_secs),
-        };
         let server = Self { listener, metrics_listener, limits, state: AppState(Arc::new(app)) };
-        server.log_start(args);
+        server.log_start(start_line);
         Ok(server)
     }
 
-    fn log_start(&self, args: &ServeArgs) {
-        let location = args.db.database_location();
-        let database = if location.contains("://") { "remote".to_string() } else { format!("local {location}") };
-        let metrics = match (self.metrics_addr(), args.http.metrics_token.is_some()) {
+    fn log_start(&self, StartLine { database, provider, metrics_token }: StartLine) {
+        let metrics = match (self.metrics_addr(), metrics_token) {
             (Some(addr), token) => format!("on {addr}{}", if token { " with a token" } else { "" }),
             (None, true) => "on the main listener with a token".to_string(),
             (None, false) => "off".to_string(),
@@ -51,7 +55,7 @@ impl Server {
         tracing::info!(
             listen = %self.local_addr(),
             database,
-            provider = ?args.agents.agent_provider,
+            provider,
             model_api = ?self.state.llm_api(),
             model = self.state.llm_model().unwrap_or("none"),
             metrics,
@@ -99,6 +103,13 @@ impl Server {
         state.machines.shutdown().await;
         Ok(())
     }
+}
+
+/// What the start line tells beyond the server's own addresses.
+struct StartLine {
+    database: String,
+    provider: &'static str,
+    metrics_token: bool,
 }
 
 /// Roost's memory and environment hold the server secret and provider keys. Non-dumpable, its

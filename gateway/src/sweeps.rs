@@ -13,7 +13,7 @@ pub const REVOCATION_RETENTION_SECS: i64 = 30 * 86_400;
 pub async fn run(state: &AppState) -> anyhow::Result<()> {
     let now = now_secs();
     let conn = state.db.conn()?;
-    let expired = sessions::delete_expired(&conn, now, state.settings.session_idle_secs).await?;
+    let expired = sessions::delete_expired(&conn, now, state.site.session_idle_secs).await?;
     let (deliveries, revocations) =
         webhooks::sweep(&conn, now - WEBHOOK_RETENTION_SECS, now - REVOCATION_RETENTION_SECS).await?;
     if expired + deliveries + revocations > 0 {

@@ -24,20 +24,6 @@ impl MachineState {
             Self::Destroyed => "destroyed",
         }
     }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Provisioning,
-            Self::Starting,
-            Self::Ready,
-            Self::IdleStopped,
-            Self::Stopping,
-            Self::Failed,
-            Self::Destroyed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
-    }
 }
 
 impl fmt::Display for MachineState {

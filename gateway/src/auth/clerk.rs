@@ -75,21 +75,27 @@ struct Claims {
     azp: Option<String>,
 }
 
-impl ClerkVerifier {
+/// What a verifier needs, parsed at start: the exact issuer, where keys come from, accepted `azp`s.
+pub struct ClerkConfig {
+    issuer: String,
+    keys: ConfiguredKeys,
+    authorized_parties: Vec<String>,
+}
+
+enum ConfiguredKeys {
+    Pem(Box<DecodingKey>),
+    Jwks { url: String },
+}
+
+impl ClerkConfig {
     /// `pem` is PEM text or a path to a PEM file; without it keys come from `jwks_url`.
-    pub fn new(
+    pub fn parse(
         issuer: &str,
         pem: Option<&str>,
         jwks_url: Option<&str>,
         authorized_parties: Vec<String>,
-        http: reqwest::Client,
     ) -> anyhow::Result<Self> {
-        let issuer = issuer.trim_end_matches('/');
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = SKEW_SECS;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let issuer = issuer.trim_end_matches('/').to_string();
         let keys = match pem {
             Some(pem) => {
                 let text = if pem.contains("-----BEGIN") {
@@ -97,20 +103,37 @@ impl ClerkVerifier {
                 } else {
                     std::fs::read_to_string(pem).with_context(|| format!("reading Clerk PEM key from {pem}"))?
                 };
-                KeySource::Pem(Box::new(
+                ConfiguredKeys::Pem(Box::new(
                     DecodingKey::from_rsa_pem(text.as_bytes())
                         .context("the Clerk JWT key is not an RSA public key in PEM")?,
                 ))
             }
-            None => KeySource::Jwks {
+            None => ConfiguredKeys::Jwks {
                 url: jwks_url.map(str::to_string).unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+            },
+        };
+        anyhow::ensure!(!authorized_parties.is_empty(), "Clerk needs at least one authorized party (azp)");
+        Ok(Self { issuer, keys, authorized_parties })
+    }
+}
+
+impl ClerkVerifier {
+    pub fn new(config: ClerkConfig, http: reqwest::Client) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = SKEW_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let keys = match config.keys {
+            ConfiguredKeys::Pem(key) => KeySource::Pem(key),
+            ConfiguredKeys::Jwks { url } => KeySource::Jwks {
+                url,
                 http,
                 cache: RwLock::new(JwksCache::default()),
                 fetching: tokio::sync::Mutex::new(()),
             },
         };
-        anyhow::ensure!(!authorized_parties.is_empty(), "Clerk needs at least one authorized party (azp)");
-        Ok(Self { validation, authorized_parties, keys })
+        Self { validation, authorized_parties: config.authorized_parties, keys }
     }
 
     pub async fn authenticate(&self, app: &App, token: &str) -> Result<AuthUser, AppError> {
@@ -120,7 +143,7 @@ impl ClerkVerifier {
             tracing::debug!("rejected: Clerk session was revoked");
             return Err(invalid());
         }
-        let user = match users::find_or_create_clerk(&conn, &clerk_user_id, app.settings.accounts()).await? {
+        let user = match users::find_or_create_clerk(&conn, &clerk_user_id, app.accounts).await? {
             users::ClerkUser::Found(user) => user,
             users::ClerkUser::Deleted => {
                 tracing::debug!("rejected: Clerk user was deleted");

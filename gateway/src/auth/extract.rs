@@ -59,7 +59,7 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
             if result.as_ref().is_err_and(|e| e.status() == axum::http::StatusCode::UNAUTHORIZED) {
                 let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
                 if let Some(peer) = peer {
-                    app.auth_limiter.token_failure(app.settings.client_ip(&parts.headers, peer))?;
+                    app.auth_limiter.token_failure(app.site.client_ip(&parts.headers, peer))?;
                 }
             }
             return result;
@@ -72,7 +72,7 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
     }
 
     let jar = CookieJar::from_headers(&parts.headers);
-    if app.settings.local_accounts
+    if app.site.local_accounts
         && let Some(cookie) = jar.get(session::cookie_name(app))
     {
         return from_session_cookie(app, cookie.value()).await;
@@ -95,7 +95,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
     let token_hash = sha256_hex(secret.as_bytes());
     let now = now_secs();
     let conn = app.db.conn()?;
-    let Some(live) = sessions::find_live(&conn, &token_hash, now, app.settings.session_idle_secs).await? else {
+    let Some(live) = sessions::find_live(&conn, &token_hash, now, app.site.session_idle_secs).await? else {
         tracing::debug!("rejected: unknown or expired session");
         return Err(AppError::new(
             axum::http::StatusCode::UNAUTHORIZED,

@@ -6,10 +6,12 @@ pub mod extract;
 mod failures;
 pub mod password;
 pub mod rate_limit;
+mod revoked;
 pub mod session;
 mod session_only;
 pub mod svix;
 pub mod touch;
 
 pub use extract::{AuthUser, AuthVia, RequestUser, bearer_credential};
+pub use revoked::Revoked;
 pub use session_only::SessionUser;

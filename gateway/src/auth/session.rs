@@ -4,15 +4,15 @@ use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::App;
+use crate::auth::Revoked;
 use crate::crypto::{random_token, sha256_hex};
 use crate::db::sessions::{self, NewSession};
 use crate::domain::{UserId, now_secs};
 use crate::error::AppResult;
-use crate::relay::Revoked;
 
 /// The cookie name: `__Host-` prefixed (so Secure, host-only, Path=/) when served over https.
 pub fn cookie_name(app: &App) -> &'static str {
-    if app.settings.secure_cookies { "__Host-roost_session" } else { "roost_session" }
+    if app.site.secure_cookies { "__Host-roost_session" } else { "roost_session" }
 }
 
 /// Creates a session row and returns the `Set-Cookie` value for it.
@@ -28,13 +28,13 @@ pub async fn start(app: &App, user_id: &UserId, headers: &HeaderMap, ip: &str) -
             token_hash: &sha256_hex(secret.as_bytes()),
             user_id,
             now,
-            expires_at: now + app.settings.session_max_secs,
+            expires_at: now + app.site.session_max_secs,
             user_agent: user_agent.as_deref(),
             ip: Some(ip),
         },
     )
     .await?;
-    Ok(build_cookie(app, secret, app.settings.session_max_secs))
+    Ok(build_cookie(app, secret, app.site.session_max_secs))
 }
 
 /// Ends the session behind a cookie value: its row goes, and sockets opened with it close.
@@ -55,7 +55,7 @@ fn build_cookie(app: &App, value: String, max_age_secs: i64) -> Cookie<'static> 
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
-        .secure(app.settings.secure_cookies)
+        .secure(app.site.secure_cookies)
         .max_age(time::Duration::seconds(max_age_secs))
         .build()
 }

@@ -22,8 +22,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// `None` when the agent is not ready (nothing is started for this).
 pub async fn refresh(state: &AppState, user: &UserId, key: &SessionKey) -> anyhow::Result<Option<Vec<Message>>> {
     let Some(address) = state.machines.address_if_ready(user).await else { return Ok(None) };
-    let token = crate::agent_credentials::gateway_token(&state.secret, user);
-    let hub = state.relays.hub(user, &address, &token).await?;
+    let hub = state.relays.hub(user, &address).await?;
     let response =
         hub.call("chat.history", json!({ "sessionKey": key.as_str(), "limit": MAX_LIMIT }), RPC_TIMEOUT).await?;
     if response["ok"] != true {

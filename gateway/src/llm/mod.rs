@@ -12,4 +12,4 @@ pub use billing::usage::LlmApi;
 pub use caller::authenticate;
 pub use forward::{forward_list_models, forward_model_call};
 pub use model_request::ModelRequest;
-pub use upstreams::{Upstream, Upstreams};
+pub use upstreams::{Upstream, Upstreams, UpstreamsConfig, normalize_base_url};

@@ -1,4 +1,4 @@
-//! The providers this server proxies to, built once from the flags.
+//! The providers this server proxies to, and how the operator's key is presented to each.
 
 use std::time::Duration;
 
@@ -6,7 +6,6 @@ use anyhow::Context;
 use axum::http::{HeaderName, HeaderValue, header};
 
 use super::LlmApi;
-use crate::config::LlmArgs;
 use crate::secret::SecretString;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -14,6 +13,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Upstreams {
     openai: Option<Upstream>,
     anthropic: Option<Upstream>,
+    preferred: Option<LlmApi>,
     default_model: Option<String>,
     client: reqwest::Client,
 }
@@ -26,59 +26,40 @@ pub struct Upstream {
     auth_value: HeaderValue,
 }
 
-impl Upstreams {
-    /// The upstreams the flags describe, or every problem with them.
-    pub fn from_args(args: &LlmArgs) -> Result<Self, Vec<String>> {
-        let mut problems = Vec::new();
-        let openai = match (&args.llm_openai_base_url, &args.llm_openai_api_key) {
-            (Some(url), Some(key)) => Upstream::new(LlmApi::OpenAi, url, key)
-                .map_err(|e| problems.push(format!("--llm-openai-base-url / --llm-openai-api-key: {e:#}")))
-                .ok(),
-            (Some(_), None) => {
-                problems.push("--llm-openai-base-url needs --llm-openai-api-key".into());
-                None
-            }
-            (None, Some(_)) => {
-                problems
-                    .push("--llm-openai-api-key needs --llm-openai-base-url (e.g. https://api.openai.com/v1)".into());
-                None
-            }
+/// The providers as `settings` parsed them; [`Upstreams::new`] adds the HTTP client.
+pub struct UpstreamsConfig {
+    pub openai: Option<Upstream>,
+    pub anthropic: Option<Upstream>,
+    pub default_model: Option<String>,
+    /// How long a provider may stay silent: before its response headers, and between chunks.
+    pub read_timeout: Duration,
+}
+
+impl UpstreamsConfig {
+    /// The API agents should be configured to speak: OpenAI when both are set up.
+    pub fn preferred_api(&self) -> Option<LlmApi> {
+        match (&self.openai, &self.anthropic) {
+            (Some(_), _) => Some(LlmApi::OpenAi),
+            (None, Some(_)) => Some(LlmApi::Anthropic),
             (None, None) => None,
-        };
-        let anthropic_base = normalize_base_url(&args.llm_anthropic_base_url)
-            .map_err(|e| problems.push(format!("--llm-anthropic-base-url: {e:#}")))
-            .ok();
-        let anthropic = match (&args.llm_anthropic_api_key, anthropic_base) {
-            (Some(key), Some(url)) => Upstream::new(LlmApi::Anthropic, &url, key)
-                .map_err(|e| problems.push(format!("--llm-anthropic-api-key: {e:#}")))
-                .ok(),
-            _ => None,
-        };
-        if args.llm_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
-            problems.push("--llm-model must not be empty".into());
         }
-        if args.llm_upstream_timeout_secs == 0 {
-            problems.push("--llm-upstream-timeout-secs must be at least 1".into());
-        }
+    }
+}
+
+impl Upstreams {
+    pub fn new(config: UpstreamsConfig) -> anyhow::Result<Self> {
         // No total timeout: a streamed answer may run for many minutes. The read timeout
         // bounds the wait for the response headers and every silence between chunks instead.
         let client = reqwest::Client::builder()
             .user_agent(concat!("roost/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(Duration::from_secs(args.llm_upstream_timeout_secs.max(1)))
+            .read_timeout(config.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| problems.push(format!("LLM HTTP client: {e}")))
-            .ok();
-        match client {
-            Some(client) if problems.is_empty() => Ok(Self {
-                openai,
-                anthropic,
-                default_model: args.llm_model.as_ref().map(|m| m.trim().to_owned()),
-                client,
-            }),
-            _ => Err(problems),
-        }
+            .context("LLM HTTP client")?;
+        let preferred = config.preferred_api();
+        let UpstreamsConfig { openai, anthropic, default_model, .. } = config;
+        Ok(Self { openai, anthropic, preferred, default_model, client })
     }
 
     pub fn upstream(&self, api: LlmApi) -> Option<&Upstream> {
@@ -88,9 +69,9 @@ impl Upstreams {
         }
     }
 
-    /// The API agents should be configured to speak: OpenAI when both are set up.
+    /// The API agents are configured to speak.
     pub fn preferred_api(&self) -> Option<LlmApi> {
-        [LlmApi::OpenAi, LlmApi::Anthropic].into_iter().find(|api| self.upstream(*api).is_some())
+        self.preferred
     }
 
     pub fn default_model(&self) -> Option<&str> {
@@ -103,7 +84,7 @@ impl Upstreams {
 }
 
 impl Upstream {
-    fn new(api: LlmApi, base_url: &str, key: &SecretString) -> anyhow::Result<Self> {
+    pub fn new(api: LlmApi, base_url: &str, key: &SecretString) -> anyhow::Result<Self> {
         let (auth_name, auth_value) = match api {
             LlmApi::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
             LlmApi::Anthropic => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
@@ -127,7 +108,7 @@ impl Upstream {
 }
 
 /// An http(s) URL with no credentials, query or fragment, without its trailing slash.
-fn normalize_base_url(raw: &str) -> anyhow::Result<String> {
+pub fn normalize_base_url(raw: &str) -> anyhow::Result<String> {
     let url = url::Url::parse(raw.trim()).context("not a URL")?;
     anyhow::ensure!(matches!(url.scheme(), "http" | "https"), "must be http:// or https://");
     anyhow::ensure!(

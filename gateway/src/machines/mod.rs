@@ -71,10 +71,6 @@ impl Machines {
         self.fake.as_ref()
     }
 
-    pub fn provider_name(&self) -> &'static str {
-        self.provider.name()
-    }
-
     /// The last known stage of a user's machine, and every stage after it.
     pub fn subscribe(&self, user: &UserId) -> (Status, broadcast::Receiver<Status>) {
         self.reporter.subscribe(user.as_str())

@@ -45,7 +45,7 @@ fn verdict(state: &AppState, request: &Request) -> Result<(), AppError> {
     let headers = request.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if let Some(origin) = origin {
-        return if state.settings.origin_allowed(origin) {
+        return if state.site.origin_allowed(origin) {
             Ok(())
         } else {
             tracing::debug!(origin, "CSRF: origin not allowed");

@@ -31,7 +31,7 @@ pub fn apply(state: AppState, router: Router) -> Router {
     });
     // Only when users reach Roost over https: a browser ignores it on http, and it would pin
     // a plain-http origin to https for two years if it did not.
-    let hsts = state.settings.secure_cookies.then(|| HeaderValue::from_static(HSTS));
+    let hsts = state.site.secure_cookies.then(|| HeaderValue::from_static(HSTS));
     router
         .layer(axum::middleware::from_fn_with_state(state, csrf::check))
         .layer(axum::middleware::from_fn(timeout::limit))

@@ -9,8 +9,3 @@ pub use device::DeviceIdentity;
 /// What Roost asks for on every agent connection.
 pub const SCOPES: [&str; 2] = ["operator.read", "operator.write"];
 pub const PROTOCOL: u64 = 4;
-
-/// `main` → `agent:main:main`, `k` → `agent:main:k`: the key OpenClaw puts on events.
-pub fn canonical_session_key(key: &str) -> String {
-    if key.starts_with("agent:") { key.to_string() } else { format!("agent:main:{key}") }
-}

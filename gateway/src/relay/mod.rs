@@ -19,32 +19,15 @@ pub use recheck::recheck_credentials;
 pub use socket::upgrade;
 pub use sockets::MAX_SOCKETS_PER_USER;
 
-use crate::auth::{AuthUser, AuthVia};
+use crate::auth::{AuthUser, AuthVia, Revoked};
 use crate::domain::UserId;
 use crate::openclaw::{ConnectError, DeviceIdentity, connect_with_retry};
+use crate::secret::ServerSecret;
 use replay::ReplayBuffer;
 use sockets::{Registration, Sockets};
 
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(60);
-
-/// A credential that just stopped being valid; sockets opened with it are closed (4401).
-#[derive(Debug, Clone)]
-pub enum Revoked {
-    Session {
-        user: UserId,
-        token_hash: String,
-    },
-    ApiToken {
-        user: UserId,
-        token_id: String,
-    },
-    /// Clerk names the session only; every user's sockets are looked at (none are woken).
-    ClerkSession {
-        session_id: String,
-    },
-    User(UserId),
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
@@ -58,6 +41,8 @@ pub struct Timings {
 
 pub struct Relays {
     device: DeviceIdentity,
+    /// Each user's gateway token is derived from it when their link opens.
+    secret: Arc<ServerSecret>,
     sockets: Arc<Sockets>,
     links: Arc<Mutex<HashMap<UserId, Arc<UserLink>>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
@@ -82,14 +67,17 @@ impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
     pub fn new(
         device: DeviceIdentity,
+        secret: Arc<ServerSecret>,
         finished_runs: mpsc::Sender<(UserId, String)>,
         model_configured: bool,
         timings: Timings,
     ) -> Self {
-        Self { device, sockets: Arc::default(), links: Arc::default(), finished_runs, model_configured, timings }
+        let (sockets, links) = (Arc::default(), Arc::default());
+        Self { device, secret, sockets, links, finished_runs, model_configured, timings }
     }
 
-    /// Closes every socket that was opened with this credential.
+    /// Closes every socket that was opened with this credential (4401); for a Clerk session,
+    /// every user's sockets are looked at (none are woken).
     pub fn revoke(&self, revoked: Revoked) {
         match &revoked {
             Revoked::Session { user, token_hash } => self
@@ -125,7 +113,8 @@ impl Relays {
 
     /// The user's live link to their agent at `address`, connecting (once) if there is none.
     /// Every link this opens retires itself once idle.
-    pub async fn hub(&self, user: &UserId, address: &str, token: &str) -> Result<Arc<Hub>, ConnectError> {
+    pub async fn hub(&self, user: &UserId, address: &str) -> Result<Arc<Hub>, ConnectError> {
+        let token = crate::agent_credentials::gateway_token(&self.secret, user);
         loop {
             let link = self.links.lock().expect("links lock").entry(user.clone()).or_default().clone();
             let mut slot = link.slot.lock().await;
@@ -135,7 +124,7 @@ impl Relays {
             if let Some(hub) = slot.hub.as_ref().filter(|h| !h.is_closed()) {
                 return Ok(hub.clone());
             }
-            let upstream = match connect_with_retry(address, token, &self.device, CONNECT_WITHIN).await {
+            let upstream = match connect_with_retry(address, &token, &self.device, CONNECT_WITHIN).await {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     if slot.hub.is_none() {

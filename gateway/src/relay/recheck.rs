@@ -16,7 +16,7 @@ pub async fn recheck_credentials(state: AppState) {
             continue;
         }
         let db = state.db.clone();
-        let idle_secs = state.settings.session_idle_secs;
+        let idle_secs = state.site.session_idle_secs;
         let runtime = tokio::runtime::Handle::current();
         // libSQL's local calls block; they run off the async workers.
         let checked = tokio::task::spawn_blocking(move || {

@@ -20,7 +20,6 @@ use super::frames::{self, BrowserRequest, Rejected};
 use super::hub::{Hub, Outbound, RpcError, Subscription};
 use super::replay::{Cursor, Resume};
 use super::sockets::{MAX_SOCKETS_PER_USER, Registration};
-use crate::agent_credentials;
 use crate::app::AppState;
 use crate::auth::touch::Touch;
 use crate::auth::{AuthUser, AuthVia};
@@ -54,7 +53,7 @@ pub async fn upgrade(
 ) -> AppResult<Response> {
     let ws = ws.map_err(|e| AppError::bad_request("websocket_required", e.body_text()))?;
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| state.settings.origin_allowed(o));
+        let allowed = origin.to_str().is_ok_and(|o| state.site.origin_allowed(o));
         if !allowed {
             return Err(AppError::forbidden("cross_origin", "this origin may not open the chat socket"));
         }
@@ -162,8 +161,7 @@ async fn join(
             }
         }
     };
-    let token = agent_credentials::gateway_token(&state.secret, user);
-    match state.relays.hub(user, &address, &token).await {
+    match state.relays.hub(user, &address).await {
         Ok(hub) => {
             let hello = hub.hello();
             let ready = json!({

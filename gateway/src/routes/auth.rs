@@ -36,12 +36,12 @@ pub async fn signup(
     require_local_accounts(&state)?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password)?;
-    let ip = state.settings.client_ip(&headers, peer);
+    let ip = state.site.client_ip(&headers, peer);
     state.auth_limiter.attempt(ip)?;
 
     let hash = state.hasher.hash(password.expose()).await?;
     let conn = state.db.conn()?;
-    let user = users::create_local(&conn, &email, &hash, state.settings.accounts()).await.map_err(|e| match e {
+    let user = users::create_local(&conn, &email, &hash, state.accounts).await.map_err(|e| match e {
         users::CreateError::EmailTaken => {
             AppError::conflict("email_taken", "an account with this email already exists")
         }
@@ -51,7 +51,7 @@ pub async fn signup(
     tracing::info!(user_id = %user.id, "account created");
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
     // A new user is about to chat: start their agent now, not on the first message.
-    if state.settings.prewarm {
+    if state.site.prewarm {
         state.machines.prewarm(&user.id);
     }
     Ok((StatusCode::CREATED, NO_STORE, jar, axum::Json(json!({ "user": user }))))
@@ -67,7 +67,7 @@ pub async fn login(
     require_local_accounts(&state)?;
     let invalid = || AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
     let email = Email::parse(&body.email).map_err(|_| invalid())?;
-    let ip = state.settings.client_ip(&headers, peer);
+    let ip = state.site.client_ip(&headers, peer);
     state.auth_limiter.attempt(ip)?;
     state.auth_limiter.login_allowed(ip, email.as_str())?;
 
@@ -82,7 +82,7 @@ pub async fn login(
     };
     let user = credentials.user;
     let jar = replace_session(&state, jar, &user.id, &headers, &ip.to_string()).await?;
-    if state.settings.prewarm {
+    if state.site.prewarm {
         state.machines.prewarm(&user.id);
     }
     Ok((NO_STORE, jar, axum::Json(json!({ "user": user }))))
@@ -111,7 +111,7 @@ async fn replace_session(
 }
 
 fn require_local_accounts(app: &App) -> AppResult<()> {
-    if app.settings.local_accounts {
+    if app.site.local_accounts {
         Ok(())
     } else {
         Err(AppError::not_found("local accounts are disabled on this server"))

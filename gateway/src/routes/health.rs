@@ -22,7 +22,7 @@ pub async fn readyz(state: AppState) -> AppResult<axum::Json<Value>> {
 
 /// Prometheus text, for the holder of `--metrics-token` when one is set.
 pub async fn metrics(state: AppState, headers: HeaderMap) -> AppResult<impl IntoResponse> {
-    if let Some(token) = &state.settings.metrics.token {
+    if let Some(token) = &state.site.metrics.token {
         let offered =
             headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !offered.is_some_and(|offered| same_secret(offered.trim().as_bytes(), token.expose().as_bytes())) {

@@ -54,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/llm", llm)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
-    if state.settings.metrics.on_main_listener {
+    if state.site.metrics.on_main_listener {
         router = router.route("/metrics", get(health::metrics));
     }
     let router = router.fallback(web::serve).method_not_allowed_fallback(method_not_allowed).with_state(state.clone());

@@ -7,12 +7,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::auth::Revoked;
 use crate::auth::{SessionUser, api_token};
 use crate::db::api_tokens::{self, NewToken};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 use crate::json::Json;
-use crate::relay::Revoked;
 
 const MAX_EXPIRY_DAYS: u32 = 3650;
 

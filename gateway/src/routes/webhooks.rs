@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::auth::Revoked;
 use crate::auth::svix;
 use crate::db::{users, webhooks};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
-use crate::relay::Revoked;
 
 #[derive(Deserialize)]
 struct ClerkEvent {

@@ -67,7 +67,7 @@ impl TestApp {
         Self {
             addr,
             metrics_addr,
-            origin: state.settings.public_origin.clone(),
+            origin: state.site.public_origin.clone(),
             state,
             dir,
             shutdown: Some(tx),

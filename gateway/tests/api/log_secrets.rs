@@ -87,7 +87,7 @@ async fn logs_never_contain_a_credential() {
     ws.ready().await;
     ws.chat("main", "hello").await;
 
-    let secret = gateway::app::ServerSecret::from_bytes([0x11; 32]);
+    let secret = gateway::secret::ServerSecret::from_bytes([0x11; 32]);
     let user = gateway::domain::UserId::parse(&user_id).unwrap();
     let llm_credential = gateway::agent_credentials::llm_credential(&secret, &user);
     let gateway_token = gateway::agent_credentials::gateway_token(&secret, &user);
