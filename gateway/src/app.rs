@@ -76,6 +76,7 @@ impl App {
         let model_configured = llm.upstreams.preferred_api().is_some();
         let upstreams = Upstreams::new(llm.upstreams)?;
         let machines = Arc::new(build_machines(agents, &db, &secret, sandbox).await?);
+        let activity = machines.activity().clone();
         let device = DeviceIdentity::load_or_create(&data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
         let touches = crate::auth::touch::Touches::start(db.clone());
@@ -94,7 +95,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, secret, finished_tx, model_configured, relay),
+            relays: Relays::new(device, secret, finished_tx, activity, model_configured, relay),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,
@@ -142,6 +143,7 @@ async fn build_machines(
     sandbox: Option<Sandbox>,
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
+    let limits = agents.limits;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.runner {
         Runner::Fake(FakeAgents { echo, external_url }) => {
             let fake = FakeProvider::new(
@@ -192,7 +194,7 @@ async fn build_machines(
             model: model.model.clone(),
         },
     });
-    Ok(Machines::new(provider, fake, spec, reporter))
+    Ok(Machines::new(provider, fake, spec, reporter, limits))
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

@@ -209,6 +209,16 @@ pub struct AgentArgs {
     #[arg(long, hide = true)]
     pub assume_landlock_abi: Option<u8>,
 
+    /// How many agents may run at once; further starts wait in line, and see their place.
+    /// Default: what this machine's memory holds at about 1.2 GB per agent (at least 1).
+    #[arg(long, env = "ROOST_MAX_AGENTS")]
+    pub max_agents: Option<usize>,
+
+    /// Stop an agent after this long unused: no chat open, no run in progress, no model call
+    /// (`30m`, `45s`, `2h`; `0` = never).
+    #[arg(long, env = "ROOST_AGENT_IDLE_TIMEOUT", default_value = "30m")]
+    pub agent_idle_timeout: String,
+
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]
     pub no_prewarm: bool,

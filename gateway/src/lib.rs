@@ -13,6 +13,7 @@ pub mod error;
 pub mod fakes;
 mod http_server;
 pub mod json;
+pub mod lifecycle;
 pub mod llm;
 pub mod machines;
 mod middleware;

@@ -232,11 +232,15 @@ fn check_values(args: &ServeArgs, problems: &mut Problems) {
         ("--max-connections", args.http.max_connections as u64, "would refuse every connection"),
         ("--max-websockets", args.http.max_websockets as u64, "would refuse every chat connection"),
         ("--header-read-timeout-secs", args.http.header_read_timeout_secs, "would close every connection"),
+        ("--max-agents", args.agents.max_agents.unwrap_or(1) as u64, "would start no agent"),
     ];
     for (flag, value, effect) in at_least_one {
         if value == 0 {
             problems.push(format!("{flag} is 0, which {effect}; it must be at least 1"));
         }
+    }
+    if let Err(e) = crate::lifecycle::parse_duration(&args.agents.agent_idle_timeout) {
+        problems.push(format!("--agent-idle-timeout: {e}"));
     }
     if args.agents.node_bin.is_some() && args.agents.openclaw_bin.is_none() {
         problems

@@ -78,6 +78,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let recheck = tokio::spawn(crate::relay::recheck_credentials(self.state.clone()));
+        let lifecycle = tokio::spawn(crate::lifecycle::watch(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -97,6 +98,7 @@ impl Server {
         http_server::serve(self.listener, router, &self.limits, shutdown).await;
         housekeeping.abort();
         recheck.abort();
+        lifecycle.abort();
         for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }

@@ -35,6 +35,8 @@ impl fmt::Display for MachineState {
 /// The step a machine is on; users see these names while they wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Waiting for one of the host's agent slots (`--max-agents`).
+    Queued,
     InstallingRuntime,
     PreparingState,
     Starting,
@@ -48,6 +50,7 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::InstallingRuntime => "installing_runtime",
             Self::PreparingState => "preparing_state",
             Self::Starting => "starting",
@@ -63,7 +66,7 @@ impl Stage {
     pub fn state(self) -> MachineState {
         match self {
             Self::InstallingRuntime | Self::PreparingState => MachineState::Provisioning,
-            Self::Starting | Self::WaitingReady | Self::Restarting => MachineState::Starting,
+            Self::Queued | Self::Starting | Self::WaitingReady | Self::Restarting => MachineState::Starting,
             Self::Ready => MachineState::Ready,
             Self::Stopped => MachineState::IdleStopped,
             Self::Failed => MachineState::Failed,

@@ -30,6 +30,8 @@ pub async fn forward_model_call(
     request: ModelRequest,
     agent_headers: &HeaderMap,
 ) -> AppResult<Response> {
+    // The agent is busy (not idle) until the answer has been streamed to it.
+    let in_flight = app.machines.activity().model_call(&user);
     let report = usage_recorder::start(app.db.clone(), UsageCall { user, api, model: request.model });
     let path = match api {
         LlmApi::OpenAi => "/chat/completions",
@@ -55,7 +57,7 @@ pub async fn forward_model_call(
     let headers = passed_back(answer.headers());
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let meter = UsageMeter::new(api, Framing::from_content_type(content_type));
-    let body = MeteredBody::new(Box::pin(answer.bytes_stream()), status.as_u16(), meter, report);
+    let body = MeteredBody::new(Box::pin(answer.bytes_stream()), status.as_u16(), meter, report, in_flight);
     Ok(response(status, headers, Body::from_stream(body)))
 }
 

@@ -10,16 +10,19 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use super::usage_recorder::{Tally, UsageReport};
+use crate::lifecycle::activity::ModelCall;
 
 pub struct MeteredBody<S> {
     upstream: S,
     upstream_status: u16,
     metering: Option<(UsageMeter, UsageReport)>,
+    /// Ends (the agent may count as idle again) when the body does.
+    _in_flight: ModelCall,
 }
 
 impl<S> MeteredBody<S> {
-    pub fn new(upstream: S, upstream_status: u16, meter: UsageMeter, report: UsageReport) -> Self {
-        Self { upstream, upstream_status, metering: Some((meter, report)) }
+    pub fn new(upstream: S, upstream_status: u16, meter: UsageMeter, report: UsageReport, in_flight: ModelCall) -> Self {
+        Self { upstream, upstream_status, metering: Some((meter, report)), _in_flight: in_flight }
     }
 
     fn finish(&mut self, ended_normally: bool) {

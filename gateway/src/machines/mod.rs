@@ -16,6 +16,9 @@ pub use fake::FakeProvider;
 use crate::db::Db;
 use crate::db::machines as store;
 use crate::domain::UserId;
+use crate::lifecycle::IdlePolicy;
+use crate::lifecycle::activity::Activity;
+use crate::lifecycle::slots::{Place, Slots, ordinal};
 
 /// What a waiting browser is shown: `roost.status` payloads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +43,15 @@ pub struct Machines {
     spec: SpecFactory,
     reporter: Arc<Reporter>,
     starts: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
+    slots: Arc<Slots>,
+    activity: Arc<Activity>,
+    idle: IdlePolicy,
+}
+
+/// How many agents may run at once, and when an unused one is stopped.
+pub struct Limits {
+    pub max_agents: usize,
+    pub idle: IdlePolicy,
 }
 
 /// A start that failed, as the user is told: a plain sentence and an error id. The details are
@@ -62,8 +74,45 @@ impl Machines {
         fake: Option<Arc<FakeProvider>>,
         spec: SpecFactory,
         reporter: Arc<Reporter>,
+        limits: Limits,
     ) -> Self {
-        Self { provider, fake, spec, reporter, starts: Mutex::new(HashMap::new()) }
+        Self {
+            provider,
+            fake,
+            spec,
+            reporter,
+            starts: Mutex::new(HashMap::new()),
+            slots: Slots::new(limits.max_agents),
+            activity: Arc::new(Activity::default()),
+            idle: limits.idle,
+        }
+    }
+
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
+    }
+
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    pub fn idle_policy(&self) -> IdlePolicy {
+        self.idle
+    }
+
+    /// A start is under way (or waiting for its slot).
+    pub fn is_starting(&self, user: &UserId) -> bool {
+        self.starts.lock().expect("starts lock").contains_key(user)
+    }
+
+    /// The agent is starting or ready, as its provider sees it.
+    pub async fn is_up(&self, user: &UserId) -> bool {
+        matches!(self.provider.status(user.as_str()).await, MachineState::Starting | MachineState::Ready)
+    }
+
+    pub fn release_slot(&self, user: &UserId) {
+        self.slots.release(user);
+        self.activity.forget(user);
     }
 
     /// The in-process fake agents, when `--agent-provider fake` is used.
@@ -92,6 +141,7 @@ impl Machines {
         if let Some(address) = self.provider.address(user.as_str()).await {
             return Ok(address);
         }
+        self.wait_for_slot(user).await?;
         store::upsert(
             &self.reporter.db,
             user,
@@ -111,13 +161,37 @@ impl Machines {
             Err(e) => {
                 let error = StartError::logged(user, e.public_message(), &e);
                 self.reporter.report(user.as_str(), Stage::Failed, &error.0);
+                self.release_slot(user);
                 Err(error)
             }
         }
     }
 
-    /// Starts the machine in the background (on login), so it is warm when the user chats.
+    /// Takes a slot for the user's agent, showing their place in line while they wait.
+    async fn wait_for_slot(&self, user: &UserId) -> Result<(), StartError> {
+        let mut ticket = self.slots.take(user).map_err(|e| {
+            StartError::logged(user, "Too many agents are waiting to start. Try again in a few minutes.", &e)
+        })?;
+        while let Place::InLine(n) = ticket.place() {
+            let detail = format!(
+                "all {} agent slots are in use; you are {} in line, and start when one is free",
+                self.slots.max(),
+                ordinal(n)
+            );
+            self.reporter.report(user.as_str(), Stage::Queued, &detail);
+            ticket.changed().await;
+        }
+        self.activity.touch(user);
+        Ok(())
+    }
+
+    /// Starts the machine in the background (on login), so it is warm when the user chats;
+    /// only into a free slot that nobody is waiting for.
     pub fn prewarm(self: &Arc<Self>, user: &UserId) {
+        if !self.slots.try_take(user) {
+            tracing::debug!(user_id = %user, "no free agent slot; not prewarming");
+            return;
+        }
         let machines = self.clone();
         let user = user.clone();
         tokio::spawn(async move {
@@ -128,11 +202,18 @@ impl Machines {
     }
 
     pub async fn stop(&self, user: &UserId) -> Result<(), StartError> {
+        self.stop_because(user, "stopped").await
+    }
+
+    /// Stops the agent and frees its slot; `reason` is what the user's page shows.
+    pub async fn stop_because(&self, user: &UserId, reason: &str) -> Result<(), StartError> {
         self.provider
             .stop(user.as_str())
             .await
             .map_err(|e| StartError::logged(user, "Stopping your agent failed.", &e))?;
-        self.reporter.report(user.as_str(), Stage::Stopped, "stopped");
+        self.release_slot(user);
+        tracing::info!(user_id = %user, reason, "agent stopped");
+        self.reporter.report(user.as_str(), Stage::Stopped, reason);
         Ok(())
     }
 

@@ -142,6 +142,50 @@ pub fn parse_route(id: &str) -> Route<'_> {
         .unwrap_or(Route::Unknown)
 }
 
+/// A chat event of one run: `{"type":"event","event":"chat","payload":{"runId","state","sessionKey"}}`.
+pub struct ChatRun<'a> {
+    pub run_id: &'a str,
+    pub state: &'a str,
+    pub session_key: Option<&'a str>,
+}
+
+impl ChatRun<'_> {
+    /// The run's last event: it finished, failed or was stopped.
+    pub fn ended(&self) -> bool {
+        matches!(self.state, "final" | "error" | "aborted")
+    }
+}
+
+/// The run a chat event belongs to. Other frames (and echoed benchmark frames, which name no
+/// run) cost a substring search, not a parse.
+pub fn chat_run(text: &str) -> Option<ChatRun<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        event: &'a str,
+        #[serde(borrow)]
+        payload: Payload<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload<'a> {
+        #[serde(rename = "runId", borrow)]
+        run_id: &'a str,
+        #[serde(borrow)]
+        state: &'a str,
+        #[serde(rename = "sessionKey", borrow, default)]
+        session_key: Option<&'a str>,
+    }
+    if !text.contains(r#""runId""#) {
+        return None;
+    }
+    let event: Event = serde_json::from_str(text).ok()?;
+    (event.event == "chat").then_some(ChatRun {
+        run_id: event.payload.run_id,
+        state: event.payload.state,
+        session_key: event.payload.session_key,
+    })
+}
+
 /// A request from the browser, checked: an object with `type:"req"`, a short id and a method.
 pub struct BrowserRequest<'a> {
     text: &'a str,

@@ -42,7 +42,8 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
-pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+/// Hears every chat run event the agent sends (a run's progress, and its end).
+pub type OnRun = Arc<dyn Fn(&frames::ChatRun<'_>) + Send + Sync>;
 
 pub struct Hub {
     to_agent: mpsc::Sender<Message>,
@@ -82,12 +83,12 @@ pub enum RpcError {
 }
 
 impl Hub {
-    /// Takes over a handshaken upstream. `on_chat_final` hears the session key of each finished run.
+    /// Takes over a handshaken upstream. `on_run` hears each chat run's events.
     pub fn start(
         upstream: Upstream,
         replay: Arc<Mutex<ReplayBuffer>>,
         model_configured: bool,
-        on_chat_final: Notify,
+        on_run: OnRun,
         timings: AgentTimings,
     ) -> Arc<Self> {
         let (to_agent, mut outgoing) = mpsc::channel::<Message>(AGENT_QUEUE);
@@ -122,7 +123,7 @@ impl Hub {
                     message = stream.next() => {
                         last_heard = Instant::now();
                         match message {
-                            Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_chat_final),
+                            Some(Ok(Message::Text(text))) => reader_hub.route(text.as_str(), &on_run),
                             Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
                             Some(Ok(_)) => {}
                             Some(Err(e)) => {
@@ -261,14 +262,12 @@ impl Hub {
             .try_send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "roost closing".into() })));
     }
 
-    fn route(&self, text: &str, on_chat_final: &Notify) {
+    fn route(&self, text: &str, on_run: &OnRun) {
         match frames::classify(text) {
             FromAgent::Dropped => {}
             FromAgent::Sequenced => {
-                if text.contains(r#""state":"final""#)
-                    && let Some(key) = chat_final_session(text)
-                {
-                    on_chat_final(&key);
+                if let Some(run) = frames::chat_run(text) {
+                    on_run(&run);
                 }
                 let explained = if self.model_configured { None } else { frames::explain_missing_model(text) };
                 let text = explained.as_deref().unwrap_or(text);
@@ -338,8 +337,4 @@ impl HubState {
     }
 }
 
-fn chat_final_session(text: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    (v["event"] == "chat" && v["payload"]["state"] == "final")
-        .then(|| v["payload"]["sessionKey"].as_str().map(str::to_string))?
-}
+

@@ -21,6 +21,7 @@ pub use sockets::MAX_SOCKETS_PER_USER;
 
 use crate::auth::{AuthUser, AuthVia, Revoked};
 use crate::domain::UserId;
+use crate::lifecycle::activity::Activity;
 use crate::openclaw::{ConnectError, DeviceIdentity, connect_with_retry};
 use crate::secret::ServerSecret;
 use replay::ReplayBuffer;
@@ -46,6 +47,8 @@ pub struct Relays {
     sockets: Arc<Sockets>,
     links: Arc<Mutex<HashMap<UserId, Arc<UserLink>>>>,
     finished_runs: mpsc::Sender<(UserId, String)>,
+    /// Hears which chat runs are in progress (an agent mid-run is never stopped for idleness).
+    activity: Arc<Activity>,
     model_configured: bool,
     pub timings: Timings,
 }
@@ -69,11 +72,12 @@ impl Relays {
         device: DeviceIdentity,
         secret: Arc<ServerSecret>,
         finished_runs: mpsc::Sender<(UserId, String)>,
+        activity: Arc<Activity>,
         model_configured: bool,
         timings: Timings,
     ) -> Self {
         let (sockets, links) = (Arc::default(), Arc::default());
-        Self { device, secret, sockets, links, finished_runs, model_configured, timings }
+        Self { device, secret, sockets, links, finished_runs, activity, model_configured, timings }
     }
 
     /// Closes every socket that was opened with this credential (4401); for a Clerk session,
@@ -134,12 +138,16 @@ impl Relays {
                     return Err(e);
                 }
             };
-            let finished = self.finished_runs.clone();
-            let owner = user.clone();
-            let notify: hub::Notify = Arc::new(move |session_key: &str| {
-                let _ = finished.try_send((owner.clone(), session_key.to_string()));
+            let (finished, activity, owner) = (self.finished_runs.clone(), self.activity.clone(), user.clone());
+            let on_run: hub::OnRun = Arc::new(move |run| {
+                activity.run_event(&owner, run.run_id, run.ended());
+                if run.state == "final"
+                    && let Some(key) = run.session_key
+                {
+                    let _ = finished.try_send((owner.clone(), key.to_string()));
+                }
             });
-            let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, notify, self.timings.agent);
+            let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, on_run, self.timings.agent);
             slot.hub = Some(hub.clone());
             tokio::spawn(retire_when_idle(
                 self.links.clone(),

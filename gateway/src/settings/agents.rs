@@ -8,12 +8,15 @@ use std::time::Duration;
 use provisioner::local::Support;
 
 use crate::config::{AgentArgs, AgentProvider, ServeArgs};
+use crate::lifecycle::IdlePolicy;
 use crate::llm::{LlmApi, UpstreamsConfig};
+use crate::machines::Limits;
 use crate::relay::{AgentTimings, Timings};
 
 pub struct Agents {
     pub runner: Runner,
     pub model: AgentModel,
+    pub limits: Limits,
 }
 
 pub enum Runner {
@@ -90,7 +93,11 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
             })
         }
     };
-    Agents { runner, model: agent_model(upstreams, &internal_origin(bound)) }
+    let limits = Limits {
+        max_agents: agents.max_agents.unwrap_or_else(crate::lifecycle::default_max_agents),
+        idle: IdlePolicy { timeout: crate::lifecycle::parse_duration(&agents.agent_idle_timeout).ok().flatten() },
+    };
+    Agents { runner, model: agent_model(upstreams, &internal_origin(bound)), limits }
 }
 
 fn agent_model(upstreams: &UpstreamsConfig, internal_origin: &str) -> AgentModel {

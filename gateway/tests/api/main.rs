@@ -14,6 +14,7 @@ mod csrf;
 mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
+mod lifecycle;
 mod llm_proxy;
 mod log_secrets;
 mod metrics;

@@ -1,0 +1,67 @@
+//! Stops agents nobody uses: after the idle timeout, or at once, least recently used first,
+//! when someone waits for a slot. An agent is in use while a chat socket is open, a chat run is
+//! in progress or a model call is in flight; such an agent is never stopped here.
+
+use std::time::{Duration, Instant};
+
+use super::describe;
+use crate::app::AppState;
+use crate::domain::UserId;
+
+pub async fn watch(state: AppState) {
+    let policy = state.machines.idle_policy();
+    let tick = policy.timeout.map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
+    let slots = state.machines.slots().clone();
+    loop {
+        // While someone waits, look every second: a chat closing can free a slot for them.
+        let wait = if slots.waiting() > 0 { tick.min(Duration::from_secs(1)) } else { tick };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = slots.someone_waits.notified() => {}
+        }
+        let idle = idle_agents(&state).await;
+        let mut stopped = Vec::new();
+        if let Some(timeout) = policy.timeout {
+            for (user, since) in &idle {
+                if since.elapsed() >= timeout {
+                    let reason = format!("stopped after {} idle", describe(timeout));
+                    if state.machines.stop_because(user, &reason).await.is_ok() {
+                        stopped.push(user.clone());
+                    }
+                }
+            }
+        }
+        let mut candidates: Vec<&(UserId, Instant)> = idle.iter().filter(|(u, _)| !stopped.contains(u)).collect();
+        candidates.sort_by_key(|(_, since)| *since);
+        for (user, _) in candidates.into_iter().take(slots.waiting()) {
+            let _ = state.machines.stop_because(user, "stopped while idle, to make room for someone waiting").await;
+        }
+    }
+}
+
+/// Running agents that are not in use, with when they last were.
+async fn idle_agents(state: &AppState) -> Vec<(UserId, Instant)> {
+    let machines = &state.machines;
+    let mut idle = Vec::new();
+    for user in machines.slots().running() {
+        if machines.is_starting(&user) {
+            continue;
+        }
+        if !machines.is_up(&user).await {
+            // It failed or was stopped outside the watcher (a crash loop, an admin): free its slot.
+            machines.release_slot(&user);
+            continue;
+        }
+        let activity = machines.activity();
+        if state.relays.socket_count(&user) > 0 || activity.is_busy(&user) {
+            activity.touch(&user);
+            continue;
+        }
+        let since = activity.last_active(&user).unwrap_or_else(|| {
+            activity.touch(&user);
+            Instant::now()
+        });
+        idle.push((user, since));
+    }
+    idle
+}

@@ -1,0 +1,154 @@
+//! The host's agent slots, the line for them, and idle stops, with the simulated agent.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, wait_until};
+use crate::ws::Client;
+
+fn user(id: &str) -> gateway::domain::UserId {
+    gateway::domain::UserId::parse(id).unwrap()
+}
+
+async fn machine_row(app: &TestApp, user_id: &str) -> (String, String) {
+    let rows = app.sql(&format!("SELECT state || '|' || coalesce(detail, '') FROM machines WHERE user_id = '{user_id}'")).await;
+    match rows.first() {
+        Some(libsql::Value::Text(t)) => {
+            let (state, detail) = t.split_once('|').unwrap();
+            (state.to_string(), detail.to_string())
+        }
+        _ => (String::new(), String::new()),
+    }
+}
+
+/// Reads until a `queued` status whose detail names this place in line.
+async fn until_queued(ws: &mut Client, place: &str) -> Value {
+    ws.until(place, |f| {
+        f["event"] == "roost.status"
+            && f["payload"]["stage"] == "queued"
+            && f["payload"]["detail"].as_str().is_some_and(|d| d.contains(&format!("{place} in line")))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_beyond_the_cap_wait_in_line_and_proceed_in_order() {
+    let app = TestApp::spawn_with(&["--max-agents", "2", "--no-prewarm"]).await;
+    let mut cookies = Vec::new();
+    for i in 0..4 {
+        cookies.push(app.signed_up_cookie(&format!("line{i}@example.com")).await);
+    }
+    let mut first = app.ws(&cookies[0].0, "").await;
+    first.ready().await;
+    let mut second = app.ws(&cookies[1].0, "").await;
+    second.ready().await;
+    let mut third = app.ws(&cookies[2].0, "").await;
+    until_queued(&mut third, "1st").await;
+    let mut fourth = app.ws(&cookies[3].0, "").await;
+    until_queued(&mut fourth, "2nd").await;
+    assert_eq!(app.state.machines.slots().running().len(), 2, "never more agents than the cap");
+
+    // The first user leaves: their idle agent makes room, and the line moves on in order.
+    drop(first);
+    third.ready().await;
+    until_queued(&mut fourth, "1st").await;
+    let (state, detail) = machine_row(&app, &cookies[0].1).await;
+    assert_eq!(state, "idle_stopped");
+    assert!(detail.contains("make room"), "{detail}");
+    drop(second);
+    fourth.ready().await;
+    assert!(!fourth.chat("main", "my turn").await.is_empty());
+    assert_eq!(app.state.machines.slots().running().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prewarm_never_starts_an_agent_beyond_the_cap() {
+    let app = TestApp::spawn_with(&["--max-agents", "1"]).await;
+    let (_, first) = app.signed_up_cookie("warm1@example.com").await;
+    wait_until("the first user's agent is prewarmed", || async {
+        app.state.machines.address_if_ready(&user(&first)).await.is_some()
+    })
+    .await;
+    let (cookie, second) = app.signed_up_cookie("warm2@example.com").await;
+    assert!(!app.state.machines.slots().holds(&user(&second)), "no slot taken for a prewarm");
+    assert_eq!(app.state.machines.slots().running(), vec![user(&first)]);
+    // Opening the chat is a real start: it waits its turn like any other.
+    let mut ws = app.ws(&cookie, "").await;
+    until_queued(&mut ws, "1st").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_agent_stops_after_the_idle_timeout_and_the_next_chat_wakes_it() {
+    let app = TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("idle@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    let reply = ws.chat("main", "before the nap").await;
+    // While the chat is open, the agent is in use however long it stays quiet.
+    let held = app.state.machines.slots().running();
+    drop(ws);
+    wait_until("the idle agent is stopped", || async { machine_row(&app, &user_id).await.0 == "idle_stopped" }).await;
+    assert_eq!(held, vec![user(&user_id)]);
+    assert_eq!(machine_row(&app, &user_id).await.1, "stopped after 1 s idle");
+    assert!(app.state.machines.slots().running().is_empty(), "its slot is free");
+
+    let mut ws = app.ws(&cookie, "").await;
+    let mut stages = Vec::new();
+    loop {
+        let frame = ws.next().await.expect("open");
+        match frame["event"].as_str() {
+            Some("roost.status") => stages.push(frame["payload"]["stage"].as_str().unwrap().to_string()),
+            Some("roost.ready") => break,
+            _ => {}
+        }
+    }
+    assert!(stages.iter().any(|s| s == "starting"), "waking shows its stages: {stages:?}");
+    let history: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
+    let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.contains(&"before the nap") && texts.contains(&reply.as_str()), "history survived: {texts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_not_stopped_while_its_model_call_is_in_flight() {
+    let llm = fakes::llm::FakeLlm::spawn(fakes::llm::FakeLlmOptions { api_key: "sk-op".into(), ..Default::default() }).await;
+    let base = format!("{}/v1", llm.base_url());
+    let app = TestApp::spawn_with(&[
+        "--agent-idle-timeout",
+        "1s",
+        "--no-prewarm",
+        "--llm-openai-base-url",
+        &base,
+        "--llm-openai-api-key",
+        "sk-op",
+        "--llm-model",
+        "m",
+    ])
+    .await;
+    let (cookie, user_id) = app.signed_up_cookie("busy@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    llm.fail_next(fakes::llm::FailMode::Hang);
+    let credential = gateway::agent_credentials::llm_credential(&app.state.secret, &user(&user_id));
+    let url = app.url("/llm/openai/v1/chat/completions");
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(credential)
+            .json(&json!({ "model": "m", "messages": [{ "role": "user", "content": "think hard" }] }))
+            .send()
+            .await
+    });
+    wait_until("the model call is in flight", || async { app.state.machines.activity().is_busy(&user(&user_id)) })
+        .await;
+    drop(ws);
+    // Several idle timeouts pass with no chat open: the call keeps the agent in use.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(machine_row(&app, &user_id).await.0, "ready", "stopped during a model call");
+    }
+    llm.shutdown();
+    let _ = call.await;
+    wait_until("the agent stops once the call ended", || async { machine_row(&app, &user_id).await.0 == "idle_stopped" })
+        .await;
+}
