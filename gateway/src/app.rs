@@ -18,7 +18,8 @@ use crate::config::{AgentProvider, ServeArgs};
 use crate::db::Db;
 use crate::domain::UserId;
 use crate::llm::{LlmApi, Upstreams};
-use crate::machines::{FakeProvider, Machines, Reporter};
+use crate::machines::simulated::Reply;
+use crate::machines::{Machines, Reporter, SimulatedProvider};
 use crate::openclaw::DeviceIdentity;
 use crate::relay::Relays;
 use provisioner::local::{Sandbox, Support};
@@ -289,8 +290,8 @@ async fn build_machines(
     let agents = &args.agents;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.agent_provider {
         AgentProvider::Fake => {
-            let fake = FakeProvider::new(
-                crate::fakes::openclaw::Reply::Text(
+            let fake = SimulatedProvider::new(
+                Reply::Text(
                     "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.".into(),
                 ),
                 std::time::Duration::from_millis(50),

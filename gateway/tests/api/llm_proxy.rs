@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use fakes::llm::{FailMode, FakeLlm, FakeLlmOptions, RecordedRequest};
 use gateway::agent_credentials::llm_credential;
 use gateway::domain::UserId;
-use gateway::fakes::llm::{FailMode, FakeLlm, FakeLlmOptions, RecordedRequest};
 use gateway::llm::LlmApi;
 use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{Value, json};
