@@ -62,20 +62,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Upstream { port_file, max_secs } => {
-                let upstream =
-                    gateway::fakes::openclaw::FakeOpenClaw::spawn(gateway::fakes::openclaw::FakeOpenClawOptions {
-                        token: conn::UPSTREAM_TOKEN.into(),
-                        echo_mode: true,
-                        echo_as_event: true,
-                        any_token: true,
-                        ..Default::default()
-                    })
-                    .await;
+                let upstream = fakes::openclaw::echo_upstream(conn::UPSTREAM_TOKEN).await?;
                 serve_until_stopped(&port_file, upstream.addr().port(), max_secs).await
             }
             Command::FakeLlm { port_file, words, chunk_delay_ms, max_secs } => {
                 let reply = (0..words).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
-                let fake = gateway::fakes::llm::FakeLlm::spawn(gateway::fakes::llm::FakeLlmOptions {
+                let fake = fakes::llm::FakeLlm::spawn(fakes::llm::FakeLlmOptions {
                     api_key: llm::PROVIDER_KEY.into(),
                     reply: Some(reply),
                     chunk_delay: Duration::from_millis(chunk_delay_ms),

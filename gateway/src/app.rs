@@ -15,7 +15,8 @@ use crate::db::Db;
 use crate::db::users::Accounts;
 use crate::domain::UserId;
 use crate::llm::{LlmApi, Upstreams};
-use crate::machines::{FakeProvider, Machines, Reporter};
+use crate::machines::simulated::Reply;
+use crate::machines::{Machines, Reporter, SimulatedProvider};
 use crate::openclaw::DeviceIdentity;
 use crate::relay::Relays;
 use crate::secret::ServerSecret;
@@ -146,8 +147,8 @@ async fn build_machines(
     let limits = agents.limits;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.runner {
         Runner::Fake(FakeAgents { echo, external_url }) => {
-            let fake = FakeProvider::new(
-                crate::fakes::openclaw::Reply::Text(
+            let fake = SimulatedProvider::new(
+                Reply::Text(
                     "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.".into(),
                 ),
                 std::time::Duration::from_millis(50),

@@ -10,7 +10,6 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod fakes;
 mod http_server;
 pub mod json;
 pub mod lifecycle;

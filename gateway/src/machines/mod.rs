@@ -1,7 +1,7 @@
 //! Each user's agent machine: start on demand (one start at a time per user), real stages
 //! broadcast to whoever is waiting, and every state change written to the `machines` table.
 
-mod fake;
+pub mod simulated;
 mod stage_writes;
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use provisioner::{AgentSpec, MachineState, Progress, Provider, Stage};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use fake::FakeProvider;
+pub use simulated::SimulatedProvider;
 
 use crate::db::Db;
 use crate::db::machines as store;
@@ -39,7 +39,7 @@ pub type SpecFactory = Box<dyn Fn(&UserId) -> AgentSpec + Send + Sync>;
 
 pub struct Machines {
     provider: Arc<dyn Provider>,
-    fake: Option<Arc<FakeProvider>>,
+    simulated: Option<Arc<SimulatedProvider>>,
     spec: SpecFactory,
     reporter: Arc<Reporter>,
     starts: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
@@ -71,14 +71,14 @@ impl StartError {
 impl Machines {
     pub fn new(
         provider: Arc<dyn Provider>,
-        fake: Option<Arc<FakeProvider>>,
+        simulated: Option<Arc<SimulatedProvider>>,
         spec: SpecFactory,
         reporter: Arc<Reporter>,
         limits: Limits,
     ) -> Self {
         Self {
             provider,
-            fake,
+            simulated,
             spec,
             reporter,
             starts: Mutex::new(HashMap::new()),
@@ -115,9 +115,9 @@ impl Machines {
         self.activity.forget(user);
     }
 
-    /// The in-process fake agents, when `--agent-provider fake` is used.
-    pub fn fake(&self) -> Option<&Arc<FakeProvider>> {
-        self.fake.as_ref()
+    /// The in-process simulated agents, when `--agent-provider fake` is used.
+    pub fn simulated(&self) -> Option<&Arc<SimulatedProvider>> {
+        self.simulated.as_ref()
     }
 
     /// The last known stage of a user's machine, and every stage after it.

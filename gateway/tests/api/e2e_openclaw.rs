@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gateway::fakes::llm::{FakeLlm, FakeLlmOptions};
+use fakes::llm::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 

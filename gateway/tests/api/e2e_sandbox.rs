@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gateway::fakes::llm::ToolCall;
+use fakes::llm::ToolCall;
 use serde_json::{Value, json};
 
 use crate::e2e_openclaw::{READY_WAIT, agent_slots, available, start};

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use gateway::fakes::llm::{FakeLlm, FakeLlmOptions};
+use fakes::llm::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gateway::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
 use gateway::openclaw::{ConnectError, DeviceIdentity, connect, connect_with_retry};
 
 fn device() -> DeviceIdentity {

@@ -1,12 +1,14 @@
 //! `/ws` against the in-process fake agent (which speaks the real OpenClaw frames).
 
+use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+use gateway::machines::simulated::{Reply, SimulatedAgent};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_code, wait_until};
 use crate::ws::Client;
 
-async fn agent_of(app: &TestApp, user_id: &str) -> std::sync::Arc<gateway::fakes::openclaw::FakeOpenClaw> {
-    app.state.machines.fake().expect("fake provider").agent(user_id).await.expect("agent running")
+async fn agent_of(app: &TestApp, user_id: &str) -> std::sync::Arc<SimulatedAgent> {
+    app.state.machines.simulated().expect("simulated provider").agent(user_id).await.expect("agent running")
 }
 
 #[tokio::test]
@@ -103,8 +105,9 @@ async fn resuming_from_an_unknown_point_reports_a_gap() {
 
 #[tokio::test]
 async fn forbidden_methods_are_answered_by_roost_and_never_reach_the_agent() {
-    let app = TestApp::spawn().await;
-    let (cookie, user_id) = app.signed_up_cookie("forbid@example.com").await;
+    let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { any_token: true, ..FakeOpenClawOptions::default() }).await;
+    let app = TestApp::spawn_with(&["--fake-agent-url", &agent.ws_url()]).await;
+    let (cookie, _) = app.signed_up_cookie("forbid@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
     for method in ["config.patch", "config.get", "device.pair.approve", "channels.pairing.approve", "connect"] {
@@ -118,7 +121,7 @@ async fn forbidden_methods_are_answered_by_roost_and_never_reach_the_agent() {
     assert_eq!(ws.until("invalid", |f| f["type"] == "res").await["error"]["code"], "invalid_request");
     ws.send_raw("{not json".into()).await;
     assert_eq!(ws.until_event("roost.error").await["payload"]["code"], "invalid_frame");
-    let seen: Vec<String> = agent_of(&app, &user_id).await.requests_seen().into_iter().map(|(m, _)| m).collect();
+    let seen: Vec<String> = agent.requests_seen().into_iter().map(|(m, _)| m).collect();
     assert!(
         seen.iter().all(|m| m == "connect" || m == "chat.history" || m.starts_with("sessions.")),
         "agent saw {seen:?}"
@@ -171,7 +174,7 @@ async fn users_only_ever_see_their_own_agent() {
     alice.ready().await;
     let mut bob = app.ws(&bob_cookie, "").await;
     bob.ready().await;
-    agent_of(&app, &bob_id).await.set_reply(gateway::fakes::openclaw::Reply::Text("bob-only-secret-reply".into()));
+    agent_of(&app, &bob_id).await.set_reply(Reply::Text("bob-only-secret-reply".into()));
     bob.chat("main", "bob-only-secret-question").await;
     alice.chat("main", "hello").await;
     assert!(!alice.all_bytes().contains("bob-only"), "alice's socket never carries bob's events");
@@ -255,9 +258,7 @@ async fn on_a_server_without_a_model_failed_runs_say_so() {
     let (cookie, user_id) = app.signed_up_cookie("nomodel-fake@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
-    agent_of(&app, &user_id)
-        .await
-        .set_reply(gateway::fakes::openclaw::Reply::Error("request failed (HTTP 400)".into()));
+    agent_of(&app, &user_id).await.set_reply(Reply::Error("request failed (HTTP 400)".into()));
     ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "nm-1" })).await;
     let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
     assert!(error["payload"]["errorMessage"].as_str().unwrap().starts_with("No model is configured"));
@@ -278,7 +279,7 @@ async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
     let (cookie, user_id) = app.signed_up_cookie("model-fake@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
-    agent_of(&app, &user_id).await.set_reply(gateway::fakes::openclaw::Reply::Error("rate limited".into()));
+    agent_of(&app, &user_id).await.set_reply(Reply::Error("rate limited".into()));
     ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "m-1" })).await;
     let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
     assert_eq!(error["payload"]["errorMessage"], "rate limited");
@@ -382,14 +383,7 @@ async fn benchmark_echo_agents_answer_each_request_with_a_sequenced_chat_event()
 
 #[tokio::test]
 async fn benchmark_agents_can_all_be_one_external_upstream() {
-    use gateway::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
-    let upstream = FakeOpenClaw::spawn(FakeOpenClawOptions {
-        echo_mode: true,
-        echo_as_event: true,
-        any_token: true,
-        ..FakeOpenClawOptions::default()
-    })
-    .await;
+    let upstream = fakes::openclaw::echo_upstream("bench-token").await.unwrap();
     let url = upstream.ws_url();
     let app = TestApp::spawn_with(&["--fake-agent-url", &url]).await;
     for email in ["ext1@example.com", "ext2@example.com"] {

@@ -1,5 +1,7 @@
 //! The relay's bounds and timeouts: sockets per user, heartbeats both ways, links that retire.
 
+use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+
 use crate::helpers::{TestApp, error_code, wait_until};
 use crate::ws::Client;
 
@@ -53,11 +55,13 @@ async fn a_browser_that_stops_answering_pings_is_closed() {
 
 #[tokio::test]
 async fn a_silent_agent_link_is_closed_and_browsers_told() {
-    let app = TestApp::spawn_with(&["--agent-ping-secs", "1", "--agent-silence-secs", "2"]).await;
-    let (cookie, user_id) = app.signed_up_cookie("silent@example.com").await;
+    let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { any_token: true, ..FakeOpenClawOptions::default() }).await;
+    let url = agent.ws_url();
+    let app =
+        TestApp::spawn_with(&["--agent-ping-secs", "1", "--agent-silence-secs", "2", "--fake-agent-url", &url]).await;
+    let (cookie, _) = app.signed_up_cookie("silent@example.com").await;
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
-    let agent = app.state.machines.fake().unwrap().agent(&user_id).await.unwrap();
     agent.stall_all();
     let (code, reason) = ws.closed().await;
     assert_eq!(code, 1011);
@@ -74,6 +78,6 @@ async fn a_link_opened_for_history_alone_retires_when_idle() {
     assert_eq!(history["stale"], false, "answered by the agent, over a link: {history}");
     assert_eq!(app.state.relays.link_count(), 1);
     wait_until("the link is retired", || async { app.state.relays.link_count() == 0 }).await;
-    let agent = app.state.machines.fake().unwrap().agent(&user_id).await.unwrap();
+    let agent = app.state.machines.simulated().unwrap().agent(&user_id).await.unwrap();
     wait_until("the agent sees the link go", || async { agent.open_connections() == 0 }).await;
 }

@@ -15,7 +15,7 @@ fn last_seq(ws: &Client) -> u64 {
 
 #[tokio::test]
 async fn after_a_restart_an_old_cursor_gets_a_gap_and_history_has_everything() {
-    use gateway::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+    use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
     // One agent that outlives Roost, as a real agent's transcript does.
     let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { any_token: true, ..FakeOpenClawOptions::default() }).await;
     let url = agent.ws_url();

@@ -1,5 +1,6 @@
 //! Sockets close (4401) when the credential that opened them ends, however it ends.
 
+use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -12,8 +13,9 @@ const RECHECK_FAST: [&str; 2] = ["--credential-recheck-secs", "1"];
 
 #[tokio::test]
 async fn a_socket_stuck_behind_a_stalled_agent_still_gets_its_logout() {
-    let app = TestApp::spawn().await;
-    let (cookie, user_id) = app.signed_up_cookie("busy@example.com").await;
+    let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { any_token: true, ..FakeOpenClawOptions::default() }).await;
+    let app = TestApp::spawn_with(&["--fake-agent-url", &agent.ws_url()]).await;
+    let (cookie, _) = app.signed_up_cookie("busy@example.com").await;
     let mut request = format!("ws://{}/ws", app.addr).into_client_request().unwrap();
     request.headers_mut().insert("cookie", cookie.parse().unwrap());
     request.headers_mut().insert("origin", app.origin.parse().unwrap());
@@ -24,7 +26,7 @@ async fn a_socket_stuck_behind_a_stalled_agent_still_gets_its_logout() {
             break;
         }
     }
-    app.state.machines.fake().unwrap().agent(&user_id).await.unwrap().stall_all();
+    agent.stall_all();
     // Requests pile up behind the hung agent until the socket's link to it is full.
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();

@@ -1,5 +1,5 @@
-//! `--agent-provider fake`: each user's "agent" is an in-process fake OpenClaw gateway that
-//! speaks the real protocol. For tests and for trying the UI without installing OpenClaw.
+//! `--agent-provider fake`: each user's "agent" is an in-process [`SimulatedAgent`] that speaks
+//! the real protocol. For trying the UI without installing OpenClaw, the tests and the bench.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use provisioner::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use tokio::sync::Mutex;
 
-use crate::fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions, Reply};
+use super::{Options, Reply, SimulatedAgent};
 
-pub struct FakeProvider {
-    agents: Mutex<HashMap<String, Arc<FakeOpenClaw>>>,
+pub struct SimulatedProvider {
+    agents: Mutex<HashMap<String, Arc<SimulatedAgent>>>,
     reply: Reply,
     /// Agents echo every frame back as a `chat` event (benchmarks).
     echo: bool,
@@ -22,7 +22,7 @@ pub struct FakeProvider {
     stage_delay: Duration,
 }
 
-impl FakeProvider {
+impl SimulatedProvider {
     pub fn new(reply: Reply, stage_delay: Duration) -> Self {
         Self { agents: Mutex::new(HashMap::new()), reply, stage_delay, echo: false, external: None }
     }
@@ -39,14 +39,14 @@ impl FakeProvider {
         self
     }
 
-    /// The running fake agent of a user, to inject failures in tests.
-    pub async fn agent(&self, user_id: &str) -> Option<Arc<FakeOpenClaw>> {
+    /// The running simulated agent of a user.
+    pub async fn agent(&self, user_id: &str) -> Option<Arc<SimulatedAgent>> {
         self.agents.lock().await.get(user_id).cloned()
     }
 }
 
 #[async_trait]
-impl Provider for FakeProvider {
+impl Provider for SimulatedProvider {
     fn name(&self) -> &'static str {
         "fake"
     }
@@ -66,14 +66,13 @@ impl Provider for FakeProvider {
         }
         self.ensure(spec, progress).await?;
         progress.report(&spec.user_id, Stage::Starting, "starting the simulated agent");
-        let agent = FakeOpenClaw::spawn(FakeOpenClawOptions {
+        let agent = SimulatedAgent::spawn(Options {
             token: spec.gateway_token.clone(),
             reply: self.reply.clone(),
-            echo_mode: self.echo,
-            echo_as_event: self.echo,
-            ..FakeOpenClawOptions::default()
+            echo: self.echo,
+            ..Options::default()
         })
-        .await;
+        .await?;
         progress.report(&spec.user_id, Stage::WaitingReady, "waiting for the simulated agent");
         tokio::time::sleep(self.stage_delay).await;
         let machine = Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() };

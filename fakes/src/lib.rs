@@ -1,6 +1,7 @@
-//! Stateful stand-ins for the remote parts, speaking their real wire formats: an OpenClaw
-//! gateway and an OpenAI/Anthropic-compatible LLM. Used by the tests, the benchmarks and
-//! `roost` development runs; each can inject the failures the real service produces.
+//! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: an OpenClaw
+//! gateway with failure injection and an OpenAI/Anthropic-compatible LLM. Used by the gateway's
+//! tests and by the bench, never by the `roost` binary (the simulated agent behind
+//! `--agent-provider fake` is the gateway's own, in `gateway::machines::simulated`).
 
 pub mod llm;
 pub mod openclaw;
@@ -37,4 +38,14 @@ async fn serve_on_loopback(app: axum::Router, what: &str) -> (SocketAddr, JoinHa
         let _ = axum::serve(listener, app).await;
     });
     (addr, server)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_keep_whitespace() {
+        assert_eq!(super::split_words("Hello  big world"), vec!["Hello  ", "big ", "world"]);
+        assert_eq!(super::split_words(""), Vec::<String>::new());
+        assert_eq!(super::split_words("a b").concat(), "a b");
+    }
 }
