@@ -50,3 +50,24 @@ pub async fn set_running(db: &Db, user: &UserId, address: &str, external_id: &st
         .await?;
     Ok(())
 }
+
+/// A user's machine row as the API shows it.
+pub struct MachineRow {
+    pub state: String,
+    pub stage: String,
+    pub detail: String,
+    pub since: i64,
+}
+
+pub async fn find(db: &Db, user: &UserId) -> Result<Option<MachineRow>, libsql::Error> {
+    crate::db::first_row(
+        db.conn()?
+            .query(
+                "SELECT state, coalesce(stage, ''), coalesce(detail, ''), updated_at FROM machines WHERE user_id = ?1",
+                [user.as_str()],
+            )
+            .await?,
+        |row| Ok(MachineRow { state: row.get(0)?, stage: row.get(1)?, detail: row.get(2)?, since: row.get(3)? }),
+    )
+    .await
+}

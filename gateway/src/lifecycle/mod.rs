@@ -48,9 +48,9 @@ pub fn parse_duration(raw: &str) -> Result<Option<Duration>, String> {
 /// "30 min", "45 s", "2 h".
 pub fn describe(duration: Duration) -> String {
     let secs = duration.as_secs();
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{} h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")

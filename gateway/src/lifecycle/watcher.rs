@@ -10,7 +10,9 @@ use crate::domain::UserId;
 
 pub async fn watch(state: AppState) {
     let policy = state.machines.idle_policy();
-    let tick = policy.timeout.map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
+    let tick = policy
+        .timeout
+        .map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
     let slots = state.machines.slots().clone();
     loop {
         // While someone waits, look every second: a chat closing can free a slot for them.

@@ -21,7 +21,13 @@ pub struct MeteredBody<S> {
 }
 
 impl<S> MeteredBody<S> {
-    pub fn new(upstream: S, upstream_status: u16, meter: UsageMeter, report: UsageReport, in_flight: ModelCall) -> Self {
+    pub fn new(
+        upstream: S,
+        upstream_status: u16,
+        meter: UsageMeter,
+        report: UsageReport,
+        in_flight: ModelCall,
+    ) -> Self {
         Self { upstream, upstream_status, metering: Some((meter, report)), _in_flight: in_flight }
     }
 

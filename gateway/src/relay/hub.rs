@@ -336,5 +336,3 @@ impl HubState {
         }
     }
 }
-
-

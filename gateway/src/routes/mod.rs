@@ -3,6 +3,7 @@
 mod auth;
 mod health;
 mod llm;
+mod machine;
 mod me;
 mod sessions;
 mod tokens;
@@ -28,6 +29,9 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(me::get))
+        .route("/machine", get(machine::get))
+        .route("/machine/stop", post(machine::stop))
+        .route("/machine/restart", post(machine::restart))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/sessions", get(sessions::list).post(sessions::create))

@@ -93,8 +93,14 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
             })
         }
     };
+    // Simulated agents cost next to nothing (and the benchmarks' share one upstream): no default
+    // cap for them; real ones are capped by what the host's memory holds.
+    let default_cap = match runner {
+        Runner::Fake(_) => usize::MAX,
+        Runner::Local(_) => crate::lifecycle::default_max_agents(),
+    };
     let limits = Limits {
-        max_agents: agents.max_agents.unwrap_or_else(crate::lifecycle::default_max_agents),
+        max_agents: agents.max_agents.unwrap_or(default_cap),
         idle: IdlePolicy { timeout: crate::lifecycle::parse_duration(&agents.agent_idle_timeout).ok().flatten() },
     };
     Agents { runner, model: agent_model(upstreams, &internal_origin(bound)), limits }

@@ -12,7 +12,9 @@ fn user(id: &str) -> gateway::domain::UserId {
 }
 
 async fn machine_row(app: &TestApp, user_id: &str) -> (String, String) {
-    let rows = app.sql(&format!("SELECT state || '|' || coalesce(detail, '') FROM machines WHERE user_id = '{user_id}'")).await;
+    let rows = app
+        .sql(&format!("SELECT state || '|' || coalesce(detail, '') FROM machines WHERE user_id = '{user_id}'"))
+        .await;
     match rows.first() {
         Some(libsql::Value::Text(t)) => {
             let (state, detail) = t.split_once('|').unwrap();
@@ -111,7 +113,8 @@ async fn an_unused_agent_stops_after_the_idle_timeout_and_the_next_chat_wakes_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_is_not_stopped_while_its_model_call_is_in_flight() {
-    let llm = fakes::llm::FakeLlm::spawn(fakes::llm::FakeLlmOptions { api_key: "sk-op".into(), ..Default::default() }).await;
+    let llm =
+        fakes::llm::FakeLlm::spawn(fakes::llm::FakeLlmOptions { api_key: "sk-op".into(), ..Default::default() }).await;
     let base = format!("{}/v1", llm.base_url());
     let app = TestApp::spawn_with(&[
         "--agent-idle-timeout",
@@ -149,6 +152,39 @@ async fn an_agent_is_not_stopped_while_its_model_call_is_in_flight() {
     }
     llm.shutdown();
     let _ = call.await;
-    wait_until("the agent stops once the call ended", || async { machine_row(&app, &user_id).await.0 == "idle_stopped" })
-        .await;
+    wait_until("the agent stops once the call ended", || async {
+        machine_row(&app, &user_id).await.0 == "idle_stopped"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_machine_api_shows_the_state_and_stops_and_restarts_the_agent() {
+    let app = TestApp::spawn_with(&["--max-agents", "3", "--agent-idle-timeout", "45m", "--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("machine@example.com").await;
+    let before: Value = app.json_as(&cookie, "/api/machine").await;
+    assert_eq!((before["state"].as_str(), before["in_use"].as_bool()), (Some("idle_stopped"), Some(false)));
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    wait_until("the row says ready", || async { machine_row(&app, &user_id).await.0 == "ready" }).await;
+    let up: Value = app.json_as(&cookie, "/api/machine").await;
+    assert_eq!(up["state"], "ready");
+    assert_eq!(up["in_use"], true, "a chat is open");
+    assert_eq!(up["idle_policy"]["stop_after_secs"], 2700);
+    assert_eq!(up["slots"]["max"], 3);
+    drop(ws);
+
+    let res = app.send_as(&cookie, reqwest::Method::POST, "/api/machine/stop", None).await;
+    assert_eq!(res.status(), 204);
+    wait_until("stopped", || async {
+        machine_row(&app, &user_id).await == ("idle_stopped".into(), "stopped by you".into())
+    })
+    .await;
+    assert!(app.state.machines.slots().running().is_empty());
+    let res = app.send_as(&cookie, reqwest::Method::POST, "/api/machine/restart", None).await;
+    assert_eq!(res.status(), 202);
+    wait_until("restarted", || async { machine_row(&app, &user_id).await.0 == "ready" }).await;
+    // Only the owner's session reaches it: no session, no machine.
+    let anonymous = reqwest::Client::new().get(app.url("/api/machine")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
 }

@@ -64,6 +64,18 @@ pub struct Options {
     /// (`{"type":"event","event":"chat","payload":<frame>}`), binary frames verbatim: the
     /// benchmarks' agent, which costs the relay in front what a streamed reply costs.
     pub echo: bool,
+    /// The chats to start with: a restarted agent keeps its transcripts, as a real one does.
+    pub transcripts: Transcripts,
+}
+
+/// An agent's chats, kept by its provider across stops and starts.
+#[derive(Clone, Default)]
+pub struct Transcripts(Arc<Mutex<HashMap<String, Session>>>);
+
+impl std::fmt::Debug for Transcripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcripts").field("chats", &lock(&self.0).len()).finish()
+    }
 }
 
 impl Default for Options {
@@ -73,6 +85,7 @@ impl Default for Options {
             reply: Reply::Text("Hello from the simulated OpenClaw agent.".to_string()),
             delta_delay: Duration::from_millis(20),
             echo: false,
+            transcripts: Transcripts::default(),
         }
     }
 }
@@ -113,7 +126,7 @@ struct Shared {
     next_conn_id: AtomicU64,
     // Lock order: runs -> sessions -> conns.
     conns: Mutex<HashMap<u64, ConnEntry>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
     runs: Mutex<HashMap<String, RunEntry>>,
 }
 
@@ -160,7 +173,7 @@ impl SimulatedAgent {
             handshakes_ok: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: opts.transcripts.0,
             runs: Mutex::new(HashMap::new()),
         });
         let app = Router::new()

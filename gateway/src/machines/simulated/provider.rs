@@ -9,10 +9,12 @@ use async_trait::async_trait;
 use provisioner::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use tokio::sync::Mutex;
 
-use super::{Options, Reply, SimulatedAgent};
+use super::{Options, Reply, SimulatedAgent, Transcripts};
 
 pub struct SimulatedProvider {
     agents: Mutex<HashMap<String, Arc<SimulatedAgent>>>,
+    /// Each user's chats outlive their agent's stop, until the agent is destroyed.
+    transcripts: Mutex<HashMap<String, Transcripts>>,
     reply: Reply,
     /// Agents echo every frame back as a `chat` event (benchmarks).
     echo: bool,
@@ -24,7 +26,14 @@ pub struct SimulatedProvider {
 
 impl SimulatedProvider {
     pub fn new(reply: Reply, stage_delay: Duration) -> Self {
-        Self { agents: Mutex::new(HashMap::new()), reply, stage_delay, echo: false, external: None }
+        Self {
+            agents: Mutex::new(HashMap::new()),
+            transcripts: Mutex::new(HashMap::new()),
+            reply,
+            stage_delay,
+            echo: false,
+            external: None,
+        }
     }
 
     /// Agents echo every frame back as a `chat` event instead of chatting.
@@ -66,10 +75,12 @@ impl Provider for SimulatedProvider {
         }
         self.ensure(spec, progress).await?;
         progress.report(&spec.user_id, Stage::Starting, "starting the simulated agent");
+        let transcripts = self.transcripts.lock().await.entry(spec.user_id.clone()).or_default().clone();
         let agent = SimulatedAgent::spawn(Options {
             token: spec.gateway_token.clone(),
             reply: self.reply.clone(),
             echo: self.echo,
+            transcripts,
             ..Options::default()
         })
         .await?;
@@ -103,7 +114,9 @@ impl Provider for SimulatedProvider {
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
-        self.stop(user_id).await
+        self.stop(user_id).await?;
+        self.transcripts.lock().await.remove(user_id);
+        Ok(())
     }
 
     async fn shutdown(&self) {

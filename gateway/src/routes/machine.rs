@@ -1,0 +1,52 @@
+//! The user's agent machine: its state, and stop / restart.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::machines;
+use crate::error::AppResult;
+
+pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+    let row = machines::find(&state.db, &auth.user_id).await?;
+    let (machine_state, stage, detail, since) = match row {
+        Some(r) => (r.state, r.stage, r.detail, Some(r.since)),
+        None => ("idle_stopped".to_string(), "stopped".to_string(), "not started yet".to_string(), None),
+    };
+    let activity = state.machines.activity();
+    let last_active_secs_ago = activity.last_active(&auth.user_id).map(|t| t.elapsed().as_secs());
+    let idle_timeout_secs = state.machines.idle_policy().timeout.map(|t| t.as_secs());
+    Ok(axum::Json(json!({
+        "state": machine_state,
+        "stage": stage,
+        "detail": detail,
+        "since": since,
+        "in_use": state.relays.socket_count(&auth.user_id) > 0 || activity.is_busy(&auth.user_id),
+        "last_active_secs_ago": last_active_secs_ago,
+        "idle_policy": { "stop_after_secs": idle_timeout_secs },
+        "slots": { "max": state.machines.slots().max(), "waiting": state.machines.slots().waiting() },
+    })))
+}
+
+pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
+    state.machines.stop_because(&auth.user_id, "stopped by you").await.map_err(start_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stops the agent and starts it again in the background; the chat page shows the stages.
+pub async fn restart(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
+    state.machines.stop_because(&auth.user_id, "restarting at your request").await.map_err(start_error)?;
+    let machines = state.machines.clone();
+    let user = auth.user_id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = machines.ensure_ready(&user).await {
+            tracing::warn!(user_id = %user, error = %e, "restart failed");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+fn start_error(e: crate::machines::StartError) -> crate::error::AppError {
+    crate::error::AppError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable", e.0)
+}
