@@ -37,6 +37,7 @@ impl Server {
             metrics_token: settings.site.metrics.token.is_some(),
         };
         let app = App::build(settings).await?;
+        crate::lifecycle::reconcile(&app.machines, &app.db).await.context("reconciling the machines table")?;
         let metrics_listener = match metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for /metrics"))?),
             None => None,

@@ -2,9 +2,11 @@
 //! counts as an agent being in use, and the watcher that stops idle agents.
 
 pub mod activity;
+mod reconcile;
 pub mod slots;
 mod watcher;
 
+pub use reconcile::reconcile;
 pub use watcher::watch;
 
 use std::time::Duration;

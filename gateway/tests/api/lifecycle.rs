@@ -188,3 +188,22 @@ async fn the_machine_api_shows_the_state_and_stops_and_restarts_the_agent() {
     let anonymous = reqwest::Client::new().get(app.url("/api/machine")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_a_row_that_says_running_with_nothing_behind_it_becomes_stopped() {
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("ghost@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
+    wait_until("the row says ready", || async { machine_row(&app, &user_id).await.0 == "ready" }).await;
+    // Roost stops without stopping the agent's row (as a crash would leave it)…
+    let app = app.restart().await;
+    // …and the new process, which runs no agent for this user, corrects it before serving.
+    assert_eq!(
+        machine_row(&app, &user_id).await,
+        ("idle_stopped".to_string(), "stopped: Roost restarted while it was running".to_string())
+    );
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+}
