@@ -48,6 +48,11 @@ pub fn available() -> bool {
 
 /// Starts a Roost server with the local provider on a runtime of its own.
 pub fn start(llm_flags: bool) -> Shared {
+    start_with(llm_flags, &[])
+}
+
+/// Like [`start`], with extra `roost serve` flags.
+pub fn start_with(llm_flags: bool, extra: &[&str]) -> Shared {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (app, llm) = runtime.block_on(async {
         let llm = FakeLlm::spawn(FakeLlmOptions {
@@ -80,6 +85,7 @@ pub fn start(llm_flags: bool) -> Shared {
                 "fake-model",
             ]);
         }
+        flags.extend_from_slice(extra);
         (TestApp::spawn_with(&flags).await, llm)
     });
     Shared { app, llm, runtime }

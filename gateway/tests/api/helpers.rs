@@ -220,12 +220,21 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 /// Waits until `condition` holds, checking every 20 ms; panics after `WAIT`.
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_until<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + crate::ws::WAIT;
+    wait_until_within(what, crate::ws::WAIT, condition).await
+}
+
+/// [`wait_until`] with a deadline of its own (real agents are slow).
+pub async fn wait_until_within<F, Fut>(what: &str, within: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     while !condition().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -11,6 +11,7 @@ mod browser;
 mod clerk;
 mod clerk_webhooks;
 mod csrf;
+mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
