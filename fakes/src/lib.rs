@@ -10,24 +10,8 @@ use std::net::SocketAddr;
 
 use tokio::task::JoinHandle;
 
-/// Splits a reply into streamed chunks: each word with the whitespace before it, so the chunks
-/// concatenate back to the exact text.
-fn split_words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut prev_ws = false;
-    for c in text.chars() {
-        if !c.is_whitespace() && prev_ws && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_ws = c.is_whitespace();
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
+/// The simulated agent's chunking, so the fake model streams the way it does.
+use gateway::machines::simulated::split_words;
 
 /// Serves a fake on `127.0.0.1:0`; the task ends when the handle is aborted.
 async fn serve_on_loopback(app: axum::Router, what: &str) -> (SocketAddr, JoinHandle<()>) {
@@ -38,14 +22,4 @@ async fn serve_on_loopback(app: axum::Router, what: &str) -> (SocketAddr, JoinHa
         let _ = axum::serve(listener, app).await;
     });
     (addr, server)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn words_keep_whitespace() {
-        assert_eq!(super::split_words("Hello  big world"), vec!["Hello  ", "big ", "world"]);
-        assert_eq!(super::split_words(""), Vec::<String>::new());
-        assert_eq!(super::split_words("a b").concat(), "a b");
-    }
 }

@@ -40,15 +40,7 @@ async fn a_real_agent_stops_when_idle_and_wakes_with_its_history() {
     let woke = Instant::now();
     let mut ws = app.ws(&cookie, "").await;
     ws.wait = READY_WAIT;
-    let mut stages = Vec::new();
-    loop {
-        let frame = ws.next().await.expect("open");
-        match frame["event"].as_str() {
-            Some("roost.status") => stages.push(frame["payload"]["stage"].as_str().unwrap().to_string()),
-            Some("roost.ready") => break,
-            _ => {}
-        }
-    }
+    let stages = ws.stages_until_ready().await;
     let wake = woke.elapsed();
     assert!(stages.iter().any(|s| s == "waiting_ready"), "the wake shows real stages: {stages:?}");
     // The page shows the cache at once; the woken agent's own transcript follows when it answers.

@@ -159,6 +159,21 @@ impl TestApp {
         .expect("websocket opens")
     }
 
+    /// A WebSocket upgrade of `/ws{query}` as plain HTTP, to read a refusal's status and body.
+    pub async fn ws_upgrade_refusal(&self, cookie: &str, query: &str) -> Response {
+        reqwest::Client::new()
+            .get(self.url(&format!("/ws{query}")))
+            .header("cookie", cookie)
+            .header("origin", &self.origin)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Runs one SQL statement against the test database and returns the first column of each row.
     pub async fn sql(&self, sql: &str) -> Vec<libsql::Value> {
         let conn = self.state.db.conn().unwrap();

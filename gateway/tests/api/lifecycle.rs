@@ -96,15 +96,7 @@ async fn an_unused_agent_stops_after_the_idle_timeout_and_the_next_chat_wakes_it
     assert!(app.state.machines.slots().running().is_empty(), "its slot is free");
 
     let mut ws = app.ws(&cookie, "").await;
-    let mut stages = Vec::new();
-    loop {
-        let frame = ws.next().await.expect("open");
-        match frame["event"].as_str() {
-            Some("roost.status") => stages.push(frame["payload"]["stage"].as_str().unwrap().to_string()),
-            Some("roost.ready") => break,
-            _ => {}
-        }
-    }
+    let stages = ws.stages_until_ready().await;
     assert!(stages.iter().any(|s| s == "starting"), "waking shows its stages: {stages:?}");
     let history: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
     let texts: Vec<&str> = history["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();

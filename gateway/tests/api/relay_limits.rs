@@ -17,17 +17,7 @@ async fn a_user_may_hold_16_sockets_counting_those_still_starting() {
     let opening = (0..gateway::relay::MAX_SOCKETS_PER_USER).map(|_| app.ws(&cookie, ""));
     let mut open: Vec<Client> = futures_util::future::join_all(opening).await;
     assert_eq!(app.state.relays.socket_count(&user(&user_id)), gateway::relay::MAX_SOCKETS_PER_USER);
-    let res = reqwest::Client::new()
-        .get(app.url("/ws"))
-        .header("cookie", &cookie)
-        .header("origin", &app.origin)
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
+    let res = app.ws_upgrade_refusal(&cookie, "").await;
     assert_eq!(res.headers()["retry-after"], "5");
     assert_eq!(error_code(res).await, (429, "too_many_sockets".to_string()));
     let (other_cookie, _) = app.signed_up_cookie("cap-other@example.com").await;

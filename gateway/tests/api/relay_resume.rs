@@ -41,16 +41,7 @@ async fn after_a_restart_an_old_cursor_gets_a_gap_and_history_has_everything() {
         ws.ready().await;
         ws.until_event("roost.gap").await;
     }
-    let res = reqwest::Client::new()
-        .get(app.url("/ws?resume=not-a-cursor"))
-        .header("cookie", &cookie)
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
+    let res = app.ws_upgrade_refusal(&cookie, "?resume=not-a-cursor").await;
     assert_eq!(crate::helpers::error_code(res).await, (400, "invalid_resume".to_string()));
 }
 

@@ -99,6 +99,19 @@ impl Client {
         self.send(json!({ "type": "req", "id": id, "method": method, "params": params })).await;
     }
 
+    /// Reads up to `roost.ready`, returning the stages of the `roost.status` events on the way.
+    pub async fn stages_until_ready(&mut self) -> Vec<String> {
+        let mut stages = Vec::new();
+        loop {
+            let frame = self.next().await.expect("the socket stays open until ready");
+            match frame["event"].as_str() {
+                Some("roost.status") => stages.push(frame["payload"]["stage"].as_str().unwrap_or_default().to_string()),
+                Some("roost.ready") => return stages,
+                _ => {}
+            }
+        }
+    }
+
     pub async fn ready(&mut self) -> Value {
         self.until_event("roost.ready").await
     }

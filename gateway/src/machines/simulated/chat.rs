@@ -311,7 +311,7 @@ pub(super) fn chat_history(ctx: &ConnCtx, id: &Value, params: &Value) {
 
 /// Splits a reply into streamed chunks: each word with the whitespace before it, so the chunks
 /// concatenate back to the exact text.
-fn split_words(text: &str) -> Vec<String> {
+pub fn split_words(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut prev_ws = false;

@@ -30,6 +30,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use chat::split_words;
 pub use hooks::{Hooks, Refusal};
 pub use provider::SimulatedProvider;
 
