@@ -142,18 +142,16 @@ fn serve_args(dir: &Path, extra: &[&str]) -> Box<gateway::config::ServeArgs> {
     args
 }
 
+/// The local provider, launching through the real helper; no agent starts unless asked.
+async fn local_app(extra: &[&str]) -> TestApp {
+    let mut flags = vec!["--agent-provider", "local", "--agent-exec-bin", env!("CARGO_BIN_EXE_roost"), "--no-prewarm"];
+    flags.extend_from_slice(extra);
+    TestApp::spawn_with(&flags).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_landlock_one_account_is_served_unless_the_operator_accepts_the_risk() {
-    let app = TestApp::spawn_with(&[
-        "--agent-provider",
-        "local",
-        "--agent-exec-bin",
-        env!("CARGO_BIN_EXE_roost"),
-        "--no-prewarm",
-        "--assume-landlock-abi",
-        "0",
-    ])
-    .await;
+    let app = local_app(&["--assume-landlock-abi", "0"]).await;
     app.signed_up_user("first@example.com").await;
     let (status, code) = error_code(app.signup(&app.browser(), "second@example.com").await).await;
     assert_eq!((status, code.as_str()), (403, "account_limit"));
@@ -161,17 +159,7 @@ async fn without_landlock_one_account_is_served_unless_the_operator_accepts_the_
 
     // With the operator's consent a second account is accepted; a restart without it refuses.
     drop(app);
-    let accepted = TestApp::spawn_with(&[
-        "--agent-provider",
-        "local",
-        "--agent-exec-bin",
-        env!("CARGO_BIN_EXE_roost"),
-        "--no-prewarm",
-        "--assume-landlock-abi",
-        "2",
-        "--unsandboxed-agents",
-    ])
-    .await;
+    let accepted = local_app(&["--assume-landlock-abi", "2", "--unsandboxed-agents"]).await;
     accepted.signed_up_user("one@example.com").await;
     accepted.signed_up_user("two@example.com").await;
     let refused = gateway::startup::Server::build(&serve_args(accepted.dir.path(), &["--assume-landlock-abi", "2"]))
