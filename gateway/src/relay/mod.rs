@@ -1,5 +1,6 @@
 //! The chat relay: `GET /ws` in the browser, one handshaken link per user to their agent.
 
+mod browser_request;
 mod frames;
 mod hub;
 mod recheck;
