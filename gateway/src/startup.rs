@@ -79,12 +79,7 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let recheck = tokio::spawn(crate::relay::recheck_credentials(self.state.clone()));
         let lifecycle = tokio::spawn(crate::lifecycle::watch(self.state.clone()));
-        // As often as socket credentials are rechecked: a deletion elsewhere is acted on within seconds.
-        let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(
-            self.state.db.clone(),
-            self.state.machines.clone(),
-            self.state.relays.timings.credential_recheck,
-        ));
+        let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();

@@ -2,13 +2,12 @@
 //! it, and then its `machines` row. Run for every deletion, whichever process deleted the
 //! account (the sweep below catches deletions by `roost admin` or another instance).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use provisioner::{Progress, Stage};
 
 use super::{ForgetGate, Machines, StartError};
-use crate::db::{Db, deletion};
+use crate::app::AppState;
+use crate::auth::Revoked;
+use crate::db::deletion;
 use crate::domain::UserId;
 
 impl Machines {
@@ -36,21 +35,24 @@ impl Machines {
     }
 }
 
-/// Destroys the agents of users deleted elsewhere, every `every`, until aborted.
-pub async fn sweep_deleted_users(db: Db, machines: Arc<Machines>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+/// Destroys the agents of users deleted elsewhere, as often as socket credentials are rechecked,
+/// until aborted.
+pub async fn sweep_deleted_users(state: AppState) {
+    let mut tick = tokio::time::interval(state.relays.timings.credential_recheck);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let found = match db.conn() {
+        let found = match state.db.conn() {
             Ok(conn) => deletion::deleted_users_with_machines(&conn).await,
             Err(e) => Err(e),
         };
         match found {
             Ok(users) => {
                 for user in users {
+                    // Its sockets close as signed out first, not as a lost agent.
+                    state.relays.revoke(Revoked::User(user.clone()));
                     // Errors are logged with an id by `destroy`; the row stays for the next tick.
-                    if machines.destroy(&user).await.is_ok() {
+                    if state.machines.destroy(&user).await.is_ok() {
                         tracing::info!(user_id = %user, "destroyed the agent of a deleted account");
                     }
                 }
