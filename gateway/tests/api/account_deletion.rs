@@ -167,3 +167,55 @@ async fn a_clerk_user_deletes_their_account_without_a_password() {
     let res = reqwest::Client::new().get(app.url("/api/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 401, "the Clerk token no longer opens the deleted account");
 }
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| !s.contains("State:\tZ"))
+}
+
+/// The `local` provider with a stand-in OpenClaw (the provisioner's test one), started through
+/// a helper that execs it unconfined: cheap enough for a gateway test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_account_removes_the_local_agents_process_and_state_dir() {
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "node is required in CI");
+        eprintln!("SKIPPED: node is not installed");
+        return;
+    }
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../provisioner/tests/local");
+    let (stand_in, helper) = (format!("{tests}/stand_in_openclaw.mjs"), format!("{tests}/exec_as_is.sh"));
+    let app = TestApp::spawn_with(&[
+        "--agent-provider",
+        "local",
+        "--openclaw-bin",
+        &stand_in,
+        "--node-bin",
+        "node",
+        "--agent-exec-bin",
+        &helper,
+        "--assume-landlock-abi",
+        "0",
+        "--unsandboxed-agents",
+        "--no-prewarm",
+    ])
+    .await;
+    let mut agents = Vec::new();
+    for email in ["local-leaving@example.com", "local-staying@example.com"] {
+        let (cookie, id) = app.signed_up_cookie(email).await;
+        app.state.machines.ensure_ready(&user(&id)).await.expect("the stand-in agent starts");
+        let pid = match &app.sql(&format!("SELECT external_id FROM machines WHERE user_id = '{id}'")).await[0] {
+            libsql::Value::Text(pid) => pid.parse::<u32>().unwrap(),
+            other => panic!("no agent pid: {other:?}"),
+        };
+        let dir = app.dir.path().join("users").join(&id);
+        assert!(alive(pid) && dir.join("state/openclaw.json").exists(), "{email}'s agent runs with its state");
+        agents.push((cookie, pid, dir));
+    }
+    let [(cookie, pid, dir), (_, other_pid, other_dir)] = <[_; 2]>::try_from(agents).unwrap();
+
+    let res = delete_me(&app, &cookie, Some(json!({ "password": PASSWORD }))).await;
+    assert_eq!(res.status(), 204);
+    assert!(!alive(pid), "the agent's process is gone");
+    assert!(!dir.exists(), "its state dir is gone");
+    assert!(alive(other_pid), "another user's agent still runs");
+    assert!(other_dir.join("state/openclaw.json").exists(), "another user's state dir is untouched");
+}
