@@ -146,8 +146,9 @@ await run('auth', async (t) => {
   await t.step('delete account with the password goes to /login, and the account is gone', async () => {
     await page.getByTestId('delete-password').fill(PASSWORD);
     await page.getByTestId('delete-confirm').click();
-    await waitForPath('/login');
+    // The page and its closed socket both send the browser to /login; wait for where it lands.
     await page.getByTestId('login-form').waitFor();
+    assert(pagePath() === '/login', `on the sign-in page (at ${pagePath()})`);
     const login = await page.evaluate(async ([e, p]) => (await fetch('/api/auth/login', {
       method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ email: e, password: p }),
