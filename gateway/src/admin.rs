@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::config::{AdminArgs, AdminTask};
-use crate::db::{Db, api_tokens, migrate, sessions, users};
+use crate::db::{Db, api_tokens, deletion, migrate, sessions, users};
 use crate::domain::{Email, now_secs};
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -24,8 +24,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminTask::DeleteUser { email } => {
             let user = find(&conn, &email).await?;
-            users::delete(&conn, &user.id).await?;
-            println!("deleted {email} ({})", user.id);
+            deletion::delete_account(&conn, &user.id).await?;
+            // The agent belongs to the running server, which destroys it within seconds.
+            println!("deleted {email} ({}); a running Roost destroys its agent and data within seconds", user.id);
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub enum MachineState {
     IdleStopped,
     Stopping,
     Failed,
+    Destroying,
     Destroyed,
 }
 
@@ -21,6 +22,7 @@ impl MachineState {
             Self::IdleStopped => "idle_stopped",
             Self::Stopping => "stopping",
             Self::Failed => "failed",
+            Self::Destroying => "destroying",
             Self::Destroyed => "destroyed",
         }
     }
@@ -45,6 +47,9 @@ pub enum Stage {
     Restarting,
     Stopped,
     Failed,
+    /// The account was deleted: the machine and its data are being removed.
+    Destroying,
+    Destroyed,
 }
 
 impl Stage {
@@ -59,6 +64,8 @@ impl Stage {
             Self::Restarting => "restarting",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Destroying => "destroying",
+            Self::Destroyed => "destroyed",
         }
     }
 
@@ -70,6 +77,8 @@ impl Stage {
             Self::Ready => MachineState::Ready,
             Self::Stopped => MachineState::IdleStopped,
             Self::Failed => MachineState::Failed,
+            Self::Destroying => MachineState::Destroying,
+            Self::Destroyed => MachineState::Destroyed,
         }
     }
 }

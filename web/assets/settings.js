@@ -1,5 +1,6 @@
-// Settings view: account info and API tokens.
+// Settings view: account info, API tokens and account deletion.
 import { api, h, formatTime, makeCopyButton } from '/assets/api.js';
+import { initDeleteAccount } from '/assets/settings-delete.js';
 
 export function initSettings({ root, me, onLogout }) {
   const $ = (sel) => root.querySelector(sel);
@@ -17,6 +18,7 @@ export function initSettings({ root, me, onLogout }) {
   $('#settings-email').textContent = me.email;
   $('#settings-created').textContent = formatTime(me.created_at);
   $('#settings-logout').addEventListener('click', onLogout);
+  const deletion = initDeleteAccount({ root, me });
 
   makeCopyButton($('#copy-token'), () => secretEl.textContent);
   $('#new-token-done').addEventListener('click', hideSecret);
@@ -119,6 +121,7 @@ export function initSettings({ root, me, onLogout }) {
     hide() {
       // Never leave a secret lying around on a view the user left.
       hideSecret();
+      deletion.hide();
     },
   };
 }

@@ -118,6 +118,42 @@ await run('auth', async (t) => {
     await page.getByTestId('login-form').waitFor();
     const status = await page.evaluate(async () => (await fetch('/api/me', { credentials: 'same-origin' })).status);
     assert(status === 401, `/api/me from the page after logout -> 401 (got ${status})`);
-    await t.shot('final-logged-out');
+    await t.shot('logged-out');
+  });
+
+  await t.step('log in again and open settings', async () => {
+    await page.getByTestId('email').fill(email);
+    await page.getByTestId('password').fill(PASSWORD);
+    await page.getByTestId('submit').click();
+    await waitForPath('/chat');
+    await page.getByTestId('nav-settings').click();
+    await waitForPath('/settings');
+    await page.getByTestId('delete-account').waitFor();
+  });
+
+  await t.step('delete account: a wrong password is refused and deletes nothing', async () => {
+    await page.getByTestId('delete-start').click();
+    await page.getByTestId('delete-password').fill('not my password');
+    await page.getByTestId('delete-confirm').click();
+    const error = page.getByTestId('delete-error');
+    await error.waitFor();
+    assert((await error.textContent()).includes('nothing was deleted'), `wrong password shown (${await error.textContent()})`);
+    const status = await page.evaluate(async () => (await fetch('/api/me', { credentials: 'same-origin' })).status);
+    assert(status === 200, `still signed in after a wrong password (got ${status})`);
+    await t.shot('delete-wrong-password');
+  });
+
+  await t.step('delete account with the password goes to /login, and the account is gone', async () => {
+    await page.getByTestId('delete-password').fill(PASSWORD);
+    await page.getByTestId('delete-confirm').click();
+    // The page and its closed socket both send the browser to /login; wait for where it lands.
+    await page.getByTestId('login-form').waitFor();
+    assert(pagePath() === '/login', `on the sign-in page (at ${pagePath()})`);
+    const login = await page.evaluate(async ([e, p]) => (await fetch('/api/auth/login', {
+      method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: e, password: p }),
+    })).status, [email, PASSWORD]);
+    assert(login === 401, `logging in to the deleted account -> 401 (got ${login})`);
+    await t.shot('final-account-deleted');
   });
 });

@@ -126,27 +126,17 @@ async fn find_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<Cle
     Ok(found.map(|(user, deleted_at)| if deleted_at.is_some() { ClerkUser::Deleted } else { ClerkUser::Found(user) }))
 }
 
-/// Marks a Clerk user deleted and drops their tokens. Returns the user it deleted, if any.
-pub async fn delete_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<UserId>, libsql::Error> {
-    let deleted = first_row(
-        conn.query(
-            "UPDATE users SET deleted_at = ?2 WHERE clerk_user_id = ?1 AND deleted_at IS NULL RETURNING id",
-            (clerk_user_id, now_secs()),
-        )
-        .await?,
-        |row| row.get::<String>(0),
-    )
-    .await?;
-    conn.execute(
-        "DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE clerk_user_id = ?1)",
-        [clerk_user_id],
-    )
-    .await?;
-    Ok(deleted.and_then(|id| UserId::parse(&id).ok()))
+/// The live account of a Clerk user, if there is one.
+pub async fn find_live_clerk(conn: &Connection, clerk_user_id: &str) -> Result<Option<UserId>, libsql::Error> {
+    let sql = "SELECT id FROM users WHERE clerk_user_id = ?1 AND deleted_at IS NULL";
+    let found = first_row(conn.query(sql, [clerk_user_id]).await?, |row| row.get::<String>(0)).await?;
+    Ok(found.and_then(|id| UserId::parse(&id).ok()))
 }
 
-pub async fn delete(conn: &Connection, id: &UserId) -> Result<bool, libsql::Error> {
-    Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id.as_str()]).await? > 0)
+/// A live account with its password hash (none for Clerk users).
+pub async fn credentials_by_id(conn: &Connection, id: &UserId) -> Result<Option<Credentials>, libsql::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL");
+    first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row).await
 }
 
 pub async fn list(conn: &Connection) -> Result<Vec<User>, libsql::Error> {

@@ -1,6 +1,7 @@
 //! Each user's agent machine: start on demand (one start at a time per user), real stages
 //! broadcast to whoever is waiting, and every state change written to the `machines` table.
 
+mod destroy;
 pub mod simulated;
 mod stage_writes;
 
@@ -11,6 +12,7 @@ use provisioner::{AgentSpec, MachineState, Progress, Provider, Stage};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub use destroy::sweep_deleted_users;
 pub use simulated::SimulatedProvider;
 
 use crate::db::Db;
@@ -300,7 +302,7 @@ impl Reporter {
 impl StageChannel {
     /// Nobody listens, and the last stage is one a new subscriber need not be shown.
     fn is_forgettable(&self) -> bool {
-        let settled = matches!(self.last.stage, "ready" | "stopped" | "failed");
+        let settled = matches!(self.last.stage, "ready" | "stopped" | "failed" | "destroyed");
         settled && self.updates.receiver_count() == 0
     }
 }

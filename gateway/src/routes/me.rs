@@ -1,8 +1,17 @@
+//! The signed-in account: read it, or delete it with everything it holds.
+
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, StatusCode};
+use axum_extra::extract::CookieJar;
+use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, AuthVia};
-use crate::db::users;
+use crate::auth::{AuthUser, AuthVia, Revoked, SessionUser, session};
+use crate::db::{deletion, users};
 use crate::error::{AppError, AppResult};
 
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
@@ -13,4 +22,80 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         AuthVia::Clerk { .. } => "clerk",
     };
     Ok(axum::Json(json!({ "id": user.id, "email": user.email, "created_at": user.created_at, "auth": via })))
+}
+
+/// `DELETE /api/me`: local accounts confirm with their password; Clerk accounts (which have
+/// none here) send an empty body or `{}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    password: Option<String>,
+}
+
+/// Deletes the account (see `db::deletion` for what goes and what stays), closes every socket
+/// of the user and destroys their agent and its data. Only from a session: a leaked API token
+/// must not be able to delete an account.
+pub async fn delete(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    SessionUser(auth): SessionUser,
+    body: Bytes,
+) -> AppResult<(StatusCode, CookieJar)> {
+    let body = parse_body(&body)?;
+    let user = &auth.user_id;
+    let conn = state.db.conn()?;
+    let account = users::credentials_by_id(&conn, user).await?.ok_or_else(AppError::unauthenticated)?;
+    match (account.password_hash, body.password) {
+        (Some(hash), Some(password)) => {
+            // Counted like login failures, so a stolen session cannot be used to guess the password.
+            let ip = state.site.client_ip(&headers, peer);
+            let key = account.user.email.unwrap_or_else(|| user.to_string());
+            state.auth_limiter.login_allowed(ip, &key)?;
+            if !state.hasher.verify(&password, Some(hash)).await? {
+                state.auth_limiter.login_failed(ip, &key);
+                tracing::info!(user_id = %user, "account deletion refused: wrong password");
+                return Err(AppError::forbidden(
+                    "wrong_password",
+                    "That password is not right, so nothing was deleted. Type your current password.",
+                ));
+            }
+        }
+        (Some(_), None) => {
+            return Err(AppError::bad_request(
+                "password_required",
+                "Deleting an account needs its password: send {\"password\": \"…\"}.",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(AppError::bad_request(
+                "no_password",
+                "This account signs in through Clerk and has no password here; send an empty body.",
+            ));
+        }
+        (None, None) => {}
+    }
+    if !deletion::delete_account(&conn, user).await? {
+        return Err(AppError::unauthenticated());
+    }
+    drop(conn);
+    tracing::info!(user_id = %user, "account deleted");
+    state.relays.revoke(Revoked::User(user.clone()));
+    // A failure is logged with an id; the sweep of deleted users' machines retries it, so the
+    // account stays deleted either way.
+    let _ = state.machines.destroy(user).await;
+    Ok((StatusCode::NO_CONTENT, jar.add(session::removal_cookie(&state))))
+}
+
+fn parse_body(body: &[u8]) -> AppResult<DeleteAccount> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeleteAccount::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_request(
+            "invalid_body",
+            format!("The body must be empty or a JSON object with only a \"password\" field ({e})."),
+        )
+    })
 }

@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
-        .route("/me", get(me::get))
+        .route("/me", get(me::get).delete(me::delete))
         .route("/machine", get(machine::get))
         .route("/machine/stop", post(machine::stop))
         .route("/machine/restart", post(machine::restart))

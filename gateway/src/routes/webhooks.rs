@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Revoked;
 use crate::auth::svix;
-use crate::db::{users, webhooks};
+use crate::db::{deletion, users, webhooks};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 
@@ -43,7 +43,9 @@ pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResul
     let mut revoked = None;
     match event.kind.as_str() {
         "user.deleted" => {
-            if let Some(user) = users::delete_clerk(&tx, &event.data.id).await? {
+            if let Some(user) = users::find_live_clerk(&tx, &event.data.id).await?
+                && deletion::delete_account_in(&tx, &user).await?
+            {
                 tracing::info!(user_id = %user, "Clerk user deleted");
                 revoked = Some(Revoked::User(user));
             }
@@ -57,12 +59,13 @@ pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResul
     }
     tx.commit().await?;
     if let Some(revoked) = revoked {
-        if let Revoked::User(user) = &revoked
-            && let Err(e) = state.machines.stop(user).await
-        {
-            tracing::warn!(error = %e, "stopping a deleted user's agent failed");
-        }
+        let deleted = if let Revoked::User(user) = &revoked { Some(user.clone()) } else { None };
         state.relays.revoke(revoked);
+        // The agent and its data go with the account. A failure is logged with an id, and the
+        // sweep of deleted users' machines retries it.
+        if let Some(user) = deleted {
+            let _ = state.machines.destroy(&user).await;
+        }
     }
     Ok(axum::Json(json!({ "received": true, "duplicate": false })))
 }

@@ -95,7 +95,7 @@ async fn clerk_webhooks_are_off_without_a_secret() {
 }
 
 #[tokio::test]
-async fn a_deleted_clerk_user_is_disconnected_and_their_agent_stopped() {
+async fn a_deleted_clerk_user_is_disconnected_and_their_agent_destroyed() {
     let app = clerk_app(&["--clerk-webhook-secret", SECRET]).await;
     let token = sign(&claims(&app, "user_leaving", "sess_l"));
     let bearer = format!("Bearer {token}");
@@ -110,4 +110,7 @@ async fn a_deleted_clerk_user_is_disconnected_and_their_agent_stopped() {
     assert_eq!(deliver_signed(&app, "msg_leave", &event).await.status(), 200);
     assert_eq!(ws.closed().await.0, 4401);
     assert!(app.state.machines.address_if_ready(&user).await.is_none(), "their agent was stopped");
+    let simulated = app.state.machines.simulated().unwrap();
+    assert!(!simulated.keeps_state_for(user.as_str()).await, "and its state deleted");
+    assert_eq!(crate::account_deletion::rows_of(&app, "machines", user.as_str()).await, 0, "and its row");
 }

@@ -5,6 +5,7 @@ mod headers;
 mod helpers;
 mod ws;
 
+mod account_deletion;
 mod accounts;
 mod api_tokens;
 mod browser;

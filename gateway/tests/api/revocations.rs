@@ -107,7 +107,7 @@ async fn admin_commands_from_another_process_close_the_sockets() {
     assert_eq!(by_token.closed().await.0, 4401);
 }
 
-async fn admin(app: &TestApp, task: &[&str]) {
+pub async fn admin(app: &TestApp, task: &[&str]) {
     let data_dir = app.dir.path().to_str().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["admin", "--data-dir", data_dir])

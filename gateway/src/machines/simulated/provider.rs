@@ -52,6 +52,11 @@ impl SimulatedProvider {
     pub async fn agent(&self, user_id: &str) -> Option<Arc<SimulatedAgent>> {
         self.agents.lock().await.get(user_id).cloned()
     }
+
+    /// Whether anything is kept for the user (their transcripts), running or not.
+    pub async fn keeps_state_for(&self, user_id: &str) -> bool {
+        self.transcripts.lock().await.contains_key(user_id)
+    }
 }
 
 #[async_trait]

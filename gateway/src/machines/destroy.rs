@@ -1,0 +1,63 @@
+//! Destroying a deleted user's agent: the process, its slot, everything the provider kept for
+//! it, and then its `machines` row. Run for every deletion, whichever process deleted the
+//! account (the sweep below catches deletions by `roost admin` or another instance).
+
+use provisioner::{Progress, Stage};
+
+use super::{ForgetGate, Machines, StartError};
+use crate::app::AppState;
+use crate::auth::Revoked;
+use crate::db::deletion;
+use crate::domain::UserId;
+
+impl Machines {
+    /// Stops the agent and deletes its data with the provider. Waits for a start under way to
+    /// finish first, so a half-done start cannot recreate what was just deleted. Idempotent: a
+    /// failed destroy is retried by the sweep, since the `machines` row stays until it succeeds.
+    pub async fn destroy(&self, user: &UserId) -> Result<(), StartError> {
+        let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
+        let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
+        let _no_start_meanwhile = gate.lock().await;
+        self.reporter.report(user.as_str(), Stage::Destroying, "deleting the agent and its data with the account");
+        self.provider
+            .destroy(user.as_str())
+            .await
+            .map_err(|e| StartError::logged(user, "Deleting your agent failed.", &e))?;
+        self.release_slot(user);
+        let forgotten = match self.reporter.db.conn() {
+            Ok(conn) => deletion::forget_machine(&conn, user).await,
+            Err(e) => Err(e),
+        };
+        forgotten.map_err(|e| StartError::logged(user, "Deleting your agent's record failed.", &e))?;
+        self.reporter.report(user.as_str(), Stage::Destroyed, "deleted with the account");
+        tracing::info!(user_id = %user, "agent destroyed");
+        Ok(())
+    }
+}
+
+/// Destroys the agents of users deleted elsewhere, as often as socket credentials are rechecked,
+/// until aborted.
+pub async fn sweep_deleted_users(state: AppState) {
+    let mut tick = tokio::time::interval(state.relays.timings.credential_recheck);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let found = match state.db.conn() {
+            Ok(conn) => deletion::deleted_users_with_machines(&conn).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(users) => {
+                for user in users {
+                    // Its sockets close as signed out first, not as a lost agent.
+                    state.relays.revoke(Revoked::User(user.clone()));
+                    // Errors are logged with an id by `destroy`; the row stays for the next tick.
+                    if state.machines.destroy(&user).await.is_ok() {
+                        tracing::info!(user_id = %user, "destroyed the agent of a deleted account");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for agents of deleted accounts failed"),
+        }
+    }
+}
