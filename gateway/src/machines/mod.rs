@@ -159,7 +159,7 @@ impl Machines {
                 Ok(machine.address)
             }
             Err(e) => {
-                let error = StartError::logged(user, e.public_message(), &e);
+                let error = StartError::logged(user, &e.public_message(), &e);
                 self.reporter.report(user.as_str(), Stage::Failed, &error.0);
                 self.release_slot(user);
                 Err(error)
