@@ -154,7 +154,8 @@ async fn build_machines(
                 std::time::Duration::from_millis(50),
             )
             .echoing(echo)
-            .external(external_url);
+            .external(external_url)
+            .reporting_to(reporter.clone());
             let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
