@@ -154,7 +154,8 @@ async fn build_machines(
                 std::time::Duration::from_millis(50),
             )
             .echoing(echo)
-            .external(external_url);
+            .external(external_url)
+            .reporting_to(reporter.clone());
             let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
@@ -176,6 +177,8 @@ async fn build_machines(
                     node_bin: local.node_bin,
                     ready_timeout: local.ready_timeout,
                     background: reporter.clone(),
+                    crash_limit: provisioner::local::CrashLimit::DEFAULT,
+                    memory_sample_interval: provisioner::local::MEMORY_SAMPLE_INTERVAL,
                 },
                 launch,
             )

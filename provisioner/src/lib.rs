@@ -31,6 +31,11 @@ pub trait Provider: Send + Sync + 'static {
     /// The agent's WebSocket address, when it is running.
     async fn address(&self, user_id: &str) -> Option<String>;
 
+    /// The machine's resident memory at its last sample, while it runs (`None`: unknown).
+    async fn memory_bytes(&self, _user_id: &str) -> Option<u64> {
+        None
+    }
+
     /// Stops the machine and deletes everything kept for it.
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError>;
 

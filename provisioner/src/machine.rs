@@ -146,18 +146,22 @@ pub enum ProvisionError {
     Exited(String),
     #[error("the agent did not become ready within {0} s")]
     NotReady(u64),
+    /// The agent crashed too often and is no longer restarted; the text is written for users.
+    #[error("{0}")]
+    CrashLoop(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
 impl ProvisionError {
     /// What a user may be told: a plain sentence, nothing internal.
-    pub fn public_message(&self) -> &'static str {
+    pub fn public_message(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Self::Install(_) => "Installing the agent's runtime failed.",
-            Self::Start(_) | Self::Io(_) => "Your agent could not be started.",
-            Self::Exited(_) => "Your agent stopped while it was starting.",
-            Self::NotReady(_) => "Your agent did not become ready in time.",
+            Self::Install(_) => "Installing the agent's runtime failed.".into(),
+            Self::Start(_) | Self::Io(_) => "Your agent could not be started.".into(),
+            Self::Exited(_) => "Your agent stopped while it was starting.".into(),
+            Self::NotReady(_) => "Your agent did not become ready in time.".into(),
+            Self::CrashLoop(reason) => reason.as_str().into(),
         }
     }
 }

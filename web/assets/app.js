@@ -12,7 +12,7 @@ const ROUTES = {
   '/settings': 'settings',
 };
 const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', settings: 'Settings' };
-const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline' };
+const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', failed: 'Stopped' };
 
 const bootEl = document.getElementById('boot');
 const bootText = document.getElementById('boot-text');

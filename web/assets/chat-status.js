@@ -1,5 +1,6 @@
 // The status panel above the chat: the agent's start stages as they happen, reconnects,
-// offline, and errors, hidden once the agent is ready.
+// offline, and errors, hidden once the agent is ready. A failed agent (a crash loop) shows its
+// reason and a Restart button.
 import { h } from '/assets/api.js';
 import { stageLabel } from '/assets/chat-format.js';
 
@@ -10,6 +11,7 @@ export function createStatusPanel(socket, root) {
   const statusDetail = $('#status-detail');
   const statusStages = $('#status-stages');
   const statusDismiss = $('#status-dismiss');
+  const statusRestart = $('#status-restart');
   let stages = []; // [{stage, detail}] seen since last ready
   let lastClose = null;
 
@@ -19,7 +21,13 @@ export function createStatusPanel(socket, root) {
     let title = '';
     let detail = '';
     let showStages = false;
-    if (err) {
+    const failedStatus = socket.lastStatus && socket.lastStatus.stage === 'failed';
+    const failed = failedStatus || (err && err.code === 'agent_failed');
+    if (failed) {
+      kind = 'error';
+      title = 'Your agent was stopped';
+      detail = failedStatus ? socket.lastStatus.detail || '' : err.message;
+    } else if (err) {
       kind = 'error';
       title = err.message || 'Something went wrong with your agent.';
       detail = err.code ? `Error code: ${err.code}` : '';
@@ -52,6 +60,7 @@ export function createStatusPanel(socket, root) {
     statusDetail.hidden = !detail;
     statusStages.hidden = !showStages;
     statusDismiss.hidden = !(err && socket.ready);
+    statusRestart.hidden = !failed;
     if (showStages) {
       statusStages.replaceChildren(
         ...stages.map((s, i) => h('li', { class: i === stages.length - 1 ? 'current' : 'done', 'data-stage': s.stage }, stageLabel(s.stage))),
@@ -79,6 +88,17 @@ export function createStatusPanel(socket, root) {
   });
   socket.addEventListener('state', render);
   socket.addEventListener('roost-error', render);
+  statusRestart.addEventListener('click', async () => {
+    statusRestart.disabled = true;
+    try {
+      await socket.restartAgent();
+    } catch (e) {
+      socket.lastError = { code: e.code || 'error', message: e.message };
+      render();
+    } finally {
+      statusRestart.disabled = false;
+    }
+  });
   statusDismiss.addEventListener('click', () => {
     socket.lastError = null;
     render();

@@ -6,7 +6,7 @@
 // pair, and a roost.gap (the server cannot replay from our cursor) moves it to the server's.
 //
 // Emits (EventTarget):
-//   "state"  detail: {state}            connecting | connected | reconnecting | offline
+//   "state"  detail: {state}            connecting | connected | reconnecting | offline | failed
 //   "status" detail: payload            roost.status payload
 //   "ready"  detail: payload            roost.ready payload
 //   "gap"    detail: payload            roost.gap payload
@@ -139,7 +139,11 @@ export class RoostSocket extends EventTarget {
   }
 
   afterClose(ev, wasReady) {
-    const delay = this.scheduleRetry();
+    // A crash loop ended in failed: reconnecting would only be refused again. The user's
+    // Restart (restartAgent) reconnects.
+    const failed = this.lastError && this.lastError.code === 'agent_failed';
+    if (failed) this.setState('failed');
+    const delay = failed ? 0 : this.scheduleRetry();
     this.emit('closed', { code: ev.code, reason: ev.reason, wasReady, retryInMs: delay });
   }
 
@@ -219,6 +223,14 @@ export class RoostSocket extends EventTarget {
       default:
         this.emit('event', frame);
     }
+  }
+
+  /** Start a failed agent again (POST /api/machine/restart), then connect to it. */
+  async restartAgent() {
+    await api('POST', '/api/machine/restart');
+    this.lastError = null;
+    this.attempt = 0;
+    this.connectNow();
   }
 
   /** Send a request; resolves with res.payload or rejects with Error{code}. */

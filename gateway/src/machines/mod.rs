@@ -8,7 +8,7 @@ mod stage_writes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use provisioner::{AgentSpec, MachineState, Progress, Provider, Stage};
+use provisioner::{AgentSpec, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -59,14 +59,31 @@ pub struct Limits {
 /// A start that failed, as the user is told: a plain sentence and an error id. The details are
 /// in the server's log under that id.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
+#[error("{message}")]
+pub struct StartError {
+    pub message: String,
+    /// `agent_failed`: the agent crashed too often and waits for the user's Restart;
+    /// `agent_unavailable`: anything else.
+    pub code: &'static str,
+}
+
+/// Shown when a failed agent's own reason is no longer known (its stages were forgotten).
+const FAILED_WITHOUT_REASON: &str = "your agent crashed repeatedly; it was stopped";
 
 impl StartError {
     fn logged(user: &UserId, public: &str, detail: &dyn std::fmt::Display) -> Self {
         let error_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         tracing::warn!(user_id = %user, error_id, error = %detail, "the agent did not start");
-        Self(format!("{public} If it keeps happening, give the operator this error id: {error_id}."))
+        Self {
+            message: format!("{public} If it keeps happening, give the operator this error id: {error_id}."),
+            code: "agent_unavailable",
+        }
+    }
+
+    fn failed(reason: &str) -> Self {
+        let mut chars = reason.chars();
+        let sentence: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+        Self { message: format!("{sentence}. Restart it to try again."), code: "agent_failed" }
     }
 }
 
@@ -132,10 +149,22 @@ impl Machines {
         self.provider.address(user.as_str()).await
     }
 
+    /// The agent's resident memory at its last sample, when its provider measures it.
+    pub async fn memory_bytes(&self, user: &UserId) -> Option<u64> {
+        self.provider.memory_bytes(user.as_str()).await
+    }
+
     /// Starts the user's machine unless it is ready already; concurrent callers share one start.
+    /// A failed agent (a crash loop) is not started again here: a reconnecting page would undo
+    /// the crash limit. Only the user's Restart (a stop, then this) brings it back.
     pub async fn ensure_ready(&self, user: &UserId) -> Result<String, StartError> {
         if let Some(address) = self.provider.address(user.as_str()).await {
             return Ok(address);
+        }
+        if self.provider.status(user.as_str()).await == MachineState::Failed {
+            self.release_slot(user);
+            let reason = self.reporter.failure(user.as_str()).unwrap_or_else(|| FAILED_WITHOUT_REASON.into());
+            return Err(StartError::failed(&reason));
         }
         let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
         let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
@@ -160,9 +189,14 @@ impl Machines {
                 store::set_running(&self.reporter.db, user, &machine.address, &machine.external_id).await.ok();
                 Ok(machine.address)
             }
+            Err(ProvisionError::CrashLoop(reason)) => {
+                // The provider reported this failure with its reason already.
+                self.release_slot(user);
+                Err(StartError::failed(&reason))
+            }
             Err(e) => {
-                let error = StartError::logged(user, e.public_message(), &e);
-                self.reporter.report(user.as_str(), Stage::Failed, &error.0);
+                let error = StartError::logged(user, &e.public_message(), &e);
+                self.reporter.report(user.as_str(), Stage::Failed, &error.message);
                 self.release_slot(user);
                 Err(error)
             }
@@ -293,6 +327,13 @@ impl Reporter {
         }
     }
 
+    /// Why the user's machine failed, while that is its last stage.
+    fn failure(&self, user_id: &str) -> Option<String> {
+        let channels = self.channels.lock().expect("channels lock");
+        let last = &channels.get(user_id)?.last;
+        (last.stage == Stage::Failed.as_str()).then(|| last.detail.clone())
+    }
+
     /// A forgotten user's next subscriber sees "stopped", and the provider answers from there.
     fn prune(&self) {
         self.channels.lock().expect("channels lock").retain(|_, channel| !channel.is_forgettable());
@@ -300,9 +341,10 @@ impl Reporter {
 }
 
 impl StageChannel {
-    /// Nobody listens, and the last stage is one a new subscriber need not be shown.
+    /// Nobody listens, and the last stage is one a new subscriber need not be shown. A failure
+    /// is kept (one per user at most) until the next stage: the page opened later shows it.
     fn is_forgettable(&self) -> bool {
-        let settled = matches!(self.last.stage, "ready" | "stopped" | "failed" | "destroyed");
+        let settled = matches!(self.last.stage, "ready" | "stopped" | "destroyed");
         settled && self.updates.receiver_count() == 0
     }
 }

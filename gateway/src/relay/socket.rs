@@ -136,7 +136,7 @@ async fn join(
                     break address;
                 }
                 Ok(Err(e)) => {
-                    let _ = send_text(sink, frames::roost_event("roost.error", json!({ "code": "agent_unavailable", "message": e.0 }))).await;
+                    let _ = send_text(sink, frames::roost_event("roost.error", json!({ "code": e.code, "message": e.message }))).await;
                     close(sink, 1011, "the agent could not be started").await;
                     return None;
                 }

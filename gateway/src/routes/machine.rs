@@ -25,6 +25,7 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         "in_use": state.relays.socket_count(&auth.user_id) > 0 || activity.is_busy(&auth.user_id),
         "last_active_secs_ago": last_active_secs_ago,
         "idle_policy": { "stop_after_secs": idle_timeout_secs },
+        "memory_bytes": state.machines.memory_bytes(&auth.user_id).await,
         "slots": { "max": state.machines.slots().max(), "waiting": state.machines.slots().waiting() },
     })))
 }
@@ -48,5 +49,5 @@ pub async fn restart(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
 }
 
 fn start_error(e: crate::machines::StartError) -> crate::error::AppError {
-    crate::error::AppError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable", e.0)
+    crate::error::AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.code, e.message)
 }

@@ -199,3 +199,45 @@ async fn at_start_a_row_that_says_running_with_nothing_behind_it_becomes_stopped
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_agent_frees_its_slot_stays_failed_and_restart_brings_it_back() {
+    let app = TestApp::spawn_with(&["--agent-idle-timeout", "4s", "--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("crashy@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    // What the local provider reports at the end of a crash loop.
+    let reason = "your agent crashed 5 times in 10 minutes (last: exit code 1); it was stopped";
+    app.state.machines.simulated().unwrap().fail(&user_id, reason).await;
+    wait_until("the watcher frees the failed agent's slot", || async {
+        app.state.machines.slots().running().is_empty()
+    })
+    .await;
+    drop(ws);
+
+    // A page opened now is told why, and the agent is not started behind the user's back.
+    let mut ws = app.ws(&cookie, "").await;
+    let status = ws.until("the failed status", |f| f["event"] == "roost.status").await;
+    assert_eq!(
+        (status["payload"]["stage"].as_str(), status["payload"]["detail"].as_str()),
+        (Some("failed"), Some(reason))
+    );
+    let error = ws.until_event("roost.error").await;
+    assert_eq!(error["payload"]["code"], "agent_failed");
+    assert!(error["payload"]["message"].as_str().unwrap().starts_with("Your agent crashed 5 times"), "{error}");
+    ws.closed().await;
+    wait_until("the row says failed", || async {
+        machine_row(&app, &user_id).await == ("failed".into(), reason.into())
+    })
+    .await;
+    let machine: Value = app.json_as(&cookie, "/api/machine").await;
+    assert_eq!((machine["state"].as_str(), machine["memory_bytes"].as_u64()), (Some("failed"), None));
+    assert!(app.state.machines.slots().running().is_empty(), "no slot taken for a failed agent");
+
+    let res = app.send_as(&cookie, reqwest::Method::POST, "/api/machine/restart", None).await;
+    assert_eq!(res.status(), 202);
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    assert!(!ws.chat("main", "back again").await.is_empty());
+    assert_eq!(machine_row(&app, &user_id).await.0, "ready");
+}

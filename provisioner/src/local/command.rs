@@ -12,6 +12,10 @@ use super::{Launch, Runtime};
 use crate::{AgentSpec, ProvisionError};
 
 pub const LOG_FILE: &str = "agent.log";
+/// Node's old-generation heap cap for each agent (`--max-old-space-size`, in MiB): a runaway
+/// agent hits its own limit and crashes (counted by the crash limit) before it takes the host's
+/// memory. A real agent uses about 1.2 GB resident, most of it outside this heap.
+pub const NODE_HEAP_LIMIT_MB: u32 = 768;
 
 pub async fn agent_command(
     spec: &AgentSpec,
@@ -36,6 +40,9 @@ pub async fn agent_command(
         .arg(serde_json::to_string(&policy).expect("a policy serialises"))
         .arg("--")
         .arg(&runtime.node)
+        // A command-line flag, not NODE_OPTIONS: the environment stays the agent's own, and
+        // OpenClaw's self-respawns pass `process.execArgv` on.
+        .arg(format!("--max-old-space-size={NODE_HEAP_LIMIT_MB}"))
         .arg(&runtime.openclaw)
         .args(["gateway", "run"])
         // A clean environment: the agent runs untrusted code and must see no platform secret.

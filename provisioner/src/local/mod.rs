@@ -4,6 +4,7 @@
 mod command;
 mod config;
 mod group;
+mod memory;
 mod orphans;
 mod process;
 mod runtime;
@@ -11,14 +12,15 @@ pub mod sandbox;
 
 pub use sandbox::{Sandbox, Support};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
+pub use command::NODE_HEAP_LIMIT_MB;
 pub use runtime::{NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
@@ -37,7 +39,28 @@ pub struct LocalOptions {
     pub ready_timeout: Duration,
     /// Receives the stages of restarts that happen in the background (after a crash).
     pub background: Arc<dyn Progress>,
+    /// When a crashing agent stops being restarted ([`CrashLimit::DEFAULT`]).
+    pub crash_limit: CrashLimit,
+    /// How often running agents' memory is sampled ([`MEMORY_SAMPLE_INTERVAL`]).
+    pub memory_sample_interval: Duration,
 }
+
+/// An agent that crashes `crashes` times within `window` is not restarted again: it is
+/// `Failed` until the user restarts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashLimit {
+    pub crashes: u32,
+    pub window: Duration,
+}
+
+impl CrashLimit {
+    /// With the restart backoff (1, 2, 4, 8 s…), five crashes take at least 15 s: a loop, not bad
+    /// luck. Ten minutes keeps an agent that crashes once an hour restarting forever.
+    pub const DEFAULT: Self = Self { crashes: 5, window: Duration::from_secs(600) };
+}
+
+/// One pass over `/proc` for all agents; often enough for a status page, rare enough to be free.
+pub const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How agent processes are started: through the confining helper, under the chosen sandbox.
 pub struct Launch {
@@ -52,7 +75,7 @@ pub struct LocalProvider {
     options: LocalOptions,
     launch: Arc<Launch>,
     runtime: runtime::Installer,
-    agents: Mutex<HashMap<String, Arc<Agent>>>,
+    agents: Arc<Mutex<HashMap<String, Arc<Agent>>>>,
 }
 
 impl LocalProvider {
@@ -65,7 +88,9 @@ impl LocalProvider {
             options.openclaw_bin.clone(),
             options.node_bin.clone(),
         );
-        Self { options, launch, runtime, agents: Mutex::new(HashMap::new()) }
+        let agents = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(sample_memory(Arc::downgrade(&agents), options.memory_sample_interval));
+        Self { options, launch, runtime, agents }
     }
 
     fn user_dir(&self, user_id: &str) -> PathBuf {
@@ -106,6 +131,7 @@ impl Provider for LocalProvider {
             runtime,
             launch: self.launch.clone(),
             ready_timeout: self.options.ready_timeout,
+            crash_limit: self.options.crash_limit,
         };
         let agent = Agent::spawn(how, self.options.background.clone(), progress).await?;
         self.agents.lock().await.insert(spec.user_id.clone(), agent.clone());
@@ -132,6 +158,10 @@ impl Provider for LocalProvider {
         (agent.state() == MachineState::Ready).then(|| agent.address())
     }
 
+    async fn memory_bytes(&self, user_id: &str) -> Option<u64> {
+        self.agents.lock().await.get(user_id)?.memory_bytes()
+    }
+
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
         match tokio::fs::remove_dir_all(self.user_dir(user_id)).await {
@@ -146,5 +176,27 @@ impl Provider for LocalProvider {
             stopping.spawn(async move { agent.stop().await });
         }
         while stopping.join_next().await.is_some() {}
+    }
+}
+
+/// Samples every running agent's memory until the provider is dropped.
+async fn sample_memory(agents: Weak<Mutex<HashMap<String, Arc<Agent>>>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(agents) = agents.upgrade() else { return };
+        let running: Vec<(u32, Arc<Agent>)> =
+            agents.lock().await.values().filter_map(|a| Some((a.leader_pid()?, a.clone()))).collect();
+        drop(agents);
+        if running.is_empty() {
+            continue;
+        }
+        let leaders: HashSet<u32> = running.iter().map(|(pid, _)| *pid).collect();
+        // Reading /proc is quick, but it is file I/O: off the async workers.
+        let Ok(totals) = tokio::task::spawn_blocking(move || memory::resident_bytes(&leaders)).await else { continue };
+        for (pid, agent) in running {
+            agent.record_memory(totals.get(&pid).copied().unwrap_or(0));
+        }
     }
 }

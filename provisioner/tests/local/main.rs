@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use provisioner::local::{Launch, LocalOptions, LocalProvider, Sandbox, Support};
+mod crash_limit;
+
+use provisioner::local::{CrashLimit, Launch, LocalOptions, LocalProvider, MEMORY_SAMPLE_INTERVAL, Sandbox, Support};
 use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, Stage};
 
 #[derive(Default)]
@@ -46,18 +48,29 @@ fn spec(user: &str) -> AgentSpec {
 }
 
 async fn provider(dir: &std::path::Path, node: PathBuf, background: Arc<Recorder>) -> LocalProvider {
+    provider_with(dir, node, background, |_| {}).await
+}
+
+/// A provider whose options `tweak` may change (a small crash limit, frequent memory samples).
+async fn provider_with(
+    dir: &std::path::Path,
+    node: PathBuf,
+    background: Arc<Recorder>,
+    tweak: impl FnOnce(&mut LocalOptions),
+) -> LocalProvider {
+    let mut options = LocalOptions {
+        data_dir: dir.to_path_buf(),
+        runtime_dir: dir.join("runtime"),
+        openclaw_bin: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/stand_in_openclaw.mjs"))),
+        node_bin: Some(node),
+        ready_timeout: Duration::from_secs(20),
+        background,
+        crash_limit: CrashLimit::DEFAULT,
+        memory_sample_interval: MEMORY_SAMPLE_INTERVAL,
+    };
+    tweak(&mut options);
     LocalProvider::new(
-        LocalOptions {
-            data_dir: dir.to_path_buf(),
-            runtime_dir: dir.join("runtime"),
-            openclaw_bin: Some(PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/local/stand_in_openclaw.mjs"
-            ))),
-            node_bin: Some(node),
-            ready_timeout: Duration::from_secs(20),
-            background,
-        },
+        options,
         Launch {
             helper: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/exec_as_is.sh")),
             sandbox: Sandbox::choose(Support::Missing, true),

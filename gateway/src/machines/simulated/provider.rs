@@ -1,7 +1,7 @@
 //! `--agent-provider fake`: each user's "agent" is an in-process [`SimulatedAgent`] that speaks
 //! the real protocol. For trying the UI without installing OpenClaw, the tests and the bench.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,11 @@ pub struct SimulatedProvider {
     external: Option<String>,
     /// Time spent in each simulated stage, so waiting UIs show real stage changes.
     stage_delay: Duration,
+    /// Users whose agent [`SimulatedProvider::fail`] made fail, until a stop or a start.
+    failed: Mutex<HashSet<String>>,
+    /// Receives stages that happen outside a start (a simulated failure), like the local
+    /// provider's `background`.
+    background: Option<Arc<dyn Progress>>,
 }
 
 impl SimulatedProvider {
@@ -33,6 +38,26 @@ impl SimulatedProvider {
             stage_delay,
             echo: false,
             external: None,
+            failed: Mutex::new(HashSet::new()),
+            background: None,
+        }
+    }
+
+    /// Where stages outside a start are reported.
+    pub fn reporting_to(mut self, background: Arc<dyn Progress>) -> Self {
+        self.background = Some(background);
+        self
+    }
+
+    /// Ends the user's agent as a crash loop would: `failed`, with `reason`, until it is stopped
+    /// or started again (for trying the failed page and its Restart, and for tests).
+    pub async fn fail(&self, user_id: &str, reason: &str) {
+        if let Some(agent) = self.agents.lock().await.remove(user_id) {
+            agent.shutdown();
+        }
+        self.failed.lock().await.insert(user_id.to_string());
+        if let Some(background) = &self.background {
+            background.report(user_id, Stage::Failed, reason);
         }
     }
 
@@ -79,6 +104,7 @@ impl Provider for SimulatedProvider {
             return Ok(Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() });
         }
         self.ensure(spec, progress).await?;
+        self.failed.lock().await.remove(&spec.user_id);
         progress.report(&spec.user_id, Stage::Starting, "starting the simulated agent");
         let transcripts = self.transcripts.lock().await.entry(spec.user_id.clone()).or_default().clone();
         let agent = SimulatedAgent::spawn(Options {
@@ -98,6 +124,7 @@ impl Provider for SimulatedProvider {
     }
 
     async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
+        self.failed.lock().await.remove(user_id);
         if let Some(agent) = self.agents.lock().await.remove(user_id) {
             agent.shutdown();
         }
@@ -107,6 +134,9 @@ impl Provider for SimulatedProvider {
     async fn status(&self, user_id: &str) -> MachineState {
         if self.external.is_some() {
             return MachineState::Ready;
+        }
+        if self.failed.lock().await.contains(user_id) {
+            return MachineState::Failed;
         }
         if self.agents.lock().await.contains_key(user_id) { MachineState::Ready } else { MachineState::IdleStopped }
     }
