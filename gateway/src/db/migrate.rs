@@ -26,11 +26,9 @@ pub async fn run(db: &Db) -> anyhow::Result<Vec<&'static str>> {
 /// apply each exactly once: the second waits for the first's lock, then sees it recorded.
 async fn apply(db: &Db, migrations: &[(&'static str, &str)]) -> anyhow::Result<Vec<&'static str>> {
     let conn = db.conn()?;
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        (),
-    )
-    .await?;
+    if !db.is_local() {
+        conn.execute(SCHEMA_MIGRATIONS, ()).await?;
+    }
     let mut applied = Vec::new();
     for (version, sql) in migrations {
         let did = if db.is_local() {
@@ -46,6 +44,9 @@ async fn apply(db: &Db, migrations: &[(&'static str, &str)]) -> anyhow::Result<V
     Ok(applied)
 }
 
+const SCHEMA_MIGRATIONS: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)";
+
 fn record(version: &str) -> String {
     format!("INSERT INTO schema_migrations (version, applied_at) VALUES ('{version}', {});", now_secs())
 }
@@ -59,14 +60,19 @@ async fn apply_local(conn: &Connection, version: &str, sql: &str) -> anyhow::Res
             Err(e) => return Err(e).context("waiting for the database to migrate"),
         }
     };
-    let mut rows = tx.query("SELECT 1 FROM schema_migrations WHERE version = ?1", [version]).await?;
+    // Under the lock too: another process may be creating it right now.
+    tx.execute(SCHEMA_MIGRATIONS, ()).await.context("creating schema_migrations")?;
+    let mut rows = tx
+        .query("SELECT 1 FROM schema_migrations WHERE version = ?1", [version])
+        .await
+        .context("reading schema_migrations")?;
     if rows.next().await?.is_some() {
         return Ok(false);
     }
     drop(rows);
     tx.execute_batch(sql).await.with_context(|| format!("migration {version} failed"))?;
-    tx.execute_batch(&record(version)).await?;
-    tx.commit().await?;
+    tx.execute_batch(&record(version)).await.context("recording the migration")?;
+    tx.commit().await.context("committing the migration")?;
     Ok(true)
 }
 

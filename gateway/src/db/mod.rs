@@ -79,12 +79,30 @@ impl Db {
         };
         let db = Self { database: Arc::new(database), is_local: !is_remote, idle: Arc::default() };
         if db.is_local {
-            // WAL lives in the file, so setting it once is enough; `query` because the pragma returns a row.
-            let conn = db.conn()?;
-            let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enabling WAL")?;
-            while rows.next().await?.is_some() {}
+            db.enable_wal().await.context("enabling WAL")?;
         }
         Ok(db)
+    }
+
+    /// WAL lives in the file, so setting it once is enough. Switching takes an exclusive lock,
+    /// and SQLite answers "locked" at once (no busy wait) when another process opening the same
+    /// new file holds it: try again for a while.
+    async fn enable_wal(&self) -> Result<(), libsql::Error> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let conn = self.conn()?;
+                let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await?;
+                while rows.next().await?.is_some() {}
+                Ok::<_, libsql::Error>(())
+            };
+            match attempt.await {
+                Err(e) if e.to_string().contains("database is locked") && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn is_local(&self) -> bool {
