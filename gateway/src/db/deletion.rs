@@ -51,20 +51,14 @@ pub async fn delete_account_in(tx: &Connection, user: &UserId) -> Result<bool, l
 /// Users with a `machines` row whose account is gone: deleted here, by `roost admin` or by an
 /// older version that removed the `users` row itself.
 pub async fn deleted_users_with_machines(conn: &Connection) -> Result<Vec<UserId>, libsql::Error> {
-    let mut rows = conn
+    let rows = conn
         .query(
             "SELECT m.user_id FROM machines m LEFT JOIN users u ON u.id = m.user_id \
              WHERE u.id IS NULL OR u.deleted_at IS NOT NULL LIMIT ?1",
             [SWEEP_BATCH],
         )
         .await?;
-    let mut users = Vec::new();
-    while let Some(row) = rows.next().await? {
-        if let Ok(user) = UserId::parse(&row.get::<String>(0)?) {
-            users.push(user);
-        }
-    }
-    Ok(users)
+    super::user_ids(rows).await
 }
 
 /// After the agent is destroyed: its row goes, and so does any chat cache a run that finished

@@ -74,15 +74,6 @@ pub async fn find(db: &Db, user: &UserId) -> Result<Option<MachineRow>, libsql::
 
 /// Users whose row says their agent is up or on its way (by the states of this process's kind).
 pub async fn claiming_up(db: &Db) -> Result<Vec<UserId>, libsql::Error> {
-    let mut rows = db
-        .conn()?
-        .query("SELECT user_id FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')", ())
-        .await?;
-    let mut users = Vec::new();
-    while let Some(row) = rows.next().await? {
-        if let Ok(user) = UserId::parse(&row.get::<String>(0)?) {
-            users.push(user);
-        }
-    }
-    Ok(users)
+    let sql = "SELECT user_id FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')";
+    crate::db::user_ids(db.conn()?.query(sql, ()).await?).await
 }

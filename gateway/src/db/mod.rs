@@ -149,6 +149,17 @@ pub async fn first_row<T>(
     Ok(first)
 }
 
+/// The user ids in the first column of every row (ids that do not parse are skipped).
+pub async fn user_ids(mut rows: libsql::Rows) -> Result<Vec<crate::domain::UserId>, libsql::Error> {
+    let mut users = Vec::new();
+    while let Some(row) = rows.next().await? {
+        if let Ok(user) = crate::domain::UserId::parse(&row.get::<String>(0)?) {
+            users.push(user);
+        }
+    }
+    Ok(users)
+}
+
 pub fn is_unique_violation(err: &libsql::Error) -> bool {
     err.to_string().contains("UNIQUE constraint failed")
 }
