@@ -98,6 +98,21 @@ impl LocalProvider {
     }
 }
 
+impl LocalProvider {
+    /// A start that timed out stops its agent: nothing keeps running that nobody waits for.
+    async fn stopped_unless_ready(
+        &self,
+        user_id: &str,
+        ready: Result<Machine, ProvisionError>,
+    ) -> Result<Machine, ProvisionError> {
+        if let Err(ProvisionError::NotReady(_)) = &ready {
+            tracing::warn!(user_id, "the agent did not become ready in time; stopping it");
+            let _ = self.stop(user_id).await;
+        }
+        ready
+    }
+}
+
 #[async_trait]
 impl Provider for LocalProvider {
     fn name(&self) -> &'static str {
@@ -121,7 +136,8 @@ impl Provider for LocalProvider {
         if let Some(agent) = self.agents.lock().await.get(&spec.user_id).cloned()
             && agent.is_running()
         {
-            return agent.wait_ready(progress, self.options.ready_timeout).await;
+            let ready = agent.wait_ready(progress, self.options.ready_timeout).await;
+            return self.stopped_unless_ready(&spec.user_id, ready).await;
         }
         self.ensure(spec, progress).await?;
         let runtime = self.runtime.resolved().await?;
@@ -135,7 +151,8 @@ impl Provider for LocalProvider {
         };
         let agent = Agent::spawn(how, self.options.background.clone(), progress).await?;
         self.agents.lock().await.insert(spec.user_id.clone(), agent.clone());
-        agent.wait_ready(progress, self.options.ready_timeout).await
+        let ready = agent.wait_ready(progress, self.options.ready_timeout).await;
+        self.stopped_unless_ready(&spec.user_id, ready).await
     }
 
     async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {

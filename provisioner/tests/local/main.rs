@@ -211,3 +211,23 @@ async fn an_exit_ends_what_the_agent_left_behind_and_a_stop_after_it_returns_at_
         .unwrap();
     assert_eq!(local.status("u5").await, MachineState::IdleStopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_times_out_leaves_no_agent_running() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("users/u7/state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("never-ready"), "").unwrap();
+    let local = provider_with(dir.path(), node, Arc::new(Recorder::default()), |o| {
+        o.ready_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let result = local.start(&spec("u7"), &Recorder::default()).await;
+    assert!(matches!(result, Err(provisioner::ProvisionError::NotReady(2))), "{result:?}");
+    let launched: Vec<u32> =
+        std::fs::read_to_string(state.join("launches")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert!(!launched.is_empty(), "the agent was launched");
+    assert!(launched.iter().all(|pid| !alive(*pid)), "no agent process is left running");
+    assert_eq!(local.status("u7").await, MachineState::IdleStopped);
+}

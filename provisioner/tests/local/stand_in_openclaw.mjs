@@ -2,6 +2,7 @@
 // /readyz like OpenClaw, records its environment, heap limit and each launch, starts a helper
 // process on GET /helper, and exits with code 3 on GET /crash. GET /crash-loop does the same
 // and leaves a `crash-loop` file in its state dir: while it is there, every launch exits at once.
+// With a `never-ready` file there, it never reports ready.
 import { createServer } from 'node:http';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -17,7 +18,8 @@ const config = JSON.parse(readFileSync(process.env.OPENCLAW_CONFIG_PATH, 'utf8')
 writeFileSync(`${state}/env.json`, JSON.stringify(process.env));
 writeFileSync(`${state}/heap.json`, JSON.stringify({ heapSizeLimit: getHeapStatistics().heap_size_limit, execArgv: process.execArgv }));
 let ready = false;
-setTimeout(() => { ready = true; }, 300);
+// A `never-ready` file in the state dir: the agent listens but never reports ready.
+if (!existsSync(`${state}/never-ready`)) setTimeout(() => { ready = true; }, 300);
 createServer((req, res) => {
   if (req.url === '/readyz') {
     res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
