@@ -82,6 +82,11 @@ pub enum RpcError {
     Timeout(Duration),
 }
 
+pub enum TrySend {
+    Full(String),
+    Closed,
+}
+
 impl Hub {
     /// Takes over a handshaken upstream. `on_run` hears each chat run's events.
     pub fn start(
@@ -220,6 +225,17 @@ impl Hub {
 
     /// Sends a browser frame upstream. The future waits while the link is busy (backpressure)
     /// and borrows nothing, so a socket can keep serving heartbeats and revocations meanwhile.
+    /// Hands a frame to the link's writer at once when its queue has room (the usual case); a
+    /// full queue gives the frame back for [`Hub::send`], which waits.
+    pub fn try_send(&self, text: String) -> Result<(), TrySend> {
+        match self.to_agent.try_send(Message::text(text)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Message::Text(text))) => Err(TrySend::Full(text.to_string())),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(TrySend::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Closed),
+        }
+    }
+
     pub fn send(&self, text: String) -> impl Future<Output = Result<(), RpcError>> + Send + 'static {
         let to_agent = self.to_agent.clone();
         async move { to_agent.send(Message::text(text)).await.map_err(|_| RpcError::Closed) }

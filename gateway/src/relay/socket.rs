@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::frames::{self, BrowserRequest, Rejected};
-use super::hub::{Hub, Outbound, RpcError, Subscription};
+use super::hub::{Hub, Outbound, RpcError, Subscription, TrySend};
 use super::replay::{Cursor, Resume};
 use super::sockets::{MAX_SOCKETS_PER_USER, Registration};
 use crate::app::AppState;
@@ -244,7 +244,14 @@ async fn relay(
                             Err(answer) => Err(answer),
                         };
                         match checked {
-                            Ok(request) => sending = Some(Box::pin(hub.send(request.routed(socket)))),
+                            Ok(request) => match hub.try_send(request.routed(socket)) {
+                                Ok(()) => {}
+                                Err(TrySend::Full(text)) => sending = Some(Box::pin(hub.send(text))),
+                                Err(TrySend::Closed) => {
+                                    close(sink, 1011, "the connection to the agent was lost; reconnect to resume").await;
+                                    return;
+                                }
+                            },
                             Err(answer) => {
                                 if send_text(sink, answer).await.is_err() {
                                     return;
