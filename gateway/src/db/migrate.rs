@@ -11,6 +11,7 @@ use crate::domain::now_secs;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_accounts", include_str!("../../../migrations/0001_accounts.sql")),
     ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
+    ("0003_lifecycle", include_str!("../../../migrations/0003_lifecycle.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that
