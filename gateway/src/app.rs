@@ -198,7 +198,12 @@ async fn build_machines(
             model: model.model.clone(),
         },
     });
-    Ok(Machines::new(provider, fake, spec, reporter, limits))
+    let leases = provisioner::lease::Leases::new(
+        Box::new(crate::db::leases::DbLeases(db.clone())),
+        provisioner::lease::Leases::instance_name(),
+        limits.lease_ttl,
+    );
+    Ok(Machines::new(provider, fake, spec, reporter, limits, leases))
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

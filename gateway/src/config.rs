@@ -232,6 +232,11 @@ pub struct AgentArgs {
     /// OpenClaw-speaking WebSocket (e.g. `roost-bench upstream`), instead of an in-process fake.
     #[arg(long, hide = true)]
     pub fake_agent_url: Option<String>,
+
+    /// Tests: how long a user's lifecycle lease lasts unrenewed, in milliseconds (another
+    /// instance takes over a dead one's agents this long after it died).
+    #[arg(long, env = "ROOST_AGENT_LEASE_TTL_MS", default_value_t = 15_000, hide = true)]
+    pub agent_lease_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

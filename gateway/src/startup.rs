@@ -80,6 +80,7 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let recheck = tokio::spawn(crate::relay::recheck_credentials(self.state.clone()));
         let lifecycle = tokio::spawn(crate::lifecycle::watch(self.state.clone()));
+        let leases = tokio::spawn(crate::lifecycle::leases::keep(self.state.clone()));
         let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
@@ -101,6 +102,7 @@ impl Server {
         housekeeping.abort();
         recheck.abort();
         lifecycle.abort();
+        leases.abort();
         deleted_users.abort();
         for task in refresher.into_iter().chain(metrics) {
             task.abort();

@@ -2,6 +2,7 @@
 //! `local` provider (one OpenClaw process per user). Storage is the caller's: progress and
 //! results are reported through [`Progress`], and this crate never touches a database.
 
+pub mod lease;
 pub mod local;
 mod machine;
 
@@ -38,6 +39,10 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Stops the machine and deletes everything kept for it.
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError>;
+
+    /// Stops agents an earlier run of Roost left behind, except those of the users in `keep`
+    /// (another live instance runs them). Called once at start, before anything is started.
+    async fn reap_leftovers(&self, _keep: &[String]) {}
 
     /// Stops every machine this process started (called on shutdown).
     async fn shutdown(&self) {}

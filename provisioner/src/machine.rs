@@ -69,6 +69,23 @@ impl Stage {
         }
     }
 
+    pub fn parse(name: &str) -> Option<Self> {
+        const ALL: [Stage; 11] = [
+            Stage::Queued,
+            Stage::InstallingRuntime,
+            Stage::PreparingState,
+            Stage::Starting,
+            Stage::WaitingReady,
+            Stage::Ready,
+            Stage::Restarting,
+            Stage::Stopped,
+            Stage::Failed,
+            Stage::Destroying,
+            Stage::Destroyed,
+        ];
+        ALL.into_iter().find(|stage| stage.as_str() == name)
+    }
+
     /// The lifecycle state a machine is in while at this stage.
     pub fn state(self) -> MachineState {
         match self {

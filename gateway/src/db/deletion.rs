@@ -67,7 +67,7 @@ pub async fn forget_machine(conn: &Connection, user: &UserId) -> Result<(), libs
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
     // Only for an account that is gone: never a live user's chats.
     let gone = "NOT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND deleted_at IS NULL)";
-    for table in ["machines", "chat_messages", "chat_sessions"] {
+    for table in ["machines", "machine_leases", "chat_messages", "chat_sessions"] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1 AND {gone}"), [user.as_str()]).await?;
     }
     tx.commit().await

@@ -57,23 +57,36 @@ pub struct MachineRow {
     pub stage: String,
     pub detail: String,
     pub since: i64,
+    /// The agent's address while it runs (whichever instance started it).
+    pub address: Option<String>,
 }
 
 pub async fn find(db: &Db, user: &UserId) -> Result<Option<MachineRow>, libsql::Error> {
     crate::db::first_row(
         db.conn()?
             .query(
-                "SELECT state, coalesce(stage, ''), coalesce(detail, ''), updated_at FROM machines WHERE user_id = ?1",
+                "SELECT state, coalesce(stage, ''), coalesce(detail, ''), updated_at, address FROM machines WHERE user_id = ?1",
                 [user.as_str()],
             )
             .await?,
-        |row| Ok(MachineRow { state: row.get(0)?, stage: row.get(1)?, detail: row.get(2)?, since: row.get(3)? }),
+        |row| {
+            Ok(MachineRow {
+                state: row.get(0)?,
+                stage: row.get(1)?,
+                detail: row.get(2)?,
+                since: row.get(3)?,
+                address: row.get(4)?,
+            })
+        },
     )
     .await
 }
 
-/// Users whose row says their agent is up or on its way (by the states of this process's kind).
-pub async fn claiming_up(db: &Db) -> Result<Vec<UserId>, libsql::Error> {
-    let sql = "SELECT user_id FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')";
-    crate::db::user_ids(db.conn()?.query(sql, ()).await?).await
+/// Users whose row says their agent is up or on its way, leaving out those whose lease another
+/// live instance holds (their agents are that instance's).
+pub async fn claiming_up(db: &Db, holder: &str) -> Result<Vec<UserId>, libsql::Error> {
+    let sql = "SELECT user_id FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')
+               AND user_id NOT IN (SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2)";
+    let now_ms = now_secs() * 1000;
+    crate::db::user_ids(db.conn()?.query(sql, (holder, now_ms)).await?).await
 }

@@ -63,6 +63,23 @@ impl Activity {
             Instant::now();
     }
 
+    /// Marks the user active at `at` (seen by another instance), unless they were more recently.
+    pub fn touch_at(&self, user: &UserId, at: Instant) {
+        let mut users = self.users.lock().expect("activity lock");
+        match users.get_mut(user) {
+            Some(entry) => entry.last_active = entry.last_active.max(at),
+            None => {
+                users.insert(user.clone(), UserActivity { last_active: at, ..UserActivity::new() });
+            }
+        }
+    }
+
+    /// Users with a run in progress or a model call in flight.
+    pub fn busy_users(&self) -> Vec<UserId> {
+        let users = self.users.lock().expect("activity lock");
+        users.iter().filter(|(_, a)| a.model_calls > 0 || !a.runs.is_empty()).map(|(u, _)| u.clone()).collect()
+    }
+
     /// A run in progress or a model call in flight.
     pub fn is_busy(&self, user: &UserId) -> bool {
         self.users.lock().expect("activity lock").get(user).is_some_and(|a| a.model_calls > 0 || !a.runs.is_empty())

@@ -1,17 +1,21 @@
-//! At start, the `machines` table meets what really runs: a row that says an agent is up (or on
-//! its way) with nothing of this provider behind it becomes stopped, with the reason. (Agents an
-//! earlier run left behind, with no row, are reaped by the local provider itself.)
+//! At start, the `machines` table meets what really runs. Agents an earlier run left behind are
+//! stopped, and a row that says an agent is up (or on its way) with nothing behind it becomes
+//! stopped, with the reason. Users whose lease another live instance holds are left alone: their
+//! agents are that instance's.
 
 use provisioner::MachineState;
 
-use crate::db::{Db, machines as store};
+use crate::db::{Db, leases, machines as store};
 use crate::machines::Machines;
 
 pub const REASON: &str = "stopped: Roost restarted while it was running";
 
 pub async fn reconcile(machines: &Machines, db: &Db) -> Result<usize, libsql::Error> {
+    let holder = machines.leases().holder();
+    let elsewhere: Vec<String> = leases::held_elsewhere(db, holder).await?.iter().map(|u| u.to_string()).collect();
+    machines.reap_leftovers(&elsewhere).await;
     let mut corrected = 0;
-    for user in store::claiming_up(db).await? {
+    for user in store::claiming_up(db, holder).await? {
         if !machines.is_up(&user).await {
             store::set_stage(db, &user, MachineState::IdleStopped, "stopped", REASON).await?;
             corrected += 1;

@@ -18,12 +18,17 @@ impl Machines {
         let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
         let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
         let _no_start_meanwhile = gate.lock().await;
+        if !self.leases.holds(user.as_str()) {
+            // Another instance's agent stops there first: its data goes only once nothing runs it.
+            self.stop_elsewhere(user, "deleting the agent and its data with the account").await?;
+        }
         self.reporter.report(user.as_str(), Stage::Destroying, "deleting the agent and its data with the account");
         self.provider
             .destroy(user.as_str())
             .await
             .map_err(|e| StartError::logged(user, "Deleting your agent failed.", &e))?;
         self.release_slot(user);
+        self.leases.release(user.as_str()).await;
         let forgotten = match self.reporter.db.conn() {
             Ok(conn) => deletion::forget_machine(&conn, user).await,
             Err(e) => Err(e),

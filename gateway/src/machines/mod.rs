@@ -2,12 +2,14 @@
 //! broadcast to whoever is waiting, and every state change written to the `machines` table.
 
 mod destroy;
+mod elsewhere;
 pub mod simulated;
 mod stage_writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use provisioner::lease::Leases;
 use provisioner::{AgentSpec, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -48,12 +50,15 @@ pub struct Machines {
     slots: Arc<Slots>,
     activity: Arc<Activity>,
     idle: IdlePolicy,
+    leases: Leases,
 }
 
 /// How many agents may run at once, and when an unused one is stopped.
 pub struct Limits {
     pub max_agents: usize,
     pub idle: IdlePolicy,
+    /// How long a user's lifecycle lease lasts unrenewed ([`provisioner::lease::DEFAULT_TTL`]).
+    pub lease_ttl: std::time::Duration,
 }
 
 /// A start that failed, as the user is told: a plain sentence and an error id. The details are
@@ -94,6 +99,7 @@ impl Machines {
         spec: SpecFactory,
         reporter: Arc<Reporter>,
         limits: Limits,
+        leases: Leases,
     ) -> Self {
         Self {
             provider,
@@ -104,7 +110,13 @@ impl Machines {
             slots: Slots::new(limits.max_agents),
             activity: Arc::new(Activity::default()),
             idle: limits.idle,
+            leases,
         }
+    }
+
+    /// The leases this instance holds on its users' lifecycles.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     pub fn slots(&self) -> &Arc<Slots> {
@@ -172,7 +184,13 @@ impl Machines {
         if let Some(address) = self.provider.address(user.as_str()).await {
             return Ok(address);
         }
-        self.wait_for_slot(user).await?;
+        if let Some(address) = self.lease_or_follow(user).await? {
+            return Ok(address);
+        }
+        if let Err(e) = self.wait_for_slot(user).await {
+            self.leases.release(user.as_str()).await;
+            return Err(e);
+        }
         store::upsert(
             &self.reporter.db,
             user,
@@ -198,6 +216,7 @@ impl Machines {
                 let error = StartError::logged(user, &e.public_message(), &e);
                 self.reporter.report(user.as_str(), Stage::Failed, &error.message);
                 self.release_slot(user);
+                self.leases.release(user.as_str()).await;
                 Err(error)
             }
         }
@@ -241,20 +260,42 @@ impl Machines {
         self.stop_because(user, "stopped").await
     }
 
-    /// Stops the agent and frees its slot; `reason` is what the user's page shows.
+    /// Stops the agent and frees its slot; `reason` is what the user's page shows. An agent that
+    /// another instance runs is stopped by that instance, at this one's request.
     pub async fn stop_because(&self, user: &UserId, reason: &str) -> Result<(), StartError> {
+        if !self.leases.holds(user.as_str()) && self.stop_elsewhere(user, reason).await? {
+            return Ok(());
+        }
+        self.stop_here(user, reason).await
+    }
+
+    /// Stops the agent here without asking anyone: its lease is no longer this instance's.
+    pub async fn stop_unleased(&self, user: &UserId, reason: &str) -> Result<(), StartError> {
+        self.stop_here(user, reason).await
+    }
+
+    async fn stop_here(&self, user: &UserId, reason: &str) -> Result<(), StartError> {
         self.provider
             .stop(user.as_str())
             .await
             .map_err(|e| StartError::logged(user, "Stopping your agent failed.", &e))?;
         self.release_slot(user);
+        self.leases.release(user.as_str()).await;
         tracing::info!(user_id = %user, reason, "agent stopped");
         self.reporter.report(user.as_str(), Stage::Stopped, reason);
         Ok(())
     }
 
+    /// Stops this instance's agents and lets go of their leases, so another instance can take
+    /// them over at once rather than after the leases lapse.
+    /// Stops agents an earlier run left behind, except `keep`'s (see [`Provider::reap_leftovers`]).
+    pub async fn reap_leftovers(&self, keep: &[String]) {
+        self.provider.reap_leftovers(keep).await;
+    }
+
     pub async fn shutdown(&self) {
         self.provider.shutdown().await;
+        self.leases.release_all().await;
     }
 
     /// Forgets the stages of users nobody is waiting on whose machine is not mid-start.

@@ -116,6 +116,11 @@ impl Relays {
         self.sockets.count(user)
     }
 
+    /// Users with a socket open here.
+    pub fn users_with_sockets(&self) -> Vec<UserId> {
+        self.sockets.users()
+    }
+
     /// The user's live link to their agent at `address`, connecting (once) if there is none.
     /// Every link this opens retires itself once idle.
     pub async fn hub(&self, user: &UserId, address: &str) -> Result<Arc<Hub>, ConnectError> {

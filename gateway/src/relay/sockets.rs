@@ -52,6 +52,11 @@ impl Sockets {
         self.users.lock().expect("sockets lock").get(user).map_or(0, HashMap::len)
     }
 
+    /// Users with at least one socket open.
+    pub fn users(&self) -> Vec<UserId> {
+        self.users.lock().expect("sockets lock").iter().filter(|(_, s)| !s.is_empty()).map(|(u, _)| u.clone()).collect()
+    }
+
     /// Marks the sockets of `user` (every user when `None`) whose credential matches as revoked.
     pub fn revoke(&self, user: Option<&UserId>, matches: impl Fn(&AuthVia) -> bool) {
         let users = self.users.lock().expect("sockets lock");

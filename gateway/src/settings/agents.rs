@@ -102,6 +102,8 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
     let limits = Limits {
         max_agents: agents.max_agents.unwrap_or(default_cap),
         idle: IdlePolicy { timeout: crate::lifecycle::parse_duration(&agents.agent_idle_timeout).ok().flatten() },
+        // A lease renewed every third of its life needs a life of at least a few ticks.
+        lease_ttl: std::time::Duration::from_millis(agents.agent_lease_ttl_ms.max(300)),
     };
     Agents { runner, model: agent_model(upstreams, &internal_origin(bound)), limits }
 }

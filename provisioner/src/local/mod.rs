@@ -79,9 +79,7 @@ pub struct LocalProvider {
 }
 
 impl LocalProvider {
-    /// Also stops agents that an earlier run of Roost left behind.
     pub async fn new(options: LocalOptions, launch: Launch) -> Self {
-        orphans::reap(&options.data_dir.join("users")).await;
         let launch = Arc::new(launch);
         let runtime = runtime::Installer::new(
             options.runtime_dir.clone(),
@@ -140,6 +138,7 @@ impl Provider for LocalProvider {
             return self.stopped_unless_ready(&spec.user_id, ready).await;
         }
         self.ensure(spec, progress).await?;
+        orphans::reap_user(&self.user_dir(&spec.user_id)).await;
         let runtime = self.runtime.resolved().await?;
         let how = AgentLaunch {
             spec: spec.clone(),
@@ -185,6 +184,10 @@ impl Provider for LocalProvider {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    async fn reap_leftovers(&self, keep: &[String]) {
+        orphans::reap(&self.options.data_dir.join("users"), keep).await;
     }
 
     async fn shutdown(&self) {

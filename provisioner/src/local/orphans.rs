@@ -6,12 +6,24 @@ use std::time::{Duration, Instant};
 pub const PID_FILE: &str = "agent.pid";
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
-/// Stops agents whose pid files an earlier run left behind, if the pid still runs OpenClaw.
-pub async fn reap(users_dir: &Path) {
+/// Stops agents whose pid files an earlier run left behind, if the pid still runs OpenClaw,
+/// except those of the users in `keep`.
+pub async fn reap(users_dir: &Path, keep: &[String]) {
     let Ok(entries) = std::fs::read_dir(users_dir) else { return };
+    let dirs = entries.flatten().filter(|e| !keep.iter().any(|k| e.file_name() == k.as_str())).map(|e| e.path());
+    reap_dirs(dirs.collect()).await;
+}
+
+/// Stops the agent a user's pid file names, if it still runs: taking over from an instance that
+/// lost the user's lease leaves nothing of its agent running.
+pub async fn reap_user(user_dir: &Path) {
+    reap_dirs(vec![user_dir.to_path_buf()]).await;
+}
+
+async fn reap_dirs(dirs: Vec<std::path::PathBuf>) {
     let mut pids = Vec::new();
-    for entry in entries.flatten() {
-        let pid_file = entry.path().join(PID_FILE);
+    for dir in dirs {
+        let pid_file = dir.join(PID_FILE);
         let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) else {
             continue;
         };
