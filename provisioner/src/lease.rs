@@ -26,6 +26,13 @@ pub enum Taken {
     HeldBy { holder: String },
 }
 
+/// Who holds a lease, at which version (a new take is a new version, even by the same holder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub name: String,
+    pub version: i64,
+}
+
 /// A stop another instance asked the holder for, with the reason the user is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopRequest {
@@ -58,12 +65,12 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Gives up the lease, only if `holder` still holds it at `version`.
     async fn release(&self, user_id: &str, holder: &str, version: i64) -> Result<(), StoreError>;
 
-    /// The live holder of the user's lease, if any.
-    async fn holder(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+    /// The live holder of the user's lease and its version, if any.
+    async fn holder(&self, user_id: &str) -> Result<Option<Holder>, StoreError>;
 
-    /// Asks the live holder (if any, and not `asker`) to stop the user's agent. `false`: nobody
-    /// else holds it.
-    async fn request_stop(&self, user_id: &str, asker: &str, reason: &str) -> Result<bool, StoreError>;
+    /// Asks the live holder (if any, and not `asker`) to stop the user's agent; returns the
+    /// holder it asked. `None`: nobody else holds it.
+    async fn request_stop(&self, user_id: &str, asker: &str, reason: &str) -> Result<Option<Holder>, StoreError>;
 
     /// Records that these users are active at `asker`, for holders elsewhere to see.
     async fn mark_active(&self, asker: &str, user_ids: &[String]) -> Result<(), StoreError>;
@@ -163,11 +170,11 @@ impl Leases {
         Ok(Round { lost, renewed })
     }
 
-    pub async fn holder_of(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn holder_of(&self, user_id: &str) -> Result<Option<Holder>, StoreError> {
         self.store.holder(user_id).await
     }
 
-    pub async fn request_stop(&self, user_id: &str, reason: &str) -> Result<bool, StoreError> {
+    pub async fn request_stop(&self, user_id: &str, reason: &str) -> Result<Option<Holder>, StoreError> {
         self.store.request_stop(user_id, &self.holder, reason).await
     }
 

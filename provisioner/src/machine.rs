@@ -159,7 +159,8 @@ pub enum ProvisionError {
     Install(String),
     #[error("the agent did not start: {0}")]
     Start(String),
-    #[error("the agent exited while starting; its log ends: {0}")]
+    /// It was stopped (by a stop or a restart) before it was ready.
+    #[error("the agent was stopped while it was starting; its log ends: {0}")]
     Exited(String),
     #[error("the agent did not become ready within {0} s")]
     NotReady(u64),
@@ -176,7 +177,7 @@ impl ProvisionError {
         match self {
             Self::Install(_) => "Installing the agent's runtime failed.".into(),
             Self::Start(_) | Self::Io(_) => "Your agent could not be started.".into(),
-            Self::Exited(_) => "Your agent stopped while it was starting.".into(),
+            Self::Exited(_) => "Your agent was stopped while it was starting.".into(),
             Self::NotReady(_) => "Your agent did not become ready in time.".into(),
             Self::CrashLoop(reason) => reason.as_str().into(),
         }

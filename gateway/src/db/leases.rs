@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use provisioner::lease::{LeaseStore, Renewed, StopRequest, StoreError, Taken};
+use provisioner::lease::{Holder, LeaseStore, Renewed, StopRequest, StoreError, Taken};
 
 use crate::db::Db;
 
@@ -34,6 +34,10 @@ const RENEW: &str = "UPDATE machine_leases SET expires_at_ms = ?2
         (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?3))
      RETURNING user_id, active_at_ms, request, request_reason";
 
+fn holder_of_row(row: &libsql::Row) -> Result<Holder, libsql::Error> {
+    Ok(Holder { name: row.get(0)?, version: row.get(1)? })
+}
+
 #[async_trait]
 impl LeaseStore for DbLeases {
     async fn take(&self, user_id: &str, holder: &str, ttl: Duration) -> Result<Taken, StoreError> {
@@ -47,7 +51,7 @@ impl LeaseStore for DbLeases {
             return Ok(Taken::Mine { version });
         }
         match self.holder(user_id).await? {
-            Some(holder) => Ok(Taken::HeldBy { holder }),
+            Some(holder) => Ok(Taken::HeldBy { holder: holder.name }),
             // Released between the two statements: free now, but the caller takes it again.
             None => Ok(Taken::HeldBy { holder: String::new() }),
         }
@@ -85,29 +89,30 @@ impl LeaseStore for DbLeases {
         Ok(())
     }
 
-    async fn holder(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+    async fn holder(&self, user_id: &str) -> Result<Option<Holder>, StoreError> {
         let conn = self.0.conn().map_err(failed)?;
         let rows = conn
             .query(
-                "SELECT holder FROM machine_leases WHERE user_id = ?1 AND expires_at_ms >= ?2",
+                "SELECT holder, version FROM machine_leases WHERE user_id = ?1 AND expires_at_ms >= ?2",
                 (user_id, now_ms()),
             )
             .await
             .map_err(failed)?;
-        crate::db::first_row(rows, |row| row.get::<String>(0)).await.map_err(failed)
+        crate::db::first_row(rows, holder_of_row).await.map_err(failed)
     }
 
-    async fn request_stop(&self, user_id: &str, asker: &str, reason: &str) -> Result<bool, StoreError> {
+    async fn request_stop(&self, user_id: &str, asker: &str, reason: &str) -> Result<Option<Holder>, StoreError> {
         let conn = self.0.conn().map_err(failed)?;
-        let changed = conn
-            .execute(
+        let rows = conn
+            .query(
                 "UPDATE machine_leases SET request = 'stop', request_reason = ?3
-                 WHERE user_id = ?1 AND holder != ?2 AND expires_at_ms >= ?4",
+                 WHERE user_id = ?1 AND holder != ?2 AND expires_at_ms >= ?4
+                 RETURNING holder, version",
                 (user_id, asker, reason, now_ms()),
             )
             .await
             .map_err(failed)?;
-        Ok(changed > 0)
+        crate::db::first_row(rows, holder_of_row).await.map_err(failed)
     }
 
     async fn mark_active(&self, asker: &str, user_ids: &[String]) -> Result<(), StoreError> {
@@ -163,7 +168,7 @@ mod tests {
         assert_eq!(a.take("u1").await.unwrap(), Taken::Mine { version: 2 });
         a.release("u1").await;
         assert_eq!(b.take("u1").await.unwrap(), Taken::Mine { version: 3 });
-        assert_eq!(b.holder_of("u1").await.unwrap().as_deref(), Some("b"));
+        assert_eq!(b.holder_of("u1").await.unwrap(), Some(Holder { name: "b".into(), version: 3 }));
 
         let brief = leases(&db, "brief", Duration::from_millis(0));
         assert!(matches!(brief.take("u2").await.unwrap(), Taken::Mine { .. }));
@@ -173,7 +178,7 @@ mod tests {
         assert_eq!(round.lost, vec!["u2".to_string()], "the old holder learns it lost the lease");
         assert!(!brief.holds("u2"));
         brief.release("u2").await;
-        assert_eq!(a.holder_of("u2").await.unwrap().as_deref(), Some("a"), "and cannot release it");
+        assert_eq!(a.holder_of("u2").await.unwrap().map(|h| h.name).as_deref(), Some("a"), "and cannot release it");
     }
 
     #[tokio::test]
@@ -181,11 +186,11 @@ mod tests {
         let (_dir, db) = db().await;
         let a = leases(&db, "a", Duration::from_secs(30));
         let b = leases(&db, "b", Duration::from_secs(30));
-        assert!(!b.request_stop("u1", "stopped by you").await.unwrap(), "nobody holds it");
+        assert_eq!(b.request_stop("u1", "stopped by you").await.unwrap(), None, "nobody holds it");
         a.take("u1").await.unwrap();
         a.take("u3").await.unwrap();
-        assert!(!a.request_stop("u1", "x").await.unwrap(), "a holder does not ask itself");
-        assert!(b.request_stop("u1", "stopped by you").await.unwrap());
+        assert_eq!(a.request_stop("u1", "x").await.unwrap(), None, "a holder does not ask itself");
+        assert_eq!(b.request_stop("u1", "stopped by you").await.unwrap(), Some(Holder { name: "a".into(), version: 1 }));
         b.mark_active(&["u3".to_string(), "nobody".to_string()]).await.unwrap();
         let mut round = a.renew().await.unwrap();
         round.renewed.sort_by(|x, y| x.user_id.cmp(&y.user_id));

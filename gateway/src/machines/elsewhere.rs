@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// How long a stop by another instance may take beyond the lease's lifetime: its next renewal
 /// hears of the request, and a local agent gets a few seconds to exit.
-const STOP_GRACE: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Machines {
     /// Takes the user's lease (`None`: start the agent here), or follows the instance that holds
@@ -50,16 +50,19 @@ impl Machines {
         }
     }
 
-    /// Asks the instance holding the user's lease to stop their agent, and waits until it has
-    /// (it let go of the lease, or the lease lapsed). `false`: no other instance runs it.
+    /// Asks the instance holding the user's lease to stop their agent, and waits until it has:
+    /// that lease is gone (let go, lapsed, or taken anew, even by the same instance after a
+    /// restart that came in meanwhile). `false`: no other instance runs it.
     pub(super) async fn stop_elsewhere(&self, user: &UserId, reason: &str) -> Result<bool, StartError> {
         let asked = self.leases.request_stop(user.as_str(), reason).await.map_err(|e| stop_failed(user, &e))?;
-        if !asked {
-            return Ok(false);
-        }
-        tracing::info!(user_id = %user, reason, "asked the instance running the agent to stop it");
+        let Some(asked) = asked else { return Ok(false) };
+        tracing::info!(user_id = %user, reason, holder = asked.name, "asked the instance running the agent to stop it");
         let deadline = Instant::now() + self.leases.ttl() + STOP_GRACE;
-        while self.held_elsewhere(user).await? {
+        loop {
+            let now = self.leases.holder_of(user.as_str()).await.map_err(|e| stop_failed(user, &e))?;
+            if now.as_ref() != Some(&asked) {
+                break;
+            }
             if Instant::now() > deadline {
                 return Err(stop_failed(user, &"the instance running the agent did not stop it in time"));
             }
@@ -70,7 +73,7 @@ impl Machines {
 
     async fn held_elsewhere(&self, user: &UserId) -> Result<bool, StartError> {
         let holder = self.leases.holder_of(user.as_str()).await.map_err(|e| unavailable(user, &e))?;
-        Ok(holder.is_some_and(|h| h != self.leases.holder()))
+        Ok(holder.is_some_and(|h| h.name != self.leases.holder()))
     }
 }
 

@@ -207,6 +207,11 @@ impl Machines {
                 store::set_running(&self.reporter.db, user, &machine.address, &machine.external_id).await.ok();
                 Ok(machine.address)
             }
+            Err(e @ ProvisionError::Exited(_)) => {
+                // Stopped on purpose: whoever stopped it reports the stop, not a failure.
+                self.release_slot(user);
+                Err(StartError { message: e.public_message().into_owned(), code: "agent_unavailable" })
+            }
             Err(ProvisionError::CrashLoop(reason)) => {
                 // The provider reported this failure with its reason already.
                 self.release_slot(user);

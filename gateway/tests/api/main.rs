@@ -31,3 +31,4 @@ mod revocations;
 mod sandbox;
 mod sessions;
 mod slow_clients;
+mod two_instances;
