@@ -182,8 +182,27 @@ async fn agents_left_behind_by_an_earlier_run_are_stopped_at_start() {
     // The first Roost "crashes": its provider is forgotten without stopping anything.
     std::mem::forget(first);
     assert!(alive(pid));
-    let _second = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    let second = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    second.reap_leftovers(&["someone-else".to_string()]).await;
     assert!(!alive(pid), "the orphan was stopped");
+}
+
+#[tokio::test]
+async fn agents_another_instance_runs_are_left_alone_and_a_takeover_ends_them() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = provider(dir.path(), node.clone(), Arc::new(Recorder::default())).await;
+    let machine = first.start(&spec("u5"), &Recorder::default()).await.unwrap();
+    let pid: u32 = machine.external_id.parse().unwrap();
+    let second = provider(dir.path(), node, Arc::new(Recorder::default())).await;
+    second.reap_leftovers(&["u5".to_string()]).await;
+    assert!(alive(pid), "the agent the other instance runs is kept");
+    // This instance took the user's lease over: its start ends what the other left running.
+    let taken_over = second.start(&spec("u5"), &Recorder::default()).await.unwrap();
+    assert!(!alive(pid), "the other instance's agent was stopped");
+    assert_ne!(taken_over.external_id, machine.external_id);
+    second.stop("u5").await.unwrap();
+    std::mem::forget(first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
