@@ -5,6 +5,7 @@ pub mod chat_messages;
 pub mod chat_sessions;
 pub mod credentials;
 pub mod deletion;
+pub mod machine_events;
 pub mod machines;
 pub mod migrate;
 pub mod sessions;
