@@ -229,9 +229,14 @@ export class RoostSocket extends EventTarget {
     }
   }
 
-  /** Start a failed or stopped agent again (POST /api/machine/restart), then connect to it. */
+  /**
+   * Start the agent again, then connect to it. An agent the user stopped is started by
+   * connecting, as any sleeping agent is woken: the socket is subscribed before the start
+   * begins, so the page is shown every stage. A running or failed one is restarted
+   * (POST /api/machine/restart; a failed agent refuses sockets until then).
+   */
   async restartAgent() {
-    await api('POST', '/api/machine/restart');
+    if (!this.parked) await api('POST', '/api/machine/restart');
     this.parked = false;
     this.lastError = null;
     this.attempt = 0;
