@@ -177,7 +177,7 @@ async fn build_machines(
                     node_bin: local.node_bin,
                     ready_timeout: local.ready_timeout,
                     background: reporter.clone(),
-                    crash_limit: provisioner::local::CrashLimit::DEFAULT,
+                    crash_limit: local.crash_limit,
                     memory_sample_interval: provisioner::local::MEMORY_SAMPLE_INTERVAL,
                 },
                 launch,

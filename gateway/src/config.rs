@@ -219,6 +219,15 @@ pub struct AgentArgs {
     #[arg(long, env = "ROOST_AGENT_IDLE_TIMEOUT", default_value = "30m")]
     pub agent_idle_timeout: String,
 
+    /// A local agent that crashes this many times within `--agent-crash-window` is not restarted
+    /// again: it stays failed, with the reason, until its user restarts it (at least 1).
+    #[arg(long, env = "ROOST_AGENT_CRASH_LIMIT", default_value_t = provisioner::local::CrashLimit::DEFAULT.crashes)]
+    pub agent_crash_limit: u32,
+
+    /// The window `--agent-crash-limit` counts crashes in (`10m`, `90s`, `1h`; more than 0).
+    #[arg(long, env = "ROOST_AGENT_CRASH_WINDOW", default_value = "10m")]
+    pub agent_crash_window: String,
+
     /// Do not start a user's agent in the background when they log in.
     #[arg(long, env = "ROOST_NO_PREWARM")]
     pub no_prewarm: bool,

@@ -233,6 +233,7 @@ fn check_values(args: &ServeArgs, problems: &mut Problems) {
         ("--max-websockets", args.http.max_websockets as u64, "would refuse every chat connection"),
         ("--header-read-timeout-secs", args.http.header_read_timeout_secs, "would close every connection"),
         ("--max-agents", args.agents.max_agents.unwrap_or(1) as u64, "would start no agent"),
+        ("--agent-crash-limit", u64::from(args.agents.agent_crash_limit), "would fail an agent that never crashed"),
     ];
     for (flag, value, effect) in at_least_one {
         if value == 0 {
@@ -241,6 +242,12 @@ fn check_values(args: &ServeArgs, problems: &mut Problems) {
     }
     if let Err(e) = crate::lifecycle::parse_duration(&args.agents.agent_idle_timeout) {
         problems.push(format!("--agent-idle-timeout: {e}"));
+    }
+    match crate::lifecycle::parse_duration(&args.agents.agent_crash_window) {
+        Ok(Some(_)) => {}
+        Ok(None) => problems
+            .push("--agent-crash-window is 0, which would count no crash; it must be a duration like 10m, 90s or 1h"),
+        Err(e) => problems.push(format!("--agent-crash-window: {e}")),
     }
     if args.agents.node_bin.is_some() && args.agents.openclaw_bin.is_none() {
         problems
@@ -316,6 +323,28 @@ mod tests {
         }
         assert!(found.iter().any(|l| l.starts_with("--node-bin") && l.contains("--openclaw-bin")));
         assert!(problems_for(&["--node-bin=/n", "--openclaw-bin=/o.mjs"]).is_empty());
+    }
+
+    #[test]
+    fn the_crash_limit_flags_are_checked_and_default_to_the_providers_limit() {
+        let found = problems_for(&["--agent-crash-limit=0", "--agent-crash-window=0"]);
+        assert_eq!(
+            found,
+            [
+                "--agent-crash-limit is 0, which would fail an agent that never crashed; it must be at least 1",
+                "--agent-crash-window is 0, which would count no crash; it must be a duration like 10m, 90s or 1h",
+            ]
+        );
+        let found = problems_for(&["--agent-crash-window=soon"]);
+        assert_eq!(found, [r#"--agent-crash-window: "soon" is not a duration like 30m, 45s or 0"#]);
+
+        let limit = |flags: &[&str]| match parse(flags).map(|s| s.agents.runner) {
+            Ok(agents::Runner::Local(local)) => local.crash_limit,
+            _ => panic!("valid local flags"),
+        };
+        assert_eq!(limit(&[]), provisioner::local::CrashLimit::DEFAULT);
+        let configured = limit(&["--agent-crash-limit=3", "--agent-crash-window=90s"]);
+        assert_eq!((configured.crashes, configured.window.as_secs()), (3, 90));
     }
 
     #[test]

@@ -3,6 +3,7 @@ import { api, goToLogin } from '/assets/api.js';
 import { RoostSocket } from '/assets/socket.js';
 import { initChat } from '/assets/chat.js';
 import { initSettings } from '/assets/settings.js';
+import { initMachinePanel } from '/assets/machine-panel.js';
 
 const ROUTES = {
   '/': 'chat',
@@ -12,7 +13,7 @@ const ROUTES = {
   '/settings': 'settings',
 };
 const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', settings: 'Settings' };
-const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', failed: 'Stopped' };
+const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', failed: 'Stopped', stopped: 'Stopped' };
 
 const bootEl = document.getElementById('boot');
 const bootText = document.getElementById('boot-text');
@@ -52,6 +53,7 @@ function start(me) {
   };
   socket.addEventListener('state', renderConn);
   renderConn();
+  initMachinePanel({ socket, root: appEl });
 
   // Signed-in user
   const emailEl = document.querySelector('[data-testid="user-email"]');

@@ -1,6 +1,6 @@
 // The status panel above the chat: the agent's start stages as they happen, reconnects,
 // offline, and errors, hidden once the agent is ready. A failed agent (a crash loop) shows its
-// reason and a Restart button.
+// reason and a Restart button, and so does an agent the user stopped.
 import { h } from '/assets/api.js';
 import { stageLabel } from '/assets/chat-format.js';
 
@@ -27,6 +27,10 @@ export function createStatusPanel(socket, root) {
       kind = 'error';
       title = 'Your agent was stopped';
       detail = failedStatus ? socket.lastStatus.detail || '' : err.message;
+    } else if (socket.parked) {
+      kind = 'warn';
+      title = 'Your agent is stopped';
+      detail = 'You stopped it. Restart it to chat again.';
     } else if (err) {
       kind = 'error';
       title = err.message || 'Something went wrong with your agent.';
@@ -60,7 +64,7 @@ export function createStatusPanel(socket, root) {
     statusDetail.hidden = !detail;
     statusStages.hidden = !showStages;
     statusDismiss.hidden = !(err && socket.ready);
-    statusRestart.hidden = !failed;
+    statusRestart.hidden = !(failed || socket.parked);
     if (showStages) {
       statusStages.replaceChildren(
         ...stages.map((s, i) => h('li', { class: i === stages.length - 1 ? 'current' : 'done', 'data-stage': s.stage }, stageLabel(s.stage))),

@@ -6,7 +6,7 @@
 // pair, and a roost.gap (the server cannot replay from our cursor) moves it to the server's.
 //
 // Emits (EventTarget):
-//   "state"  detail: {state}            connecting | connected | reconnecting | offline | failed
+//   "state"  detail: {state}            connecting | connected | reconnecting | offline | failed | stopped
 //   "status" detail: payload            roost.status payload
 //   "ready"  detail: payload            roost.ready payload
 //   "gap"    detail: payload            roost.gap payload
@@ -37,6 +37,9 @@ export class RoostSocket extends EventTarget {
     this.retryTimer = null;
     this.stopped = false;
     this.retryAt = 0;
+    // The user stopped their agent: reconnecting would start it again, so the socket waits for
+    // their Restart (restartAgent), as it does for a failed agent.
+    this.parked = false;
 
     window.addEventListener('online', () => {
       if (this.state === 'offline' && !this.stopped) this.connectNow();
@@ -89,7 +92,7 @@ export class RoostSocket extends EventTarget {
   }
 
   connect() {
-    if (this.stopped) return;
+    if (this.stopped || this.parked) return;
     if (this.ws && (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)) return;
     this.setState(this.everConnected || this.attempt > 0 ? 'reconnecting' : 'connecting');
     let ws;
@@ -143,7 +146,8 @@ export class RoostSocket extends EventTarget {
     // Restart (restartAgent) reconnects.
     const failed = this.lastError && this.lastError.code === 'agent_failed';
     if (failed) this.setState('failed');
-    const delay = failed ? 0 : this.scheduleRetry();
+    else if (this.parked) this.setState('stopped');
+    const delay = failed || this.parked ? 0 : this.scheduleRetry();
     this.emit('closed', { code: ev.code, reason: ev.reason, wasReady, retryInMs: delay });
   }
 
@@ -225,10 +229,39 @@ export class RoostSocket extends EventTarget {
     }
   }
 
-  /** Start a failed agent again (POST /api/machine/restart), then connect to it. */
+  /**
+   * Start the agent again, then connect to it. An agent the user stopped is started by
+   * connecting, as any sleeping agent is woken: the socket is subscribed before the start
+   * begins, so the page is shown every stage. A running or failed one is restarted
+   * (POST /api/machine/restart; a failed agent refuses sockets until then).
+   */
   async restartAgent() {
-    await api('POST', '/api/machine/restart');
+    if (!this.parked) await api('POST', '/api/machine/restart');
+    this.parked = false;
     this.lastError = null;
+    this.attempt = 0;
+    this.connectNow();
+  }
+
+  /** Before the user stops their agent: close without reconnecting (see `parked`). */
+  park() {
+    this.parked = true;
+    clearTimeout(this.retryTimer);
+    if (this.ws) {
+      try {
+        this.ws.close(1000, 'agent stopped');
+      } catch {
+        /* ignore */
+      }
+    } else {
+      this.setState('stopped');
+    }
+  }
+
+  /** The stop did not happen: connect again. */
+  unpark() {
+    if (!this.parked) return;
+    this.parked = false;
     this.attempt = 0;
     this.connectNow();
   }
@@ -237,8 +270,10 @@ export class RoostSocket extends EventTarget {
   request(method, params, timeoutMs = REQUEST_TIMEOUT_MS) {
     return new Promise((resolve, reject) => {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.ready) {
-        const err = new Error('Not connected to your agent yet. Please wait a moment.');
-        err.code = 'not_connected';
+        const err = new Error(this.parked
+          ? 'Your agent is stopped. Restart it to chat.'
+          : 'Not connected to your agent yet. Please wait a moment.');
+        err.code = this.parked ? 'agent_stopped' : 'not_connected';
         reject(err);
         return;
       }

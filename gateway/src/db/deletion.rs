@@ -1,11 +1,12 @@
 //! Deleting an account: what goes, what stays, and the machines left to destroy.
 //!
-//! Deleted in one transaction: sessions, API tokens, chats and their cached messages, the email
-//! and password hash. Kept: a tombstone `users` row (id, `clerk_user_id`, `created_at`,
-//! `deleted_at`) and the user's `usage_events`. The usage rows are the record of model calls
-//! the operator paid for, which accounting and billing reconcile against; they hold no message
-//! text. The tombstone keeps their foreign key meaningful and keeps a deleted Clerk user's
-//! still-valid session tokens refused. The email is freed, so it may sign up again.
+//! Deleted in one transaction: sessions, API tokens, chats and their cached messages, the
+//! machine's lifecycle history, the email and password hash. Kept: a tombstone `users` row (id,
+//! `clerk_user_id`, `created_at`, `deleted_at`) and the user's `usage_events`. The usage rows are
+//! the record of model calls the operator paid for, which accounting and billing reconcile
+//! against; they hold no message text. The tombstone keeps their foreign key meaningful and
+//! keeps a deleted Clerk user's still-valid session tokens refused. The email is freed, so it may
+//! sign up again.
 //!
 //! The `machines` row stays, marked `destroying`, until the running server has destroyed the
 //! agent and its data ([`deleted_users_with_machines`] finds such rows, whoever deleted the
@@ -36,7 +37,7 @@ pub async fn delete_account_in(tx: &Connection, user: &UserId) -> Result<bool, l
             (id, now_secs()),
         )
         .await?;
-    for table in ["sessions", "api_tokens", "chat_messages", "chat_sessions"] {
+    for table in ["sessions", "api_tokens", "chat_messages", "chat_sessions", "machine_events"] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [id]).await?;
     }
     tx.execute(
@@ -62,12 +63,12 @@ pub async fn deleted_users_with_machines(conn: &Connection) -> Result<Vec<UserId
 }
 
 /// After the agent is destroyed: its row goes, and so does any chat cache a run that finished
-/// during the deletion wrote back.
+/// during the deletion wrote back (and any lifecycle event written meanwhile).
 pub async fn forget_machine(conn: &Connection, user: &UserId) -> Result<(), libsql::Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
     // Only for an account that is gone: never a live user's chats.
     let gone = "NOT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND deleted_at IS NULL)";
-    for table in ["machines", "machine_leases", "chat_messages", "chat_sessions"] {
+    for table in ["machines", "machine_leases", "machine_events", "chat_messages", "chat_sessions"] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1 AND {gone}"), [user.as_str()]).await?;
     }
     tx.commit().await

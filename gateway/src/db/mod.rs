@@ -6,6 +6,7 @@ pub mod chat_sessions;
 pub mod credentials;
 pub mod deletion;
 pub mod leases;
+pub mod machine_events;
 pub mod machines;
 pub mod migrate;
 pub mod sessions;

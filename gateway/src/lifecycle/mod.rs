@@ -39,12 +39,14 @@ pub fn parse_duration(raw: &str) -> Result<Option<Duration>, String> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
     let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 30m, 45s or 0"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let per_unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("{raw:?} is not a duration like 30m, 45s or 0")),
     };
+    // Checked: a flag's value must not overflow (and panic in a debug build).
+    let secs = n.checked_mul(per_unit).ok_or_else(|| format!("{raw:?} is longer than any timer"))?;
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
@@ -71,7 +73,7 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Some(Duration::from_secs(7200))));
         assert_eq!(parse_duration("90"), Ok(Some(Duration::from_secs(90))));
         assert_eq!(parse_duration("0"), Ok(None));
-        for bad in ["", "m", "30x", "-5m", "1.5h"] {
+        for bad in ["", "m", "30x", "-5m", "1.5h", "18446744073709551615h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert_eq!(describe(Duration::from_secs(1800)), "30 min");

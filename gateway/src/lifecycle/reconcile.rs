@@ -5,7 +5,9 @@
 
 use provisioner::MachineState;
 
+use crate::db::machine_events::{self, MachineEvent};
 use crate::db::{Db, leases, machines as store};
+use crate::domain::now_secs;
 use crate::machines::Machines;
 
 pub const REASON: &str = "stopped: Roost restarted while it was running";
@@ -18,6 +20,13 @@ pub async fn reconcile(machines: &Machines, db: &Db) -> Result<usize, libsql::Er
     for user in store::claiming_up(db, holder).await? {
         if !machines.is_up(&user).await {
             store::set_stage(db, &user, MachineState::IdleStopped, "stopped", REASON).await?;
+            let event = MachineEvent {
+                at: now_secs(),
+                state: MachineState::IdleStopped.as_str().into(),
+                stage: "stopped".into(),
+                reason: REASON.into(),
+            };
+            machine_events::append(db, &user, &event, |_| true).await?;
             corrected += 1;
         }
     }

@@ -3,6 +3,7 @@
 
 mod destroy;
 mod elsewhere;
+mod history;
 pub mod simulated;
 mod stage_writes;
 
@@ -333,11 +334,13 @@ impl Drop for ForgetGate<'_> {
     }
 }
 
-/// Receives provider progress: tells every waiting socket and updates the `machines` row.
+/// Receives provider progress: tells every waiting socket, updates the `machines` row and
+/// appends state changes to the user's history.
 pub struct Reporter {
     db: Db,
     channels: Mutex<HashMap<String, StageChannel>>,
     stage_writes: stage_writes::StageWrites,
+    history: history::History,
 }
 
 /// Every stage reaches subscribers (a stage that lasted a millisecond is still shown).
@@ -349,7 +352,8 @@ struct StageChannel {
 impl Reporter {
     pub fn new(db: Db) -> Self {
         let stage_writes = stage_writes::StageWrites::start(db.clone());
-        Self { db, channels: Mutex::new(HashMap::new()), stage_writes }
+        let history = history::History::start(db.clone());
+        Self { db, channels: Mutex::new(HashMap::new()), stage_writes, history }
     }
 
     fn subscribe(&self, user_id: &str) -> (Status, broadcast::Receiver<Status>) {
@@ -400,6 +404,7 @@ impl Progress for Reporter {
         tracing::info!(user_id, stage = stage.as_str(), detail, "machine stage");
         self.publish(user_id, Status::new(stage, detail));
         if let Ok(user) = UserId::parse(user_id) {
+            self.history.record(user.clone(), stage, detail);
             self.stage_writes.record(user, stage, detail);
         }
     }

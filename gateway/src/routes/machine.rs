@@ -5,8 +5,11 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::db::machines;
+use crate::db::{machine_events, machines};
 use crate::error::AppResult;
+
+/// The newest lifecycle events `GET /api/machine` shows (the table keeps more).
+const HISTORY_SHOWN: u32 = 20;
 
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let row = machines::find(&state.db, &auth.user_id).await?;
@@ -17,6 +20,11 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
     let activity = state.machines.activity();
     let last_active_secs_ago = activity.last_active(&auth.user_id).map(|t| t.elapsed().as_secs());
     let idle_timeout_secs = state.machines.idle_policy().timeout.map(|t| t.as_secs());
+    let history: Vec<Value> = machine_events::recent(&state.db, &auth.user_id, HISTORY_SHOWN)
+        .await?
+        .into_iter()
+        .map(|e| json!({ "at": e.at, "state": e.state, "stage": e.stage, "reason": e.reason }))
+        .collect();
     Ok(axum::Json(json!({
         "state": machine_state,
         "stage": stage,
@@ -27,6 +35,7 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         "idle_policy": { "stop_after_secs": idle_timeout_secs },
         "memory_bytes": state.machines.memory_bytes(&auth.user_id).await,
         "slots": { "max": state.machines.slots().max(), "waiting": state.machines.slots().waiting() },
+        "history": history,
     })))
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use provisioner::local::Support;
+use provisioner::local::{CrashLimit, Support};
 
 use crate::config::{AgentArgs, AgentProvider, ServeArgs};
 use crate::lifecycle::IdlePolicy;
@@ -39,6 +39,8 @@ pub struct LocalAgents {
     pub openclaw_bin: Option<PathBuf>,
     pub node_bin: Option<PathBuf>,
     pub ready_timeout: Duration,
+    /// When a crashing agent stops being restarted (`--agent-crash-limit`, `--agent-crash-window`).
+    pub crash_limit: CrashLimit,
     /// Tests: the Landlock support to act on instead of the kernel's.
     pub assumed_support: Option<Support>,
     pub unsandboxed_accepted: bool,
@@ -84,6 +86,7 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
                 openclaw_bin: agents.openclaw_bin.clone(),
                 node_bin: agents.node_bin.clone(),
                 ready_timeout: Duration::from_secs(agents.agent_ready_timeout_secs),
+                crash_limit: crash_limit(agents),
                 assumed_support: agents.assume_landlock_abi.map(|abi| match abi {
                     0 => Support::Missing,
                     abi => Support::Landlock { abi },
@@ -106,6 +109,13 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
         lease_ttl: std::time::Duration::from_millis(agents.agent_lease_ttl_ms.max(300)),
     };
     Agents { runner, model: agent_model(upstreams, &internal_origin(bound)), limits }
+}
+
+/// The flags were checked already (at least one crash, a window over 0); the fallbacks are
+/// never used.
+fn crash_limit(agents: &AgentArgs) -> CrashLimit {
+    let window = crate::lifecycle::parse_duration(&agents.agent_crash_window).ok().flatten();
+    CrashLimit { crashes: agents.agent_crash_limit.max(1), window: window.unwrap_or(CrashLimit::DEFAULT.window) }
 }
 
 fn agent_model(upstreams: &UpstreamsConfig, internal_origin: &str) -> AgentModel {

@@ -20,7 +20,7 @@ pub async fn rows_of(app: &TestApp, table: &str, user_id: &str) -> i64 {
     }
 }
 
-const OWNED: [&str; 5] = ["sessions", "api_tokens", "chat_sessions", "chat_messages", "machines"];
+const OWNED: [&str; 6] = ["sessions", "api_tokens", "chat_sessions", "chat_messages", "machines", "machine_events"];
 
 /// A user with a running agent, a chat with cached messages, an API token and a metered call.
 async fn busy_user(app: &TestApp, email: &str) -> (String, String, crate::ws::Client) {
@@ -46,6 +46,8 @@ async fn busy_user(app: &TestApp, email: &str) -> (String, String, crate::ws::Cl
     )
     .await
     .unwrap();
+    // The lifecycle history is written off the reporting path.
+    wait_until("the agent's start is in its history", || async { rows_of(app, "machine_events", &id).await > 0 }).await;
     for table in OWNED {
         assert!(rows_of(app, table, &id).await > 0, "{email} has {table} rows");
     }

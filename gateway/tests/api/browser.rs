@@ -80,3 +80,29 @@ async fn the_chat_page_talks_to_a_real_openclaw_agent_in_chromium() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_badge_and_panel_stop_and_restart_the_agent_in_chromium() {
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
+    tokio::task::spawn_blocking(move || run_spec(&app, "lifecycle.spec.mjs", &[])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_agent_shows_its_reason_in_the_panel_and_restarts_in_chromium() {
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
+    let email = "crashed@example.com";
+    let (cookie, user_id) = app.signed_up_cookie(email).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
+    // What the local provider reports at the end of a crash loop.
+    let reason = "your agent crashed 3 times in 90 seconds (last: exit code 1); it was stopped";
+    app.state.machines.simulated().unwrap().fail(&user_id, reason).await;
+    crate::helpers::wait_until("the failure is recorded", || async {
+        let machine = app.json_as(&cookie, "/api/machine").await;
+        machine["state"] == "failed" && machine["history"][0]["reason"] == reason
+    })
+    .await;
+    let env = [("FAILED_EMAIL", email), ("PASSWORD", crate::helpers::PASSWORD), ("FAILED_REASON", reason)];
+    tokio::task::spawn_blocking(move || run_spec(&app, "lifecycle.spec.mjs", &env)).await.unwrap();
+}

@@ -196,6 +196,8 @@ async fn at_start_a_row_that_says_running_with_nothing_behind_it_becomes_stopped
         machine_row(&app, &user_id).await,
         ("idle_stopped".to_string(), "stopped: Roost restarted while it was running".to_string())
     );
+    let machine = app.json_as(&cookie, "/api/machine").await;
+    assert_eq!(machine["history"][0]["reason"], "stopped: Roost restarted while it was running", "{machine}");
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
 }

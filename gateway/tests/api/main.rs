@@ -17,6 +17,7 @@ mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
 mod lifecycle;
+mod lifecycle_history;
 mod llm_proxy;
 mod log_secrets;
 mod metrics;

@@ -194,11 +194,7 @@ impl Agent {
             let why = status.as_ref().map(describe_exit).unwrap_or_else(|e| e.to_string());
             let log = log_tail(&self.dir, LOG_TAIL_LINES);
             if crashes.crashed(Instant::now()) {
-                let reason = format!(
-                    "your agent crashed {} times in {} (last: {why}); it was stopped",
-                    self.crash_limit.crashes,
-                    describe_window(self.crash_limit.window)
-                );
+                let reason = crash_loop_reason(self.crash_limit, &why);
                 tracing::warn!(user_id = %self.spec.user_id, %why, %log, "agent crash loop; not restarting it");
                 *self.failure.lock().expect("failure lock") = Some(reason.clone());
                 self.set_state(MachineState::Failed);
@@ -273,7 +269,8 @@ struct CrashWindow {
 
 impl CrashWindow {
     fn new(limit: CrashLimit) -> Self {
-        Self { limit, recent: VecDeque::with_capacity(limit.crashes as usize) }
+        // The limit is an operator's flag: grow with real crashes, never allocate it up front.
+        Self { limit, recent: VecDeque::with_capacity(limit.crashes.min(16) as usize) }
     }
 
     /// Records a crash at `now`; true when it is the limit's worth within the window.
@@ -316,6 +313,15 @@ fn describe_exit(status: &ExitStatus) -> String {
     format!("killed by {name}")
 }
 
+/// What the user is told when the crash limit ends the restarts, with the configured numbers.
+fn crash_loop_reason(limit: CrashLimit, why: &str) -> String {
+    let times = match limit.crashes {
+        1 => "once".to_string(),
+        n => format!("{n} times"),
+    };
+    format!("your agent crashed {times} in {} (last: {why}); it was stopped", describe_window(limit.window))
+}
+
 /// "10 minutes", "1 minute", "45 seconds".
 fn describe_window(window: Duration) -> String {
     let secs = window.as_secs();
@@ -344,6 +350,20 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(describe_exit(&ExitStatus::from_raw(3 << 8)), "exit code 3");
         assert_eq!(describe_exit(&ExitStatus::from_raw(libc::SIGKILL)), "killed by SIGKILL");
+        assert_eq!(
+            crash_loop_reason(CrashLimit::DEFAULT, "exit code 1"),
+            "your agent crashed 5 times in 10 minutes (last: exit code 1); it was stopped"
+        );
+        let configured = CrashLimit { crashes: 3, window: Duration::from_secs(90) };
+        assert_eq!(
+            crash_loop_reason(configured, "killed by SIGKILL"),
+            "your agent crashed 3 times in 90 seconds (last: killed by SIGKILL); it was stopped"
+        );
+        let once = CrashLimit { crashes: 1, window: Duration::from_secs(3600) };
+        assert_eq!(
+            crash_loop_reason(once, "exit code 2"),
+            "your agent crashed once in 60 minutes (last: exit code 2); it was stopped"
+        );
         assert_eq!(describe_window(Duration::from_secs(600)), "10 minutes");
         assert_eq!(describe_window(Duration::from_secs(60)), "1 minute");
         assert_eq!(describe_window(Duration::from_secs(45)), "45 seconds");
