@@ -43,10 +43,7 @@ impl LeaseStore for DbLeases {
     async fn take(&self, user_id: &str, holder: &str, ttl: Duration) -> Result<Taken, StoreError> {
         let now = now_ms();
         let conn = self.0.conn().map_err(failed)?;
-        let rows = conn
-            .query(TAKE, (user_id, holder, now + ttl.as_millis() as i64, now))
-            .await
-            .map_err(failed)?;
+        let rows = conn.query(TAKE, (user_id, holder, now + ttl.as_millis() as i64, now)).await.map_err(failed)?;
         if let Some(version) = crate::db::first_row(rows, |row| row.get::<i64>(0)).await.map_err(failed)? {
             return Ok(Taken::Mine { version });
         }
@@ -60,8 +57,7 @@ impl LeaseStore for DbLeases {
     async fn renew(&self, holder: &str, held: &[(String, i64)], ttl: Duration) -> Result<Vec<Renewed>, StoreError> {
         let pairs = serde_json::to_string(held).map_err(|e| StoreError(e.to_string()))?;
         let conn = self.0.conn().map_err(failed)?;
-        let mut rows =
-            conn.query(RENEW, (holder, now_ms() + ttl.as_millis() as i64, pairs)).await.map_err(failed)?;
+        let mut rows = conn.query(RENEW, (holder, now_ms() + ttl.as_millis() as i64, pairs)).await.map_err(failed)?;
         let mut renewed = Vec::with_capacity(held.len());
         while let Some(row) = rows.next().await.map_err(failed)? {
             let request: Option<String> = row.get(2).map_err(failed)?;
@@ -133,10 +129,7 @@ impl LeaseStore for DbLeases {
 pub async fn held_elsewhere(db: &Db, holder: &str) -> Result<Vec<crate::domain::UserId>, libsql::Error> {
     let rows = db
         .conn()?
-        .query(
-            "SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2",
-            (holder, now_ms()),
-        )
+        .query("SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2", (holder, now_ms()))
         .await?;
     crate::db::user_ids(rows).await
 }
@@ -190,7 +183,10 @@ mod tests {
         a.take("u1").await.unwrap();
         a.take("u3").await.unwrap();
         assert_eq!(a.request_stop("u1", "x").await.unwrap(), None, "a holder does not ask itself");
-        assert_eq!(b.request_stop("u1", "stopped by you").await.unwrap(), Some(Holder { name: "a".into(), version: 1 }));
+        assert_eq!(
+            b.request_stop("u1", "stopped by you").await.unwrap(),
+            Some(Holder { name: "a".into(), version: 1 })
+        );
         b.mark_active(&["u3".to_string(), "nobody".to_string()]).await.unwrap();
         let mut round = a.renew().await.unwrap();
         round.renewed.sort_by(|x, y| x.user_id.cmp(&y.user_id));

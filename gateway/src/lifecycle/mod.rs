@@ -2,6 +2,7 @@
 //! counts as an agent being in use, and the watcher that stops idle agents.
 
 pub mod activity;
+mod channels;
 pub mod leases;
 mod reconcile;
 pub mod slots;

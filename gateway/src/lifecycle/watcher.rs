@@ -1,6 +1,7 @@
 //! Stops agents nobody uses: after the idle timeout, or at once, least recently used first,
 //! when someone waits for a slot. An agent is in use while a chat socket is open, a chat run is
-//! in progress or a model call is in flight; such an agent is never stopped here.
+//! in progress or a model call is in flight, or while a chat channel runs on it; such an agent is
+//! never stopped here.
 
 use std::time::{Duration, Instant};
 
@@ -21,22 +22,27 @@ pub async fn watch(state: AppState) {
             _ = tokio::time::sleep(wait) => {}
             _ = slots.someone_waits.notified() => {}
         }
-        let idle = idle_agents(&state).await;
-        let mut stopped = Vec::new();
-        if let Some(timeout) = policy.timeout {
-            for (user, since) in &idle {
-                if since.elapsed() >= timeout {
-                    let reason = format!("stopped after {} idle", describe(timeout));
-                    if state.machines.stop_because(user, &reason).await.is_ok() {
-                        stopped.push(user.clone());
-                    }
-                }
+        let mut idle = idle_agents(&state).await;
+        idle.sort_by_key(|(_, since)| *since);
+        // Least recently used first: each stop frees a slot for someone in line.
+        let mut room_needed = slots.waiting();
+        for (user, since) in idle {
+            let due = policy.timeout.filter(|t| since.elapsed() >= *t);
+            if due.is_none() && room_needed == 0 {
+                continue;
             }
-        }
-        let mut candidates: Vec<&(UserId, Instant)> = idle.iter().filter(|(u, _)| !stopped.contains(u)).collect();
-        candidates.sort_by_key(|(_, since)| *since);
-        for (user, _) in candidates.into_iter().take(slots.waiting()) {
-            let _ = state.machines.stop_because(user, "stopped while idle, to make room for someone waiting").await;
+            // Asked only of agents about to stop: the question costs an RPC.
+            if super::channels::has_live_channel(&state, &user).await {
+                state.machines.activity().touch(&user);
+                continue;
+            }
+            let reason = match due {
+                Some(timeout) => format!("stopped after {} idle", describe(timeout)),
+                None => "stopped while idle, to make room for someone waiting".to_string(),
+            };
+            if state.machines.stop_because(&user, &reason).await.is_ok() {
+                room_needed = room_needed.saturating_sub(1);
+            }
         }
     }
 }

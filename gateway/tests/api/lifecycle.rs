@@ -151,6 +151,27 @@ async fn an_agent_is_not_stopped_while_its_model_call_is_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_live_channel_is_never_stopped_for_idleness() {
+    let app = TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("bot-owner@example.com").await;
+    let simulated = app.state.machines.simulated().expect("the simulated provider").clone();
+    simulated.set_channel(&user_id, "telegram", true).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
+    // Several idle timeouts pass with no chat open: the Telegram bot keeps the agent on.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(machine_row(&app, &user_id).await.0, "ready", "stopped while its bot was connected");
+    }
+    simulated.set_channel(&user_id, "telegram", false).await;
+    wait_until("the agent stops once its bot is disconnected", || async {
+        machine_row(&app, &user_id).await == ("idle_stopped".to_string(), "stopped after 1 s idle".to_string())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_machine_api_shows_the_state_and_stops_and_restarts_the_agent() {
     let app = TestApp::spawn_with(&["--max-agents", "3", "--agent-idle-timeout", "45m", "--no-prewarm"]).await;
     let (cookie, user_id) = app.signed_up_cookie("machine@example.com").await;

@@ -136,7 +136,8 @@ async fn two_instances_on_one_database_give_each_user_exactly_one_agent() {
     // Watches every user's processes for the whole race: never two at once.
     let most: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let watching = {
-        let (most, data, ids) = (most.clone(), data.clone(), users.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+        let (most, data, ids) =
+            (most.clone(), data.clone(), users.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
         tokio::spawn(async move {
             loop {
                 for id in &ids {

@@ -9,6 +9,7 @@
 //! Failure injection is not here: the test doubles in the `fakes` crate add it through
 //! [`Hooks`].
 
+mod channels;
 mod chat;
 mod connection;
 mod device_proof;
@@ -30,6 +31,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use channels::Channels;
 pub use chat::split_words;
 pub use hooks::{Hooks, Refusal};
 pub use provider::SimulatedProvider;
@@ -67,6 +69,8 @@ pub struct Options {
     pub echo: bool,
     /// The chats to start with: a restarted agent keeps its transcripts, as a real one does.
     pub transcripts: Transcripts,
+    /// The chat channels connected (kept by the provider across stops, like transcripts).
+    pub channels: Channels,
 }
 
 /// An agent's chats, kept by its provider across stops and starts.
@@ -87,6 +91,7 @@ impl Default for Options {
             delta_delay: Duration::from_millis(20),
             echo: false,
             transcripts: Transcripts::default(),
+            channels: Channels::default(),
         }
     }
 }
@@ -129,6 +134,7 @@ struct Shared {
     conns: Mutex<HashMap<u64, ConnEntry>>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     runs: Mutex<HashMap<String, RunEntry>>,
+    channels: Channels,
 }
 
 impl Shared {
@@ -175,6 +181,7 @@ impl SimulatedAgent {
             next_conn_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             sessions: opts.transcripts.0,
+            channels: opts.channels,
             runs: Mutex::new(HashMap::new()),
         });
         let app = Router::new()

@@ -9,12 +9,14 @@ use async_trait::async_trait;
 use provisioner::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use tokio::sync::Mutex;
 
-use super::{Options, Reply, SimulatedAgent, Transcripts};
+use super::{Channels, Options, Reply, SimulatedAgent, Transcripts};
 
 pub struct SimulatedProvider {
     agents: Mutex<HashMap<String, Arc<SimulatedAgent>>>,
     /// Each user's chats outlive their agent's stop, until the agent is destroyed.
     transcripts: Mutex<HashMap<String, Transcripts>>,
+    /// Each user's connected chat channels, also kept across stops.
+    channels: Mutex<HashMap<String, Channels>>,
     reply: Reply,
     /// Agents echo every frame back as a `chat` event (benchmarks).
     echo: bool,
@@ -34,6 +36,7 @@ impl SimulatedProvider {
         Self {
             agents: Mutex::new(HashMap::new()),
             transcripts: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             reply,
             stage_delay,
             echo: false,
@@ -41,6 +44,12 @@ impl SimulatedProvider {
             failed: Mutex::new(HashSet::new()),
             background: None,
         }
+    }
+
+    /// Connects or disconnects a chat channel (`telegram`, `discord`) on the user's agent, as
+    /// its `channels.status` then reports it.
+    pub async fn set_channel(&self, user_id: &str, channel: &str, connected: bool) {
+        self.channels.lock().await.entry(user_id.to_string()).or_default().set(channel, connected);
     }
 
     /// Where stages outside a start are reported.
@@ -107,11 +116,13 @@ impl Provider for SimulatedProvider {
         self.failed.lock().await.remove(&spec.user_id);
         progress.report(&spec.user_id, Stage::Starting, "starting the simulated agent");
         let transcripts = self.transcripts.lock().await.entry(spec.user_id.clone()).or_default().clone();
+        let channels = self.channels.lock().await.entry(spec.user_id.clone()).or_default().clone();
         let agent = SimulatedAgent::spawn(Options {
             token: spec.gateway_token.clone(),
             reply: self.reply.clone(),
             echo: self.echo,
             transcripts,
+            channels,
             ..Options::default()
         })
         .await?;
@@ -151,6 +162,7 @@ impl Provider for SimulatedProvider {
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
         self.transcripts.lock().await.remove(user_id);
+        self.channels.lock().await.remove(user_id);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::connection::scopes_allow;
 use super::handshake::{SCOPE_READ, SCOPE_WRITE, str_field};
-use super::{Out, Shared, chat, now_ms, sessions};
+use super::{Out, Shared, channels, chat, now_ms, sessions};
 
 /// A connection as its request handlers see it.
 pub(super) struct ConnCtx {
@@ -57,7 +57,7 @@ pub(super) fn handle_frame(ctx: &mut ConnCtx, text: &str) {
     ctx.shared.hooks.request(method, &params);
 
     let required = match method {
-        "chat.history" | "sessions.list" => Some(SCOPE_READ),
+        "chat.history" | "sessions.list" | "channels.status" => Some(SCOPE_READ),
         "chat.send" | "chat.abort" | "sessions.delete" | "sessions.reset" => Some(SCOPE_WRITE),
         _ => None,
     };
@@ -75,6 +75,7 @@ pub(super) fn handle_frame(ctx: &mut ConnCtx, text: &str) {
         "chat.history" => chat::chat_history(ctx, &id, &params),
         "chat.abort" => chat::chat_abort(ctx, &id, &params),
         "sessions.list" => sessions::sessions_list(ctx, &id),
+        "channels.status" => channels::channels_status(ctx, &id),
         "sessions.delete" => sessions::sessions_delete_or_reset(ctx, &id, &params, true),
         "sessions.reset" => sessions::sessions_delete_or_reset(ctx, &id, &params, false),
         "connect" => ctx.res_err(&id, invalid_request("already connected")),
