@@ -37,18 +37,7 @@ pub fn default_max_agents() -> usize {
 
 /// `30m`, `45s`, `2h`, `90` (seconds) or `0` (never).
 pub fn parse_duration(raw: &str) -> Result<Option<Duration>, String> {
-    let raw = raw.trim();
-    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 30m, 45s or 0"))?;
-    let per_unit = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{raw:?} is not a duration like 30m, 45s or 0")),
-    };
-    // Checked: a flag's value must not overflow (and panic in a debug build).
-    let secs = n.checked_mul(per_unit).ok_or_else(|| format!("{raw:?} is longer than any timer"))?;
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+    billing::plans::parse_duration(raw)
 }
 
 /// "30 min", "45 s", "2 h".
