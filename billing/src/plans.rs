@@ -109,7 +109,9 @@ impl Catalog {
             return Err(CatalogError(format!("the pack {id} grants no credits")));
         }
         if self.models.is_empty() && self.default_model_price.is_none() {
-            return Err(CatalogError("no model has a price: add [models.\"<model id>\"] or default_model_price".into()));
+            return Err(CatalogError(
+                "no model has a price: add [models.\"<model id>\"] or default_model_price".into(),
+            ));
         }
         Ok(())
     }
@@ -169,7 +171,6 @@ mod duration_text {
         super::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -57,6 +57,9 @@ pub struct App {
     pub touches: crate::auth::touch::Touches,
     /// History cache writes, off the request path.
     pub history_writes: crate::chat::cache::HistoryWrites,
+    /// Plans, packs and model prices (`--plans`, or the built-in defaults).
+    pub catalog: billing::plans::Catalog,
+    pub credit_refusals: crate::llm::CreditRefusals,
 }
 
 impl App {
@@ -101,6 +104,8 @@ impl App {
             llm: upstreams,
             touches,
             history_writes,
+            catalog: llm.catalog,
+            credit_refusals: crate::llm::CreditRefusals::default(),
         })
     }
 

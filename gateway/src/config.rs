@@ -303,6 +303,12 @@ pub struct LlmArgs {
     /// How long a provider may stay silent: before its response headers, and between chunks.
     #[arg(long, env = "ROOST_LLM_UPSTREAM_TIMEOUT_SECS", default_value_t = 600, hide = true)]
     pub llm_upstream_timeout_secs: u64,
+
+    /// Plans, credit packs and model prices (TOML; see `billing/plans.example.toml`). Without it,
+    /// everyone gets 1,000 free credits a month and only `--llm-model` is offered, at $3 / $15
+    /// per million tokens (300 / 1,500 credits).
+    #[arg(long, env = "ROOST_PLANS")]
+    pub plans: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,8 @@ pub struct Auth {
 pub struct Llm {
     pub upstreams: UpstreamsConfig,
     pub rate_per_user: u32,
+    /// What model calls cost, and the plans that grant credits.
+    pub catalog: billing::plans::Catalog,
 }
 
 pub struct Http {
@@ -150,14 +152,19 @@ impl Settings {
             problems.0.extend(crate::config::secrets_on_command_line(&argv));
         }
         let upstreams = llm::upstreams(&args.llm, &mut problems);
-        let (Some(public_origin), Some(secret), Some(upstreams), true) =
-            (public_origin, secret, upstreams, problems.0.is_empty())
+        let catalog = match &args.llm.plans {
+            Some(path) => problems.check(format!("--plans {}", path.display()), llm::catalog(path)).map(Some),
+            None => Some(None),
+        };
+        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), true) =
+            (public_origin, secret, upstreams, catalog, problems.0.is_empty())
         else {
             return Err(problems);
         };
 
         let database = Database { location: args.db.database_location(), token: args.db.database_token.clone() };
         let agents = agents::agents(args, &upstreams, bound);
+        let catalog = catalog.unwrap_or_else(|| billing::plans::Catalog::built_in(Some(&agents.model.model)));
         Ok(Self {
             site: Site {
                 secure_cookies: public_origin.starts_with("https://"),
@@ -182,7 +189,7 @@ impl Settings {
                 clerk,
                 clerk_webhook_key,
             },
-            llm: Llm { upstreams, rate_per_user: args.llm_rate_per_user },
+            llm: Llm { upstreams, rate_per_user: args.llm_rate_per_user, catalog },
             agents,
             relay: agents::relay_timings(&args.agents),
             http: Http {

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_accounts", include_str!("../../../migrations/0001_accounts.sql")),
     ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
     ("0003_lifecycle", include_str!("../../../migrations/0003_lifecycle.sql")),
+    ("0004_credits", include_str!("../../../migrations/0004_credits.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that

@@ -4,6 +4,7 @@ pub mod api_tokens;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod credentials;
+pub mod credits;
 pub mod deletion;
 pub mod leases;
 pub mod machine_events;

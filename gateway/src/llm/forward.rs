@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use billing::plans::ModelPrice;
 use billing::usage::{Framing, UsageMeter};
 
 use super::metered_body::MeteredBody;
@@ -28,11 +29,12 @@ pub async fn forward_model_call(
     api: LlmApi,
     user: UserId,
     request: ModelRequest,
+    price: ModelPrice,
     agent_headers: &HeaderMap,
 ) -> AppResult<Response> {
     // The agent is busy (not idle) until the answer has been streamed to it.
     let in_flight = app.machines.activity().model_call(&user);
-    let report = usage_recorder::start(app.db.clone(), UsageCall { user, api, model: request.model });
+    let report = usage_recorder::start(app.db.clone(), UsageCall { user, api, model: request.model, price });
     let path = match api {
         LlmApi::OpenAi => "/chat/completions",
         LlmApi::Anthropic => "/v1/messages",

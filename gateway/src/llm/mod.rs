@@ -2,9 +2,11 @@
 //! adds the operator's provider key, streams the answer back untouched, and records its usage.
 
 mod caller;
+pub mod credit_check;
 mod forward;
 mod metered_body;
 mod model_request;
+mod refusals;
 mod upstreams;
 mod usage_recorder;
 
@@ -12,4 +14,5 @@ pub use billing::usage::LlmApi;
 pub use caller::authenticate;
 pub use forward::{forward_list_models, forward_model_call};
 pub use model_request::ModelRequest;
+pub use refusals::CreditRefusals;
 pub use upstreams::{Upstream, Upstreams, UpstreamsConfig, normalize_base_url};

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
+use billing::plans::ModelPrice;
 use billing::usage::Usage;
 use tokio::sync::oneshot;
 
 use super::LlmApi;
 use crate::db::Db;
-use crate::db::usage_events::{self, NewUsageEvent};
+use crate::db::credits;
+use crate::db::usage_events::NewUsageEvent;
 use crate::domain::{UserId, now_secs};
 
 /// Waits before each write attempt; the idempotency key makes a retry after an unclear failure safe.
@@ -19,6 +21,8 @@ pub struct UsageCall {
     pub user: UserId,
     pub api: LlmApi,
     pub model: String,
+    /// What its tokens cost, decided before it went upstream.
+    pub price: ModelPrice,
 }
 
 /// How a call ended, as far as metering goes.
@@ -74,10 +78,16 @@ async fn record(db: &Db, call: &UsageCall, idempotency_key: &str, tally: &Tally)
         complete: tally.complete,
         created_at: now_secs(),
     };
+    let cost = call.price.credits(tally.usage.input_tokens, tally.usage.output_tokens);
     for wait in WRITE_ATTEMPTS {
         tokio::time::sleep(wait).await;
-        let written = async { usage_events::insert_once(&*db.conn()?, &event).await };
+        // Recorded and debited together, once per key: a retry after an unclear failure is safe.
+        let written = async { credits::record_and_debit(&*db.conn()?, &event, cost).await };
         match written.await {
+            Ok(Some(debit)) if debit.shortfall > 0 => {
+                tracing::info!(user_id = %call.user, shortfall = debit.shortfall, "a model call cost more than the credits left");
+                return;
+            }
             Ok(_) => return,
             Err(e) => tracing::warn!(error = %e, idempotency_key, "writing a usage event failed"),
         }

@@ -39,7 +39,8 @@ async fn model_call(state: &AppState, api: LlmApi, headers: &HeaderMap, body: Re
         _ => AppError::bad_request("invalid_body", rejection.body_text()),
     })?;
     let request = ModelRequest::parse(api, body)?;
-    llm::forward_model_call(state, upstream, api, user, request, headers).await
+    let price = llm::credit_check::check(state, &user, &request.model).await?;
+    llm::forward_model_call(state, upstream, api, user, request, price, headers).await
 }
 
 fn configured(state: &AppState, api: LlmApi) -> AppResult<&Upstream> {

@@ -42,3 +42,9 @@ pub(super) fn upstreams(args: &LlmArgs, problems: &mut Problems) -> Option<Upstr
         read_timeout: Duration::from_secs(args.llm_upstream_timeout_secs),
     })
 }
+
+/// The operator's catalog file, checked as a whole.
+pub fn catalog(path: &std::path::Path) -> anyhow::Result<billing::plans::Catalog> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot be read: {e}"))?;
+    Ok(billing::plans::Catalog::from_toml(&text)?)
+}

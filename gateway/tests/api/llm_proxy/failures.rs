@@ -47,7 +47,9 @@ async fn an_unreachable_provider_is_a_502() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("http://{}/v1", listener.local_addr().unwrap());
     drop(listener);
-    let app = TestApp::spawn_with(&["--llm-openai-base-url", &closed, "--llm-openai-api-key", OPERATOR_KEY]).await;
+    // No --plans: the built-in catalog offers the --llm-model.
+    let flags = ["--llm-openai-base-url", &closed, "--llm-openai-api-key", OPERATOR_KEY, "--llm-model", "gpt-test"];
+    let app = TestApp::spawn_with(&flags).await;
     let (_, credential) = agent(&app, "agent@example.com").await;
     let res = Client::new().post(app.url(CHAT)).bearer_auth(&credential).json(&chat(false)).send().await.unwrap();
     assert_eq!(error_code(res).await, (502, "upstream_unreachable".into()));

@@ -47,7 +47,10 @@ impl Proxy {
         .await;
         let openai_base = format!("{}/v1", fake.base_url());
         let anthropic_base = fake.base_url();
+        let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures/plans.toml");
         let mut flags = vec![
+            "--plans",
+            plans,
             "--llm-openai-base-url",
             &openai_base,
             "--llm-openai-api-key",
