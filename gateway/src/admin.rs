@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::config::{AdminArgs, AdminTask};
-use crate::db::{Db, api_tokens, deletion, migrate, sessions, users};
+use crate::db::{Db, api_tokens, credits, deletion, migrate, sessions, users};
 use crate::domain::{Email, now_secs};
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -27,6 +27,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             deletion::delete_account(&conn, &user.id).await?;
             // The agent belongs to the running server, which destroys it within seconds.
             println!("deleted {email} ({}); a running Roost destroys its agent and data within seconds", user.id);
+        }
+        AdminTask::ReconcileCredits => {
+            let found = credits::invariant_violations(&conn).await?;
+            for line in &found {
+                println!("{line}");
+            }
+            anyhow::ensure!(found.is_empty(), "{} credit records do not balance", found.len());
+            println!("every credits balance matches its grants and its ledger");
         }
     }
     Ok(())

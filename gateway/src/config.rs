@@ -328,6 +328,9 @@ pub enum AdminTask {
     RevokeSessions { email: String },
     /// Delete an account and everything stored for it.
     DeleteUser { email: String },
+    /// Check that every credits balance equals its grants and its ledger, and that every model
+    /// call was debited what it cost; exits non-zero, naming each account, if not.
+    ReconcileCredits,
 }
 
 /// Secret `serve` flags present in `argv` itself. Every local process, agents included, can read

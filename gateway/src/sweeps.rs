@@ -1,7 +1,7 @@
 //! Rows kept only for a while, deleted by the housekeeping task every ten minutes.
 
 use crate::app::AppState;
-use crate::db::{sessions, webhooks};
+use crate::db::{credits, sessions, webhooks};
 use crate::domain::now_secs;
 
 /// Svix retries a delivery for about a day and a half; a duplicate after a week is not a retry.
@@ -9,6 +9,9 @@ pub const WEBHOOK_RETENTION_SECS: i64 = 7 * 86_400;
 /// A revoked Clerk session must stay refused while any token for it could be replayed; Clerk's
 /// tokens live a minute and its sessions at most a week by default.
 pub const REVOCATION_RETENTION_SECS: i64 = 30 * 86_400;
+
+/// Grants closed per sweep; the rest wait ten minutes for the next.
+const EXPIRY_BATCH: u32 = 500;
 
 pub async fn run(state: &AppState) -> anyhow::Result<()> {
     let now = now_secs();
@@ -18,6 +21,11 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
         webhooks::sweep(&conn, now - WEBHOOK_RETENTION_SECS, now - REVOCATION_RETENTION_SECS).await?;
     if expired + deliveries + revocations > 0 {
         tracing::info!(expired, deliveries, revocations, "removed rows past their retention");
+    }
+    // Expired grants are already unspendable; closing them keeps the cached balances true.
+    let grants = credits::expire_due(&conn, now, EXPIRY_BATCH).await?;
+    if grants > 0 {
+        tracing::info!(grants, "closed expired credit grants");
     }
     Ok(())
 }

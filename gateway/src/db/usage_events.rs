@@ -41,3 +41,56 @@ pub async fn insert_once(conn: &Connection, e: &NewUsageEvent<'_>) -> Result<boo
         .await?;
     Ok(written == 1)
 }
+
+/// One model call, as the usage page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub at: i64,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub credits: i64,
+}
+
+/// The user's latest calls, newest first.
+pub async fn recent(conn: &Connection, user: &UserId, limit: u32) -> Result<Vec<UsageRow>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT created_at, coalesce(model, ''), input_tokens, output_tokens, credits FROM usage_events
+              WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+            (user.as_str(), i64::from(limit)),
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(UsageRow {
+            at: row.get(0)?,
+            model: row.get(1)?,
+            input_tokens: row.get(2)?,
+            output_tokens: row.get(3)?,
+            credits: row.get(4)?,
+        });
+    }
+    Ok(found)
+}
+
+/// Credits spent per UTC day and model since `since`: `(day start, model, credits, calls)`.
+pub async fn by_day(
+    conn: &Connection,
+    user: &UserId,
+    since: i64,
+) -> Result<Vec<(i64, String, i64, i64)>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT (created_at / 86400) * 86400 AS day, coalesce(model, ''), sum(credits), count(*)
+               FROM usage_events WHERE user_id = ?1 AND created_at >= ?2
+              GROUP BY day, model ORDER BY day, model LIMIT 1000",
+            (user.as_str(), since),
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?));
+    }
+    Ok(found)
+}

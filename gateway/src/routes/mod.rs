@@ -1,6 +1,7 @@
 //! The route table. Handlers live in one module per resource.
 
 mod auth;
+mod billing;
 mod health;
 mod llm;
 mod machine;
@@ -12,7 +13,7 @@ mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -29,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(me::get).delete(me::delete))
+        .route("/billing", get(billing::get))
+        .route("/billing/budget", put(billing::set_budget))
         .route("/machine", get(machine::get))
         .route("/machine/stop", post(machine::stop))
         .route("/machine/restart", post(machine::restart))

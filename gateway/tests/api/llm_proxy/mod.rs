@@ -3,6 +3,7 @@
 
 mod access;
 mod bodies;
+mod credits;
 mod failures;
 mod metering;
 mod setup;
@@ -48,9 +49,8 @@ impl Proxy {
         let openai_base = format!("{}/v1", fake.base_url());
         let anthropic_base = fake.base_url();
         let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures/plans.toml");
-        let mut flags = vec![
-            "--plans",
-            plans,
+        let mut flags = if extra_flags.contains(&"--plans") { vec![] } else { vec!["--plans", plans] };
+        flags.extend_from_slice(&[
             "--llm-openai-base-url",
             &openai_base,
             "--llm-openai-api-key",
@@ -59,7 +59,7 @@ impl Proxy {
             &anthropic_base,
             "--llm-anthropic-api-key",
             OPERATOR_KEY,
-        ];
+        ]);
         flags.extend_from_slice(extra_flags);
         let app = TestApp::spawn_with(&flags).await;
         let (user, credential) = agent(&app, "agent@example.com").await;
