@@ -3,6 +3,7 @@ import { api, goToLogin } from '/assets/api.js';
 import { RoostSocket } from '/assets/socket.js';
 import { initChat } from '/assets/chat.js';
 import { initSettings } from '/assets/settings.js';
+import { initUsage } from '/assets/usage.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
 
 const ROUTES = {
@@ -89,6 +90,7 @@ function start(me) {
   const views = {
     chat: initChat({ socket, root: viewEls.chat }),
     settings: initSettings({ root: viewEls.settings, me, onLogout: logout }),
+    usage: initUsage({ root: viewEls.usage }),
   };
 
   let current = null;

@@ -106,3 +106,70 @@ async fn a_failed_agent_shows_its_reason_in_the_panel_and_restarts_in_chromium()
     let env = [("FAILED_EMAIL", email), ("PASSWORD", crate::helpers::PASSWORD), ("FAILED_REASON", reason)];
     tokio::task::spawn_blocking(move || run_spec(&app, "lifecycle.spec.mjs", &env)).await.unwrap();
 }
+
+/// The Usage page's figures are the server's: three real calls through the metered proxy (to the
+/// fake provider), then the page in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_page_shows_the_credits_chart_and_budget_in_chromium() {
+    let llm = fakes::llm::FakeLlm::spawn(fakes::llm::FakeLlmOptions {
+        api_key: "sk-op".into(),
+        reply: Some("one two three four five".into()),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans.toml");
+    // 1 credit per prompt token, 2 per reply token; 45 a month, so three calls leave it low.
+    std::fs::write(
+        &plans,
+        "[free]\nname = \"Free\"\nmonthly_credits = 45\n\
+         [models.gpt-test]\ninput_per_million = 1_000_000\noutput_per_million = 2_000_000\n",
+    )
+    .unwrap();
+    let base = format!("{}/v1", llm.base_url());
+    let app = TestApp::spawn_with(&[
+        "--plans",
+        plans.to_str().unwrap(),
+        "--llm-openai-base-url",
+        &base,
+        "--llm-openai-api-key",
+        "sk-op",
+        "--no-prewarm",
+    ])
+    .await;
+    let email = "usage-page@example.com";
+    let (cookie, id) = app.signed_up_cookie(email).await;
+    let credential =
+        gateway::agent_credentials::llm_credential(&app.state.secret, &gateway::domain::UserId::parse(&id).unwrap());
+    for _ in 0..3 {
+        let res = reqwest::Client::new()
+            .post(app.url("/llm/openai/v1/chat/completions"))
+            .bearer_auth(&credential)
+            .json(&serde_json::json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hello there proxy friend"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let _ = res.bytes().await;
+    }
+    crate::helpers::wait_until("three calls are debited", || async { app.count("usage_events").await == 3 }).await;
+    // Each call: 4 prompt words + 5 reply words = 4 + 10 credits.
+    let (spent, balance) = (3 * 14, 45 - 3 * 14);
+    let billing = app.json_as(&cookie, "/api/billing").await;
+    assert_eq!((billing["balance"].as_i64(), billing["spent_this_month"].as_i64()), (Some(balance), Some(spent)), "{billing}");
+    tokio::task::spawn_blocking(move || {
+        run_spec(
+            &app,
+            "usage.spec.mjs",
+            &[
+                ("EMAIL", email),
+                ("PASSWORD", crate::helpers::PASSWORD),
+                ("EXPECT_BALANCE", &balance.to_string()),
+                ("EXPECT_SPENT", &spent.to_string()),
+                ("EXPECT_MODEL", "gpt-test"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+}
