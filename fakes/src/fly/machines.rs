@@ -175,7 +175,10 @@ impl World {
             "started" => m.state = "suspending".to_string(),
             "suspending" | "suspended" => {}
             other => {
-                return Err(Reply::error(412, format!("failed_precondition: cannot suspend a machine that is {other}")));
+                return Err(Reply::error(
+                    412,
+                    format!("failed_precondition: cannot suspend a machine that is {other}"),
+                ));
             }
         }
         Ok(Reply::json(200, json!({"ok": true})))

@@ -15,6 +15,9 @@ use provisioner::fly::{
 
 const APP: &str = "roost-test-app";
 
+/// Whether an error is the one a fault should give.
+type IsExpected = fn(&FlyError) -> bool;
+
 /// A retry policy that records the pauses it asks for instead of sleeping through them.
 fn recording_policy(max_attempts: u32) -> (RetryPolicy, Arc<Mutex<Vec<Duration>>>) {
     let slept = Arc::new(Mutex::new(Vec::new()));
@@ -85,7 +88,7 @@ async fn fly_errors_are_typed_by_status() {
     create_app(&fly, &fake).await;
 
     assert!(matches!(fly.get_app("missing-app").await, Err(FlyError::NotFound(_))));
-    let cases: Vec<(Fault, fn(&FlyError) -> bool)> = vec![
+    let cases: Vec<(Fault, IsExpected)> = vec![
         (Fault::Status(400), |e| matches!(e, FlyError::BadRequest(_))),
         (Fault::Status(403), |e| matches!(e, FlyError::Forbidden(_))),
         (Fault::Status(408), |e| matches!(e, FlyError::Timeout(_))),
