@@ -1,8 +1,10 @@
-//! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: an OpenClaw
+//! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: Fly.io's
+//! Machines API (`fakes::fly`), an OpenClaw
 //! gateway with failure injection and an OpenAI/Anthropic-compatible LLM. Used by the gateway's
 //! tests and by the bench, never by the `roost` binary (the simulated agent behind
 //! `--agent-provider fake` is the gateway's own, in `gateway::machines::simulated`).
 
+pub mod fly;
 pub mod llm;
 pub mod openclaw;
 

@@ -1,7 +1,9 @@
-//! Per-user agent machines: the [`Provider`] trait, machine states and progress stages, and the
-//! `local` provider (one OpenClaw process per user). Storage is the caller's: progress and
-//! results are reported through [`Progress`], and this crate never touches a database.
+//! Per-user agent machines: the [`Provider`] trait, machine states and progress stages, the
+//! `local` provider (one OpenClaw process per user), and the Fly.io Machines API client (`fly`).
+//! Storage is the caller's: progress and results are reported through [`Progress`], and this
+//! crate never touches a database.
 
+pub mod fly;
 pub mod lease;
 pub mod local;
 mod machine;

@@ -16,6 +16,7 @@ mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
+mod fly_client;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;

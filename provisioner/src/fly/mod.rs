@@ -1,0 +1,25 @@
+//! A client for Fly.io's Machines REST API (`https://api.machines.dev/v1`), as documented in
+//! `shared/research/fly-machines-api.md`: apps, IP assignments, secrets, volumes (with forks)
+//! and machines (with `/wait`). Errors are typed by status ([`FlyError`]); idempotent calls are
+//! retried with jittered backoff within bounds ([`RetryPolicy`]); creates never are once the
+//! request may have reached Fly, since the API has no idempotency key: the provider built on
+//! this client looks its objects up by metadata ([`names`]) before creating again.
+//!
+//! The `fly` [`Provider`](crate::Provider) itself is not here yet (issue 11, part 2).
+
+mod apps;
+mod client;
+mod error;
+mod machines;
+pub mod names;
+mod retry;
+mod token;
+mod types;
+mod volumes;
+
+pub use client::{DEFAULT_BASE_URL, FlyClient, FlyConfig, Timeouts, parse_retry_after};
+pub use error::{ApiError, FlyError, TransportKind};
+pub use machines::WaitOptions;
+pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
+pub use token::{ApiToken, InvalidToken};
+pub use types::*;
