@@ -78,9 +78,34 @@ fn classify_slow(text: &str) -> FromAgent<'_> {
 pub const NO_MODEL_MESSAGE: &str = "No model is configured on this Roost server, so your agent cannot answer yet. \
 The operator must set ROOST_LLM_OPENAI_BASE_URL + ROOST_LLM_OPENAI_API_KEY, or ROOST_LLM_ANTHROPIC_API_KEY.";
 
-/// A failed chat run, explained: on a server with no model, that is the reason for every failure,
-/// and the agent itself only says "request failed" (it never shows provider text).
-pub fn explain_missing_model(text: &str) -> Option<String> {
+/// Why a chat run failed, when Roost knows better than the agent: the agent itself only says
+/// "request failed" (it never shows provider text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The server has no model: the reason for every failure.
+    NoModel,
+    /// The run's model call was refused for credits (or the user's budget): the reason.
+    Refused(&'static str),
+}
+
+impl RunFailure {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::NoModel => "no_model_configured",
+            Self::Refused(_) => "out_of_credits",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::NoModel => NO_MODEL_MESSAGE,
+            Self::Refused(reason) => reason,
+        }
+    }
+}
+
+/// A failed chat run's event with Roost's reason in place of the agent's.
+pub fn explain_failed_run(text: &str, why: RunFailure) -> Option<String> {
     if !text.contains(r#""state":"error""#) {
         return None;
     }
@@ -88,8 +113,8 @@ pub fn explain_missing_model(text: &str) -> Option<String> {
     if frame["event"] != "chat" || frame["payload"]["state"] != "error" {
         return None;
     }
-    frame["payload"]["errorMessage"] = Value::from(NO_MODEL_MESSAGE);
-    frame["payload"]["errorKind"] = Value::from("no_model_configured");
+    frame["payload"]["errorMessage"] = Value::from(why.message());
+    frame["payload"]["errorKind"] = Value::from(why.kind());
     Some(frame.to_string())
 }
 

@@ -285,7 +285,7 @@ impl Hub {
                 if let Some(run) = frames::chat_run(text) {
                     on_run(&run);
                 }
-                let explained = if self.model_configured { None } else { frames::explain_missing_model(text) };
+                let explained = if self.model_configured { None } else { frames::explain_failed_run(text, frames::RunFailure::NoModel) };
                 let text = explained.as_deref().unwrap_or(text);
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();
