@@ -59,7 +59,7 @@ pub struct App {
     pub history_writes: crate::chat::cache::HistoryWrites,
     /// Plans, packs and model prices (`--plans`, or the built-in defaults).
     pub catalog: billing::plans::Catalog,
-    pub credit_refusals: crate::llm::CreditRefusals,
+    pub credit_refusals: Arc<crate::llm::CreditRefusals>,
 }
 
 impl App {
@@ -77,7 +77,11 @@ impl App {
 
         let http = reqwest::Client::builder().user_agent(concat!("roost/", env!("CARGO_PKG_VERSION"))).build()?;
         let secret = Arc::new(secret);
-        let model_configured = llm.upstreams.preferred_api().is_some();
+        let credit_refusals = Arc::new(crate::llm::CreditRefusals::default());
+        let explain = crate::relay::Explain {
+            model_configured: llm.upstreams.preferred_api().is_some(),
+            refusals: credit_refusals.clone(),
+        };
         let upstreams = Upstreams::new(llm.upstreams)?;
         let machines = Arc::new(build_machines(agents, &db, &secret, sandbox).await?);
         let activity = machines.activity().clone();
@@ -99,13 +103,13 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, secret, finished_tx, activity, model_configured, relay),
+            relays: Relays::new(device, secret, finished_tx, activity, explain, relay),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,
             history_writes,
             catalog: llm.catalog,
-            credit_refusals: crate::llm::CreditRefusals::default(),
+            credit_refusals,
         })
     }
 

@@ -16,8 +16,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use super::Explain;
 use super::frames::{self, FromAgent, Route};
 use super::replay::{Cursor, ReplayBuffer, Resume};
+use crate::domain::UserId;
 use crate::openclaw::Upstream;
 
 /// Frames waiting for one browser. A browser that falls this far behind is dropped and resumes.
@@ -52,7 +54,8 @@ pub struct Hub {
     state: Mutex<HubState>,
     next_socket: AtomicU64,
     next_rpc: AtomicU64,
-    model_configured: bool,
+    /// Roost's reason for a failed run of this user, where it has one.
+    explain: (Explain, UserId),
     /// Bumped whenever the socket count or closed state changes (the idle watch waits on it).
     changes: watch::Sender<u64>,
 }
@@ -92,7 +95,7 @@ impl Hub {
     pub fn start(
         upstream: Upstream,
         replay: Arc<Mutex<ReplayBuffer>>,
-        model_configured: bool,
+        explain: (Explain, UserId),
         on_run: OnRun,
         timings: AgentTimings,
     ) -> Arc<Self> {
@@ -104,7 +107,7 @@ impl Hub {
             state: Mutex::new(HubState { idle_since: Some(Instant::now()), ..HubState::default() }),
             next_socket: AtomicU64::new(1),
             next_rpc: AtomicU64::new(1),
-            model_configured,
+            explain,
             changes: watch::channel(0).0,
         });
         let (mut sink, mut stream) = upstream.socket.split();
@@ -282,10 +285,18 @@ impl Hub {
         match frames::classify(text) {
             FromAgent::Dropped => {}
             FromAgent::Sequenced => {
-                if let Some(run) = frames::chat_run(text) {
-                    on_run(&run);
+                let run = frames::chat_run(text);
+                if let Some(run) = &run {
+                    on_run(run);
                 }
-                let explained = if self.model_configured { None } else { frames::explain_failed_run(text, frames::RunFailure::NoModel) };
+                // Only a failed run's last event pays for the lookup.
+                let explained = match &run {
+                    Some(run) if run.state == "error" => {
+                        let (explain, user) = &self.explain;
+                        explain.failure(user).and_then(|why| frames::explain_failed_run(text, why))
+                    }
+                    _ => None,
+                };
                 let text = explained.as_deref().unwrap_or(text);
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();

@@ -1,6 +1,7 @@
 //! The chat relay: `GET /ws` in the browser, one handshaken link per user to their agent.
 
 mod browser_request;
+mod explain;
 mod frames;
 mod hub;
 mod recheck;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub use explain::Explain;
 pub use frames::ALLOWED_METHODS;
 pub use hub::{AgentTimings, Hub, RpcError};
 pub use recheck::recheck_credentials;
@@ -50,7 +52,7 @@ pub struct Relays {
     finished_runs: mpsc::Sender<(UserId, String)>,
     /// Hears which chat runs are in progress (an agent mid-run is never stopped for idleness).
     activity: Arc<Activity>,
-    model_configured: bool,
+    explain: Explain,
     pub timings: Timings,
 }
 
@@ -74,11 +76,11 @@ impl Relays {
         secret: Arc<ServerSecret>,
         finished_runs: mpsc::Sender<(UserId, String)>,
         activity: Arc<Activity>,
-        model_configured: bool,
+        explain: Explain,
         timings: Timings,
     ) -> Self {
         let (sockets, links) = (Arc::default(), Arc::default());
-        Self { device, secret, sockets, links, finished_runs, activity, model_configured, timings }
+        Self { device, secret, sockets, links, finished_runs, activity, explain, timings }
     }
 
     /// Closes every socket that was opened with this credential (4401); for a Clerk session,
@@ -153,7 +155,8 @@ impl Relays {
                     let _ = finished.try_send((owner.clone(), key.to_string()));
                 }
             });
-            let hub = Hub::start(upstream, link.replay.clone(), self.model_configured, on_run, self.timings.agent);
+            let explain = (self.explain.clone(), user.clone());
+            let hub = Hub::start(upstream, link.replay.clone(), explain, on_run, self.timings.agent);
             slot.hub = Some(hub.clone());
             tokio::spawn(retire_when_idle(
                 self.links.clone(),

@@ -285,6 +285,61 @@ async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
     assert_eq!(error["payload"]["errorMessage"], "rate limited");
 }
 
+/// A run whose model call Roost refused for credits fails with Roost's reason, not the agent's
+/// "request failed"; another user's failures are untouched.
+#[tokio::test]
+async fn a_run_refused_for_credits_says_so_in_the_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans.toml");
+    std::fs::write(
+        &plans,
+        "[free]\nname = \"Free\"\nmonthly_credits = 0\n[models.m]\ninput_per_million = 1\noutput_per_million = 1\n",
+    )
+    .unwrap();
+    let flags = [
+        "--plans",
+        plans.to_str().unwrap(),
+        "--llm-openai-base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm-openai-api-key",
+        "k",
+        "--llm-model",
+        "m",
+    ];
+    let app = TestApp::spawn_with(&flags).await;
+    let (cookie, user_id) = app.signed_up_cookie("broke@example.com").await;
+    let (other_cookie, other_id) = app.signed_up_cookie("other-broke@example.com").await;
+    // The agent's model call: refused, as the user has no credits.
+    let credential = gateway::agent_credentials::llm_credential(
+        &app.state.secret,
+        &gateway::domain::UserId::parse(&user_id).unwrap(),
+    );
+    let refused = reqwest::Client::new()
+        .post(app.url("/llm/openai/v1/chat/completions"))
+        .bearer_auth(&credential)
+        .json(&json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::helpers::error_code(refused).await, (400, "out_of_credits".to_string()));
+    for (cookie, id, key) in [(&cookie, &user_id, "oc-1"), (&other_cookie, &other_id, "oc-2")] {
+        let mut ws = app.ws(cookie, "").await;
+        ws.ready().await;
+        agent_of(&app, id).await.set_reply(Reply::Error("request failed (HTTP 400)".into()));
+        ws.request("q", "chat.send", json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": key })).await;
+        let error = ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+        if id == &user_id {
+            assert!(error["payload"]["errorMessage"].as_str().unwrap().starts_with("You're out of credits"), "{error}");
+            assert_eq!(error["payload"]["errorKind"], "out_of_credits");
+        } else {
+            assert_eq!(
+                error["payload"]["errorMessage"], "request failed (HTTP 400)",
+                "another user's failure is theirs"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn logging_out_closes_that_sessions_sockets_only() {
     let app = TestApp::spawn().await;
