@@ -87,7 +87,7 @@ impl App {
             site,
             accounts,
             db,
-            hasher: PasswordHasher::new(2),
+            hasher: PasswordHasher::new(auth.hash_workers, auth.hash_queue).context("starting the hash threads")?,
             auth_limiter: AuthLimiter::new(auth.rate_per_ip, auth.failures_per_email),
             llm_limiter: KeyedLimiter::per_minute(llm.rate_per_user),
             clerk: auth.clerk.map(|config| ClerkVerifier::new(config, http.clone())),

@@ -60,6 +60,9 @@ pub struct Database {
 
 pub struct Auth {
     pub rate_per_ip: u32,
+    /// Threads for password hashing, and how many hashes may wait for one.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
     pub failures_per_email: u32,
     pub clerk: Option<ClerkConfig>,
     /// The decoded Svix secret that signs Clerk's webhooks.
@@ -178,6 +181,8 @@ impl Settings {
             secret,
             auth: Auth {
                 rate_per_ip: args.auth_rate_per_ip,
+                hash_workers: args.password_hash_workers.unwrap_or_else(crate::auth::password::default_workers),
+                hash_queue: args.password_hash_queue,
                 failures_per_email: args.auth_rate_per_email,
                 clerk,
                 clerk_webhook_key,
@@ -233,6 +238,7 @@ fn check_values(args: &ServeArgs, problems: &mut Problems) {
         ("--max-websockets", args.http.max_websockets as u64, "would refuse every chat connection"),
         ("--header-read-timeout-secs", args.http.header_read_timeout_secs, "would close every connection"),
         ("--max-agents", args.agents.max_agents.unwrap_or(1) as u64, "would start no agent"),
+        ("--password-hash-workers", args.password_hash_workers.unwrap_or(1) as u64, "would refuse every login"),
     ];
     for (flag, value, effect) in at_least_one {
         if value == 0 {
