@@ -62,7 +62,8 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, then wires the parts.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { site, data_dir, database, secret, auth, llm, agents, relay, http: _ } = settings;
+        let Settings { site, data_dir, database, secret, auth, llm, agents, relay, replay_memory_limit, http: _ } =
+            settings;
         crate::private_files::dir(&data_dir)?;
         let db = Db::open(&database.location, database.token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
@@ -96,7 +97,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, secret, finished_tx, activity, model_configured, relay),
+            relays: Relays::new(device, secret, finished_tx, activity, model_configured, relay, replay_memory_limit),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,

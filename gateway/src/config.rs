@@ -112,6 +112,11 @@ pub struct ServeArgs {
     #[arg(long, hide = true, default_value_t = crate::auth::password::DEFAULT_QUEUE)]
     pub password_hash_queue: usize,
 
+    /// Memory all users' chat replay buffers may hold together, in MiB; past it the oldest
+    /// events go first (their users get `roost.gap` on resume and reload history).
+    #[arg(long, env = "ROOST_REPLAY_MEMORY_LIMIT_MIB", default_value_t = 64)]
+    pub replay_memory_limit_mib: u64,
+
     /// Model calls allowed per user per minute through `/llm/*`.
     #[arg(long, env = "ROOST_LLM_RATE_PER_USER", default_value_t = 240)]
     pub llm_rate_per_user: u32,
