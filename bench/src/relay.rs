@@ -69,18 +69,21 @@ pub struct Args {
     json: PathBuf,
 }
 
-/// Roost's RSS in KiB: before any socket, while the most sockets relayed at full speed (read
-/// at the end of each such cell, sockets still open), and after they all went and settled.
+/// Roost's RSS in KiB: before any socket, at the end of each Roost cell (its sockets still
+/// open, just after relaying at full speed), and after they all went and settled.
 #[derive(Default)]
 struct RoostMemory {
     before: Option<u64>,
-    busiest: Option<(usize, u64)>,
+    /// Anonymous memory only (no pages of the executable, which a run pages in).
+    before_anon: Option<u64>,
+    after_anon: Option<u64>,
+    /// `(frame size, sockets, RSS)` per Roost cell.
+    cells: Vec<(usize, usize, u64)>,
     after: Option<u64>,
 }
 
 impl RoostMemory {
-    fn per_user_kib(&self) -> Option<f64> {
-        let (conns, rss) = self.busiest?;
+    fn per_user_kib(&self, conns: usize, rss: u64) -> Option<f64> {
         Some((rss as f64 - self.before? as f64) / conns.max(1) as f64)
     }
 }
@@ -149,7 +152,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let rss = |pid: Option<u32>| pid.and_then(|p| conn::rss_kib(p).ok());
-    let mut memory = RoostMemory { before: rss(args.roost_pid), ..RoostMemory::default() };
+    let anon = |pid: Option<u32>| pid.and_then(|p| conn::rss_anon_kib(p).ok());
+    let mut memory =
+        RoostMemory { before: rss(args.roost_pid), before_anon: anon(args.roost_pid), ..RoostMemory::default() };
     let mut cells = Vec::new();
     for &n in &args.conns {
         for target in &targets {
@@ -170,9 +175,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 );
                 if cell.path == "roost"
                     && let Some(now) = rss(args.roost_pid)
-                    && memory.busiest.is_none_or(|(conns, kib)| n > conns || (n == conns && now > kib))
                 {
-                    memory.busiest = Some((n, now));
+                    memory.cells.push((size, n, now));
                 }
                 cells.push(cell);
             }
@@ -213,6 +217,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("  waiting {} s for Roost to let go of the users' links", args.settle_secs);
         tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
         memory.after = rss(args.roost_pid);
+        memory.after_anon = anon(args.roost_pid);
     }
     print_and_save(&args, &cells, &paced, roost_peak_rss_kib, &memory)
 }
@@ -501,15 +506,24 @@ fn print_and_save(
         println!("\nRoost peak RSS during the run: {:.0} MiB", kib as f64 / 1024.0);
     }
     let mib = |kib: Option<u64>| kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    if let (Some((conns, busy)), Some(per_user)) = (memory.busiest, memory.per_user_kib()) {
-        println!(
-            "Roost RSS: {} before, {} at the end of the {conns}-socket cells ({per_user:.1} KiB per user above before), \
-             {} {} s after the last socket closed",
-            mib(memory.before),
-            mib(Some(busy)),
-            mib(memory.after),
-            args.settle_secs
-        );
+    if memory.before.is_some() {
+        println!("Roost RSS before any socket: {} ({} anonymous)", mib(memory.before), mib(memory.before_anon));
+        for &(size, conns, kib) in &memory.cells {
+            let per_user = memory.per_user_kib(conns, kib).unwrap_or(f64::NAN);
+            println!(
+                "  after {conns} sockets x {} KiB frames: {} ({per_user:.1} KiB per user above before)",
+                size / 1024,
+                mib(Some(kib))
+            );
+        }
+        if args.settle_secs > 0 {
+            println!(
+                "  {} s after the last socket closed: {} ({} anonymous)",
+                args.settle_secs,
+                mib(memory.after),
+                mib(memory.after_anon)
+            );
+        }
     }
     report::write_json(
         &args.json,
@@ -517,9 +531,14 @@ fn print_and_save(
             "bench": "relay", "machine": report::machine(),
             "settings": { "duration_s": args.duration, "warmup_s": args.warmup, "sizes": args.sizes, "conns": args.conns },
             "closed_loop": rows, "paced": paced_rows, "roost_peak_rss_kib": roost_peak_rss_kib,
-            "roost_rss_kib": { "before": memory.before, "busiest_sockets": memory.busiest.map(|b| b.0),
-                               "busiest": memory.busiest.map(|b| b.1), "per_user_above_before": memory.per_user_kib(),
-                               "after_settle": memory.after, "settle_s": args.settle_secs },
+            "roost_rss_kib": {
+                "before": memory.before, "after_settle": memory.after, "settle_s": args.settle_secs,
+                "before_anon": memory.before_anon, "after_settle_anon": memory.after_anon,
+                "cells": memory.cells.iter().map(|&(size, conns, kib)| json!({
+                    "frame_bytes": size, "sockets": conns, "rss_kib": kib,
+                    "per_user_above_before_kib": memory.per_user_kib(conns, kib),
+                })).collect::<Vec<_>>(),
+            },
         }),
     )
 }

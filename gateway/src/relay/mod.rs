@@ -235,4 +235,5 @@ fn retire(links: &Mutex<HashMap<UserId, Arc<UserLink>>>, user: &UserId, link: &A
     if links.get(user).is_some_and(|current| Arc::ptr_eq(current, link)) {
         links.remove(user);
     }
+    crate::malloc::freed();
 }
