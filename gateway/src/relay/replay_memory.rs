@@ -158,7 +158,8 @@ mod tests {
             push(&buffer, "some event");
         }
         assert_eq!(memory.used(), 0);
-        assert!(memory.buffers.lock().unwrap().len() <= 2 * 1 + 16, "dead entries are swept");
+        // At most twice the live buffers (one here) plus 16 before a sweep.
+        assert!(memory.buffers.lock().unwrap().len() <= 18, "dead entries are swept");
         let kept = memory.buffer();
         push(&kept, "12345");
         assert_eq!(memory.used(), 5);
