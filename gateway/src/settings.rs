@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_replay_memory_limit_is_checked_and_arrives_in_bytes() {
-        assert_eq!(parse(&[]).map(|s| s.replay_memory_limit).ok(), Some(64 << 20), "64 MiB by default");
+        assert_eq!(parse(&[]).map(|s| s.replay_memory_limit).ok(), Some(32 << 20), "32 MiB by default");
         assert_eq!(parse(&["--replay-memory-limit-mib=3"]).map(|s| s.replay_memory_limit).ok(), Some(3 << 20));
         let zero = problems_for(&["--replay-memory-limit-mib=0"]);
         assert!(matches!(&zero[..], [line] if line.starts_with("--replay-memory-limit-mib is 0")), "{zero:?}");
