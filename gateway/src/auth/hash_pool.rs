@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, mpsc};
 type Job = Box<dyn FnOnce() + Send>;
 
 pub struct HashPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     /// Hashes admitted and not yet finished (running or waiting for a thread).
     in_flight: Arc<AtomicUsize>,
     bound: usize,
@@ -55,7 +55,7 @@ impl HashPool {
                 }
             })?;
         }
-        Ok(Self { jobs: Mutex::new(jobs), in_flight: Arc::default(), bound: workers + queue })
+        Ok(Self { jobs, in_flight: Arc::default(), bound: workers + queue })
     }
 
     /// A place for one hash, unless the pool is full.
@@ -81,7 +81,7 @@ impl HashPool {
                 reply.send(work());
             }
         });
-        self.jobs.lock().ok()?.send(job).ok()?;
+        self.jobs.send(job).ok()?;
         rx.await.ok()
     }
 }
