@@ -164,6 +164,12 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_field(&status, "VmRSS:").with_context(|| format!("no VmRSS for {pid}"))
 }
 
+/// RssAnon of a process (its RSS without file-backed pages such as its code), in KiB.
+pub fn rss_anon_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status_field(&status, "RssAnon:").with_context(|| format!("no RssAnon for {pid}"))
+}
+
 /// VmHWM (peak RSS) of a process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

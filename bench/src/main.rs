@@ -10,6 +10,7 @@ mod relay;
 mod report;
 mod seed;
 mod setup;
+mod signups;
 mod sockets;
 mod stats;
 
@@ -53,6 +54,8 @@ enum Command {
     Relay(relay::Args),
     Sockets(sockets::Args),
     Setup(setup::Args),
+    /// Sign-ups through the API (an Argon2 hash each): Roost's RSS before and after.
+    Signups(signups::Args),
     Llm(llm::Args),
 }
 
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => relay::run(args).await,
             Command::Sockets(args) => sockets::run(args).await,
             Command::Setup(args) => setup::run(args).await,
+            Command::Signups(args) => signups::run(args).await,
             Command::Llm(args) => llm::run(args).await,
         }
     })

@@ -59,10 +59,33 @@ pub struct Args {
     nginx_pid: Option<u32>,
     #[arg(long)]
     upstream_pid: Option<u32>,
+    /// After the last cell, wait this long (Roost's link grace period plus a minute) and read
+    /// Roost's RSS again, to see what it gives back once every user has gone (0: skip).
+    #[arg(long, default_value_t = 0)]
+    settle_secs: u64,
     #[arg(long)]
     work_dir: PathBuf,
     #[arg(long)]
     json: PathBuf,
+}
+
+/// Roost's RSS in KiB: before any socket, at the end of each Roost cell (its sockets still
+/// open, just after relaying at full speed), and after they all went and settled.
+#[derive(Default)]
+struct RoostMemory {
+    before: Option<u64>,
+    /// Anonymous memory only (no pages of the executable, which a run pages in).
+    before_anon: Option<u64>,
+    after_anon: Option<u64>,
+    /// `(frame size, sockets, RSS)` per Roost cell.
+    cells: Vec<(usize, usize, u64)>,
+    after: Option<u64>,
+}
+
+impl RoostMemory {
+    fn per_user_kib(&self, conns: usize, rss: u64) -> Option<f64> {
+        Some((rss as f64 - self.before? as f64) / conns.max(1) as f64)
+    }
 }
 
 /// CPU microseconds per relayed message: the proxy on the path (Roost or nginx), the echo
@@ -128,6 +151,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         generator: vec![std::process::id()],
     };
 
+    let rss = |pid: Option<u32>| pid.and_then(|p| conn::rss_kib(p).ok());
+    let anon = |pid: Option<u32>| pid.and_then(|p| conn::rss_anon_kib(p).ok());
+    let mut memory =
+        RoostMemory { before: rss(args.roost_pid), before_anon: anon(args.roost_pid), ..RoostMemory::default() };
     let mut cells = Vec::new();
     for &n in &args.conns {
         for target in &targets {
@@ -146,6 +173,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     fmt_us(cell.rtt.p999_us),
                     cell.errors
                 );
+                if cell.path == "roost"
+                    && let Some(now) = rss(args.roost_pid)
+                {
+                    memory.cells.push((size, n, now));
+                }
                 cells.push(cell);
             }
             conn::close_all(sockets).await;
@@ -181,7 +213,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let roost_peak_rss_kib = args.roost_pid.and_then(|p| conn::peak_rss_kib(p).ok());
-    print_and_save(&args, &cells, &paced, roost_peak_rss_kib)
+    if args.settle_secs > 0 {
+        eprintln!("  waiting {} s for Roost to let go of the users' links", args.settle_secs);
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+        memory.after = rss(args.roost_pid);
+        memory.after_anon = anon(args.roost_pid);
+    }
+    print_and_save(&args, &cells, &paced, roost_peak_rss_kib, &memory)
 }
 
 /// Every socket runs request → echo → request … for warm-up + duration; samples count after warm-up.
@@ -374,7 +412,13 @@ async fn paced_run(
     (back, result)
 }
 
-fn print_and_save(args: &Args, cells: &[Cell], paced: &[Paced], roost_peak_rss_kib: Option<u64>) -> anyhow::Result<()> {
+fn print_and_save(
+    args: &Args,
+    cells: &[Cell],
+    paced: &[Paced],
+    roost_peak_rss_kib: Option<u64>,
+    memory: &RoostMemory,
+) -> anyhow::Result<()> {
     let direct =
         |size: usize, conns: usize| cells.iter().find(|c| c.path == "direct" && c.size == size && c.conns == conns);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
@@ -461,12 +505,40 @@ fn print_and_save(args: &Args, cells: &[Cell], paced: &[Paced], roost_peak_rss_k
     if let Some(kib) = roost_peak_rss_kib {
         println!("\nRoost peak RSS during the run: {:.0} MiB", kib as f64 / 1024.0);
     }
+    let mib = |kib: Option<u64>| kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    if memory.before.is_some() {
+        println!("Roost RSS before any socket: {} ({} anonymous)", mib(memory.before), mib(memory.before_anon));
+        for &(size, conns, kib) in &memory.cells {
+            let per_user = memory.per_user_kib(conns, kib).unwrap_or(f64::NAN);
+            println!(
+                "  after {conns} sockets x {} KiB frames: {} ({per_user:.1} KiB per user above before)",
+                size / 1024,
+                mib(Some(kib))
+            );
+        }
+        if args.settle_secs > 0 {
+            println!(
+                "  {} s after the last socket closed: {} ({} anonymous)",
+                args.settle_secs,
+                mib(memory.after),
+                mib(memory.after_anon)
+            );
+        }
+    }
     report::write_json(
         &args.json,
         &json!({
             "bench": "relay", "machine": report::machine(),
             "settings": { "duration_s": args.duration, "warmup_s": args.warmup, "sizes": args.sizes, "conns": args.conns },
             "closed_loop": rows, "paced": paced_rows, "roost_peak_rss_kib": roost_peak_rss_kib,
+            "roost_rss_kib": {
+                "before": memory.before, "after_settle": memory.after, "settle_s": args.settle_secs,
+                "before_anon": memory.before_anon, "after_settle_anon": memory.after_anon,
+                "cells": memory.cells.iter().map(|&(size, conns, kib)| json!({
+                    "frame_bytes": size, "sockets": conns, "rss_kib": kib,
+                    "per_user_above_before_kib": memory.per_user_kib(conns, kib),
+                })).collect::<Vec<_>>(),
+            },
         }),
     )
 }

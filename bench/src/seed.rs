@@ -31,7 +31,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let db = Db::open(&args.data_dir.join("roost.db").to_string_lossy(), None).await?;
     gateway::db::migrate::run(&db).await?;
-    let hash = gateway::auth::password::PasswordHasher::new(1).hash("bench password, never used").await?;
+    let hasher = gateway::auth::password::PasswordHasher::new(1, 0)?;
+    let hash = hasher.hash("bench password, never used").await.map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     let conn = db.conn()?;
     let now = now_secs();
     let mut out = std::io::BufWriter::new(std::fs::File::create(&args.out)?);

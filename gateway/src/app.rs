@@ -65,7 +65,8 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, then wires the parts.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { site, data_dir, database, secret, auth, llm, agents, relay, http: _ } = settings;
+        let Settings { site, data_dir, database, secret, auth, llm, agents, relay, replay_memory_limit, http: _ } =
+            settings;
         crate::private_files::dir(&data_dir)?;
         let db = Db::open(&database.location, database.token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
@@ -94,7 +95,7 @@ impl App {
             site,
             accounts,
             db,
-            hasher: PasswordHasher::new(2),
+            hasher: PasswordHasher::new(auth.hash_workers, auth.hash_queue).context("starting the hash threads")?,
             auth_limiter: AuthLimiter::new(auth.rate_per_ip, auth.failures_per_email),
             llm_limiter: KeyedLimiter::per_minute(llm.rate_per_user),
             clerk: auth.clerk.map(|config| ClerkVerifier::new(config, http.clone())),
@@ -103,7 +104,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, secret, finished_tx, activity, explain, relay),
+            relays: Relays::new(device, secret, finished_tx, activity, explain, relay, replay_memory_limit),
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,

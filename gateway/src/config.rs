@@ -104,6 +104,20 @@ pub struct ServeArgs {
     #[arg(long, env = "ROOST_AUTH_RATE_PER_EMAIL", default_value_t = 5)]
     pub auth_rate_per_email: u32,
 
+    /// Password hashes (sign-ups, logins) run on this many threads. Default: one per core, up to 4.
+    #[arg(long, hide = true)]
+    pub password_hash_workers: Option<usize>,
+
+    /// Password hashes that may wait for a thread; past that a sign-up or login gets 503.
+    #[arg(long, hide = true, default_value_t = crate::auth::password::DEFAULT_QUEUE)]
+    pub password_hash_queue: usize,
+
+    /// Memory all users' chat replay buffers may hold together, in MiB; past it the oldest
+    /// events go first (their users get `roost.gap` on resume and reload history). 32 MiB keeps
+    /// 1,000 users streaming at once within 128 KiB each, sockets included.
+    #[arg(long, env = "ROOST_REPLAY_MEMORY_LIMIT_MIB", default_value_t = 32)]
+    pub replay_memory_limit_mib: u64,
+
     /// Model calls allowed per user per minute through `/llm/*`.
     #[arg(long, env = "ROOST_LLM_RATE_PER_USER", default_value_t = 240)]
     pub llm_rate_per_user: u32,

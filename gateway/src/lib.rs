@@ -15,6 +15,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod llm;
 pub mod machines;
+pub mod malloc;
 mod middleware;
 pub mod openclaw;
 pub mod private_files;

@@ -3,6 +3,7 @@ use gateway::config::{AgentExecArgs, Cli, Command};
 use gateway::{admin, db, startup, telemetry};
 
 fn main() -> std::process::ExitCode {
+    gateway::malloc::tune();
     let cli = Cli::parse();
     // The agent helper confines itself and execs Node: no logging set-up, no async runtime.
     if let Command::AgentExec(args) = cli.command {

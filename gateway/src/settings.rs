@@ -29,6 +29,8 @@ pub struct Settings {
     pub llm: Llm,
     pub agents: Agents,
     pub relay: crate::relay::Timings,
+    /// Bytes every user's replay buffer may hold together.
+    pub replay_memory_limit: usize,
     pub http: Http,
 }
 
@@ -60,6 +62,9 @@ pub struct Database {
 
 pub struct Auth {
     pub rate_per_ip: u32,
+    /// Threads for password hashing, and how many hashes may wait for one.
+    pub hash_workers: usize,
+    pub hash_queue: usize,
     pub failures_per_email: u32,
     pub clerk: Option<ClerkConfig>,
     /// The decoded Svix secret that signs Clerk's webhooks.
@@ -156,6 +161,17 @@ impl Settings {
             Some(path) => problems.check(format!("--plans {}", path.display()), llm::catalog(path)).map(Some),
             None => Some(None),
         };
+        let replay_memory_limit = args
+            .replay_memory_limit_mib
+            .checked_mul(1024 * 1024)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .filter(|bytes| *bytes > 0);
+        if args.replay_memory_limit_mib > 0 && replay_memory_limit.is_none() {
+            problems.push(format!(
+                "--replay-memory-limit-mib {} is more than this machine can address",
+                args.replay_memory_limit_mib
+            ));
+        }
         let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), true) =
             (public_origin, secret, upstreams, catalog, problems.0.is_empty())
         else {
@@ -185,6 +201,8 @@ impl Settings {
             secret,
             auth: Auth {
                 rate_per_ip: args.auth_rate_per_ip,
+                hash_workers: args.password_hash_workers.unwrap_or_else(crate::auth::password::default_workers),
+                hash_queue: args.password_hash_queue,
                 failures_per_email: args.auth_rate_per_email,
                 clerk,
                 clerk_webhook_key,
@@ -192,6 +210,7 @@ impl Settings {
             llm: Llm { upstreams, rate_per_user: args.llm_rate_per_user, catalog },
             agents,
             relay: agents::relay_timings(&args.agents),
+            replay_memory_limit: replay_memory_limit.unwrap_or(usize::MAX),
             http: Http {
                 limits: Limits {
                     max_connections: args.http.max_connections,
@@ -241,6 +260,8 @@ fn check_values(args: &ServeArgs, problems: &mut Problems) {
         ("--header-read-timeout-secs", args.http.header_read_timeout_secs, "would close every connection"),
         ("--max-agents", args.agents.max_agents.unwrap_or(1) as u64, "would start no agent"),
         ("--agent-crash-limit", u64::from(args.agents.agent_crash_limit), "would fail an agent that never crashed"),
+        ("--replay-memory-limit-mib", args.replay_memory_limit_mib, "would keep no event for resume"),
+        ("--password-hash-workers", args.password_hash_workers.unwrap_or(1) as u64, "would refuse every login"),
     ];
     for (flag, value, effect) in at_least_one {
         if value == 0 {
@@ -361,6 +382,16 @@ mod tests {
         assert!(found[0].contains("--public-origin") && found[0].contains("0.0.0.0:8080"), "{}", found[0]);
         assert!(problems_for(&["--listen", "0.0.0.0:8080", "--public-origin", "https://r.example"]).is_empty());
         assert!(problems_for(&["--listen", "[::1]:8080"]).is_empty());
+    }
+
+    #[test]
+    fn the_replay_memory_limit_is_checked_and_arrives_in_bytes() {
+        assert_eq!(parse(&[]).map(|s| s.replay_memory_limit).ok(), Some(32 << 20), "32 MiB by default");
+        assert_eq!(parse(&["--replay-memory-limit-mib=3"]).map(|s| s.replay_memory_limit).ok(), Some(3 << 20));
+        let zero = problems_for(&["--replay-memory-limit-mib=0"]);
+        assert!(matches!(&zero[..], [line] if line.starts_with("--replay-memory-limit-mib is 0")), "{zero:?}");
+        let huge = problems_for(&[&format!("--replay-memory-limit-mib={}", u64::MAX)]);
+        assert!(matches!(&huge[..], [line] if line.contains("more than this machine")), "{huge:?}");
     }
 
     #[test]

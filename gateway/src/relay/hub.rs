@@ -302,8 +302,13 @@ impl Hub {
                 let seq = replay.next_seq();
                 let Some(numbered) = frames::with_seq(text, seq) else { return };
                 let frame = Utf8Bytes::from(numbered);
-                replay.push(seq, frame.clone());
+                let over_budget = replay.push(seq, frame.clone()).then(|| replay.memory().clone());
                 self.fan_out(frame);
+                // Trimming takes other users' buffer locks, so never while holding this one.
+                drop(replay);
+                if let Some(memory) = over_budget {
+                    memory.trim();
+                }
             }
             FromAgent::Unsequenced | FromAgent::Other => self.fan_out(Utf8Bytes::from(text)),
             FromAgent::Response { id } => match frames::parse_route(id) {

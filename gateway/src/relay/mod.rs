@@ -6,6 +6,7 @@ mod frames;
 mod hub;
 mod recheck;
 mod replay;
+mod replay_memory;
 mod socket;
 mod sockets;
 
@@ -28,6 +29,7 @@ use crate::lifecycle::activity::Activity;
 use crate::openclaw::{ConnectError, DeviceIdentity, connect_with_retry};
 use crate::secret::ServerSecret;
 use replay::ReplayBuffer;
+pub use replay_memory::ReplayMemory;
 use sockets::{Registration, Sockets};
 
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
@@ -53,10 +55,11 @@ pub struct Relays {
     /// Hears which chat runs are in progress (an agent mid-run is never stopped for idleness).
     activity: Arc<Activity>,
     explain: Explain,
+    /// The budget every user's replay buffer counts against.
+    replay_memory: Arc<ReplayMemory>,
     pub timings: Timings,
 }
 
-#[derive(Default)]
 struct UserLink {
     replay: Arc<Mutex<ReplayBuffer>>,
     slot: tokio::sync::Mutex<Slot>,
@@ -71,6 +74,7 @@ struct Slot {
 
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
+    /// Replay buffers together hold at most `replay_memory_limit` bytes.
     pub fn new(
         device: DeviceIdentity,
         secret: Arc<ServerSecret>,
@@ -78,9 +82,16 @@ impl Relays {
         activity: Arc<Activity>,
         explain: Explain,
         timings: Timings,
+        replay_memory_limit: usize,
     ) -> Self {
         let (sockets, links) = (Arc::default(), Arc::default());
-        Self { device, secret, sockets, links, finished_runs, activity, explain, timings }
+        let replay_memory = ReplayMemory::new(replay_memory_limit);
+        Self { device, secret, sockets, links, finished_runs, activity, explain, replay_memory, timings }
+    }
+
+    /// Bytes held by every user's replay buffer together.
+    pub fn replay_bytes(&self) -> usize {
+        self.replay_memory.used()
     }
 
     /// Closes every socket that was opened with this credential (4401); for a Clerk session,
@@ -128,7 +139,16 @@ impl Relays {
     pub async fn hub(&self, user: &UserId, address: &str) -> Result<Arc<Hub>, ConnectError> {
         let token = crate::agent_credentials::gateway_token(&self.secret, user);
         loop {
-            let link = self.links.lock().expect("links lock").entry(user.clone()).or_default().clone();
+            let link = self
+                .links
+                .lock()
+                .expect("links lock")
+                .entry(user.clone())
+                .or_insert_with(|| {
+                    let replay = self.replay_memory.buffer();
+                    Arc::new(UserLink { replay, slot: Default::default() })
+                })
+                .clone();
             let mut slot = link.slot.lock().await;
             if slot.retired {
                 continue;
@@ -223,4 +243,5 @@ fn retire(links: &Mutex<HashMap<UserId, Arc<UserLink>>>, user: &UserId, link: &A
     if links.get(user).is_some_and(|current| Arc::ptr_eq(current, link)) {
         links.remove(user);
     }
+    crate::malloc::freed();
 }

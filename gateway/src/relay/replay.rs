@@ -3,8 +3,11 @@
 //! each buffer has a random epoch and a cursor from another epoch always gets a gap.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+
+use super::replay_memory::ReplayMemory;
 
 // Enough for a long reply's deltas (each carries the cumulative text) without letting many
 // active users hold much memory.
@@ -14,8 +17,10 @@ const MAX_BYTES: usize = 1024 * 1024;
 pub struct ReplayBuffer {
     epoch: String,
     last_seq: u64,
-    events: VecDeque<(u64, Utf8Bytes)>,
+    /// `(seq, stamp, frame)`: the stamp orders events across users for the global budget.
+    events: VecDeque<(u64, u64, Utf8Bytes)>,
     bytes: usize,
+    memory: Arc<ReplayMemory>,
 }
 
 pub enum Resume {
@@ -43,14 +48,20 @@ impl Cursor {
     }
 }
 
-impl Default for ReplayBuffer {
-    fn default() -> Self {
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-        Self { epoch, last_seq: 0, events: VecDeque::new(), bytes: 0 }
+impl Drop for ReplayBuffer {
+    fn drop(&mut self) {
+        self.memory.release(self.bytes);
+        self.memory.buffer_dropped();
     }
 }
 
 impl ReplayBuffer {
+    /// Made through [`ReplayMemory::buffer`], which counts it.
+    pub(super) fn new(memory: Arc<ReplayMemory>) -> Self {
+        let epoch = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        Self { epoch, last_seq: 0, events: VecDeque::new(), bytes: 0, memory }
+    }
+
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -60,12 +71,33 @@ impl ReplayBuffer {
         self.last_seq
     }
 
-    pub fn push(&mut self, seq: u64, frame: Utf8Bytes) {
-        self.bytes += frame.len();
-        self.events.push_back((seq, frame));
+    /// Keeps `frame` for resume. True when all buffers together are now over their budget:
+    /// the caller then runs [`ReplayMemory::trim`] after letting go of this buffer's lock.
+    pub fn push(&mut self, seq: u64, frame: Utf8Bytes) -> bool {
+        let len = frame.len();
+        self.bytes += len;
+        self.events.push_back((seq, self.memory.stamp(), frame));
+        self.memory.add(len);
         while self.events.len() > MAX_EVENTS || self.bytes > MAX_BYTES {
-            let Some((_, old)) = self.events.pop_front() else { break };
+            self.drop_oldest();
+        }
+        self.memory.over_limit()
+    }
+
+    /// The budget this buffer counts against.
+    pub fn memory(&self) -> &Arc<ReplayMemory> {
+        &self.memory
+    }
+
+    pub(super) fn oldest_stamp(&self) -> Option<u64> {
+        self.events.front().map(|(_, stamp, _)| *stamp)
+    }
+
+    /// Drops the oldest event; a cursor from before it then gets a gap.
+    pub(super) fn drop_oldest(&mut self) {
+        if let Some((_, _, old)) = self.events.pop_front() {
             self.bytes -= old.len();
+            self.memory.release(old.len());
         }
     }
 
@@ -74,11 +106,11 @@ impl ReplayBuffer {
         if cursor.epoch != self.epoch || seen > self.last_seq {
             return Resume::Gap { last_seq: self.last_seq };
         }
-        let oldest = self.events.front().map(|(s, _)| *s).unwrap_or(self.last_seq + 1);
+        let oldest = self.events.front().map(|(s, _, _)| *s).unwrap_or(self.last_seq + 1);
         if seen + 1 < oldest {
             return Resume::Gap { last_seq: self.last_seq };
         }
-        Resume::Replay(self.events.iter().filter(|(s, _)| *s > seen).map(|(_, f)| f.clone()).collect())
+        Resume::Replay(self.events.iter().filter(|(s, _, _)| *s > seen).map(|(_, _, f)| f.clone()).collect())
     }
 }
 
@@ -86,8 +118,12 @@ impl ReplayBuffer {
 mod tests {
     use super::*;
 
+    fn unlimited() -> ReplayBuffer {
+        ReplayBuffer::new(ReplayMemory::new(usize::MAX))
+    }
+
     fn buffer_with(n: u64) -> ReplayBuffer {
-        let mut b = ReplayBuffer::default();
+        let mut b = unlimited();
         for _ in 0..n {
             let seq = b.next_seq();
             b.push(seq, format!("e{seq}").into());
@@ -138,7 +174,7 @@ mod tests {
 
     #[test]
     fn the_byte_cap_drops_the_oldest_events_however_few_there_are() {
-        let mut b = ReplayBuffer::default();
+        let mut b = unlimited();
         let big = "x".repeat(MAX_BYTES / 4);
         for _ in 0..10 {
             let seq = b.next_seq();

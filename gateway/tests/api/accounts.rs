@@ -222,3 +222,43 @@ async fn logged_out_requests_get_401_in_the_error_shape() {
     let forged = client.get(app.url("/api/me")).header("cookie", "roost_session=forged").send().await.unwrap();
     assert_eq!(error_code(forged).await, (401, "session_expired".into()));
 }
+
+#[tokio::test]
+async fn a_flood_of_sign_ups_and_logins_past_the_hashing_bound_gets_503_and_the_server_stays_up() {
+    // One thread hashes and one request may wait; the flood comes from many addresses, so the
+    // per-IP limit does not stop it.
+    let flags = ["--password-hash-workers", "1", "--password-hash-queue", "1", "--client-ip-header", "X-Real-IP"];
+    let app = TestApp::spawn_with(&flags).await;
+    app.signed_up_user("known@example.com").await;
+    // Both places are taken, as by a burst already under way.
+    let held = [app.state.hasher.admit().unwrap(), app.state.hasher.admit().unwrap()];
+    let flood = (0..24).map(|i| {
+        let (path, email) = if i % 2 == 0 {
+            ("/api/auth/signup", format!("flood{i}@example.com"))
+        } else {
+            ("/api/auth/login", "known@example.com".to_string())
+        };
+        reqwest::Client::new()
+            .post(app.url(path))
+            .header("Origin", &app.origin)
+            .header("X-Real-IP", format!("10.0.{i}.1"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+    });
+    for res in futures_util::future::join_all(flood).await {
+        let res = res.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "busy", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("The server") && message.ends_with('.'), "a plain sentence: {message}");
+    }
+    assert_eq!(app.count("users").await, 1, "no refused sign-up wrote anything");
+
+    drop(held);
+    let client = app.browser();
+    assert_eq!(app.signup(&client, "after@example.com").await.status(), 201);
+    let known = json!({ "email": "known@example.com", "password": PASSWORD });
+    assert_eq!(app.post(&client, "/api/auth/login", &known).await.status(), 200);
+}

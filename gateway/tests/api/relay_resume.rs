@@ -88,3 +88,54 @@ async fn a_browser_that_stops_reading_is_dropped_at_256_frames_and_resumes_witho
         }
     }
 }
+
+/// Sends `id` as a health request padded to about `pad` bytes and waits for its echo (one
+/// numbered event, kept for resume).
+async fn echoed(ws: &mut Client, id: &str, pad: &str) -> u64 {
+    ws.request(id, "health", json!({ "pad": pad })).await;
+    let suffix = format!(":{id}");
+    let echo = ws.until("echo", |f| f["payload"]["id"].as_str().is_some_and(|i| i.ends_with(&suffix))).await;
+    echo["roostSeq"].as_u64().expect("echoes are numbered")
+}
+
+#[tokio::test]
+async fn past_the_global_replay_budget_the_oldest_users_events_go_and_they_get_a_gap() {
+    const LIMIT: usize = 1024 * 1024;
+    let app = TestApp::spawn_with(&["--fake-agent-echo", "--replay-memory-limit-mib", "1"]).await;
+    let pad = "p".repeat(60 * 1024);
+    // Alice chats a little, then goes away; her link and its events stay for the grace period.
+    let (alice, _) = app.signed_up_cookie("alice@example.com").await;
+    let mut ws = app.ws(&alice, "").await;
+    let alice_epoch = ws.ready().await["payload"]["epoch"].as_str().unwrap().to_string();
+    let first = echoed(&mut ws, "a1", &pad).await;
+    for id in ["a2", "a3"] {
+        echoed(&mut ws, id, &pad).await;
+    }
+    drop(ws);
+
+    // Bob's events alone stay under his own 1 MiB cap, but with Alice's they pass the budget.
+    let (bob, _) = app.signed_up_cookie("bob@example.com").await;
+    let mut ws = app.ws(&bob, "").await;
+    let bob_epoch = ws.ready().await["payload"]["epoch"].as_str().unwrap().to_string();
+    let mut bob_seqs = Vec::new();
+    for n in 0..16 {
+        bob_seqs.push(echoed(&mut ws, &format!("b{n}"), &pad).await);
+    }
+    let relays = &app.state.relays;
+    crate::helpers::wait_until("the buffers are within the budget", || async { relays.replay_bytes() <= LIMIT }).await;
+
+    // Alice's events were the oldest: resuming from her first one, she is told of the hole.
+    let mut resumed = app.ws(&alice, &format!("?resume={alice_epoch}:{first}")).await;
+    resumed.ready().await;
+    let gap = resumed.until_event("roost.gap").await;
+    assert_eq!(gap["payload"]["lastSeq"], first + 2, "{gap}");
+    assert!(gap["payload"]["message"].as_str().is_some_and(|m| m.contains("reload history")), "{gap}");
+    // Bob's recent events are all still there.
+    let since = bob_seqs[bob_seqs.len() - 4];
+    let mut resumed = app.ws(&bob, &format!("?resume={bob_epoch}:{since}")).await;
+    resumed.ready().await;
+    for expected in &bob_seqs[bob_seqs.len() - 3..] {
+        let frame = resumed.until("a replayed event", |f| f["roostSeq"].is_u64()).await;
+        assert_eq!(frame["roostSeq"], *expected, "{frame}");
+    }
+}
