@@ -12,6 +12,7 @@ mod browser;
 mod clerk;
 mod clerk_webhooks;
 mod csrf;
+mod e2e_credits;
 mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
