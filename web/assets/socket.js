@@ -127,6 +127,9 @@ export class RoostSocket extends EventTarget {
         goToLogin({ expired: true });
         return;
       }
+      // The user stopped their agent (in this tab or another): reconnecting would start it
+      // again, so wait for their Restart.
+      if (ev.code === 4100) this.parked = true;
       if (!opened) {
         // Could be an expired session (handshake rejected with 401).
         api('GET', '/api/me')

@@ -70,13 +70,17 @@ fn stop(state: &AppState, stopping: &Arc<Mutex<HashSet<UserId>>>, user: UserId, 
     if !stopping.lock().expect("stopping lock").insert(user.clone()) {
         return;
     }
-    let machines = state.machines.clone();
+    let state = state.clone();
     let stopping = stopping.clone();
     tokio::spawn(async move {
         let result = match asked {
-            true => machines.stop_because(&user, &reason).await,
-            false => machines.stop_unleased(&user, &reason).await,
+            true => state.machines.stop_because(&user, &reason).await,
+            false => state.machines.stop_unleased(&user, &reason).await,
         };
+        if result.is_ok() && reason == crate::machines::STOPPED_BY_YOU {
+            // The user's pages open on this instance wait for their Restart, as on the other.
+            state.relays.agent_stopped(&user);
+        }
         if let Err(e) = result {
             tracing::warn!(user_id = %user, error = %e, "stopping an agent failed");
         }

@@ -73,6 +73,9 @@ pub struct StartError {
     pub code: &'static str,
 }
 
+/// The reason of a stop the user asked for; their open pages then wait for their Restart.
+pub const STOPPED_BY_YOU: &str = "stopped by you";
+
 /// Shown when a failed agent's own reason is no longer known (its stages were forgotten).
 const FAILED_WITHOUT_REASON: &str = "your agent crashed repeatedly; it was stopped";
 
@@ -292,12 +295,13 @@ impl Machines {
         Ok(())
     }
 
-    /// Stops this instance's agents and lets go of their leases, so another instance can take
-    /// them over at once rather than after the leases lapse.
     /// Stops agents an earlier run left behind, except `keep`'s (see [`Provider::reap_leftovers`]).
     pub async fn reap_leftovers(&self, keep: &[String]) {
         self.provider.reap_leftovers(keep).await;
     }
+
+    /// Stops this instance's agents and lets go of their leases, so another instance can take
+    /// them over at once rather than after the leases lapse.
 
     pub async fn shutdown(&self) {
         self.provider.shutdown().await;

@@ -129,6 +129,12 @@ impl Relays {
         self.sockets.count(user)
     }
 
+    /// Closes the user's sockets (4100) because they stopped their agent: their pages wait for
+    /// a Restart rather than reconnect, which would start it again.
+    pub fn agent_stopped(&self, user: &UserId) {
+        self.sockets.agent_stopped(user);
+    }
+
     /// Users with a socket open here.
     pub fn users_with_sockets(&self) -> Vec<UserId> {
         self.sockets.users()

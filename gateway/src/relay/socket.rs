@@ -155,8 +155,9 @@ async fn join(
                 // Requests before `roost.ready` are not accepted; the UI waits for ready.
                 Some(Ok(_)) => {}
             },
-            _ = registration.revoked() => {
-                close(sink, 4401, "signed out").await;
+            ending = registration.revoked() => {
+                let (code, reason) = ending.close_frame();
+                close(sink, code, reason).await;
                 return None;
             }
         }
@@ -293,8 +294,9 @@ async fn relay(
                     return;
                 }
             },
-            _ = registration.revoked() => {
-                close(sink, 4401, "signed out").await;
+            ending = registration.revoked() => {
+                let (code, reason) = ending.close_frame();
+                close(sink, code, reason).await;
                 return;
             }
             _ = heartbeat.tick() => {

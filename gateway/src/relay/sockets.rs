@@ -21,8 +21,27 @@ pub struct Sockets {
 
 struct Entry {
     via: AuthVia,
-    // A flag, not a queue: however busy the socket is, a revocation waits here until it looks.
-    revoked: watch::Sender<bool>,
+    // A flag, not a queue: however busy the socket is, an ending waits here until it looks.
+    revoked: watch::Sender<Option<Ending>>,
+}
+
+/// Why Roost ends a socket on its own, and what the page is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its credential ended: the page goes to the login.
+    SignedOut,
+    /// The user stopped their agent: the page waits for their Restart instead of reconnecting
+    /// (which would start the agent again).
+    AgentStopped,
+}
+
+impl Ending {
+    pub fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            Self::SignedOut => (4401, "signed out"),
+            Self::AgentStopped => (4100, "your agent was stopped"),
+        }
+    }
 }
 
 /// A socket's place in the registry; dropping it (the socket ended) frees the place.
@@ -30,7 +49,7 @@ pub struct Registration {
     sockets: Arc<Sockets>,
     user: UserId,
     id: u64,
-    revoked: watch::Receiver<bool>,
+    revoked: watch::Receiver<Option<Ending>>,
 }
 
 impl Sockets {
@@ -43,7 +62,7 @@ impl Sockets {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         mine.insert(id, Entry { via: auth.via.clone(), revoked: tx });
         Some(Registration { sockets: self.clone(), user: auth.user_id.clone(), id, revoked: rx })
     }
@@ -62,12 +81,20 @@ impl Sockets {
         let users = self.users.lock().expect("sockets lock");
         let mark = |sockets: &HashMap<u64, Entry>| {
             for entry in sockets.values().filter(|e| matches(&e.via)) {
-                entry.revoked.send_replace(true);
+                entry.revoked.send_replace(Some(Ending::SignedOut));
             }
         };
         match user {
             Some(user) => users.get(user).into_iter().for_each(mark),
             None => users.values().for_each(mark),
+        }
+    }
+
+    /// Ends every socket of the user as their agent was stopped (unless already signed out).
+    pub fn agent_stopped(&self, user: &UserId) {
+        let users = self.users.lock().expect("sockets lock");
+        for entry in users.get(user).into_iter().flat_map(HashMap::values) {
+            entry.revoked.send_if_modified(|ending| ending.is_none() && ending.replace(Ending::AgentStopped).is_none());
         }
     }
 
@@ -87,14 +114,16 @@ impl Sockets {
 impl Registration {
     #[cfg(test)]
     fn is_revoked(&self) -> bool {
-        *self.revoked.borrow()
+        self.revoked.borrow().is_some()
     }
 
-    /// Resolves once the socket's credential is revoked.
-    pub async fn revoked(&mut self) {
-        if self.revoked.wait_for(|revoked| *revoked).await.is_err() {
+    /// Resolves once Roost ends the socket: its credential was revoked, or its agent stopped.
+    pub async fn revoked(&mut self) -> Ending {
+        let ending = self.revoked.wait_for(Option::is_some).await.map(|ending| ending.unwrap_or(Ending::SignedOut));
+        match ending {
+            Ok(ending) => ending,
             // The registry holds the sender for as long as this registration lives.
-            std::future::pending::<()>().await;
+            Err(_) => std::future::pending().await,
         }
     }
 }

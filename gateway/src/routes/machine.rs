@@ -40,7 +40,8 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
 }
 
 pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
-    state.machines.stop_because(&auth.user_id, "stopped by you").await.map_err(start_error)?;
+    state.machines.stop_because(&auth.user_id, crate::machines::STOPPED_BY_YOU).await.map_err(start_error)?;
+    state.relays.agent_stopped(&auth.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -202,6 +202,31 @@ async fn the_machine_api_shows_the_state_and_stops_and_restarts_the_agent() {
     assert_eq!(anonymous.status(), 401);
 }
 
+/// A user's Stop reaches every tab: each of their sockets closes with 4100, so no page
+/// reconnects (which would start the agent again); another user's socket stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_agent_closes_every_tab_of_the_user_so_none_restarts_it() {
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
+    let (cookie, user_id) = app.signed_up_cookie("two-tabs@example.com").await;
+    let (other, _) = app.signed_up_cookie("bystander@example.com").await;
+    let (mut tab_a, mut tab_b, mut theirs) =
+        (app.ws(&cookie, "").await, app.ws(&cookie, "").await, app.ws(&other, "").await);
+    for ws in [&mut tab_a, &mut tab_b, &mut theirs] {
+        ws.ready().await;
+    }
+    let res = app.send_as(&cookie, reqwest::Method::POST, "/api/machine/stop", None).await;
+    assert_eq!(res.status(), 204);
+    for tab in [&mut tab_a, &mut tab_b] {
+        assert_eq!(tab.closed().await, (4100, "your agent was stopped".to_string()));
+    }
+    assert_eq!(machine_row(&app, &user_id).await.0, "idle_stopped", "and nothing started it again");
+    theirs.request("still", "sessions.list", json!({})).await;
+    theirs.until("their answer", |f| f["type"] == "res" && f["id"] == "still").await;
+    // Opening the chat again (the page's Restart, or a new visit) wakes it as any sleeping agent.
+    let mut again = app.ws(&cookie, "").await;
+    again.ready().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_start_a_row_that_says_running_with_nothing_behind_it_becomes_stopped() {
     let app = TestApp::spawn_with(&["--no-prewarm"]).await;
