@@ -371,12 +371,7 @@ mod tests {
     use super::*;
     use crate::db::Db;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
-        crate::db::migrate::run(&db).await.unwrap();
-        (dir, db)
-    }
+    use crate::db::migrated_temp_db as db;
 
     async fn user(db: &Db) -> UserId {
         let user = UserId::generate();

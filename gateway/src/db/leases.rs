@@ -139,12 +139,7 @@ mod tests {
     use super::*;
     use provisioner::lease::Leases;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
-        crate::db::migrate::run(&db).await.unwrap();
-        (dir, db)
-    }
+    use crate::db::migrated_temp_db as db;
 
     fn leases(db: &Db, name: &str, ttl: Duration) -> Leases {
         Leases::new(Box::new(DbLeases(db.clone())), name.into(), ttl)

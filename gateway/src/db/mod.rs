@@ -166,3 +166,12 @@ pub async fn user_ids(mut rows: libsql::Rows) -> Result<Vec<crate::domain::UserI
 pub fn is_unique_violation(err: &libsql::Error) -> bool {
     err.to_string().contains("UNIQUE constraint failed")
 }
+
+/// A fresh, migrated database file for unit tests (deleted with the directory).
+#[cfg(test)]
+pub async fn migrated_temp_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
+    migrate::run(&db).await.unwrap();
+    (dir, db)
+}

@@ -302,7 +302,6 @@ impl Machines {
 
     /// Stops this instance's agents and lets go of their leases, so another instance can take
     /// them over at once rather than after the leases lapse.
-
     pub async fn shutdown(&self) {
         self.provider.shutdown().await;
         self.leases.release_all().await;

@@ -118,18 +118,12 @@ async fn the_usage_page_shows_the_credits_chart_and_budget_in_chromium() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let plans = dir.path().join("plans.toml");
     // 1 credit per prompt token, 2 per reply token; 45 a month, so three calls leave it low.
-    std::fs::write(
-        &plans,
-        "[free]\nname = \"Free\"\nmonthly_credits = 45\n\
-         [models.gpt-test]\ninput_per_million = 1_000_000\noutput_per_million = 2_000_000\n",
-    )
-    .unwrap();
+    let plans = crate::helpers::plans_file(dir.path(), 45, "gpt-test");
     let base = format!("{}/v1", llm.base_url());
     let app = TestApp::spawn_with(&[
         "--plans",
-        plans.to_str().unwrap(),
+        &plans,
         "--llm-openai-base-url",
         &base,
         "--llm-openai-api-key",

@@ -13,15 +13,8 @@ async fn a_real_agents_model_calls_are_debited_and_out_of_credits_shows_in_the_c
     }
     let _slot = agent_slots().acquire().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plans = dir.path().join("plans.toml");
     // One credit a month: the first call goes (and costs far more), the next is refused.
-    std::fs::write(
-        &plans,
-        "[free]\nname = \"Free\"\nmonthly_credits = 1\n\
-         [models.fake-model]\ninput_per_million = 1_000_000\noutput_per_million = 2_000_000\n",
-    )
-    .unwrap();
-    let plans = plans.to_str().unwrap().to_string();
+    let plans = crate::helpers::plans_file(dir.path(), 1, "fake-model");
     let server = tokio::task::spawn_blocking(move || start_with(true, &["--plans", &plans])).await.unwrap();
     let app = &server.app;
     let (cookie, _) = app.signed_up_cookie("spender@example.com").await;

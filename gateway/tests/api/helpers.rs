@@ -255,3 +255,15 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A `--plans` file in `dir`: a free plan of `free_credits` a month, and `model` at 1 credit per
+/// prompt token and 2 per reply token.
+pub fn plans_file(dir: &std::path::Path, free_credits: u64, model: &str) -> String {
+    let path = dir.join("plans.toml");
+    let text = format!(
+        "[free]\nname = \"Free\"\nmonthly_credits = {free_credits}\n\
+         [models.\"{model}\"]\ninput_per_million = 1_000_000\noutput_per_million = 2_000_000\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}

@@ -290,15 +290,10 @@ async fn with_a_model_configured_agent_errors_pass_through_unchanged() {
 #[tokio::test]
 async fn a_run_refused_for_credits_says_so_in_the_chat() {
     let dir = tempfile::tempdir().unwrap();
-    let plans = dir.path().join("plans.toml");
-    std::fs::write(
-        &plans,
-        "[free]\nname = \"Free\"\nmonthly_credits = 0\n[models.m]\ninput_per_million = 1\noutput_per_million = 1\n",
-    )
-    .unwrap();
+    let plans = crate::helpers::plans_file(dir.path(), 0, "m");
     let flags = [
         "--plans",
-        plans.to_str().unwrap(),
+        &plans,
         "--llm-openai-base-url",
         "http://127.0.0.1:9/v1",
         "--llm-openai-api-key",

@@ -73,14 +73,8 @@ async fn each_call_is_debited_at_its_models_price_once_and_the_books_balance() {
 #[tokio::test]
 async fn out_of_credits_refuses_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let plans = dir.path().join("plans.toml");
-    std::fs::write(
-        &plans,
-        "[free]\nname = \"Free\"\nmonthly_credits = 10\n\
-         [models.gpt-test]\ninput_per_million = 1_000_000\noutput_per_million = 2_000_000\n",
-    )
-    .unwrap();
-    let proxy = Proxy::start_with(Duration::ZERO, &["--plans", plans.to_str().unwrap()]).await;
+    let plans = crate::helpers::plans_file(dir.path(), 10, "gpt-test");
+    let proxy = Proxy::start_with(Duration::ZERO, &["--plans", &plans]).await;
     let cookie = cookie_of(&proxy).await;
     // 10 credits left: this call goes, and costs more than them.
     let res = proxy.openai(&chat(false)).send().await.unwrap();
