@@ -5,6 +5,7 @@
 
 pub mod fly;
 pub mod lease;
+pub mod lifecycle;
 pub mod local;
 mod machine;
 

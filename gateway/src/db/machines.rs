@@ -82,11 +82,19 @@ pub async fn find(db: &Db, user: &UserId) -> Result<Option<MachineRow>, libsql::
     .await
 }
 
-/// Users whose row says their agent is up or on its way, leaving out those whose lease another
-/// live instance holds (their agents are that instance's).
-pub async fn claiming_up(db: &Db, holder: &str) -> Result<Vec<UserId>, libsql::Error> {
-    let sql = "SELECT user_id FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')
+/// Users whose row says their agent is up or on its way (`provisioner::lifecycle::claims_up`),
+/// with that state, leaving out those whose lease another live instance holds (their agents are
+/// that instance's).
+pub async fn claiming_up(db: &Db, holder: &str) -> Result<Vec<(UserId, String)>, libsql::Error> {
+    let sql = "SELECT user_id, state FROM machines WHERE state IN ('provisioning', 'starting', 'ready', 'stopping')
                AND user_id NOT IN (SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2)";
     let now_ms = now_secs() * 1000;
-    crate::db::user_ids(db.conn()?.query(sql, (holder, now_ms)).await?).await
+    let mut rows = db.conn()?.query(sql, (holder, now_ms)).await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        if let Ok(user) = UserId::parse(&row.get::<String>(0)?) {
+            found.push((user, row.get(1)?));
+        }
+    }
+    Ok(found)
 }

@@ -73,14 +73,14 @@ fn stop(state: &AppState, stopping: &Arc<Mutex<HashSet<UserId>>>, user: UserId, 
     let state = state.clone();
     let stopping = stopping.clone();
     tokio::spawn(async move {
+        if reason == crate::machines::STOPPED_BY_YOU {
+            // The user's pages open on this instance wait for their Restart, as on the other.
+            state.relays.agent_stopped(&user);
+        }
         let result = match asked {
             true => state.machines.stop_because(&user, &reason).await,
             false => state.machines.stop_unleased(&user, &reason).await,
         };
-        if result.is_ok() && reason == crate::machines::STOPPED_BY_YOU {
-            // The user's pages open on this instance wait for their Restart, as on the other.
-            state.relays.agent_stopped(&user);
-        }
         if let Err(e) = result {
             tracing::warn!(user_id = %user, error = %e, "stopping an agent failed");
         }

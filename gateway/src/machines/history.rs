@@ -3,15 +3,14 @@
 //! path, so a report never waits on the database and a user's events land in the order they
 //! happened.
 //!
-//! What counts as a change: a stage whose state differs from the previous event's, where the
-//! stages of one start (queued, installing, preparing, starting, waiting) are one "starting"
-//! phase, so a start is one event and a moving place in line is not a new one each time; and
-//! every failure, stop, ready and destroy, even repeated (each is something that happened).
+//! What counts as a change is the provisioner's rule (`provisioner::lifecycle`): a start is one
+//! event, and every failure, stop, ready and destroy is one, even repeated.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
-use provisioner::{MachineState, Stage};
+use provisioner::Stage;
+use provisioner::lifecycle::Change;
 use tokio::sync::Notify;
 
 use crate::db::Db;
@@ -22,31 +21,26 @@ use crate::domain::{UserId, now_secs};
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
     event: MachineEvent,
-    /// Written even when its phase repeats.
-    always: bool,
+    change: Change,
 }
 
 impl Candidate {
     fn new(stage: Stage, reason: &str, at: i64) -> Self {
-        let always = matches!(stage, Stage::Failed | Stage::Stopped | Stage::Ready | Stage::Destroying);
+        let change = Change::new(stage, reason, at);
         let event = MachineEvent {
             at,
-            state: stage.state().as_str().to_string(),
+            state: change.state.as_str().to_string(),
             stage: stage.as_str().to_string(),
-            reason: reason.to_string(),
+            reason: change.reason.clone(),
         };
-        Self { event, always }
+        Self { event, change }
     }
 
-    /// Whether it follows an event in `latest` state as a change worth recording.
+    /// Whether it follows an event in `latest` state as a change worth recording (the
+    /// provisioner's rule).
     fn follows(&self, latest: Option<&str>) -> bool {
-        self.always || latest.map(phase) != Some(phase(&self.event.state))
+        self.change.is_event_after(latest)
     }
-}
-
-/// Provisioning (installing, preparing) is part of a start, as far as the user's history goes.
-fn phase(state: &str) -> &str {
-    if state == MachineState::Provisioning.as_str() { MachineState::Starting.as_str() } else { state }
 }
 
 /// Events not yet written, per user, oldest first. Repeats of the last one's phase are dropped

@@ -249,7 +249,8 @@ async fn relay(
                                 Ok(()) => {}
                                 Err(TrySend::Full(text)) => sending = Some(Box::pin(hub.send(text))),
                                 Err(TrySend::Closed) => {
-                                    close(sink, 1011, "the connection to the agent was lost; reconnect to resume").await;
+                                    let (code, reason) = registration.ending_or((1011, "the connection to the agent was lost; reconnect to resume"));
+                                    close(sink, code, reason).await;
                                     return;
                                 }
                             },
@@ -285,11 +286,14 @@ async fn relay(
                     }
                 }
                 Some(Outbound::Close(code, reason)) => {
+                    // The agent went away because the user stopped it: say that, not "lost".
+                    let (code, reason) = registration.ending_or((code, reason));
                     close(sink, code, reason).await;
                     return;
                 }
                 None => {
                     let (code, reason) = if hub.is_closed() { (1011, "the connection to the agent was lost; reconnect to resume") } else { (1013, "this connection fell behind; reconnect to resume") };
+                    let (code, reason) = registration.ending_or((code, reason));
                     close(sink, code, reason).await;
                     return;
                 }

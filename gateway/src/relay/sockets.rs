@@ -117,6 +117,13 @@ impl Registration {
         self.revoked.borrow().is_some()
     }
 
+    /// The close frame of Roost's ending of this socket if there is one, else `otherwise`: a
+    /// socket whose agent the user stopped says so, even when it notices the agent leave first.
+    pub fn ending_or(&self, otherwise: (u16, &'static str)) -> (u16, &'static str) {
+        let ending = *self.revoked.borrow();
+        ending.map_or(otherwise, Ending::close_frame)
+    }
+
     /// Resolves once Roost ends the socket: its credential was revoked, or its agent stopped.
     pub async fn revoked(&mut self) -> Ending {
         let ending = self.revoked.wait_for(Option::is_some).await.map(|ending| ending.unwrap_or(Ending::SignedOut));

@@ -40,8 +40,9 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
 }
 
 pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
-    state.machines.stop_because(&auth.user_id, crate::machines::STOPPED_BY_YOU).await.map_err(start_error)?;
+    // Before the stop: each tab then closes as stopped, not as a lost agent to reconnect to.
     state.relays.agent_stopped(&auth.user_id);
+    state.machines.stop_because(&auth.user_id, crate::machines::STOPPED_BY_YOU).await.map_err(start_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -219,7 +219,15 @@ async fn stopping_the_agent_closes_every_tab_of_the_user_so_none_restarts_it() {
     for tab in [&mut tab_a, &mut tab_b] {
         assert_eq!(tab.closed().await, (4100, "your agent was stopped".to_string()));
     }
-    assert_eq!(machine_row(&app, &user_id).await.0, "idle_stopped", "and nothing started it again");
+    wait_until("the row says stopped by you", || async {
+        machine_row(&app, &user_id).await == ("idle_stopped".into(), "stopped by you".into())
+    })
+    .await;
+    let user = user(&user_id);
+    assert!(
+        !app.state.machines.is_up(&user).await && !app.state.machines.is_starting(&user),
+        "nothing started it again"
+    );
     theirs.request("still", "sessions.list", json!({})).await;
     theirs.until("their answer", |f| f["type"] == "res" && f["id"] == "still").await;
     // Opening the chat again (the page's Restart, or a new visit) wakes it as any sleeping agent.
