@@ -156,7 +156,11 @@ async fn the_usage_page_shows_the_credits_chart_and_budget_in_chromium() {
     // Each call: 4 prompt words + 5 reply words = 4 + 10 credits.
     let (spent, balance) = (3 * 14, 45 - 3 * 14);
     let billing = app.json_as(&cookie, "/api/billing").await;
-    assert_eq!((billing["balance"].as_i64(), billing["spent_this_month"].as_i64()), (Some(balance), Some(spent)), "{billing}");
+    assert_eq!(
+        (billing["balance"].as_i64(), billing["spent_this_month"].as_i64()),
+        (Some(balance), Some(spent)),
+        "{billing}"
+    );
     tokio::task::spawn_blocking(move || {
         run_spec(
             &app,

@@ -63,7 +63,7 @@ impl FlyProvider {
         let app = self.ensure_app(user, &mut record, progress).await?;
         self.ensure_secrets(spec, &app, &mut record).await?;
         self.ensure_volume(user, &app, &mut record, progress).await?;
-        let machine = self.ensure_machine(user, &app, &mut record, progress).await?;
+        let machine = self.ensure_machine(spec, &app, &mut record, progress).await?;
         Ok((app, machine))
     }
 
@@ -284,7 +284,20 @@ impl FlyProvider {
         Err(ProvisionError::NoCapacity(last_refusal))
     }
 
-    fn machine_request(&self, user: &str, record: &FlyRecord, volume: &str, region: &str) -> CreateMachineRequest {
+    fn machine_request(
+        &self,
+        spec: &AgentSpec,
+        record: &FlyRecord,
+        volume: &str,
+        region: &str,
+    ) -> CreateMachineRequest {
+        // Plain text, readable with any read token (pitfall 12): the model's address and name
+        // only; the credential is an app secret.
+        let env = BTreeMap::from([
+            ("ROOST_LLM_BASE_URL".to_string(), spec.llm.base_url.clone()),
+            ("ROOST_LLM_API".to_string(), spec.llm.api.to_string()),
+            ("ROOST_LLM_MODEL".to_string(), spec.llm.model.clone()),
+        ]);
         CreateMachineRequest {
             name: Some(MACHINE_NAME.to_string()),
             // The volume's region: the mount places the machine on the volume's host.
@@ -292,11 +305,12 @@ impl FlyProvider {
             min_secrets_version: record.secrets_version,
             config: MachineConfig {
                 image: self.options.image.clone(),
+                env,
                 guest: Some(self.options.guest.clone()),
                 mounts: vec![Mount { volume: volume.to_string(), path: STATE_PATH.to_string() }],
                 restart: Some(Restart { policy: "on-failure".into() }),
                 stop_config: Some(StopConfig { signal: Some("SIGTERM".into()), timeout: Some("30s".into()) }),
-                metadata: names::machine_metadata(user, &record.provision_id),
+                metadata: names::machine_metadata(&spec.user_id, &record.provision_id),
                 ..Default::default()
             },
             ..Default::default()
@@ -324,11 +338,12 @@ impl FlyProvider {
 
     async fn ensure_machine(
         &self,
-        user: &str,
+        spec: &AgentSpec,
         app: &str,
         record: &mut FlyRecord,
         progress: &dyn Progress,
     ) -> Result<Machine, ProvisionError> {
+        let user = spec.user_id.as_str();
         progress.report(user, Stage::CreatingMachine, "creating your agent's machine");
         if let Some(machine) = self.find_machine(app, record).await? {
             return self.adopt(user, record, machine).await;
@@ -338,7 +353,7 @@ impl FlyProvider {
                 self.ensure_volume(user, app, record, progress).await?;
                 continue;
             };
-            let request = self.machine_request(user, record, &volume, &region);
+            let request = self.machine_request(spec, record, &volume, &region);
             let error = match self.fly.create_machine(app, &request).await {
                 Ok(machine) => return self.adopt(user, record, machine).await,
                 Err(e) => e,
