@@ -14,7 +14,7 @@ use provisioner::fly::{
     ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyRecord,
     FlyStore, MachineConfig, MemoryFlyStore, RetryPolicy, StoreError, Timeouts, names,
 };
-use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, Stage};
+use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, wait_until};
@@ -286,6 +286,34 @@ async fn fly_stop_then_wake_reaches_ready_again() {
     assert_eq!(rig.live_machines(&app)[0]["state"], "started");
     assert_eq!(rig.fake.calls(Op::MachineCreate), 1);
     assert_eq!(rig.fake.calls(Op::MachineStart), 1);
+    assert_eq!(rig.provider.status(USER).await, MachineState::Ready);
+}
+
+#[tokio::test]
+async fn fly_a_stop_during_a_start_ends_the_start_and_leaves_the_machine_stopped() {
+    let rig = rig().await;
+    // The machine stays `created` (launching), so the start waits in `/wait` for `started`.
+    rig.fake.hold_transitions(true);
+    let spec = spec();
+    let start = rig.provider.start(&spec, &rig.stages);
+    let stop = async {
+        wait_until("the machine exists", || async {
+            rig.store.load(USER).await.unwrap().and_then(|r| r.machine_id).is_some()
+        })
+        .await;
+        rig.provider.stop(USER).await
+    };
+    let (started, stopped) = tokio::join!(start, stop);
+    assert!(matches!(started, Err(ProvisionError::Exited(_))), "{started:?}");
+    stopped.expect("stopped");
+    let app = rig.record().await.app_name.unwrap();
+    assert_eq!(rig.live_machines(&app)[0]["state"], "stopped");
+    assert_eq!(rig.provider.status(USER).await, MachineState::IdleStopped);
+
+    // The next start wakes that machine.
+    rig.fake.hold_transitions(false);
+    rig.start().await;
+    assert_eq!(rig.fake.calls(Op::MachineCreate), 1);
     assert_eq!(rig.provider.status(USER).await, MachineState::Ready);
 }
 

@@ -3,14 +3,15 @@
 //! is written to the user's [`FlyRecord`] at once, so a provision cut short anywhere resumes
 //! where it was on the next start instead of making a second app, volume or machine.
 //!
-//! The gateway serializes lifecycle calls per user (its start gate and the lease), so this
-//! provider does not lock per user itself.
+//! The gateway serializes starts per user (its start gate and the lease), so this provider does
+//! not lock per user itself; a stop may come during a start, though, and ends it (see `start`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use super::client::FlyClient;
 use super::error::FlyError;
@@ -83,6 +84,8 @@ pub struct FlyProvider {
     pub(super) store: Arc<dyn FlyStore>,
     http: reqwest::Client,
     live: Mutex<HashMap<String, Live>>,
+    /// Bumped by every stop, so a start in progress for that user gives up.
+    stops: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 impl FlyProvider {
@@ -92,7 +95,7 @@ impl FlyProvider {
             .build()
             // Only a broken TLS backend fails here.
             .expect("the HTTP client builds");
-        Self { fly, options, store, http, live: Mutex::new(HashMap::new()) }
+        Self { fly, options, store, http, live: Mutex::new(HashMap::new()), stops: Mutex::new(HashMap::new()) }
     }
 
     fn set_live(&self, user_id: &str, state: MachineState, address: Option<String>) {
@@ -101,6 +104,17 @@ impl FlyProvider {
 
     fn forget_live(&self, user_id: &str) {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
+    }
+
+    fn stop_signal(&self, user_id: &str) -> watch::Receiver<u64> {
+        let mut stops = self.stops.lock().unwrap_or_else(|e| e.into_inner());
+        stops.entry(user_id.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    fn signal_stop(&self, user_id: &str) {
+        if let Some(stops) = self.stops.lock().unwrap_or_else(|e| e.into_inner()).get(user_id) {
+            stops.send_modify(|n| *n += 1);
+        }
     }
 
     fn live(&self, user_id: &str) -> Option<Live> {
@@ -167,40 +181,8 @@ impl FlyProvider {
         }
     }
 
-    async fn start_inner(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
-        let record = self.record(&spec.user_id).await?;
-        // A wake: the machine exists, so only start it.
-        if let Some((app, machine)) = self.existing_machine(&record).await? {
-            return self.run(spec, &app, &machine, false, progress).await;
-        }
-        let (app, machine) = self.provision(spec, progress).await?;
-        self.run(spec, &app, &machine, true, progress).await
-    }
-}
-
-#[async_trait]
-impl Provider for FlyProvider {
-    fn name(&self) -> &'static str {
-        "fly"
-    }
-
-    async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
-        self.provision(spec, progress).await.map(drop)
-    }
-
-    async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
-        self.set_live(&spec.user_id, MachineState::Starting, None);
-        let started = self.start_inner(spec, progress).await;
-        if let Err(e) = &started {
-            // Not `Failed`: that is the crash limit's state, which only the user's restart
-            // clears; a refused or slow Fly call is worth trying again on the next chat.
-            tracing::warn!(user_id = %spec.user_id, error = %e, "the Fly machine did not start");
-            self.forget_live(&spec.user_id);
-        }
-        started
-    }
-
-    async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
+    /// Stops the user's machine, if there is one, and waits until it is stopped.
+    async fn halt(&self, user_id: &str) -> Result<(), ProvisionError> {
         let record = self.store.load(user_id).await.map_err(storage)?;
         let Some(record) = record else {
             self.forget_live(user_id);
@@ -227,6 +209,54 @@ impl Provider for FlyProvider {
         Ok(())
     }
 
+    async fn start_inner(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
+        let record = self.record(&spec.user_id).await?;
+        // A wake: the machine exists, so only start it.
+        if let Some((app, machine)) = self.existing_machine(&record).await? {
+            return self.run(spec, &app, &machine, false, progress).await;
+        }
+        let (app, machine) = self.provision(spec, progress).await?;
+        self.run(spec, &app, &machine, true, progress).await
+    }
+}
+
+#[async_trait]
+impl Provider for FlyProvider {
+    fn name(&self) -> &'static str {
+        "fly"
+    }
+
+    async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
+        self.provision(spec, progress).await.map(drop)
+    }
+
+    async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
+        let mut stopped = self.stop_signal(&spec.user_id);
+        self.set_live(&spec.user_id, MachineState::Starting, None);
+        // A stop during the start ends it. Dropping the start mid-step is safe: every step is
+        // idempotent and recorded, as for a crash. The machine may have been created after the
+        // stop looked for it, so it is stopped once more here.
+        let started = tokio::select! {
+            started = self.start_inner(spec, progress) => started,
+            _ = stopped.changed() => {
+                let _ = self.halt(&spec.user_id).await;
+                return Err(ProvisionError::Exited("(none here: Fly keeps the machine's log)".into()));
+            }
+        };
+        if let Err(e) = &started {
+            // Not `Failed`: that is the crash limit's state, which only the user's restart
+            // clears; a refused or slow Fly call is worth trying again on the next chat.
+            tracing::warn!(user_id = %spec.user_id, error = %e, "the Fly machine did not start");
+            self.forget_live(&spec.user_id);
+        }
+        started
+    }
+
+    async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
+        self.signal_stop(user_id);
+        self.halt(user_id).await
+    }
+
     async fn status(&self, user_id: &str) -> MachineState {
         // After a restart of Roost nothing is known here: the record says whether a machine
         // exists, and the next start wakes it (a start of a started machine is harmless).
@@ -238,6 +268,8 @@ impl Provider for FlyProvider {
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
+        // A start in progress ends first, or it could recreate what is being deleted.
+        self.signal_stop(user_id);
         let record = self.store.load(user_id).await.map_err(storage)?;
         if let Some(app) = record.as_ref().and_then(|r| r.app_name.as_deref()) {
             self.set_live(user_id, MachineState::Destroying, None);
@@ -247,6 +279,7 @@ impl Provider for FlyProvider {
         }
         self.store.clear(user_id).await.map_err(storage)?;
         self.forget_live(user_id);
+        self.stops.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
         Ok(())
     }
 }
