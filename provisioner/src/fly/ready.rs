@@ -19,6 +19,7 @@ const DEFAULT_MEMORY_MB: u32 = 2048;
 /// How long one `/readyz` probe may take, and the pause between probes.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+const MAX_READY_BODY: usize = 64 * 1024;
 
 /// The agent's WebSocket address from the template: `{machine_id}`, `{app}` and `{region}` are
 /// replaced. Ids and names are plain (`[a-z0-9_-]`), so nothing needs escaping.
@@ -60,8 +61,7 @@ pub(super) async fn wait_ready(
     let mut last = String::new();
     loop {
         let detail = match http.get(url.clone()).timeout(PROBE_TIMEOUT).send().await {
-            // Bounded: a readiness answer is a few hundred bytes; more is not an agent.
-            Ok(res) => match res.bytes().await.ok().filter(|b| b.len() <= 64 * 1024) {
+            Ok(res) => match bounded_body(res).await {
                 Some(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
                     Ok(body) if body["ready"] == true => return Ok(()),
                     Ok(body) => {
@@ -88,6 +88,19 @@ pub(super) async fn wait_ready(
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }
+}
+
+/// The body, read a chunk at a time up to `MAX_READY_BODY` (`None` past it): the machine runs
+/// untrusted code, and a readiness answer is a few hundred bytes.
+async fn bounded_body(mut res: reqwest::Response) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.ok()? {
+        if body.len() + chunk.len() > MAX_READY_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
 }
 
 /// `shared-cpu-Nx` or `performance-Nx`, optionally `:<memory MB>` (a multiple of 256; default
