@@ -72,7 +72,7 @@ impl App {
         crate::db::migrate::run(&db).await.context("migrating the database")?;
         let sandbox = match &agents.runner {
             Runner::Local(local) => Some(choose_sandbox(local)),
-            Runner::Fake(_) => None,
+            Runner::Fake(_) | Runner::Fly(_) => None,
         };
         let accounts = accounts_allowed(&db, sandbox.as_ref()).await?;
 
@@ -169,6 +169,7 @@ async fn build_machines(
             let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
+        Runner::Fly(fly) => (Arc::new(fly_provider(fly, db, secret)?), None),
         Runner::Local(local) => {
             let helper = match local.exec_bin {
                 Some(path) => path,
@@ -214,6 +215,28 @@ async fn build_machines(
         limits.lease_ttl,
     );
     Ok(Machines::new(provider, fake, spec, reporter, limits, leases))
+}
+
+/// One Fly app, volume and machine per user, through the Machines API; the provider's record of
+/// each user's Fly ids lives in `fly_machines`.
+fn fly_provider(
+    fly: crate::settings::FlyAgents,
+    db: &Db,
+    secret: &ServerSecret,
+) -> anyhow::Result<provisioner::fly::FlyProvider> {
+    use provisioner::fly::{ApiToken, FlyClient, FlyConfig, FlyOptions};
+    let mut config = FlyConfig::new(ApiToken::new(fly.api_token.expose()));
+    config.base_url = fly.api_base;
+    // Settings checked the token for characters a header cannot carry; the error names none.
+    let client = FlyClient::new(config).context("the Fly API token")?;
+    // App names are derived under a key of their own, so they reveal nothing of other secrets.
+    let name_key = crate::crypto::hmac_sha256(secret.expose(), b"roost fly app names");
+    let mut options = FlyOptions::new(fly.org, fly.regions, fly.image, name_key.to_vec());
+    options.guest = fly.guest;
+    options.agent_address = fly.agent_address;
+    options.ready_timeout = fly.ready_timeout;
+    let store = Arc::new(crate::db::fly_machines::DbFlyStore(db.clone()));
+    Ok(provisioner::fly::FlyProvider::new(client, options, store))
 }
 
 /// The Prometheus recorder is process-wide; every `App` in a process (tests run many) shares it.

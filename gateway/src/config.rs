@@ -169,9 +169,13 @@ pub struct HttpArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// Where agents run: `local` (an OpenClaw process per user) or `fake` (simulated, in-process).
+    /// Where agents run: `local` (an OpenClaw process per user), `fly` (a Fly.io app, volume and
+    /// machine per user; see the `--fly-*` flags) or `fake` (simulated, in-process).
     #[arg(long, env = "ROOST_AGENT_PROVIDER", value_enum, default_value_t = AgentProvider::Local)]
     pub agent_provider: AgentProvider,
+
+    #[command(flatten)]
+    pub fly: FlyArgs,
 
     /// Where Node 24 and OpenClaw are installed on first use. Default: `<data-dir>/runtime`.
     #[arg(long, env = "ROOST_RUNTIME_DIR")]
@@ -265,7 +269,42 @@ pub struct AgentArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AgentProvider {
     Local,
+    Fly,
     Fake,
+}
+
+/// `--agent-provider fly`: where and how user machines are made on Fly.io.
+#[derive(Debug, Clone, Args)]
+pub struct FlyArgs {
+    /// An org-scoped Fly API token (`fly tokens create org`); app-scoped tokens cannot create apps.
+    #[arg(long, env = "ROOST_FLY_API_TOKEN", hide_env_values = true)]
+    pub fly_api_token: Option<SecretString>,
+
+    /// The Fly org slug user apps are created in.
+    #[arg(long, env = "ROOST_FLY_ORG")]
+    pub fly_org: Option<String>,
+
+    /// Regions for user machines, in order of preference, comma-separated (`iad,ord,ams`); a
+    /// region without room moves a new machine to the next.
+    #[arg(long, env = "ROOST_FLY_REGIONS", value_delimiter = ',')]
+    pub fly_regions: Vec<String>,
+
+    /// The agent image, best pinned by digest (`registry/openclaw@sha256:…`).
+    #[arg(long, env = "ROOST_FLY_IMAGE")]
+    pub fly_image: Option<String>,
+
+    /// The Machines API base URL.
+    #[arg(long, env = "ROOST_FLY_API_BASE", default_value = provisioner::fly::DEFAULT_BASE_URL)]
+    pub fly_api_base: String,
+
+    /// The agent's WebSocket address; `{machine_id}`, `{app}` and `{region}` are filled in.
+    #[arg(long, env = "ROOST_FLY_AGENT_ADDRESS", default_value = provisioner::fly::DEFAULT_AGENT_ADDRESS)]
+    pub fly_agent_address: String,
+
+    /// CPU and memory of each user machine: `shared-cpu-Nx` or `performance-Nx`, optionally
+    /// `:<MB>` (default 2048 MB).
+    #[arg(long, env = "ROOST_FLY_MACHINE_SIZE", default_value = provisioner::fly::DEFAULT_MACHINE_SIZE)]
+    pub fly_machine_size: String,
 }
 
 #[derive(Debug, Clone, Args)]

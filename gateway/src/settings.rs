@@ -2,6 +2,7 @@
 //! problem is one line and all are reported at once. Past this point nothing reads clap types.
 
 mod agents;
+mod fly;
 mod llm;
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,7 @@ use anyhow::Context;
 use axum::http::{HeaderMap, HeaderName};
 
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
+pub use fly::FlyAgents;
 
 use crate::auth::clerk::ClerkConfig;
 use crate::config::{AgentProvider, ServeArgs};
@@ -156,6 +158,10 @@ impl Settings {
             let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
             problems.0.extend(crate::config::secrets_on_command_line(&argv));
         }
+        let fly = match args.agents.agent_provider {
+            AgentProvider::Fly => fly::fly(&args.agents, &mut problems),
+            _ => None,
+        };
         let upstreams = llm::upstreams(&args.llm, &mut problems);
         let catalog = match &args.llm.plans {
             Some(path) => problems.check(format!("--plans {}", path.display()), llm::catalog(path)).map(Some),
@@ -179,7 +185,7 @@ impl Settings {
         };
 
         let database = Database { location: args.db.database_location(), token: args.db.database_token.clone() };
-        let agents = agents::agents(args, &upstreams, bound);
+        let agents = agents::agents(args, &upstreams, bound, &public_origin, fly);
         let catalog = catalog.unwrap_or_else(|| billing::plans::Catalog::built_in(Some(&agents.model.model)));
         Ok(Self {
             site: Site {
@@ -416,6 +422,53 @@ mod tests {
         assert!(settings.site.secure_cookies);
         assert_eq!(settings.site.allowed_origins, ["https://roost.example", "http://localhost:5173"]);
         assert_eq!(settings.site.client_ip_header.as_ref().map(HeaderName::as_str), Some("fly-client-ip"));
+    }
+
+    #[test]
+    fn the_fly_provider_needs_its_flags_and_checks_them_at_once() {
+        let found = problems_for(&["--agent-provider=fly"]);
+        assert_eq!(found.len(), 4, "{found:#?}");
+        for flag in ["--fly-api-token", "--fly-org", "--fly-image", "--fly-regions"] {
+            assert!(found.iter().any(|l| l.starts_with("--agent-provider fly needs") && l.contains(flag)), "{flag}");
+        }
+        let token = "fm2_very-secret-token";
+        let found = problems_for(&[
+            "--agent-provider=fly",
+            &format!("--fly-api-token={token}"),
+            "--fly-org=acme",
+            "--fly-image=registry.example/openclaw@sha256:00",
+            "--fly-regions=iad,us,Ams",
+            "--fly-api-base=ftp://x",
+            "--fly-agent-address=http://{app}/",
+            "--fly-machine-size=huge",
+        ]);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        for start in [
+            "--fly-regions: \"us\"",
+            "--fly-regions: \"Ams\"",
+            "--fly-api-base",
+            "--fly-agent-address",
+            "--fly-machine-size",
+        ] {
+            assert!(found.iter().any(|l| l.starts_with(start)), "{start}: {found:#?}");
+        }
+        assert!(found.iter().all(|l| !l.contains(token)), "the token is never in a problem line");
+
+        let Ok(settings) = parse(&[
+            "--agent-provider=fly",
+            &format!("--fly-api-token={token}"),
+            "--fly-org=acme",
+            "--fly-image=img",
+            "--fly-regions=iad, ord",
+        ]) else {
+            panic!("valid fly flags")
+        };
+        let agents::Runner::Fly(fly) = settings.agents.runner else { panic!("the fly runner") };
+        assert_eq!(fly.regions, ["iad", "ord"]);
+        assert_eq!(fly.api_base, provisioner::fly::DEFAULT_BASE_URL);
+        assert_eq!(fly.agent_address, provisioner::fly::DEFAULT_AGENT_ADDRESS);
+        assert_eq!((fly.guest.cpus, fly.guest.memory_mb), (2, 2048));
+        assert_eq!(settings.agents.limits.max_agents, usize::MAX);
     }
 
     #[test]

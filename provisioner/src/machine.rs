@@ -41,6 +41,12 @@ pub enum Stage {
     Queued,
     InstallingRuntime,
     PreparingState,
+    /// Fly: creating (or finding again) the user's app and setting its secrets.
+    CreatingApp,
+    /// Fly: creating (or reusing, or forking) the user's volume.
+    CreatingVolume,
+    /// Fly: creating (or finding again) the user's machine.
+    CreatingMachine,
     Starting,
     WaitingReady,
     Ready,
@@ -58,6 +64,9 @@ impl Stage {
             Self::Queued => "queued",
             Self::InstallingRuntime => "installing_runtime",
             Self::PreparingState => "preparing_state",
+            Self::CreatingApp => "creating_app",
+            Self::CreatingVolume => "creating_volume",
+            Self::CreatingMachine => "creating_machine",
             Self::Starting => "starting",
             Self::WaitingReady => "waiting_ready",
             Self::Ready => "ready",
@@ -70,10 +79,13 @@ impl Stage {
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        const ALL: [Stage; 11] = [
+        const ALL: [Stage; 14] = [
             Stage::Queued,
             Stage::InstallingRuntime,
             Stage::PreparingState,
+            Stage::CreatingApp,
+            Stage::CreatingVolume,
+            Stage::CreatingMachine,
             Stage::Starting,
             Stage::WaitingReady,
             Stage::Ready,
@@ -89,7 +101,11 @@ impl Stage {
     /// The lifecycle state a machine is in while at this stage.
     pub fn state(self) -> MachineState {
         match self {
-            Self::InstallingRuntime | Self::PreparingState => MachineState::Provisioning,
+            Self::InstallingRuntime
+            | Self::PreparingState
+            | Self::CreatingApp
+            | Self::CreatingVolume
+            | Self::CreatingMachine => MachineState::Provisioning,
             Self::Queued | Self::Starting | Self::WaitingReady | Self::Restarting => MachineState::Starting,
             Self::Ready => MachineState::Ready,
             Self::Stopped => MachineState::IdleStopped,
@@ -169,6 +185,16 @@ pub enum ProvisionError {
     CrashLoop(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Fly answered with an error that is not ours to retry (bad token, a refused request, a
+    /// wait that ran out). Holds the scrubbed API error, for the log only.
+    #[error("Fly: {0}")]
+    Cloud(String),
+    /// Every configured region is out of room for the machine or its volume.
+    #[error("no region has room: {0}")]
+    NoCapacity(String),
+    /// The provider's own records (the `fly_machines` row) could not be read or written.
+    #[error("provider storage: {0}")]
+    Storage(String),
 }
 
 impl ProvisionError {
@@ -180,6 +206,27 @@ impl ProvisionError {
             Self::Exited(_) => "Your agent was stopped while it was starting.".into(),
             Self::NotReady(_) => "Your agent did not become ready in time.".into(),
             Self::CrashLoop(reason) => reason.as_str().into(),
+            Self::Cloud(_) => "Your agent's machine could not be set up. Try again in a few minutes.".into(),
+            Self::NoCapacity(_) => {
+                "There is no room for your agent's machine right now. Try again in a few minutes.".into()
+            }
+            Self::Storage(_) => "Your agent could not be started.".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_parses_back_and_the_fly_stages_are_provisioning() {
+        for name in ["creating_app", "creating_volume", "creating_machine", "queued", "ready", "destroyed"] {
+            assert_eq!(Stage::parse(name).map(Stage::as_str), Some(name));
+        }
+        for stage in [Stage::CreatingApp, Stage::CreatingVolume, Stage::CreatingMachine] {
+            assert_eq!(stage.state(), MachineState::Provisioning);
+        }
+        assert_eq!(Stage::parse("creating"), None);
     }
 }

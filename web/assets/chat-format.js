@@ -3,6 +3,9 @@
 const STAGE_LABELS = {
   provisioning: 'Setting up your agent',
   installing_runtime: 'Installing the agent runtime',
+  creating_app: 'Setting up your agent',
+  creating_volume: "Creating your agent's storage",
+  creating_machine: "Creating your agent's machine",
   starting: 'Starting your agent',
   waiting_ready: 'Waiting for your agent to come online',
   connecting: 'Connecting to your agent',

@@ -6,6 +6,7 @@ pub mod chat_sessions;
 pub mod credentials;
 pub mod credits;
 pub mod deletion;
+pub mod fly_machines;
 pub mod leases;
 pub mod machine_events;
 pub mod machines;

@@ -12,6 +12,7 @@ use crate::lifecycle::IdlePolicy;
 use crate::llm::{LlmApi, UpstreamsConfig};
 use crate::machines::Limits;
 use crate::relay::{AgentTimings, Timings};
+use crate::settings::FlyAgents;
 
 pub struct Agents {
     pub runner: Runner,
@@ -22,6 +23,7 @@ pub struct Agents {
 pub enum Runner {
     Fake(FakeAgents),
     Local(LocalAgents),
+    Fly(FlyAgents),
 }
 
 pub struct FakeAgents {
@@ -62,17 +64,30 @@ impl Runner {
         match self {
             Self::Fake(_) => "Fake",
             Self::Local(_) => "Local",
+            Self::Fly(_) => "Fly",
         }
     }
 }
 
-pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: SocketAddr) -> Agents {
+/// `fly` is `Some` exactly when `--agent-provider fly` was given and its flags checked out.
+pub(super) fn agents(
+    args: &ServeArgs,
+    upstreams: &UpstreamsConfig,
+    bound: SocketAddr,
+    public_origin: &str,
+    fly: Option<FlyAgents>,
+) -> Agents {
     let agents = &args.agents;
-    let runner = match agents.agent_provider {
-        AgentProvider::Fake => {
+    // Agents on this host reach Roost on loopback; Fly machines only by its public origin.
+    let llm_origin = if fly.is_some() { public_origin.to_string() } else { internal_origin(bound) };
+    let runner = match (agents.agent_provider, fly) {
+        (AgentProvider::Fly, Some(fly)) => Runner::Fly(fly),
+        // Settings::from_args returns its problems before this when the fly flags did not check out.
+        (AgentProvider::Fly, None) => unreachable!("the --fly-* flags are checked before agents are built"),
+        (AgentProvider::Fake, _) => {
             Runner::Fake(FakeAgents { echo: agents.fake_agent_echo, external_url: agents.fake_agent_url.clone() })
         }
-        AgentProvider::Local => {
+        (AgentProvider::Local, _) => {
             let data_dir = args.db.data_dir.clone();
             let mut protected = vec![data_dir.clone(), data_dir.join("secret.key")];
             let database = args.db.database_location();
@@ -98,8 +113,9 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
     };
     // Simulated agents cost next to nothing (and the benchmarks' share one upstream): no default
     // cap for them; real ones are capped by what the host's memory holds.
+    // Fly machines take no memory here; what they cost is for `--max-agents` to bound.
     let default_cap = match runner {
-        Runner::Fake(_) => usize::MAX,
+        Runner::Fake(_) | Runner::Fly(_) => usize::MAX,
         Runner::Local(_) => crate::lifecycle::default_max_agents(),
     };
     let limits = Limits {
@@ -108,7 +124,7 @@ pub(super) fn agents(args: &ServeArgs, upstreams: &UpstreamsConfig, bound: Socke
         // A lease renewed every third of its life needs a life of at least a few ticks.
         lease_ttl: std::time::Duration::from_millis(agents.agent_lease_ttl_ms.max(300)),
     };
-    Agents { runner, model: agent_model(upstreams, &internal_origin(bound)), limits }
+    Agents { runner, model: agent_model(upstreams, &llm_origin), limits }
 }
 
 /// The flags were checked already (at least one crash, a window over 0); the fallbacks are

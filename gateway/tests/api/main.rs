@@ -18,6 +18,7 @@ mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
 mod fly_client;
+mod fly_provider;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;

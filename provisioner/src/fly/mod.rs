@@ -5,14 +5,19 @@
 //! request may have reached Fly, since the API has no idempotency key: the provider built on
 //! this client looks its objects up by metadata ([`names`]) before creating again.
 //!
-//! The `fly` [`Provider`](crate::Provider) itself is not here yet (issue 11, part 2).
+//! [`FlyProvider`] is the `fly` [`Provider`](crate::Provider) built on the client: research §6's
+//! idempotent steps, with what must survive a crash kept through a [`FlyStore`].
 
 mod apps;
 mod client;
 mod error;
 mod machines;
 pub mod names;
+mod provider;
+mod provision;
+mod ready;
 mod retry;
+mod store;
 mod token;
 mod types;
 mod volumes;
@@ -20,6 +25,11 @@ mod volumes;
 pub use client::{DEFAULT_BASE_URL, FlyClient, FlyConfig, Timeouts, parse_retry_after};
 pub use error::{ApiError, FlyError, TransportKind};
 pub use machines::WaitOptions;
+pub use provider::{FlyOptions, FlyProvider};
+pub use ready::{
+    DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template, parse_machine_size,
+};
 pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
+pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, new_provision_id};
 pub use token::{ApiToken, InvalidToken};
 pub use types::*;
