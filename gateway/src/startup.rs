@@ -82,6 +82,7 @@ impl Server {
         let lifecycle = tokio::spawn(crate::lifecycle::watch(self.state.clone()));
         let leases = tokio::spawn(crate::lifecycle::leases::keep(self.state.clone()));
         let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
+        let stripe_worker = tokio::spawn(crate::stripe_sync::worker::run(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -104,6 +105,7 @@ impl Server {
         lifecycle.abort();
         leases.abort();
         deleted_users.abort();
+        stripe_worker.abort();
         for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }

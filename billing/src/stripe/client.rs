@@ -143,6 +143,8 @@ pub struct Subscription {
     pub ended_at: Option<i64>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub items: Option<List<SubscriptionItem>>,
+    /// Its id (not expanded).
+    pub latest_invoice: Option<String>,
 }
 
 #[derive(Debug, Clone, miniserde::Deserialize)]

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
     ("0003_lifecycle", include_str!("../../../migrations/0003_lifecycle.sql")),
     ("0004_credits", include_str!("../../../migrations/0004_credits.sql")),
+    ("0005_stripe", include_str!("../../../migrations/0005_stripe.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that
