@@ -109,6 +109,7 @@ pub struct LineItem {
 #[derive(Debug, Clone, miniserde::Deserialize)]
 pub struct CheckoutSession {
     pub id: String,
+    pub created: Option<i64>,
     pub url: Option<String>,
     pub mode: Option<String>,
     pub status: Option<String>,

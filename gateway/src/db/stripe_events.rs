@@ -54,7 +54,7 @@ pub async fn due(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Pending>
         .query(
             "SELECT event_id, type, object_id, customer_id, attempts FROM stripe_events
               WHERE processed_at IS NULL AND next_attempt_at <= ?1
-              ORDER BY next_attempt_at, received_at, event_id LIMIT ?2",
+              ORDER BY next_attempt_at, rowid LIMIT ?2",
             (now, i64::from(limit)),
         )
         .await?;

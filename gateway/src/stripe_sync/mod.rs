@@ -312,7 +312,8 @@ async fn checkout_completed(app: &App, stripe: &StripeBilling, session: &Checkou
                 source_ref: &source_ref,
                 amount: pack.credits,
                 priority: PACK_PRIORITY,
-                effective_at: now_secs(),
+                // From the purchase, whenever its event is handled.
+                effective_at: session.created.unwrap_or_else(now_secs),
                 expires_at: None,
             };
             if credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)? {

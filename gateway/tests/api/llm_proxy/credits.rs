@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{CHAT, PROMPT_TOKENS, Proxy, REPLY_TOKENS, chat, exactly_usage_rows};
+use super::{PROMPT_TOKENS, Proxy, REPLY_TOKENS, chat, exactly_usage_rows};
 use crate::helpers::{TestApp, error_code, wait_until};
 
 /// `gpt-test` in the fixture: 1 credit per prompt token, 2 per reply token.
