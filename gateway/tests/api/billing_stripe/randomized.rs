@@ -1,4 +1,5 @@
-//! 1,000 events across 50 users: delivered in order as they happen to one Roost, and all at once,
+//! 1,000 events across 50 users: delivered in order as they happen, each step handled before the
+//! next, to one Roost, and all at once,
 //! shuffled, with 30% of them twice, to another (each with its own fake Stripe running the same
 //! script, so ids match). Both end in the same state: subscriptions, grants and balances, keyed
 //! by Stripe customer; and the books balance in both.
@@ -33,30 +34,33 @@ impl Rng {
     }
 }
 
-/// Runs the same script against `billing`; `live` delivers each step's events as they happen.
+/// Runs the same script against `billing`; `live` delivers each step's events as they happen and
+/// waits until they are handled, so that Roost sees every state in turn.
 async fn script(billing: &Billing, live: bool) -> Vec<Event> {
     let mut all = Vec::new();
+    let emit = |all: &mut Vec<Event>, step: Vec<Event>| {
+        all.extend(step.iter().cloned());
+        async move {
+            if live {
+                billing.deliver_and_settle(&step).await;
+            }
+        }
+    };
     for i in 0..USERS {
         let (cookie, _) = billing.user(&format!("user{i}@example.com")).await;
         let price = [STARTER, PRO, BUSINESS][i % 3];
         let (sub, events) = billing.subscribe(&cookie, price).await;
-        let mut steps = vec![events];
+        emit(&mut all, events).await;
         let session = billing.start_checkout(&cookie, &json!({ "pack": PACK })).await;
-        steps.push(billing.stripe.complete_checkout(&session));
+        emit(&mut all, billing.stripe.complete_checkout(&session)).await;
         for r in 0..RENEWALS {
             if i % 7 == 0 && r == 3 {
-                steps.push(billing.stripe.fail_renewal(&sub));
+                emit(&mut all, billing.stripe.fail_renewal(&sub)).await;
             }
-            steps.push(billing.stripe.renew(&sub));
+            emit(&mut all, billing.stripe.renew(&sub)).await;
         }
         if i % 5 == 0 {
-            steps.push(billing.stripe.cancel(&sub));
-        }
-        for step in steps {
-            if live {
-                billing.stripe.deliver_all(&step).await;
-            }
-            all.extend(step);
+            emit(&mut all, billing.stripe.cancel(&sub)).await;
         }
     }
     all
