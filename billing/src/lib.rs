@@ -3,5 +3,5 @@
 
 pub mod access;
 pub mod plans;
-pub mod usage;
 pub mod stripe;
+pub mod usage;

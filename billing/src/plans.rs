@@ -212,7 +212,7 @@ mod tests {
         let free = "[free]\nname = \"Free\"\nmonthly_credits = 10\n";
         let priced = "[models.m]\ninput_per_million = 1\noutput_per_million = 2\n";
         for (text, says) in [
-            (format!("{free}"), "no model has a price"),
+            (free.to_string(), "no model has a price"),
             (format!("{free}{priced}[plans.starter]\nname = \"S\"\nmonthly_credits = 1\n"), "not a Stripe Price ID"),
             (format!("{free}{priced}[packs.price_a]\nname = \"A\"\ncredits = 0\n"), "grants no credits"),
             (format!("{free}{priced}surprise = 1\n"), "unknown field"),

@@ -131,6 +131,9 @@ mod tests {
         }
         assert_eq!(check(&format!("t={},v1={V1}", i64::MIN), BODY, &[SECRET], T), Err(SignatureError::NoMatch));
         assert_eq!(check(&format!("t={T},v1=zz"), BODY, &[SECRET], T), Err(SignatureError::NoMatch));
-        assert_eq!(verify(&format!("t={T},v1={V1}"), BODY.as_bytes(), &[SECRET], i64::MIN, 300), Err(SignatureError::Stale));
+        assert_eq!(
+            verify(&format!("t={T},v1={V1}"), BODY.as_bytes(), &[SECRET], i64::MIN, 300),
+            Err(SignatureError::Stale)
+        );
     }
 }

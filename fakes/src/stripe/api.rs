@@ -22,7 +22,8 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn answer(status: u16, body: Value) -> Response {
-    let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response();
+    let mut res =
+        (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response();
     if status >= 500 {
         res.headers_mut().insert("stripe-should-retry", "true".parse().expect("a header value"));
     }
@@ -110,8 +111,11 @@ fn missing(name: &str) -> (u16, Value) {
 }
 
 fn no_such(kind: &str, id: &str) -> (u16, Value) {
-    (404, json!({"error": {"type": "invalid_request_error", "code": "resource_missing",
-                            "message": format!("No such {kind}: '{id}'")}}))
+    (
+        404,
+        json!({"error": {"type": "invalid_request_error", "code": "resource_missing",
+                            "message": format!("No such {kind}: '{id}'")}}),
+    )
 }
 
 fn route(
@@ -217,6 +221,6 @@ fn route(
             Some(i) => (200, i.clone()),
             None => no_such("invoice", id),
         },
-        _ => (404, error_body("invalid_request_error", &format!("Unrecognized request URL ({method}: {path}).")),)
+        _ => (404, error_body("invalid_request_error", &format!("Unrecognized request URL ({method}: {path})."))),
     }
 }

@@ -120,7 +120,8 @@ impl FakeStripe {
             faults: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
         });
-        let app = Router::new().fallback(api::handle).layer(DefaultBodyLimit::max(1024 * 1024)).with_state(shared.clone());
+        let app =
+            Router::new().fallback(api::handle).layer(DefaultBodyLimit::max(1024 * 1024)).with_state(shared.clone());
         let (addr, server) = crate::serve_on_loopback(app, "fake stripe").await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a reqwest client");
         Self { addr, shared, webhook_secret: options.webhook_secret, webhook_url: Mutex::new(None), http, server }

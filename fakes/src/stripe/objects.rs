@@ -19,7 +19,7 @@ pub(crate) fn new_id(state: &mut State, prefix: &str, len: usize) -> String {
             (state.counter / 62u64.pow((len - 1 - i) as u32)) % 62
         } else {
             let d = n % 62;
-            n = n / 62 ^ (n << 7);
+            n = (n / 62) ^ (n << 7);
             d
         };
         tail.push(ALPHABET[digit as usize]);

@@ -6,7 +6,8 @@ use super::first_row;
 use crate::domain::UserId;
 
 pub async fn customer_of(conn: &Connection, user: &UserId) -> Result<Option<String>, libsql::Error> {
-    let rows = conn.query("SELECT stripe_customer_id FROM billing_customers WHERE user_id = ?1", [user.as_str()]).await?;
+    let rows =
+        conn.query("SELECT stripe_customer_id FROM billing_customers WHERE user_id = ?1", [user.as_str()]).await?;
     first_row(rows, |row| row.get::<String>(0)).await
 }
 

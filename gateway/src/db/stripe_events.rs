@@ -72,7 +72,8 @@ pub async fn due(conn: &Connection, now: i64, limit: u32) -> Result<Vec<Pending>
 }
 
 pub async fn mark_processed(conn: &Connection, id: &str, now: i64) -> Result<(), libsql::Error> {
-    conn.execute("UPDATE stripe_events SET processed_at = ?2, last_error = NULL WHERE event_id = ?1", (id, now)).await?;
+    conn.execute("UPDATE stripe_events SET processed_at = ?2, last_error = NULL WHERE event_id = ?1", (id, now))
+        .await?;
     Ok(())
 }
 

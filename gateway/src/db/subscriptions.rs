@@ -46,7 +46,8 @@ fn from_row(row: &libsql::Row) -> Result<SubscriptionRow, libsql::Error> {
 }
 
 pub async fn find(conn: &Connection, id: &str) -> Result<Option<SubscriptionRow>, libsql::Error> {
-    let rows = conn.query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE stripe_subscription_id = ?1"), [id]).await?;
+    let rows =
+        conn.query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE stripe_subscription_id = ?1"), [id]).await?;
     first_row(rows, from_row).await
 }
 

@@ -109,9 +109,10 @@ pub async fn set_budget(state: AppState, auth: AuthUser, Json(budget): Json<Budg
 
 /// Checkout and the Portal need Stripe; without it, a plain sentence.
 fn stripe_of(state: &AppState) -> AppResult<&StripeBilling> {
-    state.stripe.as_ref().ok_or_else(|| {
-        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "billing_off", "Billing is off on this server.")
-    })
+    state
+        .stripe
+        .as_ref()
+        .ok_or_else(|| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "billing_off", "Billing is off on this server."))
 }
 
 #[derive(Deserialize)]
@@ -161,18 +162,23 @@ pub async fn checkout(
         cancel_url: &cancel_url,
     };
     let key = format!("roost-checkout-{}", uuid::Uuid::new_v4());
-    let session =
-        stripe.client.create_checkout(&checkout, &key).await.map_err(|e| call_failed("creating a Checkout Session", &e))?;
-    let url = session.url.ok_or_else(|| AppError::internal(anyhow::anyhow!("Stripe returned a session without a url")))?;
+    let session = stripe
+        .client
+        .create_checkout(&checkout, &key)
+        .await
+        .map_err(|e| call_failed("creating a Checkout Session", &e))?;
+    let url =
+        session.url.ok_or_else(|| AppError::internal(anyhow::anyhow!("Stripe returned a session without a url")))?;
     Ok(axum::Json(json!({ "url": url })))
 }
 
 /// `{url}` of the Customer Portal: plan changes, cards, invoices, cancellation.
 pub async fn portal(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let stripe = stripe_of(&state)?;
-    let customer = crate::db::billing_customers::customer_of(&*state.db.conn()?, &auth.user_id).await?.ok_or_else(|| {
-        AppError::conflict("no_billing_account", "You have no billing account yet: choose a plan or a pack first.")
-    })?;
+    let customer =
+        crate::db::billing_customers::customer_of(&*state.db.conn()?, &auth.user_id).await?.ok_or_else(|| {
+            AppError::conflict("no_billing_account", "You have no billing account yet: choose a plan or a pack first.")
+        })?;
     portal_url(&state, stripe, &customer).await
 }
 

@@ -98,8 +98,10 @@ fn text(v: Option<&Value>) -> Option<&str> {
 
 pub async fn stripe(state: AppState, headers: HeaderMap, body: Bytes) -> AppResult<axum::Json<Value>> {
     use billing::stripe::signature::{self, SignatureError};
-    let stripe =
-        state.stripe.as_ref().ok_or_else(|| AppError::not_found("Stripe webhooks are not configured on this server."))?;
+    let stripe = state
+        .stripe
+        .as_ref()
+        .ok_or_else(|| AppError::not_found("Stripe webhooks are not configured on this server."))?;
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -115,7 +117,10 @@ pub async fn stripe(state: AppState, headers: HeaderMap, body: Bytes) -> AppResu
         AppError::bad_request(code, e.to_string())
     })?;
     let unreadable = || {
-        AppError::bad_request("invalid_event", "The body is not a Stripe event: it needs id, type, created and data.object.")
+        AppError::bad_request(
+            "invalid_event",
+            "The body is not a Stripe event: it needs id, type, created and data.object.",
+        )
     };
     let payload = std::str::from_utf8(&body).map_err(|_| unreadable())?;
     let event: StripeEnvelope = serde_json::from_str(payload).map_err(|_| unreadable())?;
@@ -124,8 +129,7 @@ pub async fn stripe(state: AppState, headers: HeaderMap, body: Bytes) -> AppResu
     }
     let object = &event.data.object;
     let object_id = text(object.get("id"));
-    let customer_id =
-        text(object.get("customer")).or_else(|| text(object.get("customer").and_then(|c| c.get("id"))));
+    let customer_id = text(object.get("customer")).or_else(|| text(object.get("customer").and_then(|c| c.get("id"))));
     let stored = stripe_events::NewEvent {
         id: &event.id,
         kind: &event.kind,

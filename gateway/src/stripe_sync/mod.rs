@@ -96,7 +96,13 @@ pub async fn current_plan<'a>(app: &'a App, conn: &Connection, user: &UserId, no
     }
     let status = rows.first().map_or_else(|| "free".to_string(), |r| r.status.clone());
     let (_, month_end) = crate::llm::credit_check::month_of(now);
-    Ok(CurrentPlan { plan: &app.catalog.free, status, period_end: Some(month_end), cancel_at_period_end: false, price_id: None })
+    Ok(CurrentPlan {
+        plan: &app.catalog.free,
+        status,
+        period_end: Some(month_end),
+        cancel_at_period_end: false,
+        price_id: None,
+    })
 }
 
 /// Whether the user pays for a plan now (then the free allowance is not theirs).
@@ -218,11 +224,8 @@ async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription)
         // A downgrade seen within a paid period keeps the better plan until that period ends.
         let was = effective_price(before, now).to_string();
         let credits = |price: &str| app.catalog.plan(price).map_or(0, |p| p.monthly_credits);
-        let paid_until = if before.prior_price_id.as_deref() == Some(was.as_str()) {
-            before.prior_until
-        } else {
-            before.period_end
-        };
+        let paid_until =
+            if before.prior_price_id.as_deref() == Some(was.as_str()) { before.prior_until } else { before.period_end };
         if was != row.price_id && credits(&was) > credits(&row.price_id) && paid_until.is_some_and(|t| now < t) {
             row.prior_price_id = Some(was);
             row.prior_until = paid_until;

@@ -25,7 +25,9 @@ const ERROR_CHARS: usize = 500;
 const RESYNC_PAGE: u32 = 100;
 
 pub fn backoff_secs(attempts: i64) -> i64 {
-    1i64.checked_shl(u32::try_from(attempts.clamp(0, 30)).unwrap_or(30)).unwrap_or(MAX_BACKOFF_SECS).min(MAX_BACKOFF_SECS)
+    1i64.checked_shl(u32::try_from(attempts.clamp(0, 30)).unwrap_or(30))
+        .unwrap_or(MAX_BACKOFF_SECS)
+        .min(MAX_BACKOFF_SECS)
 }
 
 pub async fn run(state: AppState) {

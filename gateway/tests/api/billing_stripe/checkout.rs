@@ -164,7 +164,12 @@ async fn every_post_carries_an_idempotency_key_and_each_retry_reuses_it() {
     billing.start_checkout(&cookie, &json!({ "plan": PRO })).await;
 
     let keys = |path: &str| -> Vec<String> {
-        billing.stripe.requests_to("POST", path).iter().map(|r| r.header("idempotency-key").unwrap().to_string()).collect()
+        billing
+            .stripe
+            .requests_to("POST", path)
+            .iter()
+            .map(|r| r.header("idempotency-key").unwrap().to_string())
+            .collect()
     };
     let customers = keys("/v1/customers");
     assert_eq!(customers.len(), 2, "a 500, then the answer");

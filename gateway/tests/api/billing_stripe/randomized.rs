@@ -130,7 +130,7 @@ async fn shuffled_and_duplicated_deliveries_end_as_in_order_delivery_does() {
         events.iter().map(|e| &e.id).collect::<Vec<_>>(),
         "the two fakes ran the same script"
     );
-    let mut rng = Rng(0x5EED_0F_B111_1116);
+    let mut rng = Rng(0x005E_ED0F_B111_1116);
     let mut deliveries: Vec<Event> = same.clone();
     for event in &same {
         if rng.below(10) < 3 {
