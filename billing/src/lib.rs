@@ -1,4 +1,7 @@
-//! Plans, credits and LLM usage accounting. Pure logic: no IO, no database.
+//! Plans, credits and LLM usage accounting, pure logic with no database; and the Stripe client
+//! and webhook signature check (`stripe`), the one module that does I/O.
 
+pub mod access;
 pub mod plans;
+pub mod stripe;
 pub mod usage;

@@ -1,12 +1,13 @@
 //! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: Fly.io's
-//! Machines API (`fakes::fly`), an OpenClaw
-//! gateway with failure injection and an OpenAI/Anthropic-compatible LLM. Used by the gateway's
+//! Machines API (`fakes::fly`), an OpenClaw gateway with failure injection, an
+//! OpenAI/Anthropic-compatible LLM, and Stripe's API with signed webhooks. Used by the gateway's
 //! tests and by the bench, never by the `roost` binary (the simulated agent behind
 //! `--agent-provider fake` is the gateway's own, in `gateway::machines::simulated`).
 
 pub mod fly;
 pub mod llm;
 pub mod openclaw;
+pub mod stripe;
 
 use std::net::SocketAddr;
 

@@ -60,13 +60,27 @@ pub struct App {
     /// Plans, packs and model prices (`--plans`, or the built-in defaults).
     pub catalog: billing::plans::Catalog,
     pub credit_refusals: Arc<crate::llm::CreditRefusals>,
+    /// Stripe billing (`--stripe-secret-key`); `None`: off, everyone is on the free plan.
+    pub stripe: Option<crate::stripe_sync::StripeBilling>,
 }
 
 impl App {
     /// Opens and migrates the database, then wires the parts.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let Settings { site, data_dir, database, secret, auth, llm, agents, relay, replay_memory_limit, http: _ } =
-            settings;
+        let Settings {
+            site,
+            data_dir,
+            database,
+            secret,
+            auth,
+            llm,
+            agents,
+            relay,
+            replay_memory_limit,
+            http: _,
+            stripe,
+        } = settings;
+        let stripe = stripe.map(crate::stripe_sync::StripeBilling::new).transpose()?;
         crate::private_files::dir(&data_dir)?;
         let db = Db::open(&database.location, database.token.as_deref()).await?;
         crate::db::migrate::run(&db).await.context("migrating the database")?;
@@ -111,6 +125,7 @@ impl App {
             history_writes,
             catalog: llm.catalog,
             credit_refusals,
+            stripe,
         })
     }
 

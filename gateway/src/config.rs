@@ -141,6 +141,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub llm: LlmArgs,
+
+    #[command(flatten)]
+    pub stripe: StripeArgs,
 }
 
 /// Connection limits and where `/metrics` is served.
@@ -362,6 +365,35 @@ pub struct LlmArgs {
     /// per million tokens (300 / 1,500 credits).
     #[arg(long, env = "ROOST_PLANS")]
     pub plans: Option<PathBuf>,
+}
+
+/// Stripe billing: Checkout, the Customer Portal and `POST /webhooks/stripe`. Off without a key.
+#[derive(Debug, Clone, Args)]
+pub struct StripeArgs {
+    /// Stripe secret key (`sk_live_…`, `sk_test_…` or a restricted `rk_…`); turns billing on.
+    #[arg(long, env = "ROOST_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretString>,
+
+    /// Signing secret of the webhook endpoint (`whsec_…`) that points at `/webhooks/stripe`.
+    #[arg(long, env = "ROOST_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretString>,
+
+    /// The previous signing secret while Stripe rolls it (up to 24 hours); both are accepted.
+    #[arg(long, env = "ROOST_STRIPE_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
+    pub stripe_webhook_secret_previous: Option<SecretString>,
+
+    /// Stripe API origin; tests point it at a fake.
+    #[arg(long, env = "ROOST_STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+
+    /// How long one attempt of a Stripe API call may take.
+    #[arg(long, env = "ROOST_STRIPE_TIMEOUT_SECS", default_value_t = 20, hide = true)]
+    pub stripe_timeout_secs: u64,
+
+    /// How often every customer's subscriptions are re-synced from Stripe, in case deliveries
+    /// were missed (`1h`, `30m`; `0` = never).
+    #[arg(long, env = "ROOST_STRIPE_RESYNC_INTERVAL", default_value = "6h")]
+    pub stripe_resync_interval: String,
 }
 
 #[derive(Debug, Args)]

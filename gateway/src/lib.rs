@@ -24,5 +24,6 @@ pub mod routes;
 pub mod secret;
 pub mod settings;
 pub mod startup;
+pub mod stripe_sync;
 pub mod sweeps;
 pub mod telemetry;

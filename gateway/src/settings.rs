@@ -4,6 +4,7 @@
 mod agents;
 mod fly;
 mod llm;
+mod stripe;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName};
 
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
+pub use stripe::StripeSettings;
 
 use crate::auth::clerk::ClerkConfig;
 use crate::config::{AgentProvider, ServeArgs};
@@ -34,6 +36,8 @@ pub struct Settings {
     /// Bytes every user's replay buffer may hold together.
     pub replay_memory_limit: usize,
     pub http: Http,
+    /// Stripe billing; `None` when it is off (everyone is on the free plan).
+    pub stripe: Option<StripeSettings>,
 }
 
 /// What requests are checked against: origins, cookies, sessions, client IPs, `/metrics`.
@@ -178,8 +182,9 @@ impl Settings {
                 args.replay_memory_limit_mib
             ));
         }
-        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), true) =
-            (public_origin, secret, upstreams, catalog, problems.0.is_empty())
+        let stripe = stripe::stripe(&args.stripe, catalog.as_ref().and_then(Option::as_ref), &mut problems);
+        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), true) =
+            (public_origin, secret, upstreams, catalog, stripe, problems.0.is_empty())
         else {
             return Err(problems);
         };
@@ -225,6 +230,7 @@ impl Settings {
                 },
                 metrics_listen: args.http.metrics_listen,
             },
+            stripe,
         })
     }
 }
@@ -469,6 +475,24 @@ mod tests {
         assert_eq!(fly.agent_address, provisioner::fly::DEFAULT_AGENT_ADDRESS);
         assert_eq!((fly.guest.cpus, fly.guest.memory_mb), (2, 2048));
         assert_eq!(settings.agents.limits.max_agents, usize::MAX);
+    }
+
+    #[test]
+    fn stripe_flags_are_checked_together_and_never_echoed() {
+        let plans = concat!(env!("CARGO_MANIFEST_DIR"), "/../billing/plans.example.toml");
+        let plans = format!("--plans={plans}");
+        let found = problems_for(&["--stripe-secret-key=pk_test_not_a_secret_key"]);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found.iter().all(|l| !l.contains("pk_test_not")), "{found:#?}");
+        assert!(found[0].contains("sk_… or rk_…") && found[1].contains("--stripe-webhook-secret"), "{found:#?}");
+        assert!(found[2].contains("--plans"), "{found:#?}");
+        let found = problems_for(&["--stripe-webhook-secret=whsec_abcdefgh", "--stripe-api-base=ftp://x"]);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        let ok = [plans.as_str(), "--stripe-secret-key=sk_test_abcdefgh", "--stripe-webhook-secret=whsec_abcdefgh"];
+        let Ok(settings) = parse(&ok) else { panic!("valid Stripe flags") };
+        let stripe = settings.stripe.expect("billing is on");
+        assert_eq!((stripe.api_base.as_str(), stripe.livemode), ("https://api.stripe.com", false));
+        assert!(parse(&[]).is_ok_and(|s| s.stripe.is_none()), "off by default");
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl Server {
         let leases = tokio::spawn(crate::lifecycle::leases::keep(self.state.clone()));
         let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
         let give_back = tokio::spawn(crate::malloc::give_back_freed_memory());
+        let stripe_worker = tokio::spawn(crate::stripe_sync::worker::run(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -106,6 +107,7 @@ impl Server {
         leases.abort();
         deleted_users.abort();
         give_back.abort();
+        stripe_worker.abort();
         for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }

@@ -13,7 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_agents", include_str!("../../../migrations/0002_agents.sql")),
     ("0003_lifecycle", include_str!("../../../migrations/0003_lifecycle.sql")),
     ("0004_credits", include_str!("../../../migrations/0004_credits.sql")),
-    // 0005 is being added on another branch; each migration is recorded by name, so the gap is harmless.
+    ("0005_stripe", include_str!("../../../migrations/0005_stripe.sql")),
     ("0006_fly", include_str!("../../../migrations/0006_fly.sql")),
 ];
 

@@ -1,6 +1,7 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
 pub mod api_tokens;
+pub mod billing_customers;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod credentials;
@@ -12,6 +13,8 @@ pub mod machine_events;
 pub mod machines;
 pub mod migrate;
 pub mod sessions;
+pub mod stripe_events;
+pub mod subscriptions;
 pub mod usage_events;
 pub mod users;
 pub mod webhooks;

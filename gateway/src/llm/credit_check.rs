@@ -40,7 +40,7 @@ pub async fn check(app: &App, user: &UserId, model: &str) -> AppResult<ModelPric
 }
 
 /// The free plan's credits for this calendar month (UTC), granted once per user and month, and
-/// lost at its end.
+/// lost at its end; not to a user whose subscription gives them a plan.
 pub async fn grant_monthly_allowance(app: &App, user: &UserId, now: i64) -> AppResult<()> {
     let plan = &app.catalog.free;
     if plan.monthly_credits == 0 {
@@ -50,6 +50,10 @@ pub async fn grant_monthly_allowance(app: &App, user: &UserId, now: i64) -> AppR
     let source_ref = format!("free:{user}:{start}");
     let conn = app.db.conn()?;
     if credits::has_grant(&conn, &source_ref).await? {
+        return Ok(());
+    }
+    // A paying user's month comes with their plan's allowance, paid invoice by paid invoice.
+    if crate::stripe_sync::has_paid_access(&conn, user, now).await? {
         return Ok(());
     }
     let grant = NewGrant {

@@ -1,6 +1,8 @@
-//! The user's plan, credits and usage, and their own monthly budget.
+//! The user's plan, credits and usage, their own monthly budget, and the way to Stripe: Checkout
+//! for a plan or a pack, the Customer Portal for everything else.
 
 use axum::http::StatusCode;
+use billing::stripe::client::{NewCheckout, Purchase};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -11,6 +13,7 @@ use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 use crate::json::Json;
 use crate::llm::credit_check::{grant_monthly_allowance, month_of};
+use crate::stripe_sync::{self, StripeBilling, call_failed};
 
 /// Usage by day covers this many days.
 const USAGE_DAYS: i64 = 30;
@@ -43,7 +46,20 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         .into_iter()
         .map(|(day, model, credits, calls)| json!({"day": day, "model": model, "credits": credits, "calls": calls}))
         .collect();
-    let free = &state.catalog.free;
+    let current = stripe_sync::current_plan(&state, &conn, user, now).await?;
+    let plan = current.plan;
+    let offers = |entries: Vec<Value>| if state.stripe.is_some() { entries } else { Vec::new() };
+    let plans = offers(
+        state
+            .catalog
+            .plans
+            .iter()
+            .map(|(id, p)| json!({"id": id, "name": p.name, "monthly_credits": p.monthly_credits}))
+            .collect(),
+    );
+    let packs = offers(
+        state.catalog.packs.iter().map(|(id, p)| json!({"id": id, "name": p.name, "credits": p.credits})).collect(),
+    );
     let models: Vec<Value> = state
         .catalog
         .models
@@ -51,9 +67,14 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         .map(|(id, p)| json!({"model": id, "input_per_million": p.input_per_million, "output_per_million": p.output_per_million}))
         .collect();
     Ok(axum::Json(json!({
-        "plan": {"name": free.name, "monthly_credits": free.monthly_credits, "channels": free.channels},
-        "status": "free",
-        "period_end": month_end,
+        "plan": {"name": plan.name, "monthly_credits": plan.monthly_credits, "channels": plan.channels,
+                 "id": current.price_id},
+        "status": current.status,
+        "period_end": current.period_end.unwrap_or(month_end),
+        "cancel_at_period_end": current.cancel_at_period_end,
+        "billing": state.stripe.is_some(),
+        "plans": plans,
+        "packs": packs,
         "balance": spendable.balance,
         "monthly_budget": spendable.monthly_budget,
         "spent_this_month": spendable.spent_this_month,
@@ -84,4 +105,90 @@ pub async fn set_budget(state: AppState, auth: AuthUser, Json(budget): Json<Budg
     // A refusal for the old budget no longer explains the next failure.
     state.credit_refusals.forget(&auth.user_id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checkout and the Portal need Stripe; without it, a plain sentence.
+fn stripe_of(state: &AppState) -> AppResult<&StripeBilling> {
+    state
+        .stripe
+        .as_ref()
+        .ok_or_else(|| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "billing_off", "Billing is off on this server."))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// A plan's Stripe Price ID, from `GET /api/billing`'s `plans`.
+    plan: Option<String>,
+    /// A pack's Stripe Price ID, from `packs`.
+    pack: Option<String>,
+}
+
+/// `{plan}` or `{pack}` → `{url}`: Stripe Checkout, or the Portal for a user who already has a
+/// subscription (a plan change is made there, never with a second subscription).
+pub async fn checkout(
+    state: AppState,
+    auth: AuthUser,
+    Json(request): Json<CheckoutRequest>,
+) -> AppResult<axum::Json<Value>> {
+    let stripe = stripe_of(&state)?;
+    let user = &auth.user_id;
+    let purchase = match (request.plan.as_deref(), request.pack.as_deref()) {
+        (Some(price), None) if state.catalog.plan(price).is_some() => Purchase::Subscription { price },
+        (None, Some(price)) if state.catalog.pack(price).is_some() => Purchase::Pack { price },
+        (Some(_), None) => return Err(AppError::bad_request("unknown_plan", "There is no such plan on this server.")),
+        (None, Some(_)) => return Err(AppError::bad_request("unknown_pack", "There is no such pack on this server.")),
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_checkout",
+                "Send either a plan or a pack, by the id GET /api/billing lists.",
+            ));
+        }
+    };
+    let customer = stripe_sync::ensure_customer(&state, stripe, user).await?;
+    if matches!(purchase, Purchase::Subscription { .. })
+        && stripe_sync::has_live_subscription(&*state.db.conn()?, user).await?
+    {
+        return portal_url(&state, stripe, &customer).await;
+    }
+    let origin = &state.site.public_origin;
+    let success_url = format!("{origin}/billing/success?session_id={{CHECKOUT_SESSION_ID}}");
+    let cancel_url = format!("{origin}/billing");
+    let checkout = NewCheckout {
+        purchase,
+        customer: &customer,
+        user_id: user.as_str(),
+        success_url: &success_url,
+        cancel_url: &cancel_url,
+    };
+    let key = format!("roost-checkout-{}", uuid::Uuid::new_v4());
+    let session = stripe
+        .client
+        .create_checkout(&checkout, &key)
+        .await
+        .map_err(|e| call_failed("creating a Checkout Session", &e))?;
+    let url =
+        session.url.ok_or_else(|| AppError::internal(anyhow::anyhow!("Stripe returned a session without a url")))?;
+    Ok(axum::Json(json!({ "url": url })))
+}
+
+/// `{url}` of the Customer Portal: plan changes, cards, invoices, cancellation.
+pub async fn portal(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
+    let stripe = stripe_of(&state)?;
+    let customer =
+        crate::db::billing_customers::customer_of(&*state.db.conn()?, &auth.user_id).await?.ok_or_else(|| {
+            AppError::conflict("no_billing_account", "You have no billing account yet: choose a plan or a pack first.")
+        })?;
+    portal_url(&state, stripe, &customer).await
+}
+
+async fn portal_url(state: &AppState, stripe: &StripeBilling, customer: &str) -> AppResult<axum::Json<Value>> {
+    let return_url = format!("{}/billing", state.site.public_origin);
+    let key = format!("roost-portal-{}", uuid::Uuid::new_v4());
+    let session = stripe
+        .client
+        .create_portal(customer, &return_url, &key)
+        .await
+        .map_err(|e| call_failed("creating a Portal session", &e))?;
+    Ok(axum::Json(json!({ "url": session.url })))
 }

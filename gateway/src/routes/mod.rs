@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(me::get).delete(me::delete))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
+        .route("/billing/checkout", post(billing::checkout))
+        .route("/billing/portal", post(billing::portal))
         .route("/machine", get(machine::get))
         .route("/machine/stop", post(machine::stop))
         .route("/machine/restart", post(machine::restart))
@@ -43,8 +45,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 
-    let webhooks =
-        Router::new().route("/clerk", post(webhooks::clerk)).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let webhooks = Router::new()
+        .route("/clerk", post(webhooks::clerk))
+        .route("/stripe", post(webhooks::stripe))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
 
     // Agents authenticate with their LLM credential only; see `crate::llm`.
     let llm = Router::new()

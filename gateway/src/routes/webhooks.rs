@@ -1,4 +1,5 @@
 //! `POST /webhooks/clerk`: Svix-signed events, handled once per `svix-id`.
+//! `POST /webhooks/stripe`: Stripe-signed events, stored once per `event.id` for the worker.
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Revoked;
 use crate::auth::svix;
-use crate::db::{deletion, users, webhooks};
+use crate::db::{deletion, stripe_events, users, webhooks};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 
@@ -68,4 +69,81 @@ pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResul
         }
     }
     Ok(axum::Json(json!({ "received": true, "duplicate": false })))
+}
+
+/// What the inbox keeps beside the raw body: only references, never state.
+#[derive(Deserialize)]
+struct StripeEnvelope {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    #[serde(default)]
+    livemode: bool,
+    api_version: Option<String>,
+    data: StripeData,
+}
+
+#[derive(Deserialize)]
+struct StripeData {
+    object: serde_json::Map<String, Value>,
+}
+
+/// Ids and types longer than this are not Stripe's.
+const MAX_ID_CHARS: usize = 255;
+
+fn text(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| s.len() <= MAX_ID_CHARS)
+}
+
+pub async fn stripe(state: AppState, headers: HeaderMap, body: Bytes) -> AppResult<axum::Json<Value>> {
+    use billing::stripe::signature::{self, SignatureError};
+    let stripe = state
+        .stripe
+        .as_ref()
+        .ok_or_else(|| AppError::not_found("Stripe webhooks are not configured on this server."))?;
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| AppError::bad_request("missing_signature", "The Stripe-Signature header is missing."))?;
+    let secrets: Vec<&str> = stripe.webhook_secrets.iter().map(|s| s.expose()).collect();
+    let now = now_secs();
+    signature::verify(header, &body, &secrets, now, signature::TOLERANCE_SECS).map_err(|e| {
+        let code = match e {
+            SignatureError::Stale => "stale_signature",
+            SignatureError::Malformed | SignatureError::NoV1 | SignatureError::NoMatch => "invalid_signature",
+        };
+        tracing::warn!(error = %e, "a Stripe webhook was refused");
+        AppError::bad_request(code, e.to_string())
+    })?;
+    let unreadable = || {
+        AppError::bad_request(
+            "invalid_event",
+            "The body is not a Stripe event: it needs id, type, created and data.object.",
+        )
+    };
+    let payload = std::str::from_utf8(&body).map_err(|_| unreadable())?;
+    let event: StripeEnvelope = serde_json::from_str(payload).map_err(|_| unreadable())?;
+    if !event.id.starts_with("evt_") || event.id.len() > MAX_ID_CHARS || event.kind.len() > MAX_ID_CHARS {
+        return Err(unreadable());
+    }
+    let object = &event.data.object;
+    let object_id = text(object.get("id"));
+    let customer_id = text(object.get("customer")).or_else(|| text(object.get("customer").and_then(|c| c.get("id"))));
+    let stored = stripe_events::NewEvent {
+        id: &event.id,
+        kind: &event.kind,
+        object_id,
+        customer_id,
+        livemode: event.livemode,
+        api_version: event.api_version.as_deref().filter(|v| v.len() <= MAX_ID_CHARS),
+        created: event.created,
+        payload,
+    };
+    let inserted = stripe_events::insert(&*state.db.conn()?, &stored, now).await?;
+    if inserted {
+        stripe.wake.notify_one();
+        tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event stored");
+    }
+    Ok(axum::Json(json!({ "received": true, "duplicate": !inserted })))
 }

@@ -8,6 +8,7 @@ mod ws;
 mod account_deletion;
 mod accounts;
 mod api_tokens;
+mod billing_stripe;
 mod browser;
 mod clerk;
 mod clerk_webhooks;
