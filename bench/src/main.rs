@@ -5,6 +5,7 @@
 //! traffic goes to loopback addresses given on the command line.
 
 mod conn;
+mod ledger;
 mod llm;
 mod relay;
 mod report;
@@ -57,6 +58,8 @@ enum Command {
     /// Sign-ups through the API (an Argon2 hash each): Roost's RSS before and after.
     Signups(signups::Args),
     Llm(llm::Args),
+    /// Model calls recorded and debited on a local libSQL file by many debitors at once.
+    Ledger(ledger::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             Command::Setup(args) => setup::run(args).await,
             Command::Signups(args) => signups::run(args).await,
             Command::Llm(args) => llm::run(args).await,
+            Command::Ledger(args) => ledger::run(args).await,
         }
     })
 }

@@ -36,6 +36,8 @@ pub struct Db {
     database: Arc<Database>,
     is_local: bool,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// Whose turn it is to write, for hot write transactions on a local file (see `write_turn`).
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A connection for one piece of work; a local one goes back to the pool when dropped, unless
@@ -84,7 +86,8 @@ impl Db {
             crate::private_files::file(path)?;
             Builder::new_local(location).build().await.with_context(|| format!("opening database file {location}"))?
         };
-        let db = Self { database: Arc::new(database), is_local: !is_remote, idle: Arc::default() };
+        let db =
+            Self { database: Arc::new(database), is_local: !is_remote, idle: Arc::default(), writers: Arc::default() };
         if db.is_local {
             db.enable_wal().await.context("enabling WAL")?;
         }
@@ -112,6 +115,17 @@ impl Db {
         }
     }
 
+    /// Waits for this process's turn to write to a local file, first come first served. SQLite
+    /// has one writer anyway; left to its busy handler, many writers at once sleep and retry,
+    /// and under a burst (32 model calls debited at once) one of them can wait out the busy
+    /// timeout and fail with "database is locked". A remote database serializes writes itself.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.is_local {
+            true => Some(self.writers.lock().await),
+            false => None,
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         self.is_local
     }
@@ -128,6 +142,7 @@ impl Db {
             None => {
                 let conn = self.database.connect()?;
                 conn.busy_timeout(BUSY_TIMEOUT)?;
+                synchronous_normal(&conn);
                 conn
             }
         };
@@ -178,4 +193,19 @@ pub async fn migrated_temp_db() -> (tempfile::TempDir, Db) {
     let db = Db::open(dir.path().join("t.db").to_str().unwrap(), None).await.unwrap();
     migrate::run(&db).await.unwrap();
     (dir, db)
+}
+
+/// In WAL mode, `synchronous=NORMAL` syncs at checkpoints rather than at every commit: a crash
+/// of Roost loses nothing, and the database cannot be corrupted; only a power loss can undo the
+/// last commits. Every commit waiting for the disk capped writes at a few hundred a second.
+/// What such a loss could undo is re-derived: usage is re-read from nothing (a lost debit is a
+/// call the user did not pay for), and Stripe grants come back with the next re-sync, once each.
+/// The local statement completes on its first poll; it is a setting, so a miss only costs speed.
+fn synchronous_normal(conn: &Connection) {
+    use futures_util::FutureExt;
+    match conn.execute("PRAGMA synchronous=NORMAL", ()).now_or_never() {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => tracing::warn!(error = %e, "could not relax synchronous writes"),
+        None => tracing::warn!("setting synchronous writes did not complete at once"),
+    }
 }

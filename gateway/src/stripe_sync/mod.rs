@@ -280,7 +280,10 @@ pub async fn grant_allowance(app: &App, stripe: &StripeBilling, invoice: &Invoic
         effective_at: start,
         expires_at: Some(end),
     };
-    let granted = credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)?;
+    let granted = {
+        let _turn = app.db.write_turn().await;
+        credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)?
+    };
     if granted {
         app.credit_refusals.forget(&user);
         tracing::info!(user_id = %user, invoice = %invoice.id, credits = plan.monthly_credits, "granted a plan allowance");
@@ -319,7 +322,11 @@ async fn checkout_completed(app: &App, stripe: &StripeBilling, session: &Checkou
                 effective_at: session.created.unwrap_or_else(now_secs),
                 expires_at: None,
             };
-            if credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)? {
+            let granted = {
+                let _turn = app.db.write_turn().await;
+                credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)?
+            };
+            if granted {
                 app.credit_refusals.forget(&user);
                 tracing::info!(user_id = %user, session = %session.id, credits = pack.credits, "granted a credit pack");
             }
