@@ -213,6 +213,28 @@ pub fn chat_run(text: &str) -> Option<ChatRun<'_>> {
     })
 }
 
+/// Roost's own heartbeat to the page, sent with every WebSocket ping: browsers do not show
+/// pings to scripts, so a page that stops hearing these knows its link is dead.
+pub const TICK: &str = r#"{"type":"event","event":"roost.tick","payload":{}}"#;
+
+/// A user's own message, for their other sockets (the agent does not echo it). `None` for a
+/// `chat.send` without a text message or an idempotency key: there is nothing to show or match.
+/// Only chat sends pay for this parse.
+pub fn user_message_event(text: &str, now_secs: i64) -> Option<String> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    let params = &frame["params"];
+    let (key, idem, message) =
+        (params["sessionKey"].as_str()?, params["idempotencyKey"].as_str()?, params["message"].as_str()?);
+    let payload = json!({ "sessionKey": key, "idempotencyKey": idem, "message": message, "ts": now_secs });
+    Some(roost_event("roost.message", payload))
+}
+
+/// The `errorMessage` of a failed run's last event (only those pay for the parse).
+pub fn error_message(text: &str) -> Option<String> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    frame["payload"]["errorMessage"].as_str().map(|m| m.chars().take(1000).collect())
+}
+
 pub use super::browser_request::{BrowserRequest, Rejected, parse_browser_request};
 
 pub fn error_response(id: &str, code: &str, message: &str) -> String {

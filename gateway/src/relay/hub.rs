@@ -44,8 +44,9 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
-/// Hears every chat run event the agent sends (a run's progress, and its end).
-pub type OnRun = Arc<dyn Fn(&frames::ChatRun<'_>) + Send + Sync>;
+/// Hears every chat run event the agent sends (a run's progress, and its end), with the error
+/// message the page is shown when the run failed.
+pub type OnRun = Arc<dyn Fn(&frames::ChatRun<'_>, Option<&str>) + Send + Sync>;
 
 pub struct Hub {
     to_agent: mpsc::Sender<Message>,
@@ -286,9 +287,6 @@ impl Hub {
             FromAgent::Dropped => {}
             FromAgent::Sequenced => {
                 let run = frames::chat_run(text);
-                if let Some(run) = &run {
-                    on_run(run);
-                }
                 // Only a failed run's last event pays for the lookup.
                 let explained = match &run {
                     Some(run) if run.state == "error" => {
@@ -298,6 +296,10 @@ impl Hub {
                     _ => None,
                 };
                 let text = explained.as_deref().unwrap_or(text);
+                if let Some(run) = &run {
+                    let error = (run.state == "error").then(|| frames::error_message(text)).flatten();
+                    on_run(run, error.as_deref());
+                }
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();
                 let Some(numbered) = frames::with_seq(text, seq) else { return };
@@ -334,11 +336,30 @@ impl Hub {
         }
     }
 
+    /// A Roost event for the user's other sockets (`from` already knows it), numbered and kept
+    /// for resume like the agent's events, so a tab that was away still gets it.
+    pub fn publish(&self, from: u64, event: &str) {
+        let mut replay = self.replay.lock().expect("replay lock");
+        let seq = replay.next_seq();
+        let Some(numbered) = frames::with_seq(event, seq) else { return };
+        let frame = Utf8Bytes::from(numbered);
+        let over_budget = replay.push(seq, frame.clone()).then(|| replay.memory().clone());
+        self.fan_out_except(frame, Some(from));
+        drop(replay);
+        if let Some(memory) = over_budget {
+            memory.trim();
+        }
+    }
+
     /// Queues a frame for every socket; a socket whose queue is full is dropped (it resumes).
     fn fan_out(&self, frame: Utf8Bytes) {
+        self.fan_out_except(frame, None);
+    }
+
+    fn fan_out_except(&self, frame: Utf8Bytes, except: Option<u64>) {
         let mut state = self.state.lock().expect("hub lock");
         let before = state.sockets.len();
-        state.sockets.retain(|_, tx| tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+        state.sockets.retain(|id, tx| Some(*id) == except || tx.try_send(Outbound::Frame(frame.clone())).is_ok());
         if state.sockets.len() != before {
             if state.sockets.is_empty() {
                 state.idle_since = Some(Instant::now());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
@@ -169,6 +169,8 @@ async fn join(
                 "epoch": hub.epoch(),
                 "server": hello["server"], "sessionDefaults": hello["snapshot"]["sessionDefaults"],
                 "policy": { "maxPayload": MAX_BROWSER_MESSAGE }, "methods": frames::ALLOWED_METHODS,
+                // How often `roost.tick` comes: a page that hears nothing for longer knows the link is dead.
+                "heartbeatMs": state.relays.timings.browser_ping.as_millis() as u64,
             });
             send_text(sink, frames::roost_event("roost.ready", ready)).await.ok()?;
             Some(hub)
@@ -219,6 +221,8 @@ async fn relay(
     let mut last_touch = Instant::now();
     // A frame on its way to the agent; while it waits, the browser is not read (backpressure).
     let mut sending: Option<Sending> = None;
+    // The user's message in that frame, for their other sockets once it is on its way.
+    let mut sent_message: Option<String> = None;
     // Chats this socket may send to, so only its first message to each costs a lookup.
     let mut admitted: HashSet<String> = HashSet::new();
     loop {
@@ -245,15 +249,26 @@ async fn relay(
                             Err(answer) => Err(answer),
                         };
                         match checked {
-                            Ok(request) => match hub.try_send(request.routed(socket)) {
-                                Ok(()) => {}
-                                Err(TrySend::Full(text)) => sending = Some(Box::pin(hub.send(text))),
+                            Ok(request) => {
+                                // Only chat sends pay for reading the message, for the user's other tabs.
+                                let mine = (request.method == "chat.send").then(|| frames::user_message_event(&text, now_secs())).flatten();
+                                match hub.try_send(request.routed(socket)) {
+                                Ok(()) => {
+                                    if let Some(event) = mine {
+                                        hub.publish(socket, &event);
+                                    }
+                                }
+                                Err(TrySend::Full(text)) => {
+                                    sending = Some(Box::pin(hub.send(text)));
+                                    sent_message = mine;
+                                }
                                 Err(TrySend::Closed) => {
                                     let (code, reason) = registration.ending_or((1011, "the connection to the agent was lost; reconnect to resume"));
                                     close(sink, code, reason).await;
                                     return;
                                 }
-                            },
+                                }
+                            }
                             Err(answer) => {
                                 if send_text(sink, answer).await.is_err() {
                                     return;
@@ -277,6 +292,9 @@ async fn relay(
                 if sent.is_err() {
                     close(sink, 1011, "the connection to the agent was lost; reconnect to resume").await;
                     return;
+                }
+                if let Some(event) = sent_message.take() {
+                    hub.publish(socket, &event);
                 }
             }
             outbound = frames.recv() => match outbound {
@@ -309,6 +327,10 @@ async fn relay(
                     return;
                 }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                // Pages cannot see pings; this tells them the link is alive (see `frames::TICK`).
+                if sink.send(Message::Text(Utf8Bytes::from_static(frames::TICK))).await.is_err() {
                     return;
                 }
             }
