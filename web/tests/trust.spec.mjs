@@ -54,8 +54,12 @@ await run('trust', async (t) => {
   });
 
   await t.step('going offline shows at once; what is typed meanwhile is queued, then sent in order', async () => {
+    // What the indicator says the moment the browser reports offline (before any heartbeat is due).
+    const atOffline = page.evaluate(() => new Promise((resolve) => window.addEventListener('offline',
+      () => resolve(document.querySelector('[data-testid="conn"]')?.dataset.state), { once: true })));
     await context.setOffline(true);
-    await page.waitForFunction(() => document.querySelector('[data-testid="conn"]')?.dataset.state === 'offline', null, { polling: 50 });
+    const shown = await atOffline;
+    assert(shown === 'offline', `the indicator says offline at once (it said ${shown})`);
     assert(!(await page.getByTestId('send').isDisabled()), 'Send stays usable while offline');
     await say('queued one');
     await say('queued two');
