@@ -217,6 +217,9 @@ pub fn chat_run(text: &str) -> Option<ChatRun<'_>> {
 /// pings to scripts, so a page that stops hearing these knows its link is dead.
 pub const TICK: &str = r#"{"type":"event","event":"roost.tick","payload":{}}"#;
 
+/// The most of a user's message that goes to their other tabs (as much as the history cache keeps).
+const MAX_MESSAGE_IN_EVENT: usize = crate::chat::history::MAX_MESSAGE_BYTES;
+
 /// A user's own message, for their other sockets (the agent does not echo it). `None` for a
 /// `chat.send` without a text message or an idempotency key: there is nothing to show or match.
 /// Only chat sends pay for this parse.
@@ -225,7 +228,16 @@ pub fn user_message_event(text: &str, now_secs: i64) -> Option<String> {
     let params = &frame["params"];
     let (key, idem, message) =
         (params["sessionKey"].as_str()?, params["idempotencyKey"].as_str()?, params["message"].as_str()?);
-    let payload = json!({ "sessionKey": key, "idempotencyKey": idem, "message": message, "ts": now_secs });
+    // Kept for resume, so a 4 MiB message must not take the replay buffer's whole budget; the
+    // other tab gets the start, as the history cache keeps it.
+    let mut cut = message.len().min(MAX_MESSAGE_IN_EVENT);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = json!({ "sessionKey": key, "idempotencyKey": idem, "message": &message[..cut], "ts": now_secs });
+    if cut < message.len() {
+        payload["truncated"] = Value::from(true);
+    }
     Some(roost_event("roost.message", payload))
 }
 
@@ -290,6 +302,22 @@ mod tests {
         assert!(matches!(parse_route("s3:abc:def"), Route::Socket(3, "abc:def")));
         assert!(matches!(parse_route("rpc:9"), Route::Rpc("rpc:9")));
         assert!(matches!(parse_route("x"), Route::Unknown));
+    }
+
+    #[test]
+    fn a_users_message_for_other_tabs_is_bounded_and_needs_a_text_and_a_key() {
+        let frame = |message: &str| {
+            json!({"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":message,"idempotencyKey":"k"}})
+                .to_string()
+        };
+        let event: Value = serde_json::from_str(&user_message_event(&frame("hi"), 7).unwrap()).unwrap();
+        assert_eq!(event["payload"], json!({"sessionKey":"main","idempotencyKey":"k","message":"hi","ts":7}));
+        let long: Value = serde_json::from_str(&user_message_event(&frame(&"é".repeat(40_000)), 7).unwrap()).unwrap();
+        assert!(long["payload"]["message"].as_str().unwrap().len() <= MAX_MESSAGE_IN_EVENT);
+        assert_eq!(long["payload"]["truncated"], true);
+        let no_key = r#"{"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":"x"}}"#;
+        assert!(user_message_event(no_key, 7).is_none());
+        assert!(user_message_event("not json", 7).is_none());
     }
 
     #[test]
