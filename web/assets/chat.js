@@ -39,6 +39,13 @@ export function initChat({ socket, root }) {
   // the same idempotency key, so the agent never runs it twice.
   const outbox = [];
   let delivering = null;
+  // Idempotency keys of messages already shown (sent here, or relayed from another tab), so a
+  // resume that replays one does not show it twice even after history re-rendered the list.
+  const shownKeys = new Set();
+  const remember = (key) => {
+    if (shownKeys.size >= 1000) shownKeys.clear(); // bounded; older ones are in history by now
+    shownKeys.add(key);
+  };
 
   const sidebar = createSessionList({
     root,
@@ -185,6 +192,7 @@ export function initChat({ socket, root }) {
     if (currentRun()) return;
     const item = { sessionKey: current(), text, idem: uuid(), userEl: userMessage(text, Math.floor(Date.now() / 1000)), run: null };
     item.userEl.dataset.idem = item.idem;
+    remember(item.idem);
     appendMessageEl(item.userEl, true);
     markSend(item, socket.ready ? 'sending' : 'queued');
     outbox.push(item);
@@ -257,8 +265,8 @@ export function initChat({ socket, root }) {
   /** The user's message from another of their tabs (Roost relays it; the agent does not). */
   function onOwnMessage(p) {
     if (!p || typeof p.sessionKey !== 'string' || typeof p.message !== 'string' || typeof p.idempotencyKey !== 'string') return;
-    if (outbox.some((i) => i.idem === p.idempotencyKey)) return;
-    if ([...msgsEl.querySelectorAll('[data-idem]')].some((el) => el.dataset.idem === p.idempotencyKey)) return; // a resume replays it
+    if (shownKeys.has(p.idempotencyKey)) return; // a resume replays it
+    remember(p.idempotencyKey);
     if (!sameSession(p.sessionKey, current())) {
       sidebar.refreshQuietly();
       return;
