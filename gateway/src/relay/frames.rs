@@ -241,6 +241,16 @@ pub fn user_message_event(text: &str, now_secs: i64) -> Option<String> {
     Some(roost_event("roost.message", payload))
 }
 
+/// Whether a response says `ok:true` (read only for answers to chat sends).
+pub fn is_ok_response(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        ok: bool,
+    }
+    serde_json::from_str::<Peek>(text).is_ok_and(|p| p.ok)
+}
+
 /// The `errorMessage` of a failed run's last event (only those pay for the parse).
 pub fn error_message(text: &str) -> Option<String> {
     let frame: Value = serde_json::from_str(text).ok()?;

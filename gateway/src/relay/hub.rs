@@ -26,6 +26,8 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
+/// Chat sends awaiting the agent's answer, per link; past this a send is not relayed to other tabs.
+const PENDING_SENDS: usize = 256;
 /// What browsers hear when Roost closes the link itself: resume (on this or another instance).
 const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
 
@@ -70,6 +72,9 @@ struct HubState {
     draining: bool,
     /// Since when no socket has used the link (`None` while one is subscribed).
     idle_since: Option<Instant>,
+    /// Routed id of a chat send -> its `roost.message`, published once the agent accepts it (a
+    /// refused message never appears in the user's other tabs).
+    sends: HashMap<String, String>,
 }
 
 pub struct Subscription {
@@ -223,7 +228,12 @@ impl Hub {
     }
 
     pub fn unsubscribe(&self, socket: u64) {
-        self.state.lock().expect("hub lock").remove_socket(socket);
+        let mut state = self.state.lock().expect("hub lock");
+        state.remove_socket(socket);
+        if !state.sends.is_empty() {
+            state.sends.retain(|id, _| !matches!(frames::parse_route(id), Route::Socket(s, _) if s == socket));
+        }
+        drop(state);
         self.changed();
     }
 
@@ -317,12 +327,23 @@ impl Hub {
                 Route::Socket(socket, original) => {
                     let frame = Utf8Bytes::from(frames::with_id(text, id, original));
                     let mut state = self.state.lock().expect("hub lock");
+                    // Only answers to chat sends find anything here; the rest pay one emptiness check.
+                    let accepted = if state.sends.is_empty() { None } else { state.sends.remove(id) };
+                    let mut dropped = false;
                     if let Some(tx) = state.sockets.get(&socket)
                         && tx.try_send(Outbound::Frame(frame)).is_err()
                     {
                         state.remove_socket(socket);
-                        drop(state);
+                        dropped = true;
+                    }
+                    drop(state);
+                    if dropped {
                         self.changed();
+                    }
+                    if let Some(event) = accepted
+                        && frames::is_ok_response(text)
+                    {
+                        self.publish(socket, &event);
                     }
                 }
                 Route::Rpc(id) => {
@@ -333,6 +354,17 @@ impl Hub {
                 }
                 Route::Unknown => tracing::debug!(id, "response for an unknown request"),
             },
+        }
+    }
+
+    /// Publishes `event` (see [`Hub::publish`]) when the agent answers the request routed as
+    /// `routed` with `ok:true`. Called before the request is sent, so the answer cannot come first.
+    pub fn on_accepted(&self, routed: String, event: String) {
+        let mut state = self.state.lock().expect("hub lock");
+        if state.sends.len() < PENDING_SENDS {
+            state.sends.insert(routed, event);
+        } else {
+            tracing::debug!("too many chat sends awaiting an answer; this one is not relayed to other tabs");
         }
     }
 
@@ -376,6 +408,7 @@ impl Hub {
             let _ = tx.try_send(Outbound::Close(code, reason));
         }
         state.rpcs.clear();
+        state.sends.clear();
         state.idle_since = Some(Instant::now());
         drop(state);
         self.changed();

@@ -221,8 +221,6 @@ async fn relay(
     let mut last_touch = Instant::now();
     // A frame on its way to the agent; while it waits, the browser is not read (backpressure).
     let mut sending: Option<Sending> = None;
-    // The user's message in that frame, for their other sockets once it is on its way.
-    let mut sent_message: Option<String> = None;
     // Chats this socket may send to, so only its first message to each costs a lookup.
     let mut admitted: HashSet<String> = HashSet::new();
     loop {
@@ -250,18 +248,16 @@ async fn relay(
                         };
                         match checked {
                             Ok(request) => {
-                                // Only chat sends pay for reading the message, for the user's other tabs.
-                                let mine = (request.method == "chat.send").then(|| frames::user_message_event(&text, now_secs())).flatten();
+                                // Only chat sends pay for reading the message, for the user's other tabs
+                                // once the agent accepts it.
+                                if request.method == "chat.send"
+                                    && let Some(event) = frames::user_message_event(&text, now_secs())
+                                {
+                                    hub.on_accepted(frames::socket_route(socket, &request.id), event);
+                                }
                                 match hub.try_send(request.routed(socket)) {
-                                Ok(()) => {
-                                    if let Some(event) = mine {
-                                        hub.publish(socket, &event);
-                                    }
-                                }
-                                Err(TrySend::Full(text)) => {
-                                    sending = Some(Box::pin(hub.send(text)));
-                                    sent_message = mine;
-                                }
+                                Ok(()) => {}
+                                Err(TrySend::Full(text)) => sending = Some(Box::pin(hub.send(text))),
                                 Err(TrySend::Closed) => {
                                     let (code, reason) = registration.ending_or((1011, "the connection to the agent was lost; reconnect to resume"));
                                     close(sink, code, reason).await;
@@ -292,9 +288,6 @@ async fn relay(
                 if sent.is_err() {
                     close(sink, 1011, "the connection to the agent was lost; reconnect to resume").await;
                     return;
-                }
-                if let Some(event) = sent_message.take() {
-                    hub.publish(socket, &event);
                 }
             }
             outbound = frames.recv() => match outbound {

@@ -111,3 +111,26 @@ async fn a_failed_reply_stays_marked_in_history() {
     let shown = marked[0]["end"]["message"].as_str().unwrap();
     assert!(shown.starts_with("No model is configured"), "{history}");
 }
+
+#[tokio::test]
+async fn a_send_the_agent_refuses_never_shows_in_the_other_tabs() {
+    let app = TestApp::spawn().await;
+    let (cookie, _) = app.signed_up_cookie("refused@example.com").await;
+    let mut tab_a = app.ws(&cookie, "").await;
+    tab_a.ready().await;
+    let mut tab_b = app.ws(&cookie, "").await;
+    tab_b.ready().await;
+    // The agent refuses an empty idempotency key.
+    tab_a
+        .request("bad", "chat.send", json!({ "sessionKey": "main", "message": "refused", "idempotencyKey": "" }))
+        .await;
+    let answer = tab_a.until("the refusal", |f| f["id"] == "bad").await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    // Then one the agent takes: tab B hears that one, and only that one.
+    tab_a
+        .request("good", "chat.send", json!({ "sessionKey": "main", "message": "taken", "idempotencyKey": "k-2" }))
+        .await;
+    let mine = tab_b.until_event("roost.message").await;
+    assert_eq!(mine["payload"]["message"], "taken");
+    assert!(!tab_b.all_bytes().contains("refused"));
+}
