@@ -33,6 +33,19 @@ export function initChat({ socket, root }) {
 
   // canonical session key -> {runId|null, bubble, abortRequested, sessionKey}
   const active = new Map();
+  // Messages not yet acknowledged, oldest first: {sessionKey, text, idem, userEl, state, run}.
+  // state: queued (waiting for a connection), sending, delivered, failed. A message is only
+  // failed when Roost or the agent refused it; a lost link or a late answer sends it again, with
+  // the same idempotency key, so the agent never runs it twice.
+  const outbox = [];
+  let delivering = null;
+  // Idempotency keys of messages already shown (sent here, or relayed from another tab), so a
+  // resume that replays one does not show it twice even after history re-rendered the list.
+  const shownKeys = new Set();
+  const remember = (key) => {
+    if (shownKeys.size >= 1000) shownKeys.clear(); // bounded; older ones are in history by now
+    shownKeys.add(key);
+  };
 
   const sidebar = createSessionList({
     root,
@@ -84,13 +97,24 @@ export function initChat({ socket, root }) {
         'Showing saved messages. They will refresh when your agent is connected.'));
     }
     for (const m of data.messages || []) {
-      if (m.role === 'user') nodes.push(userMessage(m.text ?? '', m.ts));
-      else if (m.role === 'assistant') nodes.push(assistantMessage(m.text ?? '', m.ts).el);
+      if (m.role === 'user') {
+        nodes.push(userMessage(m.text ?? '', m.ts));
+        // A run that ended before the agent said anything: shown as it was live.
+        if (m.end) nodes.push(endedBubble('', m.end).el);
+      } else if (m.role === 'assistant') {
+        const b = assistantMessage(m.text ?? '', m.ts);
+        if (m.end) endedBubble(m.text ?? '', m.end, b);
+        nodes.push(b.el);
+      }
     }
     // Keep a reply that is still streaming at the end of the list.
     if (run && run.bubble) {
       if (run.userEl && !data.messages?.some((m) => m.role === 'user' && m.text === run.userText)) nodes.push(run.userEl);
       nodes.push(run.bubble.el);
+    }
+    // And what is still waiting to be sent.
+    for (const item of outbox) {
+      if (sameSession(item.sessionKey, key) && item.userEl !== run?.userEl) nodes.push(item.userEl);
     }
     msgsEl.replaceChildren(...nodes);
     if (!nodes.some((n) => n.dataset && n.dataset.testid === 'msg')) renderEmptyState();
@@ -109,6 +133,14 @@ export function initChat({ socket, root }) {
     }
   }
 
+  /** A reply that was stopped or failed, marked as it was when it happened. */
+  function endedBubble(text, end, b = assistantMessage(text)) {
+    b.el.dataset.state = end.state;
+    if (end.state === 'aborted') bubbleNote(b, text ? 'Stopped.' : 'Stopped before the agent replied.');
+    else bubbleNote(b, `Error: ${end.message || 'the agent failed to reply.'}`, 'error');
+    return b;
+  }
+
   function refetchHistory() {
     if (currentRun()) deferredRefetch = true;
     else loadHistory({ quiet: true });
@@ -122,9 +154,9 @@ export function initChat({ socket, root }) {
     stopBtn.hidden = !run;
     stopBtn.disabled = !!(run && run.stopping);
     stopBtn.textContent = run && run.stopping ? 'Stopping…' : 'Stop';
-    sendBtn.disabled = !ready || !current();
+    sendBtn.disabled = !current();
     if (!current()) hintEl.textContent = 'Loading your chats…';
-    else if (!ready) hintEl.textContent = 'You can type now; sending unlocks when your agent is connected.';
+    else if (!ready) hintEl.textContent = 'Not connected: what you send now is queued and goes out, in order, once your agent is connected.';
     else if (run) hintEl.textContent = 'Your agent is replying · Esc to stop';
     else hintEl.textContent = defaultHint;
     root.querySelector('.composer-box').dataset.disabled = ready ? 'false' : 'true';
@@ -135,47 +167,113 @@ export function initChat({ socket, root }) {
     composer.style.height = `${Math.min(composer.scrollHeight, 220)}px`;
   }
 
-  async function send() {
+  const SEND_LABELS = { queued: 'Queued · sends when connected', sending: 'Sending…', failed: "Couldn't send" };
+
+  function markSend(item, state) {
+    item.state = state;
+    item.userEl.dataset.send = state;
+    item.userEl.classList.toggle('failed', state === 'failed');
+    item.userEl.classList.toggle('queued', state === 'queued' || state === 'sending');
+    let label = item.userEl.querySelector('.msg-send');
+    if (!SEND_LABELS[state]) {
+      label?.remove();
+      return;
+    }
+    if (!label) {
+      label = h('div', { class: 'msg-send', 'data-testid': 'msg-send' });
+      item.userEl.append(label);
+    }
+    label.textContent = SEND_LABELS[state];
+  }
+
+  function send() {
     const text = composer.value.trim();
     if (!text || !current()) return;
     if (currentRun()) return;
-    if (!socket.ready) {
-      hintEl.textContent = 'Not connected yet. Your message will be ready to send once your agent is connected.';
-      return;
-    }
-    const sessionKey = current();
-    const userEl = userMessage(text, Math.floor(Date.now() / 1000));
-    appendMessageEl(userEl, true);
-    const bubble = pendingBubble();
-    appendMessageEl(bubble.el, true);
-    const run = { runId: null, bubble, userEl, userText: text, sessionKey, abortRequested: false, stopping: false };
-    active.set(canonicalKey(sessionKey), run);
+    const item = { sessionKey: current(), text, idem: uuid(), userEl: userMessage(text, Math.floor(Date.now() / 1000)), run: null };
+    item.userEl.dataset.idem = item.idem;
+    remember(item.idem);
+    appendMessageEl(item.userEl, true);
+    markSend(item, socket.ready ? 'sending' : 'queued');
+    outbox.push(item);
     composer.value = '';
     autosize();
     updateComposer();
+    pump();
+  }
 
+  /** Sends the oldest waiting message, once connected and once its chat's reply is done. */
+  function pump() {
+    if (delivering || !socket.ready) return;
+    const item = outbox[0];
+    if (!item) return;
+    const busy = active.get(canonicalKey(item.sessionKey));
+    if (busy && busy !== item.run) return; // finishRun pumps again
+    delivering = item;
+    deliver(item).finally(() => {
+      delivering = null;
+      pump();
+    });
+  }
+
+  async function deliver(item) {
+    const { sessionKey, text } = item;
+    const ck = canonicalKey(sessionKey);
+    if (!item.run) {
+      // The first try: show the reply coming. A retry keeps the one already shown.
+      const bubble = pendingBubble();
+      // Right under its message: messages queued after it stay below its reply.
+      if (item.userEl.isConnected) item.userEl.after(bubble.el);
+      else if (sameSession(sessionKey, current())) appendMessageEl(bubble.el, true);
+      item.run = { runId: null, bubble, userEl: item.userEl, userText: text, sessionKey, abortRequested: false, stopping: false };
+      active.set(ck, item.run);
+      updateComposer();
+    }
+    const run = item.run;
+    markSend(item, 'sending');
     try {
-      const res = await socket.request('chat.send', { sessionKey, message: text, idempotencyKey: uuid() });
-      if (active.get(canonicalKey(sessionKey)) !== run) return; // already finished (events beat the response)
+      const res = await socket.request('chat.send', { sessionKey, message: text, idempotencyKey: item.idem });
+      outbox.splice(outbox.indexOf(item), 1);
+      markSend(item, 'delivered');
+      if (active.get(ck) !== run) return; // already finished (events beat the response)
       if (res && res.runId) run.runId = res.runId;
       if (run.abortRequested) abort();
     } catch (err) {
-      if (active.get(canonicalKey(sessionKey)) !== run) return;
-      active.delete(canonicalKey(sessionKey));
-      bubble.el.remove();
-      userEl.classList.add('failed');
-      if (err.code === 'disconnected') refetchOnReady = true;
-      const label = err.code && !['not_connected', 'disconnected', 'timeout', 'error'].includes(err.code)
-        ? `Couldn't send (${err.code}): ${err.message}` : `Couldn't send: ${err.message}`;
+      if (['not_connected', 'disconnected', 'timeout'].includes(err.code)) {
+        // It may have arrived: send it again (same key) when connected; the agent runs it once.
+        markSend(item, socket.ready ? 'sending' : 'queued');
+        if (err.code === 'disconnected') refetchOnReady = true;
+        return;
+      }
+      // Refused: it did not arrive, so give the text back to retry.
+      outbox.splice(outbox.indexOf(item), 1);
+      markSend(item, 'failed');
+      if (active.get(ck) === run) active.delete(ck);
+      run.bubble.el.remove();
+      const label = err.code && err.code !== 'error' ? `Couldn't send (${err.code}): ${err.message}` : `Couldn't send: ${err.message}`;
       if (sameSession(sessionKey, current())) {
         systemNote(label, 'error');
         if (!composer.value) {
-          composer.value = text; // let the user retry without retyping
+          composer.value = text;
           autosize();
         }
       }
       updateComposer();
     }
+  }
+
+  /** The user's message from another of their tabs (Roost relays it; the agent does not). */
+  function onOwnMessage(p) {
+    if (!p || typeof p.sessionKey !== 'string' || typeof p.message !== 'string' || typeof p.idempotencyKey !== 'string') return;
+    if (shownKeys.has(p.idempotencyKey)) return; // a resume replays it
+    remember(p.idempotencyKey);
+    if (!sameSession(p.sessionKey, current())) {
+      sidebar.refreshQuietly();
+      return;
+    }
+    const el = userMessage(p.message, p.ts);
+    el.dataset.idem = p.idempotencyKey;
+    appendMessageEl(el);
   }
 
   async function abort() {
@@ -208,6 +306,7 @@ export function initChat({ socket, root }) {
   function finishRun(sessionKey) {
     active.delete(canonicalKey(sessionKey));
     updateComposer();
+    queueMicrotask(pump);
     sidebar.refreshQuietly();
     if (deferredRefetch && sameSession(sessionKey, current())) {
       deferredRefetch = false;
@@ -280,6 +379,7 @@ export function initChat({ socket, root }) {
   socket.addEventListener('state', () => updateComposer());
   socket.addEventListener('ready', () => {
     updateComposer();
+    pump();
     if (staleRefetch || refetchOnReady) {
       refetchOnReady = false;
       staleRefetch = false;
@@ -304,6 +404,7 @@ export function initChat({ socket, root }) {
   socket.addEventListener('event', (ev) => {
     const frame = ev.detail;
     if (frame.event === 'chat') onChatEvent(frame.payload);
+    else if (frame.event === 'roost.message') onOwnMessage(frame.payload);
   });
 
   form.addEventListener('submit', (ev) => {

@@ -5,6 +5,11 @@
 // restarted, or the agent link was retired) starts again from 1. The cursor is therefore the
 // pair, and a roost.gap (the server cannot replay from our cursor) moves it to the server's.
 //
+// A link can die without a close (a laptop lid, a dropped Wi-Fi): the browser then keeps
+// reporting it open. So the page drops it itself when the browser goes offline, or when
+// Roost's heartbeat (roost.tick, sent with every ping; roost.ready says how often) stops
+// coming, and reconnects with resume as after any close.
+//
 // Emits (EventTarget):
 //   "state"  detail: {state}            connecting | connected | reconnecting | offline | failed | stopped
 //   "status" detail: payload            roost.status payload
@@ -18,6 +23,9 @@ import { api, goToLogin, uuid } from '/assets/api.js';
 const MAX_BACKOFF_MS = 10_000;
 const BASE_BACKOFF_MS = 500;
 const REQUEST_TIMEOUT_MS = 30_000;
+// A link is dead once nothing was heard for this many heartbeats (plus a grace for slow paths).
+const MISSED_HEARTBEATS = 1.5;
+const HEARTBEAT_GRACE_MS = 2_000;
 
 export class RoostSocket extends EventTarget {
   constructor() {
@@ -40,12 +48,16 @@ export class RoostSocket extends EventTarget {
     // The user stopped their agent: reconnecting would start it again, so the socket waits for
     // their Restart (restartAgent), as it does for a failed agent.
     this.parked = false;
+    this.heartbeatMs = 0; // from roost.ready; 0 = not watched
+    this.deadTimer = null;
 
     window.addEventListener('online', () => {
       if (this.state === 'offline' && !this.stopped) this.connectNow();
     });
     window.addEventListener('offline', () => {
-      if (!this.ready) this.setState('offline');
+      // Whatever the socket says, nothing gets through now: say so at once.
+      if (this.ws) this.abandon('You are offline.');
+      else this.setState('offline');
     });
   }
 
@@ -112,36 +124,66 @@ export class RoostSocket extends EventTarget {
       this.setState('connecting');
     });
 
-    ws.addEventListener('message', (ev) => this.onFrame(ev.data));
+    ws.addEventListener('message', (ev) => {
+      if (this.ws !== ws) return;
+      this.heard();
+      this.onFrame(ev.data);
+    });
 
     ws.addEventListener('close', (ev) => {
       if (this.ws !== ws) return;
-      this.ws = null;
-      const wasReady = this.ready;
-      this.ready = false;
-      this.lastStatus = null;
-      this.failPending('The connection to your agent was lost.');
-      if (this.stopped) return;
-      if (ev.code === 4401) {
-        // The server says this session is not (or no longer) authorized.
-        goToLogin({ expired: true });
-        return;
-      }
-      // The user stopped their agent (in this tab or another): reconnecting would start it
-      // again, so wait for their Restart.
-      if (ev.code === 4100) this.parked = true;
-      if (!opened) {
-        // Could be an expired session (handshake rejected with 401).
-        api('GET', '/api/me')
-          .then(() => this.afterClose(ev, wasReady))
-          .catch((err) => {
-            if (err.status === 401) goToLogin();
-            else this.afterClose(ev, wasReady);
-          });
-        return;
-      }
-      this.afterClose(ev, wasReady);
+      this.gone(ev, opened);
     });
+  }
+
+  /** Something arrived: the link is alive for another few heartbeats. */
+  heard() {
+    clearTimeout(this.deadTimer);
+    if (!this.ready || !this.heartbeatMs) return;
+    const within = this.heartbeatMs * MISSED_HEARTBEATS + HEARTBEAT_GRACE_MS;
+    this.deadTimer = setTimeout(() => this.abandon('No heartbeat from Roost.'), within);
+  }
+
+  /** The link is dead though the browser has not noticed: drop it and go on as after a close. */
+  abandon(reason) {
+    const ws = this.ws;
+    if (!ws) return;
+    try {
+      ws.close(4000, 'link dead');
+    } catch {
+      /* ignore */
+    }
+    this.gone({ code: 1006, reason }, true);
+  }
+
+  /** The socket closed, or was given up on: fail what waited on it and reconnect. */
+  gone(ev, opened) {
+    clearTimeout(this.deadTimer);
+    this.ws = null;
+    const wasReady = this.ready;
+    this.ready = false;
+    this.lastStatus = null;
+    this.failPending('The connection to your agent was lost.');
+    if (this.stopped) return;
+    if (ev.code === 4401) {
+      // The server says this session is not (or no longer) authorized.
+      goToLogin({ expired: true });
+      return;
+    }
+    // The user stopped their agent (in this tab or another): reconnecting would start it
+    // again, so wait for their Restart.
+    if (ev.code === 4100) this.parked = true;
+    if (!opened) {
+      // Could be an expired session (handshake rejected with 401).
+      api('GET', '/api/me')
+        .then(() => this.afterClose(ev, wasReady))
+        .catch((err) => {
+          if (err.status === 401) goToLogin();
+          else this.afterClose(ev, wasReady);
+        });
+      return;
+    }
+    this.afterClose(ev, wasReady);
   }
 
   afterClose(ev, wasReady) {
@@ -212,6 +254,8 @@ export class RoostSocket extends EventTarget {
         this.readyEpoch = typeof payload.epoch === 'string' ? payload.epoch : null;
         this.ready = true;
         this.readyInfo = payload;
+        this.heartbeatMs = Number.isInteger(payload.heartbeatMs) && payload.heartbeatMs > 0 ? payload.heartbeatMs : 0;
+        this.heard();
         this.lastError = null;
         this.attempt = 0;
         this.setState('connected');
@@ -223,6 +267,8 @@ export class RoostSocket extends EventTarget {
         this.lastSeq = Number.isInteger(payload.lastSeq) ? payload.lastSeq : null;
         this.emit('gap', payload);
         break;
+      case 'roost.tick':
+        break; // heard() has done its work
       case 'roost.error':
         this.lastError = payload;
         this.emit('roost-error', payload);

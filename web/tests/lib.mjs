@@ -51,6 +51,7 @@ export async function launch() {
  */
 export async function startDropProxy() {
   const tunnels = new Set();
+  const silent = new Set(); // stalled tunnels, closed with the proxy
   const stats = { tunnels: 0, refused: 0, dropped: 0 };
   let refuseUntil = 0;
   const server = http.createServer((req, res) => {
@@ -122,8 +123,23 @@ export async function startDropProxy() {
       stats.dropped += cut.length;
       return cut.length;
     },
+    /**
+     * Make every open WebSocket go silent towards the browser, the way a dead link does: what the
+     * page sends still reaches the server, nothing the server sends reaches the page, and nobody
+     * sees a close. New tunnels work normally. Returns how many were stalled.
+     */
+    stallWebSockets() {
+      const stalled = [...tunnels];
+      for (const tunnel of stalled) {
+        tunnels.delete(tunnel);
+        silent.add(tunnel);
+        tunnel.upstream.unpipe(tunnel.client);
+        tunnel.upstream.on('data', () => {}); // read and drop, so the server is not held up
+      }
+      return stalled.length;
+    },
     close() {
-      for (const { client, upstream } of tunnels) {
+      for (const { client, upstream } of [...tunnels, ...silent]) {
         client.destroy();
         upstream.destroy();
       }

@@ -213,6 +213,50 @@ pub fn chat_run(text: &str) -> Option<ChatRun<'_>> {
     })
 }
 
+/// Roost's own heartbeat to the page, sent with every WebSocket ping: browsers do not show
+/// pings to scripts, so a page that stops hearing these knows its link is dead.
+pub const TICK: &str = r#"{"type":"event","event":"roost.tick","payload":{}}"#;
+
+/// The most of a user's message that goes to their other tabs (as much as the history cache keeps).
+const MAX_MESSAGE_IN_EVENT: usize = crate::chat::history::MAX_MESSAGE_BYTES;
+
+/// A user's own message, for their other sockets (the agent does not echo it). `None` for a
+/// `chat.send` without a text message or an idempotency key: there is nothing to show or match.
+/// Only chat sends pay for this parse.
+pub fn user_message_event(text: &str, now_secs: i64) -> Option<String> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    let params = &frame["params"];
+    let (key, idem, message) =
+        (params["sessionKey"].as_str()?, params["idempotencyKey"].as_str()?, params["message"].as_str()?);
+    // Kept for resume, so a 4 MiB message must not take the replay buffer's whole budget; the
+    // other tab gets the start, as the history cache keeps it.
+    let mut cut = message.len().min(MAX_MESSAGE_IN_EVENT);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = json!({ "sessionKey": key, "idempotencyKey": idem, "message": &message[..cut], "ts": now_secs });
+    if cut < message.len() {
+        payload["truncated"] = Value::from(true);
+    }
+    Some(roost_event("roost.message", payload))
+}
+
+/// Whether a response says `ok:true` (read only for answers to chat sends).
+pub fn is_ok_response(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        ok: bool,
+    }
+    serde_json::from_str::<Peek>(text).is_ok_and(|p| p.ok)
+}
+
+/// The `errorMessage` of a failed run's last event (only those pay for the parse).
+pub fn error_message(text: &str) -> Option<String> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    frame["payload"]["errorMessage"].as_str().map(|m| m.chars().take(1000).collect())
+}
+
 pub use super::browser_request::{BrowserRequest, Rejected, parse_browser_request};
 
 pub fn error_response(id: &str, code: &str, message: &str) -> String {
@@ -268,6 +312,22 @@ mod tests {
         assert!(matches!(parse_route("s3:abc:def"), Route::Socket(3, "abc:def")));
         assert!(matches!(parse_route("rpc:9"), Route::Rpc("rpc:9")));
         assert!(matches!(parse_route("x"), Route::Unknown));
+    }
+
+    #[test]
+    fn a_users_message_for_other_tabs_is_bounded_and_needs_a_text_and_a_key() {
+        let frame = |message: &str| {
+            json!({"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":message,"idempotencyKey":"k"}})
+                .to_string()
+        };
+        let event: Value = serde_json::from_str(&user_message_event(&frame("hi"), 7).unwrap()).unwrap();
+        assert_eq!(event["payload"], json!({"sessionKey":"main","idempotencyKey":"k","message":"hi","ts":7}));
+        let long: Value = serde_json::from_str(&user_message_event(&frame(&"é".repeat(40_000)), 7).unwrap()).unwrap();
+        assert!(long["payload"]["message"].as_str().unwrap().len() <= MAX_MESSAGE_IN_EVENT);
+        assert_eq!(long["payload"]["truncated"], true);
+        let no_key = r#"{"type":"req","id":"1","method":"chat.send","params":{"sessionKey":"main","message":"x"}}"#;
+        assert!(user_message_event(no_key, 7).is_none());
+        assert!(user_message_event("not json", 7).is_none());
     }
 
     #[test]

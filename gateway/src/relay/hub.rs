@@ -26,6 +26,8 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
+/// Chat sends awaiting the agent's answer, per link; past this a send is not relayed to other tabs.
+const PENDING_SENDS: usize = 256;
 /// What browsers hear when Roost closes the link itself: resume (on this or another instance).
 const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
 
@@ -44,8 +46,9 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
-/// Hears every chat run event the agent sends (a run's progress, and its end).
-pub type OnRun = Arc<dyn Fn(&frames::ChatRun<'_>) + Send + Sync>;
+/// Hears every chat run event the agent sends (a run's progress, and its end), with the error
+/// message the page is shown when the run failed.
+pub type OnRun = Arc<dyn Fn(&frames::ChatRun<'_>, Option<&str>) + Send + Sync>;
 
 pub struct Hub {
     to_agent: mpsc::Sender<Message>,
@@ -69,6 +72,9 @@ struct HubState {
     draining: bool,
     /// Since when no socket has used the link (`None` while one is subscribed).
     idle_since: Option<Instant>,
+    /// Routed id of a chat send -> its `roost.message`, published once the agent accepts it (a
+    /// refused message never appears in the user's other tabs).
+    sends: HashMap<String, String>,
 }
 
 pub struct Subscription {
@@ -222,7 +228,12 @@ impl Hub {
     }
 
     pub fn unsubscribe(&self, socket: u64) {
-        self.state.lock().expect("hub lock").remove_socket(socket);
+        let mut state = self.state.lock().expect("hub lock");
+        state.remove_socket(socket);
+        if !state.sends.is_empty() {
+            state.sends.retain(|id, _| !matches!(frames::parse_route(id), Route::Socket(s, _) if s == socket));
+        }
+        drop(state);
         self.changed();
     }
 
@@ -286,9 +297,6 @@ impl Hub {
             FromAgent::Dropped => {}
             FromAgent::Sequenced => {
                 let run = frames::chat_run(text);
-                if let Some(run) = &run {
-                    on_run(run);
-                }
                 // Only a failed run's last event pays for the lookup.
                 let explained = match &run {
                     Some(run) if run.state == "error" => {
@@ -298,6 +306,10 @@ impl Hub {
                     _ => None,
                 };
                 let text = explained.as_deref().unwrap_or(text);
+                if let Some(run) = &run {
+                    let error = (run.state == "error").then(|| frames::error_message(text)).flatten();
+                    on_run(run, error.as_deref());
+                }
                 let mut replay = self.replay.lock().expect("replay lock");
                 let seq = replay.next_seq();
                 let Some(numbered) = frames::with_seq(text, seq) else { return };
@@ -315,12 +327,23 @@ impl Hub {
                 Route::Socket(socket, original) => {
                     let frame = Utf8Bytes::from(frames::with_id(text, id, original));
                     let mut state = self.state.lock().expect("hub lock");
+                    // Only answers to chat sends find anything here; the rest pay one emptiness check.
+                    let accepted = if state.sends.is_empty() { None } else { state.sends.remove(id) };
+                    let mut dropped = false;
                     if let Some(tx) = state.sockets.get(&socket)
                         && tx.try_send(Outbound::Frame(frame)).is_err()
                     {
                         state.remove_socket(socket);
-                        drop(state);
+                        dropped = true;
+                    }
+                    drop(state);
+                    if dropped {
                         self.changed();
+                    }
+                    if let Some(event) = accepted
+                        && frames::is_ok_response(text)
+                    {
+                        self.publish(socket, &event);
                     }
                 }
                 Route::Rpc(id) => {
@@ -334,11 +357,41 @@ impl Hub {
         }
     }
 
+    /// Publishes `event` (see [`Hub::publish`]) when the agent answers the request routed as
+    /// `routed` with `ok:true`. Called before the request is sent, so the answer cannot come first.
+    pub fn on_accepted(&self, routed: String, event: String) {
+        let mut state = self.state.lock().expect("hub lock");
+        if state.sends.len() < PENDING_SENDS {
+            state.sends.insert(routed, event);
+        } else {
+            tracing::debug!("too many chat sends awaiting an answer; this one is not relayed to other tabs");
+        }
+    }
+
+    /// A Roost event for the user's other sockets (`from` already knows it), numbered and kept
+    /// for resume like the agent's events, so a tab that was away still gets it.
+    pub fn publish(&self, from: u64, event: &str) {
+        let mut replay = self.replay.lock().expect("replay lock");
+        let seq = replay.next_seq();
+        let Some(numbered) = frames::with_seq(event, seq) else { return };
+        let frame = Utf8Bytes::from(numbered);
+        let over_budget = replay.push(seq, frame.clone()).then(|| replay.memory().clone());
+        self.fan_out_except(frame, Some(from));
+        drop(replay);
+        if let Some(memory) = over_budget {
+            memory.trim();
+        }
+    }
+
     /// Queues a frame for every socket; a socket whose queue is full is dropped (it resumes).
     fn fan_out(&self, frame: Utf8Bytes) {
+        self.fan_out_except(frame, None);
+    }
+
+    fn fan_out_except(&self, frame: Utf8Bytes, except: Option<u64>) {
         let mut state = self.state.lock().expect("hub lock");
         let before = state.sockets.len();
-        state.sockets.retain(|_, tx| tx.try_send(Outbound::Frame(frame.clone())).is_ok());
+        state.sockets.retain(|id, tx| Some(*id) == except || tx.try_send(Outbound::Frame(frame.clone())).is_ok());
         if state.sockets.len() != before {
             if state.sockets.is_empty() {
                 state.idle_since = Some(Instant::now());
@@ -355,6 +408,7 @@ impl Hub {
             let _ = tx.try_send(Outbound::Close(code, reason));
         }
         state.rpcs.clear();
+        state.sends.clear();
         state.idle_since = Some(Instant::now());
         drop(state);
         self.changed();

@@ -7,6 +7,7 @@ mod hub;
 mod recheck;
 mod replay;
 mod replay_memory;
+pub mod run_ends;
 mod socket;
 mod sockets;
 
@@ -57,6 +58,8 @@ pub struct Relays {
     explain: Explain,
     /// The budget every user's replay buffer counts against.
     replay_memory: Arc<ReplayMemory>,
+    /// Chat runs that were stopped or failed, so a reload still says so.
+    pub run_ends: Arc<run_ends::RunEnds>,
     pub timings: Timings,
 }
 
@@ -86,7 +89,8 @@ impl Relays {
     ) -> Self {
         let (sockets, links) = (Arc::default(), Arc::default());
         let replay_memory = ReplayMemory::new(replay_memory_limit);
-        Self { device, secret, sockets, links, finished_runs, activity, explain, replay_memory, timings }
+        let run_ends = Arc::default();
+        Self { device, secret, sockets, links, finished_runs, activity, explain, replay_memory, run_ends, timings }
     }
 
     /// Bytes held by every user's replay buffer together.
@@ -107,7 +111,11 @@ impl Relays {
             Revoked::ClerkSession { session_id } => {
                 self.sockets.revoke(None, |via| matches!(via, AuthVia::Clerk { session_id: s } if s == session_id))
             }
-            Revoked::User(user) => self.sockets.revoke(Some(user), |_| true),
+            Revoked::User(user) => {
+                // Every credential of the user ends when the account goes: so do its notes.
+                self.run_ends.forget(user, None);
+                self.sockets.revoke(Some(user), |_| true)
+            }
         }
     }
 
@@ -173,8 +181,12 @@ impl Relays {
                 }
             };
             let (finished, activity, owner) = (self.finished_runs.clone(), self.activity.clone(), user.clone());
-            let on_run: hub::OnRun = Arc::new(move |run| {
+            let run_ends = self.run_ends.clone();
+            let on_run: hub::OnRun = Arc::new(move |run, error| {
                 activity.run_event(&owner, run.run_id, run.ended());
+                if let (true, Some(key)) = (run.ended(), run.session_key) {
+                    run_ends.record(&owner, key, run.state, error);
+                }
                 if run.state == "final"
                     && let Some(key) = run.session_key
                 {

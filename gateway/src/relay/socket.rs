@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
@@ -169,6 +169,8 @@ async fn join(
                 "epoch": hub.epoch(),
                 "server": hello["server"], "sessionDefaults": hello["snapshot"]["sessionDefaults"],
                 "policy": { "maxPayload": MAX_BROWSER_MESSAGE }, "methods": frames::ALLOWED_METHODS,
+                // How often `roost.tick` comes: a page that hears nothing for longer knows the link is dead.
+                "heartbeatMs": state.relays.timings.browser_ping.as_millis() as u64,
             });
             send_text(sink, frames::roost_event("roost.ready", ready)).await.ok()?;
             Some(hub)
@@ -245,7 +247,15 @@ async fn relay(
                             Err(answer) => Err(answer),
                         };
                         match checked {
-                            Ok(request) => match hub.try_send(request.routed(socket)) {
+                            Ok(request) => {
+                                // Only chat sends pay for reading the message, for the user's other tabs
+                                // once the agent accepts it.
+                                if request.method == "chat.send"
+                                    && let Some(event) = frames::user_message_event(&text, now_secs())
+                                {
+                                    hub.on_accepted(frames::socket_route(socket, &request.id), event);
+                                }
+                                match hub.try_send(request.routed(socket)) {
                                 Ok(()) => {}
                                 Err(TrySend::Full(text)) => sending = Some(Box::pin(hub.send(text))),
                                 Err(TrySend::Closed) => {
@@ -253,7 +263,8 @@ async fn relay(
                                     close(sink, code, reason).await;
                                     return;
                                 }
-                            },
+                                }
+                            }
                             Err(answer) => {
                                 if send_text(sink, answer).await.is_err() {
                                     return;
@@ -309,6 +320,10 @@ async fn relay(
                     return;
                 }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                // Pages cannot see pings; this tells them the link is alive (see `frames::TICK`).
+                if sink.send(Message::Text(Utf8Bytes::from_static(frames::TICK))).await.is_err() {
                     return;
                 }
             }

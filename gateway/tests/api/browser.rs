@@ -81,6 +81,25 @@ async fn the_chat_page_talks_to_a_real_openclaw_agent_in_chromium() {
     .unwrap();
 }
 
+/// Issue 13: sends are never lost or doubled, the connection indicator notices a dead link, a
+/// stopped reply stays marked, and every tab shows the same chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_keeps_sends_connection_and_tabs_honest_in_chromium() {
+    // Pings every second, so a silenced link is noticed within a few.
+    let app = TestApp::spawn_with(&["--browser-ping-secs", "1"]).await;
+    let email = "trust@example.com";
+    let (cookie, user_id) = app.signed_up_cookie(email).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
+    // A reply long enough (20 ms a word) to be stopped while it streams.
+    let reply = (1..=150).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    let agent = app.state.machines.simulated().unwrap().agent(&user_id).await.unwrap();
+    agent.set_reply(gateway::machines::simulated::Reply::Text(reply));
+    let env = [("EMAIL", email), ("PASSWORD", crate::helpers::PASSWORD)];
+    tokio::task::spawn_blocking(move || run_spec(&app, "trust.spec.mjs", &env)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_badge_and_panel_stop_and_restart_the_agent_in_chromium() {
     let app = TestApp::spawn_with(&["--no-prewarm"]).await;

@@ -32,6 +32,7 @@ mod read_paths;
 mod relay;
 mod relay_limits;
 mod relay_resume;
+mod relay_trust;
 mod revocations;
 mod sandbox;
 mod sessions;

@@ -47,6 +47,11 @@ pub(super) fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
     {
         let mut sessions = lock(&shared.sessions);
         let s = sessions.entry(canonical.clone()).or_insert_with(Session::new);
+        // Like the real gateway: a retried send (same idempotency key) is answered, not run again.
+        if s.messages.iter().any(|m| m.idempotency_key.as_deref() == Some(run_id.as_str())) {
+            ctx.res_ok(id, json!({"runId": run_id, "status": "ok"}));
+            return;
+        }
         let now = now_ms();
         s.messages.push(StoredMessage {
             role: "user",
