@@ -125,11 +125,19 @@ impl LeaseStore for DbLeases {
     }
 }
 
-/// Users whose lease another live instance holds: their agents are that instance's to manage.
-pub async fn held_elsewhere(db: &Db, holder: &str) -> Result<Vec<crate::domain::UserId>, libsql::Error> {
+/// Users whose lease another instance holds, or held until less than `grace` ago: their agents
+/// are that instance's. The grace keeps a starting instance from ending the agents of one whose
+/// renewal is merely late (a busy machine, a slow disk); an agent truly left behind is ended
+/// when its user's lease is taken over.
+pub async fn held_elsewhere(
+    db: &Db,
+    holder: &str,
+    grace: std::time::Duration,
+) -> Result<Vec<crate::domain::UserId>, libsql::Error> {
+    let since = now_ms() - grace.as_millis() as i64;
     let rows = db
         .conn()?
-        .query("SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2", (holder, now_ms()))
+        .query("SELECT user_id FROM machine_leases WHERE holder != ?1 AND expires_at_ms >= ?2", (holder, since))
         .await?;
     crate::db::user_ids(rows).await
 }
@@ -191,6 +199,10 @@ mod tests {
         assert_eq!(round.renewed[0].active_elsewhere_at_ms, None);
         assert_eq!(round.renewed[1].stop_request, None);
         assert!(round.renewed[1].active_elsewhere_at_ms.is_some());
-        assert_eq!(held_elsewhere(&db, "b").await.unwrap().len(), 0, "ids that are not user ids are skipped");
+        assert_eq!(
+            held_elsewhere(&db, "b", Duration::ZERO).await.unwrap().len(),
+            0,
+            "ids that are not user ids are skipped"
+        );
     }
 }

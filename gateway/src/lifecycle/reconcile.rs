@@ -12,10 +12,15 @@ use crate::machines::Machines;
 
 pub async fn reconcile(machines: &Machines, db: &Db) -> Result<usize, libsql::Error> {
     let holder = machines.leases().holder();
-    let elsewhere: Vec<String> = leases::held_elsewhere(db, holder).await?.iter().map(|u| u.to_string()).collect();
+    let grace = machines.leases().ttl();
+    let elsewhere: Vec<String> =
+        leases::held_elsewhere(db, holder, grace).await?.iter().map(|u| u.to_string()).collect();
     machines.reap_leftovers(&elsewhere).await;
     let mut corrected = 0;
     for (user, stored) in store::claiming_up(db, holder).await? {
+        if elsewhere.iter().any(|u| u == user.as_str()) {
+            continue;
+        }
         let Some(change) = lifecycle::reconcile(&stored, machines.is_up(&user).await, now_secs()) else { continue };
         store::set_stage(db, &user, change.state, change.stage.as_str(), &change.reason).await?;
         let event = MachineEvent {

@@ -29,7 +29,7 @@ impl Instance {
             .args(["--agent-provider", "local", "--node-bin", "node", "--assume-landlock-abi", "0"])
             .args(["--openclaw-bin", &format!("{tests}/stand_in_openclaw.mjs")])
             .args(["--agent-exec-bin", &format!("{tests}/exec_as_is.sh")])
-            .args(["--unsandboxed-agents", "--no-prewarm", "--agent-lease-ttl-ms", "3000"])
+            .args(["--unsandboxed-agents", "--no-prewarm", "--agent-lease-ttl-ms", "6000"])
             .env("RUST_LOG", std::env::var("TWO_INSTANCES_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(std::process::Stdio::piped())
             .stderr(match std::env::var("TWO_INSTANCES_LOG") {

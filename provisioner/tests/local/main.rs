@@ -222,7 +222,11 @@ async fn an_exit_ends_what_the_agent_left_behind_and_a_stop_after_it_returns_at_
         assert!(Instant::now() < deadline, "the exit was noticed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!alive(helper), "the helper left in the agent's group was ended with it");
+    // Signalled with the group; on a busy machine it takes a moment to be gone.
+    while alive(helper) {
+        assert!(Instant::now() < deadline, "the helper left in the agent's group was ended with it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The agent is down (waiting to restart): stopping it has nothing to wait for.
     tokio::time::timeout(Duration::from_secs(4), local.stop("u5"))
         .await
