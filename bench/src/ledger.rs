@@ -142,11 +142,14 @@ async fn drive(db: &Db, users: &Arc<Vec<UserId>>, args: &Args, write: Write) -> 
                 };
                 let began = Instant::now();
                 // As the proxy's recorder does: one writer at a time on a local file.
-                let _turn = db.write_turn().await;
-                let conn = db.conn()?;
                 match write {
-                    Write::Debit => charged += i64::from(credits::record_and_debit(&conn, &event, 5).await?.is_some()),
-                    Write::RecordOnly => charged += i64::from(usage_events::insert_once(&conn, &event).await?),
+                    Write::Debit => {
+                        charged += i64::from(credits::record_and_debit_in_turn(&db, &event, 5).await?.is_some())
+                    }
+                    Write::RecordOnly => {
+                        let _turn = db.write_turn().await;
+                        charged += i64::from(usage_events::insert_once(&*db.conn()?, &event).await?)
+                    }
                 }
                 latencies.push(began.elapsed().as_nanos() as u64);
             }

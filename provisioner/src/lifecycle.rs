@@ -97,20 +97,7 @@ mod tests {
 
     #[test]
     fn every_stage_parses_back_and_has_a_state() {
-        use Stage::*;
-        for stage in [
-            Queued,
-            InstallingRuntime,
-            PreparingState,
-            Starting,
-            WaitingReady,
-            Ready,
-            Restarting,
-            Stopped,
-            Failed,
-            Destroying,
-            Destroyed,
-        ] {
+        for stage in Stage::ALL {
             assert_eq!(Stage::parse(stage.as_str()), Some(stage));
         }
         assert_eq!(Stage::parse("nonsense"), None);

@@ -78,24 +78,26 @@ impl Stage {
         }
     }
 
+    /// Every stage, for reading names back and for tests.
+    pub const ALL: [Stage; 14] = [
+        Stage::Queued,
+        Stage::InstallingRuntime,
+        Stage::PreparingState,
+        Stage::CreatingApp,
+        Stage::CreatingVolume,
+        Stage::CreatingMachine,
+        Stage::Starting,
+        Stage::WaitingReady,
+        Stage::Ready,
+        Stage::Restarting,
+        Stage::Stopped,
+        Stage::Failed,
+        Stage::Destroying,
+        Stage::Destroyed,
+    ];
+
     pub fn parse(name: &str) -> Option<Self> {
-        const ALL: [Stage; 14] = [
-            Stage::Queued,
-            Stage::InstallingRuntime,
-            Stage::PreparingState,
-            Stage::CreatingApp,
-            Stage::CreatingVolume,
-            Stage::CreatingMachine,
-            Stage::Starting,
-            Stage::WaitingReady,
-            Stage::Ready,
-            Stage::Restarting,
-            Stage::Stopped,
-            Stage::Failed,
-            Stage::Destroying,
-            Stage::Destroyed,
-        ];
-        ALL.into_iter().find(|stage| stage.as_str() == name)
+        Self::ALL.into_iter().find(|stage| stage.as_str() == name)
     }
 
     /// The lifecycle state a machine is in while at this stage.

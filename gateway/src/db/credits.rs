@@ -4,8 +4,8 @@
 
 use libsql::{Connection, TransactionBehavior};
 
-use crate::db::first_row;
 use crate::db::usage_events::NewUsageEvent;
+use crate::db::{Db, first_row};
 use crate::domain::UserId;
 
 /// Why a grant was made; each maps to a `source` of `credit_grants`.
@@ -36,6 +36,22 @@ pub struct NewGrant<'a> {
     pub priority: u8,
     pub effective_at: i64,
     pub expires_at: Option<i64>,
+}
+
+/// [`grant`] on a connection of its own, in this process's turn to write (`Db::write_turn`).
+pub async fn grant_in_turn(db: &Db, user: &UserId, new: &NewGrant<'_>, now: i64) -> Result<bool, libsql::Error> {
+    let _turn = db.write_turn().await;
+    grant(&*db.conn()?, user, new, now).await
+}
+
+/// [`record_and_debit`] on a connection of its own, in this process's turn to write.
+pub async fn record_and_debit_in_turn(
+    db: &Db,
+    event: &NewUsageEvent<'_>,
+    cost: u64,
+) -> Result<Option<Debit>, libsql::Error> {
+    let _turn = db.write_turn().await;
+    record_and_debit(&*db.conn()?, event, cost).await
 }
 
 fn credits(n: u64) -> i64 {
@@ -369,7 +385,6 @@ pub async fn invariant_violations(conn: &Connection) -> Result<Vec<String>, libs
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
 
     use crate::db::migrated_temp_db as db;
 

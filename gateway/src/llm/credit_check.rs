@@ -64,8 +64,7 @@ pub async fn grant_monthly_allowance(app: &App, user: &UserId, now: i64) -> AppR
         effective_at: start,
         expires_at: Some(end),
     };
-    let _turn = app.db.write_turn().await;
-    credits::grant(&conn, user, &grant, now).await?;
+    credits::grant_in_turn(&app.db, user, &grant, now).await?;
     Ok(())
 }
 

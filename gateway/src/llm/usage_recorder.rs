@@ -82,11 +82,7 @@ async fn record(db: &Db, call: &UsageCall, idempotency_key: &str, tally: &Tally)
     for wait in WRITE_ATTEMPTS {
         tokio::time::sleep(wait).await;
         // Recorded and debited together, once per key: a retry after an unclear failure is safe.
-        let written = async {
-            let _turn = db.write_turn().await;
-            credits::record_and_debit(&*db.conn()?, &event, cost).await
-        };
-        match written.await {
+        match credits::record_and_debit_in_turn(db, &event, cost).await {
             Ok(Some(debit)) if debit.shortfall > 0 => {
                 tracing::info!(user_id = %call.user, shortfall = debit.shortfall, "a model call cost more than the credits left");
                 return;

@@ -280,10 +280,7 @@ pub async fn grant_allowance(app: &App, stripe: &StripeBilling, invoice: &Invoic
         effective_at: start,
         expires_at: Some(end),
     };
-    let granted = {
-        let _turn = app.db.write_turn().await;
-        credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)?
-    };
+    let granted = credits::grant_in_turn(&app.db, &user, &grant, now_secs()).await.map_err(db)?;
     if granted {
         app.credit_refusals.forget(&user);
         tracing::info!(user_id = %user, invoice = %invoice.id, credits = plan.monthly_credits, "granted a plan allowance");
@@ -322,10 +319,7 @@ async fn checkout_completed(app: &App, stripe: &StripeBilling, session: &Checkou
                 effective_at: session.created.unwrap_or_else(now_secs),
                 expires_at: None,
             };
-            let granted = {
-                let _turn = app.db.write_turn().await;
-                credits::grant(&conn, &user, &grant, now_secs()).await.map_err(db)?
-            };
+            let granted = credits::grant_in_turn(&app.db, &user, &grant, now_secs()).await.map_err(db)?;
             if granted {
                 app.credit_refusals.forget(&user);
                 tracing::info!(user_id = %user, session = %session.id, credits = pack.credits, "granted a credit pack");
