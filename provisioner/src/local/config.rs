@@ -1,51 +1,19 @@
-//! The OpenClaw config written before every start. Secrets are not in it: the gateway token and
-//! the LLM credential reach the agent through its environment.
+//! The OpenClaw config written before every start: the platform's keys, shared with the Fly
+//! image's sidecar (`roost_agent::config`). Secrets are not in it: the gateway token and the LLM
+//! credential reach the agent through its environment.
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use roost_agent::config::{Model, platform_keys};
+use serde_json::Value;
 
 use crate::LlmEndpoint;
 
-pub const LLM_CREDENTIAL_ENV: &str = "ROOST_LLM_CREDENTIAL";
-pub const PROVIDER_ID: &str = "roost";
+pub use roost_agent::config::LLM_CREDENTIAL_ENV;
 
 pub fn render(port: u16, llm: &LlmEndpoint, log_file: &Path) -> Value {
-    json!({
-        // Roost is the only UI; the bundled Control UI would cost ~54 MB per user.
-        "gateway": { "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" }, "controlUi": { "enabled": false } },
-        "update": { "checkOnStart": false },
-        "telemetry": { "enabled": false },
-        "discovery": { "mdns": { "mode": "off" } },
-        // Otherwise every agent on the host appends to one shared /tmp/openclaw log.
-        "logging": { "file": log_file },
-        "agents": {
-            "defaults": {
-                "model": { "primary": format!("{PROVIDER_ID}/{}", llm.model) },
-                // Background model calls cost credits the user did not ask to spend.
-                "heartbeat": { "every": "0m" },
-                "skipBootstrap": true
-            }
-        },
-        "plugins": { "entries": { "memory-core": { "config": { "dreaming": { "enabled": false } } } } },
-        "models": {
-            "mode": "merge",
-            // The agent's only model is Roost's proxy; no remote catalog fetch every six hours.
-            "catalogRefresh": { "enabled": false },
-            "providers": {
-                PROVIDER_ID: {
-                    "baseUrl": llm.base_url,
-                    "apiKey": format!("${{{LLM_CREDENTIAL_ENV}}}"),
-                    "api": llm.api,
-                    "models": [{
-                        "id": llm.model, "name": llm.model, "reasoning": false, "input": ["text"],
-                        "cost": { "input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0 },
-                        "contextWindow": 128000, "maxTokens": 4096
-                    }]
-                }
-            }
-        }
-    })
+    let model = Model { base_url: &llm.base_url, api: llm.api, model: &llm.model };
+    platform_keys(port, &model, Some(log_file))
 }
 
 #[cfg(test)]
@@ -65,5 +33,6 @@ mod tests {
         assert!(text.contains("${ROOST_LLM_CREDENTIAL}"));
         assert!(text.contains("\"primary\":\"roost/m1\""));
         assert!(text.contains("http://127.0.0.1:8080/llm/openai/v1"));
+        assert!(text.contains("\"bind\":\"loopback\""));
     }
 }

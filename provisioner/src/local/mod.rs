@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 pub use command::NODE_HEAP_LIMIT_MB;
-pub use runtime::{NODE_VERSION, OPENCLAW_VERSION, Runtime};
+pub use runtime::{Installer, NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use process::{Agent, AgentLaunch};

@@ -1,0 +1,166 @@
+//! The OpenClaw config keys the platform owns, and how they meet the file OpenClaw keeps.
+//!
+//! Pure (serde_json only): the local provider writes the same keys for the agents it runs, and
+//! `roost-agent` merges them into the volume's `openclaw.json` on every boot. Secrets are never
+//! in the file: the gateway token reaches OpenClaw as `OPENCLAW_GATEWAY_TOKEN`, the LLM
+//! credential as `${ROOST_LLM_CREDENTIAL}`, substituted by OpenClaw from its environment.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+pub const LLM_CREDENTIAL_ENV: &str = "ROOST_LLM_CREDENTIAL";
+/// The model provider Roost's LLM proxy appears as: models are `roost/<model>`.
+pub const PROVIDER_ID: &str = "roost";
+
+/// Where the agent's model calls go: Roost's LLM proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    pub base_url: &'a str,
+    /// OpenClaw's `api` (e.g. `openai-completions`, `anthropic-messages`).
+    pub api: &'a str,
+    pub model: &'a str,
+}
+
+/// Subtrees the platform replaces whole rather than merges into: a user key left inside them
+/// (a `gateway.auth.token` of their own, another `apiKey`) would change who gets in or who pays.
+const OWNED: &[&[&str]] = &[&["gateway", "auth"], &["models", "providers", PROVIDER_ID], &["agents", "defaults", "model"]];
+/// Keys the platform removes: TLS on loopback would break the sidecar's plain-HTTP forwarding.
+const REMOVED: &[&[&str]] = &[&["gateway", "tls"]];
+
+/// The platform-owned keys: gateway on loopback with token auth, Roost's proxy as the only model
+/// provider, background model calls off. Channels are not here: Roost adds them with
+/// `config.patch` when the user connects one, and [`merge`] keeps them.
+pub fn platform_keys(port: u16, model: &Model, log_file: Option<&Path>) -> Value {
+    let mut keys = json!({
+        // Roost is the only UI; the bundled Control UI would cost ~54 MB per user.
+        "gateway": { "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" }, "controlUi": { "enabled": false } },
+        "update": { "checkOnStart": false },
+        "telemetry": { "enabled": false },
+        "discovery": { "mdns": { "mode": "off" } },
+        "agents": {
+            "defaults": {
+                "model": { "primary": format!("{PROVIDER_ID}/{}", model.model) },
+                // Background model calls cost credits the user did not ask to spend.
+                "heartbeat": { "every": "0m" },
+                "skipBootstrap": true
+            }
+        },
+        "plugins": { "entries": { "memory-core": { "config": { "dreaming": { "enabled": false } } } } },
+        "models": {
+            "mode": "merge",
+            // The agent's only model is Roost's proxy; no remote catalog fetch every six hours.
+            "catalogRefresh": { "enabled": false },
+            "providers": {
+                PROVIDER_ID: {
+                    "baseUrl": model.base_url,
+                    "apiKey": format!("${{{LLM_CREDENTIAL_ENV}}}"),
+                    "api": model.api,
+                    "models": [{
+                        "id": model.model, "name": model.model, "reasoning": false, "input": ["text"],
+                        "cost": { "input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0 },
+                        "contextWindow": 128000, "maxTokens": 4096
+                    }]
+                }
+            }
+        }
+    });
+    if let Some(file) = log_file {
+        // Otherwise every agent on a host appends to one shared /tmp/openclaw log.
+        keys["logging"] = json!({ "file": file });
+    }
+    keys
+}
+
+/// `existing` (what OpenClaw last wrote, user keys included) with the platform keys laid over it:
+/// objects merge key by key, anything else the platform sets wins, owned subtrees are replaced
+/// whole. A file that is not a JSON object counts as empty.
+pub fn merge(existing: Value, platform: &Value) -> Value {
+    let mut merged = if existing.is_object() { existing } else { Value::Object(Map::new()) };
+    for path in OWNED.iter().chain(REMOVED) {
+        remove(&mut merged, path);
+    }
+    overlay(&mut merged, platform);
+    merged
+}
+
+fn overlay(target: &mut Value, top: &Value) {
+    match (target, top) {
+        (Value::Object(target), Value::Object(top)) => {
+            for (key, value) in top {
+                match target.get_mut(key) {
+                    Some(existing) if existing.is_object() && value.is_object() => overlay(existing, value),
+                    _ => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (target, top) => *target = top.clone(),
+    }
+}
+
+fn remove(value: &mut Value, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut at = value;
+    for key in parents {
+        match at.get_mut(*key) {
+            Some(next) => at = next,
+            None => return,
+        }
+    }
+    if let Some(object) = at.as_object_mut() {
+        object.remove(*last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model<'static> {
+        Model { base_url: "http://127.0.0.1:8080/llm/openai/v1", api: "openai-completions", model: "m1" }
+    }
+
+    #[test]
+    fn keys_hold_no_secret_and_point_at_the_proxy() {
+        let text = platform_keys(18801, &model(), Some(Path::new("/data/u/logs/openclaw.log"))).to_string();
+        assert!(text.contains("${ROOST_LLM_CREDENTIAL}"));
+        assert!(text.contains("\"primary\":\"roost/m1\""));
+        assert!(text.contains("http://127.0.0.1:8080/llm/openai/v1"));
+        assert!(text.contains("/data/u/logs/openclaw.log"));
+        assert!(!platform_keys(1, &model(), None).to_string().contains("logging"));
+    }
+
+    #[test]
+    fn user_keys_survive_and_platform_keys_win() {
+        let existing = json!({
+            "gateway": { "bind": "lan", "port": 1, "auth": { "mode": "none", "token": "mine" }, "tls": { "enabled": true },
+                         "http": { "endpoints": { "chatCompletions": { "enabled": true } } } },
+            "channels": { "discord": { "enabled": true, "token": "bot" } },
+            "models": { "providers": { "roost": { "apiKey": "stolen", "baseUrl": "http://evil" }, "other": { "api": "x" } } },
+            "agents": { "defaults": { "model": { "primary": "other/x", "fallbacks": ["other/y"] }, "workspace": "/w" } },
+            "meta": { "lastTouchedVersion": "2026.9.6" }
+        });
+        let merged = merge(existing, &platform_keys(18789, &model(), None));
+        assert_eq!(merged["gateway"]["bind"], "loopback");
+        assert_eq!(merged["gateway"]["port"], 18789);
+        assert_eq!(merged["gateway"]["auth"], json!({ "mode": "token" }), "auth is the platform's alone");
+        assert!(merged["gateway"].get("tls").is_none());
+        assert_eq!(merged["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"], true);
+        assert_eq!(merged["channels"]["discord"]["token"], "bot", "channels are Roost's config.patch's");
+        assert_eq!(merged["models"]["providers"]["roost"]["apiKey"], "${ROOST_LLM_CREDENTIAL}");
+        assert_eq!(merged["models"]["providers"]["roost"]["baseUrl"], "http://127.0.0.1:8080/llm/openai/v1");
+        assert_eq!(merged["models"]["providers"]["other"]["api"], "x");
+        assert_eq!(merged["agents"]["defaults"]["model"], json!({ "primary": "roost/m1" }));
+        assert_eq!(merged["agents"]["defaults"]["workspace"], "/w");
+        assert_eq!(merged["meta"]["lastTouchedVersion"], "2026.9.6");
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_object_counts_as_empty() {
+        let platform = platform_keys(18789, &model(), None);
+        assert_eq!(merge(json!([1, 2]), &platform), platform);
+        assert_eq!(merge(Value::Null, &platform), platform);
+    }
+}

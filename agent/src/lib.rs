@@ -1,0 +1,28 @@
+//! `roost-agent`: the sidecar on every per-user Fly machine (design §5, research §7).
+//!
+//! It writes the platform's OpenClaw config keys and supervises OpenClaw on loopback
+//! ([`supervisor`]), and forwards Roost's connections from the private network to it
+//! ([`proxy`]), admitting only requests that carry the machine's own secret. Its own routes
+//! (readiness now, a files API later) live under `/roost/` ([`router`]).
+//!
+//! Without the `sidecar` feature only [`config`] is built: the local provider shares it.
+
+pub mod config;
+
+/// The header that carries the per-machine secret; the sidecar strips it before forwarding.
+pub const SECRET_HEADER: &str = "x-roost-agent-secret";
+/// The sidecar's readiness route.
+pub const READY_PATH: &str = "/roost/ready";
+
+#[cfg(feature = "sidecar")]
+pub mod proxy;
+#[cfg(feature = "sidecar")]
+pub mod ready;
+#[cfg(feature = "sidecar")]
+pub mod router;
+#[cfg(feature = "sidecar")]
+pub mod secret;
+#[cfg(feature = "sidecar")]
+pub mod settings;
+#[cfg(feature = "sidecar")]
+pub mod supervisor;

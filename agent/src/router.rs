@@ -1,0 +1,62 @@
+//! Every request: admitted only with the machine's secret (which is then removed), then either
+//! one of the sidecar's own routes under `/roost/` or forwarded to OpenClaw. A later files API
+//! goes next to `/roost/ready` here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use crate::secret::AgentSecret;
+use crate::supervisor::Stage;
+use crate::{READY_PATH, SECRET_HEADER, proxy, ready};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+pub struct Context {
+    pub secret: AgentSecret,
+    /// OpenClaw on loopback.
+    pub upstream: SocketAddr,
+    pub stage: watch::Receiver<Stage>,
+}
+
+pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
+    if !admitted(&req, &ctx.secret) {
+        let mut res = json(StatusCode::UNAUTHORIZED, r#"{"error":"This port admits only Roost."}"#);
+        res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    req.headers_mut().remove(SECRET_HEADER);
+    let path = req.uri().path();
+    if path == READY_PATH {
+        return match *req.method() {
+            Method::GET => ready::answer(&ctx).await,
+            _ => json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"Use GET for readiness."}"#),
+        };
+    }
+    if path.starts_with("/roost/") {
+        return json(StatusCode::NOT_FOUND, r#"{"error":"There is no such sidecar route."}"#);
+    }
+    proxy::forward(req, ctx.upstream).await
+}
+
+/// Exactly one secret header, equal to the machine's secret.
+fn admitted(req: &Request<Incoming>, secret: &AgentSecret) -> bool {
+    let mut values = req.headers().get_all(SECRET_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => secret.matches(value.as_bytes()),
+        _ => false,
+    }
+}
+
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
