@@ -1,6 +1,7 @@
 //! Per-user secrets derived from the server secret, so none of them is stored anywhere:
 //! - the OpenClaw gateway token Roost uses to reach a user's agent (never leaves the server);
-//! - the LLM credential the agent uses to call Roost's `/llm/*` proxy (lives on the agent).
+//! - the LLM credential the agent uses to call Roost's `/llm/*` proxy (lives on the agent);
+//! - the secret a Fly agent's sidecar (`roost-agent`) admits Roost's connections by.
 
 use crate::crypto::{b64url, hmac_sha256, hmac_sha256_verify};
 use crate::domain::UserId;
@@ -11,6 +12,13 @@ const LLM_PREFIX: &str = "rak_";
 /// The internal token for the user's OpenClaw gateway (`gateway.auth.token`).
 pub fn gateway_token(secret: &ServerSecret, user: &UserId) -> String {
     b64url(&hmac_sha256(secret.expose(), format!("openclaw-gateway:{user}").as_bytes()))
+}
+
+/// The per-machine secret Roost sends in `x-roost-agent-secret` to the user's Fly sidecar (a Fly
+/// app secret there). Domain-separated from the gateway token: knowing one gives nothing of the
+/// other, and another user's agent on the private network cannot derive it.
+pub fn agent_secret(secret: &ServerSecret, user: &UserId) -> String {
+    b64url(&hmac_sha256(secret.expose(), format!("roost-agent-secret:{user}").as_bytes()))
 }
 
 /// The credential the user's agent presents to `/llm/*`: `rak_<user id>.<tag>`.
@@ -47,5 +55,19 @@ mod tests {
         assert_eq!(verify_llm_credential(&secret, &swapped), None, "a tag is bound to its user");
         assert_eq!(verify_llm_credential(&secret, "rak_garbage"), None);
         assert_ne!(gateway_token(&secret, &alice), gateway_token(&secret, &bob));
+    }
+
+    #[test]
+    fn agent_secrets_are_per_user_per_server_and_apart_from_the_gateway_token() {
+        let secret = ServerSecret::from_bytes([7; 32]);
+        let alice = UserId::generate();
+        let bob = UserId::generate();
+        let a = agent_secret(&secret, &alice);
+        assert_eq!(a, agent_secret(&secret, &alice), "derived, so every instance agrees");
+        assert!(a.len() >= 32, "the sidecar refuses shorter secrets");
+        assert_ne!(a, agent_secret(&secret, &bob));
+        assert_ne!(a, agent_secret(&ServerSecret::from_bytes([8; 32]), &alice));
+        assert_ne!(a, gateway_token(&secret, &alice));
+        assert!(!llm_credential(&secret, &alice).contains(&a));
     }
 }

@@ -89,6 +89,8 @@ impl App {
             Runner::Fake(_) | Runner::Fly(_) => None,
         };
         let accounts = accounts_allowed(&db, sandbox.as_ref()).await?;
+        // Fly agents sit behind their sidecar, which admits only their agent secret.
+        let behind_sidecar = matches!(agents.runner, Runner::Fly(_));
 
         let http = reqwest::Client::builder().user_agent(concat!("roost/", env!("CARGO_PKG_VERSION"))).build()?;
         let secret = Arc::new(secret);
@@ -118,7 +120,10 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: Relays::new(device, secret, finished_tx, activity, explain, relay, replay_memory_limit),
+            relays: {
+                let relays = Relays::new(device, secret, finished_tx, activity, explain, relay, replay_memory_limit);
+                if behind_sidecar { relays.with_agent_secrets() } else { relays }
+            },
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,
@@ -217,6 +222,7 @@ async fn build_machines(
     let spec: crate::machines::SpecFactory = Box::new(move |user: &UserId| provisioner::AgentSpec {
         user_id: user.to_string(),
         gateway_token: crate::agent_credentials::gateway_token(&secret, user),
+        agent_secret: crate::agent_credentials::agent_secret(&secret, user),
         llm: provisioner::LlmEndpoint {
             base_url: model.base_url.clone(),
             api: model.api,

@@ -129,6 +129,8 @@ pub struct AgentSpec {
     pub user_id: String,
     /// The OpenClaw `gateway.auth.token` Roost uses to connect.
     pub gateway_token: String,
+    /// What a Fly machine's sidecar admits Roost by (`x-roost-agent-secret`); unused locally.
+    pub agent_secret: String,
     pub llm: LlmEndpoint,
 }
 

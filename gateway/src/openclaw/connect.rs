@@ -62,7 +62,18 @@ pub fn socket_config() -> WebSocketConfig {
 }
 
 pub async fn connect(address: &str, token: &str, device: &DeviceIdentity) -> Result<Upstream, ConnectError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device))
+    connect_through(address, token, device, None).await
+}
+
+/// Like [`connect`]; with `agent_secret`, through a Fly machine's sidecar, which admits only a
+/// request carrying the machine's secret (and strips it before OpenClaw sees anything).
+pub async fn connect_through(
+    address: &str,
+    token: &str,
+    device: &DeviceIdentity,
+    agent_secret: Option<&str>,
+) -> Result<Upstream, ConnectError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device, agent_secret))
         .await
         .map_err(|_| ConnectError::Timeout)?
 }
@@ -72,12 +83,13 @@ pub async fn connect_with_retry(
     address: &str,
     token: &str,
     device: &DeviceIdentity,
+    agent_secret: Option<&str>,
     within: Duration,
 ) -> Result<Upstream, ConnectError> {
     let deadline = Instant::now() + within;
     let mut delay = Duration::from_millis(200);
     loop {
-        match connect(address, token, device).await {
+        match connect_through(address, token, device, agent_secret).await {
             Err(e) if e.retryable() && Instant::now() + delay < deadline => {
                 tracing::debug!(error = %e, "agent connect failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -88,9 +100,18 @@ pub async fn connect_with_retry(
     }
 }
 
-async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Result<Upstream, ConnectError> {
+async fn handshake(
+    address: &str,
+    token: &str,
+    device: &DeviceIdentity,
+    agent_secret: Option<&str>,
+) -> Result<Upstream, ConnectError> {
     // Built from the URL alone: no Origin, Cookie, Authorization or X-Forwarded-* goes upstream.
-    let request = address.into_client_request().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    let mut request = address.into_client_request().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    if let Some(secret) = agent_secret {
+        let value = secret.parse().map_err(|_| ConnectError::Unreachable("the agent secret is not a header".into()))?;
+        request.headers_mut().insert(provisioner::fly::AGENT_SECRET_HEADER, value);
+    }
     let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true)
         .await
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;

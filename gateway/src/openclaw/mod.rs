@@ -3,7 +3,7 @@
 mod connect;
 mod device;
 
-pub use connect::{AgentSocket, ConnectError, Upstream, connect, connect_with_retry, socket_config};
+pub use connect::{AgentSocket, ConnectError, Upstream, connect, connect_through, connect_with_retry, socket_config};
 pub use device::DeviceIdentity;
 
 /// What Roost asks for on every agent connection.

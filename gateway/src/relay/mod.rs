@@ -61,6 +61,8 @@ pub struct Relays {
     /// Chat runs that were stopped or failed, so a reload still says so.
     pub run_ends: Arc<run_ends::RunEnds>,
     pub timings: Timings,
+    /// Agents sit behind `roost-agent` (Fly): each link carries the user's agent secret.
+    agent_secrets: bool,
 }
 
 struct UserLink {
@@ -90,7 +92,26 @@ impl Relays {
         let (sockets, links) = (Arc::default(), Arc::default());
         let replay_memory = ReplayMemory::new(replay_memory_limit);
         let run_ends = Arc::default();
-        Self { device, secret, sockets, links, finished_runs, activity, explain, replay_memory, run_ends, timings }
+        let agent_secrets = false;
+        Self {
+            device,
+            secret,
+            sockets,
+            links,
+            finished_runs,
+            activity,
+            explain,
+            replay_memory,
+            run_ends,
+            timings,
+            agent_secrets,
+        }
+    }
+
+    /// Links present each user's agent secret to the sidecar in front of their agent.
+    pub fn with_agent_secrets(mut self) -> Self {
+        self.agent_secrets = true;
+        self
     }
 
     /// Bytes held by every user's replay buffer together.
@@ -152,6 +173,7 @@ impl Relays {
     /// Every link this opens retires itself once idle.
     pub async fn hub(&self, user: &UserId, address: &str) -> Result<Arc<Hub>, ConnectError> {
         let token = crate::agent_credentials::gateway_token(&self.secret, user);
+        let agent_secret = self.agent_secrets.then(|| crate::agent_credentials::agent_secret(&self.secret, user));
         loop {
             let link = self
                 .links
@@ -170,7 +192,7 @@ impl Relays {
             if let Some(hub) = slot.hub.as_ref().filter(|h| !h.is_closed()) {
                 return Ok(hub.clone());
             }
-            let upstream = match connect_with_retry(address, &token, &self.device, CONNECT_WITHIN).await {
+            let upstream = match connect_with_retry(address, &token, &self.device, agent_secret.as_deref(), CONNECT_WITHIN).await {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     if slot.hub.is_none() {

@@ -22,6 +22,7 @@ use crate::helpers::{TestApp, wait_until};
 const USER: &str = "usr_fly_1";
 const NAME_KEY: &[u8] = b"test name key";
 const GATEWAY_TOKEN: &str = "gw-token-never-shown-0123456789";
+const AGENT_SECRET: &str = "agent-secret-never-shown-0123456789abcdef";
 const LLM_CREDENTIAL: &str = "rak_usr_fly_1.credential-never-shown";
 
 /// Every stage reported, in order.
@@ -90,6 +91,7 @@ fn spec() -> AgentSpec {
     AgentSpec {
         user_id: USER.into(),
         gateway_token: GATEWAY_TOKEN.into(),
+        agent_secret: AGENT_SECRET.into(),
         llm: LlmEndpoint {
             base_url: "https://roost.example/llm/openai/v1".into(),
             api: "openai-completions",
@@ -189,6 +191,10 @@ async fn fly_provision_reports_every_stage_in_order_and_persists_every_id() {
     let (secrets, version) = rig.fake.secrets(&app);
     assert_eq!(secrets["OPENCLAW_GATEWAY_TOKEN"], GATEWAY_TOKEN);
     assert_eq!(secrets["ROOST_LLM_CREDENTIAL"], LLM_CREDENTIAL);
+    assert_eq!(secrets["ROOST_AGENT_SECRET"], AGENT_SECRET);
+    // The volume holds OpenClaw's state, where the image's sidecar points OpenClaw.
+    assert_eq!(fly_machine["config"]["mounts"][0]["path"], "/data");
+    assert_eq!(fly_machine["config"]["env"]["ROOST_AGENT_STATE_DIR"], "/data/openclaw");
     assert_eq!(record.secrets_version, Some(version));
     assert_eq!(rig.provider.status(USER).await, MachineState::Ready);
     assert_eq!(rig.provider.address(USER).await.as_deref(), Some(machine.address.as_str()));
@@ -378,7 +384,7 @@ async fn fly_secrets_and_the_token_never_show_in_errors_or_stages() {
     let public = error.public_message().into_owned();
     assert_eq!(public, "Your agent's machine could not be set up. Try again in a few minutes.");
     let everything = format!("{error}\n{error:?}\n{public}\n{}", rig.stages.text());
-    for secret in [rig.fake.token(), GATEWAY_TOKEN, LLM_CREDENTIAL] {
+    for secret in [rig.fake.token(), GATEWAY_TOKEN, LLM_CREDENTIAL, AGENT_SECRET] {
         assert!(!everything.contains(secret), "{secret:?} leaked into:\n{everything}");
     }
     assert!(everything.contains("<redacted>"), "the echo was scrubbed, not dropped: {everything}");
@@ -389,7 +395,7 @@ async fn fly_secrets_and_the_token_never_show_in_errors_or_stages() {
     rig.start().await;
     let app = rig.record().await.app_name.unwrap();
     let config = rig.live_machines(&app)[0]["config"].to_string();
-    assert!(!config.contains(GATEWAY_TOKEN) && !config.contains(LLM_CREDENTIAL), "{config}");
+    assert!(!config.contains(GATEWAY_TOKEN) && !config.contains(LLM_CREDENTIAL) && !config.contains(AGENT_SECRET), "{config}");
 }
 
 /// Accepts on a port known before the app starts and forwards to the agent set later: the

@@ -45,7 +45,7 @@ async fn gateway_starting_1013_is_retried_until_it_succeeds() {
     let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { starting_rejections: 2, ..options("tok") }).await;
     let device = device();
     assert!(matches!(connect(&agent.ws_url(), "tok", &device).await, Err(ConnectError::Starting)));
-    let upstream = connect_with_retry(&agent.ws_url(), "tok", &device, Duration::from_secs(10)).await.unwrap();
+    let upstream = connect_with_retry(&agent.ws_url(), "tok", &device, None, Duration::from_secs(10)).await.unwrap();
     assert_eq!(upstream.hello["type"], "hello-ok");
     assert_eq!(agent.handshakes_ok(), 1);
 }
@@ -54,7 +54,7 @@ async fn gateway_starting_1013_is_retried_until_it_succeeds() {
 async fn an_unreachable_agent_fails_within_the_deadline() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let started = std::time::Instant::now();
-    let err = connect_with_retry(&format!("ws://127.0.0.1:{port}/"), "tok", &device(), Duration::from_secs(1))
+    let err = connect_with_retry(&format!("ws://127.0.0.1:{port}/"), "tok", &device(), None, Duration::from_secs(1))
         .await
         .err()
         .unwrap();

@@ -164,7 +164,7 @@ impl FlyProvider {
             .map_err(|e| cloud("waiting for the machine to start", e))?;
         progress.report(user, Stage::WaitingReady, "your agent's machine is up; waiting for your agent to answer");
         let address = agent_address(&self.options.agent_address, app, &machine.id, region);
-        ready::wait_ready(&self.http, user, &address, self.options.ready_timeout, progress).await?;
+        ready::wait_ready(&self.http, user, &spec.agent_secret, &address, self.options.ready_timeout, progress).await?;
         self.set_live(user, MachineState::Ready, Some(address.clone()));
         progress.report(user, Stage::Ready, "your agent is ready");
         Ok(Machine { address, external_id: machine.id.clone() })

@@ -14,12 +14,18 @@ use crate::{AgentSpec, Progress, ProvisionError, Stage};
 /// The app secrets the agent reads (the same names the local provider puts in its environment).
 const GATEWAY_TOKEN_SECRET: &str = "OPENCLAW_GATEWAY_TOKEN";
 const LLM_CREDENTIAL_SECRET: &str = "ROOST_LLM_CREDENTIAL";
+/// What the image's sidecar (`roost-agent`) admits Roost by.
+const AGENT_SECRET_SECRET: &str = "ROOST_AGENT_SECRET";
 /// Every machine is named this: names are unique per app, so a duplicate create gets a 409, a
 /// second guard after the metadata lookup (§6 item 6).
 const MACHINE_NAME: &str = "openclaw";
 const VOLUME_NAME: &str = "openclaw_data";
-/// Where OpenClaw keeps its state (research §2.5's example mount).
-const STATE_PATH: &str = "/home/node/.openclaw";
+/// The volume's mount: the image (`agent/Dockerfile`) keeps everything of the user's there.
+const VOLUME_PATH: &str = "/data";
+/// OpenClaw's state dir and HOME on the volume, as the sidecar is told (it writes the config
+/// into the state dir and points OpenClaw at it).
+const STATE_DIR: &str = "/data/openclaw";
+const HOME_DIR: &str = "/data/home";
 /// App names tried before giving up (each further one only when another customer holds one).
 const NAME_ATTEMPTS: u32 = 4;
 /// Creates of one object tried in one region, after ambiguous failures.
@@ -106,8 +112,9 @@ impl FlyProvider {
 
     /// Creates the app, or adopts it if it exists and is ours. `false`: the name is someone else's.
     async fn claim_app(&self, user: &str, name: &str) -> Result<bool, ProvisionError> {
-        let request =
-            CreateAppRequest { name: name.to_string(), org_slug: self.options.org.clone(), network: Some(name.into()) };
+        // The org's default network: the gateway reaches the sidecar over 6PN directly, and the
+        // sidecar's per-machine secret keeps other agents out (README "Agent networking").
+        let request = CreateAppRequest { name: name.to_string(), org_slug: self.options.org.clone(), network: None };
         for _ in 0..CREATE_ATTEMPTS {
             match self.fly.create_app(&request).await {
                 Ok(()) => {
@@ -160,6 +167,7 @@ impl FlyProvider {
         let values = BTreeMap::from([
             (GATEWAY_TOKEN_SECRET.to_string(), Some(spec.gateway_token.clone())),
             (LLM_CREDENTIAL_SECRET.to_string(), Some(spec.llm.credential.clone())),
+            (AGENT_SECRET_SECRET.to_string(), Some(spec.agent_secret.clone())),
         ]);
         let update = self.fly.set_secrets(app, &values).await.map_err(|e| cloud("setting the app's secrets", e))?;
         record.secrets_version = Some(update.version);
@@ -297,6 +305,8 @@ impl FlyProvider {
             ("ROOST_LLM_BASE_URL".to_string(), spec.llm.base_url.clone()),
             ("ROOST_LLM_API".to_string(), spec.llm.api.to_string()),
             ("ROOST_LLM_MODEL".to_string(), spec.llm.model.clone()),
+            ("ROOST_AGENT_STATE_DIR".to_string(), STATE_DIR.to_string()),
+            ("ROOST_AGENT_HOME".to_string(), HOME_DIR.to_string()),
         ]);
         CreateMachineRequest {
             name: Some(MACHINE_NAME.to_string()),
@@ -307,7 +317,7 @@ impl FlyProvider {
                 image: self.options.image.clone(),
                 env,
                 guest: Some(self.options.guest.clone()),
-                mounts: vec![Mount { volume: volume.to_string(), path: STATE_PATH.to_string() }],
+                mounts: vec![Mount { volume: volume.to_string(), path: VOLUME_PATH.to_string() }],
                 restart: Some(Restart { policy: "on-failure".into() }),
                 stop_config: Some(StopConfig { signal: Some("SIGTERM".into()), timeout: Some("30s".into()) }),
                 metadata: names::machine_metadata(&spec.user_id, &record.provision_id),

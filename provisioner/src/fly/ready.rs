@@ -1,22 +1,25 @@
-//! Where a Fly agent answers (the address template), how its readiness is checked (`/readyz`, as
-//! the local provider does: `started` only means the VM booted, research pitfall 8), and the
-//! machine size flag.
+//! Where a Fly agent answers (the address template: its sidecar, `roost-agent`), how its
+//! readiness is checked (the sidecar's `/roost/ready`, which is ready once OpenClaw's `/readyz`
+//! is: `started` only means the VM booted, research pitfall 8), and the machine size flag.
 
 use std::time::{Duration, Instant};
 
 use super::types::Guest;
 use crate::{Progress, ProvisionError, Stage};
 
-/// The default agent address: the machine's own 6PN name, which follows it across migrations
-/// (research §7.1; a stored `private_ip` would not).
-pub const DEFAULT_AGENT_ADDRESS: &str = "ws://{machine_id}.vm.{app}.internal:18789/";
+/// The default agent address: the sidecar on the machine's own 6PN name, which follows it across
+/// migrations (research §7.1; a stored `private_ip` would not).
+pub const DEFAULT_AGENT_ADDRESS: &str = "ws://{machine_id}.vm.{app}.internal:8080/";
+
+/// The header the sidecar admits Roost by (it strips it before anything reaches OpenClaw).
+pub const AGENT_SECRET_HEADER: &str = roost_agent::SECRET_HEADER;
 
 /// The default `--fly-machine-size`: what a real OpenClaw gateway needs (about 1.2 GB resident,
 /// research §2.5's example).
 pub const DEFAULT_MACHINE_SIZE: &str = "shared-cpu-2x";
 const DEFAULT_MEMORY_MB: u32 = 2048;
 
-/// How long one `/readyz` probe may take, and the pause between probes.
+/// How long one readiness probe may take, and the pause between probes.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 const MAX_READY_BODY: usize = 64 * 1024;
@@ -37,21 +40,22 @@ pub fn check_address_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `ws://host:port/…` → `http://host:port/readyz`.
+/// `ws://host:port/…` → `http://host:port/roost/ready`.
 fn readyz_url(address: &str) -> Option<reqwest::Url> {
     let mut url = reqwest::Url::parse(address).ok()?;
     let scheme = if url.scheme() == "wss" { "https" } else { "http" };
     url.set_scheme(scheme).ok()?;
-    url.set_path("/readyz");
+    url.set_path(roost_agent::READY_PATH);
     url.set_query(None);
     Some(url)
 }
 
-/// Probes `/readyz` until the agent says `{"ready": true}`, reporting what it still waits for;
-/// [`ProvisionError::NotReady`] after `timeout`.
+/// Probes the sidecar until it says `{"ready": true}`, reporting its stage and what OpenClaw
+/// still waits for; [`ProvisionError::NotReady`] after `timeout`.
 pub(super) async fn wait_ready(
     http: &reqwest::Client,
     user_id: &str,
+    agent_secret: &str,
     address: &str,
     timeout: Duration,
     progress: &dyn Progress,
@@ -60,17 +64,24 @@ pub(super) async fn wait_ready(
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        let detail = match http.get(url.clone()).timeout(PROBE_TIMEOUT).send().await {
+        let probe = http.get(url.clone()).header(AGENT_SECRET_HEADER, agent_secret).timeout(PROBE_TIMEOUT);
+        let detail = match probe.send().await {
             Ok(res) => match bounded_body(res).await {
                 Some(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
                     Ok(body) if body["ready"] == true => return Ok(()),
                     Ok(body) => {
                         let failing: Vec<&str> =
                             body["failing"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-                        if failing.is_empty() {
-                            "your agent is starting".to_string()
-                        } else {
-                            format!("your agent is starting (waiting for: {})", failing.join(", "))
+                        // The sidecar's own words (e.g. "OpenClaw exited …; restarting it in 4 s"),
+                        // bounded: the machine runs untrusted code.
+                        let stage = body["stage"].as_str().filter(|s| s.len() <= 200);
+                        match (stage, failing.is_empty()) {
+                            (Some(stage), true) => format!("your agent is starting: {stage}"),
+                            (Some(stage), false) => {
+                                format!("your agent is starting: {stage} (waiting for: {})", failing.join(", "))
+                            }
+                            (None, true) => "your agent is starting".to_string(),
+                            (None, false) => format!("your agent is starting (waiting for: {})", failing.join(", ")),
                         }
                     }
                     Err(_) => "your agent is starting".to_string(),
@@ -149,9 +160,9 @@ mod tests {
     #[test]
     fn addresses_fill_the_template_and_give_readyz() {
         let a = agent_address(DEFAULT_AGENT_ADDRESS, "roost-abc", "1857156b526dd8", "iad");
-        assert_eq!(a, "ws://1857156b526dd8.vm.roost-abc.internal:18789/");
-        assert_eq!(readyz_url(&a).unwrap().as_str(), "http://1857156b526dd8.vm.roost-abc.internal:18789/readyz");
-        assert_eq!(readyz_url("wss://h/x?y").unwrap().as_str(), "https://h/readyz");
+        assert_eq!(a, "ws://1857156b526dd8.vm.roost-abc.internal:8080/");
+        assert_eq!(readyz_url(&a).unwrap().as_str(), "http://1857156b526dd8.vm.roost-abc.internal:8080/roost/ready");
+        assert_eq!(readyz_url("wss://h/x?y").unwrap().as_str(), "https://h/roost/ready");
         assert!(check_address_template(DEFAULT_AGENT_ADDRESS).is_ok());
         assert!(check_address_template("ws://127.0.0.1:9/").is_ok());
         assert!(check_address_template("http://{app}/").is_err());

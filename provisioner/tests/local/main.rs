@@ -38,6 +38,7 @@ fn spec(user: &str) -> AgentSpec {
     AgentSpec {
         user_id: user.into(),
         gateway_token: "gateway-token-secret".into(),
+        agent_secret: "agent-secret-unused-by-the-local-provider".into(),
         llm: LlmEndpoint {
             base_url: "http://127.0.0.1:9/llm/openai/v1".into(),
             api: "openai-completions",

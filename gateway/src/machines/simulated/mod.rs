@@ -189,6 +189,8 @@ impl SimulatedAgent {
             .route("/healthz", get(connection::health_http))
             .route("/ready", get(connection::ready_http))
             .route("/readyz", get(connection::ready_http))
+            // What a Fly machine's sidecar (`roost-agent`) answers readiness on.
+            .route("/roost/ready", get(connection::ready_http))
             .fallback(connection::ws_handler)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
