@@ -24,7 +24,8 @@ pub struct Model<'a> {
 
 /// Subtrees the platform replaces whole rather than merges into: a user key left inside them
 /// (a `gateway.auth.token` of their own, another `apiKey`) would change who gets in or who pays.
-const OWNED: &[&[&str]] = &[&["gateway", "auth"], &["models", "providers", PROVIDER_ID], &["agents", "defaults", "model"]];
+const OWNED: &[&[&str]] =
+    &[&["gateway", "auth"], &["models", "providers", PROVIDER_ID], &["agents", "defaults", "model"]];
 /// Keys the platform removes: TLS on loopback would break the sidecar's plain-HTTP forwarding.
 const REMOVED: &[&[&str]] = &[&["gateway", "tls"]];
 

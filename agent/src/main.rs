@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use roost_agent::proxy;
 use roost_agent::router::Context;
 use roost_agent::settings::Settings;
 use roost_agent::supervisor::{self, Stage};
-use roost_agent::proxy;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 

@@ -45,8 +45,9 @@ fn not_ready(stage: &str, failing: &[String]) -> Response<Body> {
 /// OpenClaw's `/readyz` body (it answers 503 with JSON while starting, 200 once ready).
 async fn probe(upstream: SocketAddr) -> Result<Value, String> {
     let stream = TcpStream::connect(upstream).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = Request::get("/readyz")
         .header(HOST, format!("127.0.0.1:{}", upstream.port()))

@@ -41,6 +41,9 @@ struct Args {
     /// OpenClaw's log file (default: OpenClaw's own choice; stdout has the same lines).
     #[arg(long, env = "ROOST_AGENT_OPENCLAW_LOG_FILE")]
     openclaw_log_file: Option<PathBuf>,
+    /// Plugin directories OpenClaw loads (`plugins.load.paths`): the image's pinned Discord plugin.
+    #[arg(long, env = "ROOST_AGENT_PLUGIN_PATHS", value_delimiter = ',')]
+    plugin_paths: Vec<PathBuf>,
     #[arg(long, env = "ROOST_AGENT_SECRET", hide_env_values = true)]
     secret: String,
     #[arg(long, env = "OPENCLAW_GATEWAY_TOKEN", hide_env_values = true)]
@@ -67,6 +70,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub stop_timeout: Duration,
     pub openclaw_log_file: Option<PathBuf>,
+    pub plugin_paths: Vec<PathBuf>,
     pub secret: AgentSecret,
     pub gateway_token: String,
     pub llm_base_url: String,
@@ -120,6 +124,7 @@ impl Settings {
                 max_connections: a.max_connections,
                 stop_timeout: Duration::from_secs(a.stop_timeout_secs),
                 openclaw_log_file: a.openclaw_log_file,
+                plugin_paths: a.plugin_paths,
                 secret,
                 gateway_token: a.gateway_token,
                 llm_base_url: a.llm_base_url,

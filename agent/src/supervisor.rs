@@ -67,7 +67,10 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
         Err(e) => return Err(e),
     };
     let model = Model { base_url: &settings.llm_base_url, api: &settings.llm_api, model: &settings.llm_model };
-    let platform = config::platform_keys(settings.openclaw_port, &model, settings.openclaw_log_file.as_deref());
+    let mut platform = config::platform_keys(settings.openclaw_port, &model, settings.openclaw_log_file.as_deref());
+    if !settings.plugin_paths.is_empty() {
+        platform["plugins"]["load"] = serde_json::json!({ "paths": settings.plugin_paths });
+    }
     let merged = config::merge(existing, &platform);
     let tmp = path.with_extension("json.roost-tmp");
     tokio::fs::write(&tmp, serde_json::to_vec_pretty(&merged).expect("a JSON value serialises")).await?;

@@ -201,7 +201,11 @@ async fn e2e_sidecar_runs_a_real_openclaw_admits_only_roost_and_stops_cleanly() 
 
     // OpenClaw listens on loopback only; the sidecar is the way in, and only with the secret.
     let frame = first_frame(&agent.addr, SECRET).await.expect("a WebSocket through the sidecar");
-    assert_eq!((frame["type"].as_str(), frame["event"].as_str()), (Some("event"), Some("connect.challenge")), "{frame}");
+    assert_eq!(
+        (frame["type"].as_str(), frame["event"].as_str()),
+        (Some("event"), Some("connect.challenge")),
+        "{frame}"
+    );
     assert!(first_frame(&agent.addr, "wrong-secret-0123456789abcdef0123456789").await.unwrap_err().contains("401"));
     assert_eq!(http(&agent.addr, "/readyz", None).await.map(|r| r.0), Some(401));
     assert_eq!(http(&agent.addr, "/roost/ready", Some("nope")).await.map(|r| r.0), Some(401));

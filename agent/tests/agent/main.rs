@@ -2,6 +2,7 @@
 //! and the whole binary in front of the real Node + OpenClaw runtime (`e2e_openclaw`).
 
 mod e2e_openclaw;
+mod image;
 mod proxy;
 
 pub const SECRET: &str = "agent-secret-0123456789abcdef0123456789";

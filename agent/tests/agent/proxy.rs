@@ -116,7 +116,10 @@ async fn the_secret_is_checked_on_every_request_and_never_forwarded() {
     assert!(seen[0].starts_with("GET /healthz HTTP/1.1\r\n") && seen[1].starts_with("GET /readyz?x=1 "), "{seen:?}");
     for head in &seen {
         let lower = head.to_ascii_lowercase();
-        assert!(!lower.contains("x-roost-agent-secret") && !head.contains(SECRET), "the secret reached OpenClaw: {head}");
+        assert!(
+            !lower.contains("x-roost-agent-secret") && !head.contains(SECRET),
+            "the secret reached OpenClaw: {head}"
+        );
         assert!(!lower.contains("forwarded") && !lower.contains("fly-client-ip"), "a forwarding header: {head}");
         assert!(lower.contains(&format!("host: 127.0.0.1:{}", upstream.addr.port())), "{head}");
     }

@@ -192,7 +192,15 @@ impl Relays {
             if let Some(hub) = slot.hub.as_ref().filter(|h| !h.is_closed()) {
                 return Ok(hub.clone());
             }
-            let upstream = match connect_with_retry(address, &token, &self.device, agent_secret.as_deref(), CONNECT_WITHIN).await {
+            let upstream = match connect_with_retry(
+                address,
+                &token,
+                &self.device,
+                agent_secret.as_deref(),
+                CONNECT_WITHIN,
+            )
+            .await
+            {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     if slot.hub.is_none() {

@@ -395,7 +395,10 @@ async fn fly_secrets_and_the_token_never_show_in_errors_or_stages() {
     rig.start().await;
     let app = rig.record().await.app_name.unwrap();
     let config = rig.live_machines(&app)[0]["config"].to_string();
-    assert!(!config.contains(GATEWAY_TOKEN) && !config.contains(LLM_CREDENTIAL) && !config.contains(AGENT_SECRET), "{config}");
+    assert!(
+        !config.contains(GATEWAY_TOKEN) && !config.contains(LLM_CREDENTIAL) && !config.contains(AGENT_SECRET),
+        "{config}"
+    );
 }
 
 /// Accepts on a port known before the app starts and forwards to the agent set later: the

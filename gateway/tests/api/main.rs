@@ -13,6 +13,7 @@ mod browser;
 mod clerk;
 mod clerk_webhooks;
 mod csrf;
+mod deploy_files;
 mod e2e_credits;
 mod e2e_lifecycle;
 mod e2e_openclaw;

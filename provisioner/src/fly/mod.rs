@@ -27,7 +27,8 @@ pub use error::{ApiError, FlyError, TransportKind};
 pub use machines::WaitOptions;
 pub use provider::{FlyOptions, FlyProvider};
 pub use ready::{
-    AGENT_SECRET_HEADER, DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template, parse_machine_size,
+    AGENT_SECRET_HEADER, DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template,
+    parse_machine_size,
 };
 pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
 pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, new_provision_id};
