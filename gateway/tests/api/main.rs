@@ -21,6 +21,7 @@ mod e2e_sandbox;
 mod files;
 mod fly_client;
 mod fly_provider;
+mod fly_sidecar;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;
