@@ -95,3 +95,35 @@ async fn fly_a_chat_goes_through_the_sidecar_with_the_users_agent_secret() {
     let fly_app = fake.app_names().into_iter().next().expect("the user's app");
     assert_eq!(fake.secrets(&fly_app).0["ROOST_AGENT_SECRET"], secret);
 }
+
+#[tokio::test]
+async fn fly_a_sidecar_that_refuses_roosts_secret_is_shown_to_the_user_and_never_ready() {
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(5)), ..Default::default() }).await;
+    let (forward, target) = late_forwarder().await;
+    let app = fly_app(&format!("ws://{forward}/"), &fake).await;
+    let (cookie, user_id) = app.signed_up_cookie("refused@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let token = gateway::agent_credentials::gateway_token(&app.state.secret, &user);
+    let agent = SimulatedAgent::spawn(AgentOptions { token, ..Default::default() }).await.unwrap();
+    // Another user's machine: its sidecar admits its own secret, not this user's.
+    let other = gateway::domain::UserId::generate();
+    let theirs = gateway::agent_credentials::agent_secret(&app.state.secret, &other);
+    let (sidecar_addr, _shutdown, _stage) = sidecar(&theirs, agent.addr()).await;
+    *target.lock().unwrap() = Some(sidecar_addr);
+
+    let mut ws = app.ws(&cookie, "").await;
+    let shown = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let frame = ws.next().await.expect("the socket stays open");
+            assert_ne!(frame["event"], "roost.ready", "ready through a sidecar that refused Roost");
+            let detail = frame["payload"]["detail"].as_str().unwrap_or_default().to_string();
+            if frame["event"] == "roost.status" && detail.contains("does not accept Roost's key") {
+                return detail;
+            }
+        }
+    })
+    .await
+    .expect("the refusal reaches the user's page");
+    assert!(!shown.contains(&theirs), "{shown}");
+}

@@ -66,6 +66,11 @@ pub(super) async fn wait_ready(
     loop {
         let probe = http.get(url.clone()).header(AGENT_SECRET_HEADER, agent_secret).timeout(PROBE_TIMEOUT);
         let detail = match probe.send().await {
+            // The sidecar admits only this machine's secret: an app secret that has not reached
+            // the machine yet (or a machine that is not ours) answers this.
+            Ok(res) if res.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                "your agent's machine does not accept Roost's key yet".to_string()
+            }
             Ok(res) => match bounded_body(res).await {
                 Some(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
                     Ok(body) if body["ready"] == true => return Ok(()),
