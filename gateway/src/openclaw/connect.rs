@@ -62,7 +62,17 @@ pub fn socket_config() -> WebSocketConfig {
 }
 
 pub async fn connect(address: &str, token: &str, device: &DeviceIdentity) -> Result<Upstream, ConnectError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device))
+    connect_scoped(address, token, device, &SCOPES).await
+}
+
+/// Like [`connect`], asking for (and requiring) `scopes` instead of the relay's.
+pub async fn connect_scoped(
+    address: &str,
+    token: &str,
+    device: &DeviceIdentity,
+    scopes: &[&str],
+) -> Result<Upstream, ConnectError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device, scopes))
         .await
         .map_err(|_| ConnectError::Timeout)?
 }
@@ -88,7 +98,12 @@ pub async fn connect_with_retry(
     }
 }
 
-async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Result<Upstream, ConnectError> {
+async fn handshake(
+    address: &str,
+    token: &str,
+    device: &DeviceIdentity,
+    wanted: &[&str],
+) -> Result<Upstream, ConnectError> {
     // Built from the URL alone: no Origin, Cookie, Authorization or X-Forwarded-* goes upstream.
     let request = address.into_client_request().map_err(|e| ConnectError::Unreachable(e.to_string()))?;
     let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true)
@@ -103,7 +118,7 @@ async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Resul
     };
     let nonce = challenge["nonce"].as_str().ok_or_else(|| ConnectError::Protocol("challenge without nonce".into()))?;
     let signed_at = challenge["ts"].as_i64().ok_or_else(|| ConnectError::Protocol("challenge without ts".into()))?;
-    let scopes = SCOPES.join(",");
+    let scopes = wanted.join(",");
     let proof = format!(
         "v3|{}|{CLIENT_ID}|{CLIENT_MODE}|operator|{scopes}|{signed_at}|{token}|{nonce}|{PLATFORM}|",
         device.id()
@@ -113,7 +128,7 @@ async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Resul
         "params": {
             "minProtocol": PROTOCOL, "maxProtocol": PROTOCOL,
             "client": { "id": CLIENT_ID, "version": env!("CARGO_PKG_VERSION"), "platform": PLATFORM, "mode": CLIENT_MODE },
-            "role": "operator", "scopes": SCOPES, "caps": [],
+            "role": "operator", "scopes": wanted, "caps": [],
             "auth": { "token": token },
             "device": {
                 "id": device.id(), "publicKey": device.public_key(), "signature": device.sign(&proof),
@@ -151,8 +166,8 @@ async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Resul
         .flatten()
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
-    if !SCOPES.iter().all(|s| granted.iter().any(|g| g == s)) {
-        return Err(ConnectError::ScopesMissing { granted, wanted: SCOPES.iter().map(|s| s.to_string()).collect() });
+    if !wanted.iter().all(|s| granted.iter().any(|g| g == s)) {
+        return Err(ConnectError::ScopesMissing { granted, wanted: wanted.iter().map(|s| s.to_string()).collect() });
     }
     Ok(Upstream { socket, hello })
 }

@@ -93,6 +93,11 @@ impl Relays {
         Self { device, secret, sockets, links, finished_runs, activity, explain, replay_memory, run_ends, timings }
     }
 
+    /// Roost's device identity, for connections of its own to agents (integrations).
+    pub fn device(&self) -> &DeviceIdentity {
+        &self.device
+    }
+
     /// Bytes held by every user's replay buffer together.
     pub fn replay_bytes(&self) -> usize {
         self.replay_memory.used()
