@@ -17,7 +17,26 @@ use super::{Fault, State, unix_now};
 const MAX_POLL: Duration = Duration::from_secs(50);
 
 pub(crate) fn router(state: State) -> Router {
-    Router::new().route("/{bot}/{method}", any(call)).fallback(|| async { error(404, "Not Found", None) }).with_state(state)
+    Router::new()
+        .route("/_fake/deliver", axum::routing::post(control_deliver))
+        .route("/_fake/sent", axum::routing::post(control_sent))
+        .route("/{bot}/{method}", any(call)).fallback(|| async { error(404, "Not Found", None) }).with_state(state)
+}
+
+/// For browser specs, which cannot reach the Rust handle: `{token, from_id, first_name, text}`.
+async fn control_deliver(AxState(state): AxState<State>, axum::Json(body): axum::Json<Value>) -> Response {
+    let fake = super::Handle(state);
+    let (Some(token), Some(from), Some(text)) = (body["token"].as_str(), body["from_id"].as_i64(), body["text"].as_str()) else {
+        return error(400, "Bad Request: token, from_id and text are required", None);
+    };
+    let id = fake.deliver_dm(token, from, body["first_name"].as_str().unwrap_or("Tester"), text);
+    ok(json!({ "update_id": id }))
+}
+
+/// `{token}` → the `sendMessage` params the bot made.
+async fn control_sent(AxState(state): AxState<State>, axum::Json(body): axum::Json<Value>) -> Response {
+    let token = body["token"].as_str().unwrap_or_default();
+    ok(Value::Array(super::Handle(state).sent_messages(token)))
 }
 
 fn ok(result: Value) -> Response {

@@ -64,6 +64,48 @@ pub struct FakeTelegram {
     server: JoinHandle<()>,
 }
 
+/// The state, for the control routes.
+pub(crate) struct Handle(pub State);
+
+impl Handle {
+    pub fn deliver_dm(&self, token: &str, from_id: i64, first_name: &str, text: &str) -> i64 {
+        deliver_dm(&self.0, token, from_id, first_name, text)
+    }
+
+    pub fn sent_messages(&self, token: &str) -> Vec<Value> {
+        sent_messages(&self.0, token)
+    }
+}
+
+fn deliver_dm(state: &State, token: &str, from_id: i64, first_name: &str, text: &str) -> i64 {
+    let update_id = {
+        let mut inner = state.inner.lock().unwrap();
+        let update_id = inner.next_update_id;
+        inner.next_update_id += 1;
+        let message_id = inner.next_message_id;
+        inner.next_message_id += 1;
+        let now = unix_now();
+        let user = json!({ "id": from_id, "is_bot": false, "first_name": first_name, "language_code": "en" });
+        let update = json!({
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id, "date": now, "from": user,
+                "chat": { "id": from_id, "type": "private", "first_name": first_name },
+                "text": text,
+            },
+        });
+        inner.updates.entry(token.to_string()).or_default().push_back(update);
+        update_id
+    };
+    state.changed.notify_waiters();
+    update_id
+}
+
+fn sent_messages(state: &State, token: &str) -> Vec<Value> {
+    let inner = state.inner.lock().unwrap();
+    inner.calls.iter().filter(|(t, m, _)| t == token && m == "sendMessage").map(|(_, _, p)| p.clone()).collect()
+}
+
 impl FakeTelegram {
     pub async fn spawn() -> Self {
         let state = Arc::new(Shared {
@@ -114,32 +156,12 @@ impl FakeTelegram {
 
     /// Queues a private message from user `from_id` to the bot; returns its `update_id`.
     pub fn deliver_dm(&self, token: &str, from_id: i64, first_name: &str, text: &str) -> i64 {
-        let update_id = {
-            let mut inner = self.state.inner.lock().unwrap();
-            let update_id = inner.next_update_id;
-            inner.next_update_id += 1;
-            let message_id = inner.next_message_id;
-            inner.next_message_id += 1;
-            let now = unix_now();
-            let user = json!({ "id": from_id, "is_bot": false, "first_name": first_name, "language_code": "en" });
-            let update = json!({
-                "update_id": update_id,
-                "message": {
-                    "message_id": message_id, "date": now, "from": user,
-                    "chat": { "id": from_id, "type": "private", "first_name": first_name },
-                    "text": text,
-                },
-            });
-            inner.updates.entry(token.to_string()).or_default().push_back(update);
-            update_id
-        };
-        self.state.changed.notify_waiters();
-        update_id
+        deliver_dm(&self.state, token, from_id, first_name, text)
     }
 
     /// The params of every `sendMessage` the bot made, in order.
     pub fn sent_messages(&self, token: &str) -> Vec<Value> {
-        self.calls(token).into_iter().filter(|(m, _)| m == "sendMessage").map(|(_, p)| p).collect()
+        sent_messages(&self.state, token)
     }
 
     /// Every call made with this token: (method, params).

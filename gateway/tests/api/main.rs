@@ -18,6 +18,8 @@ mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
+mod integrations;
+mod integrations_e2e;
 mod fly_client;
 mod fly_provider;
 mod lifecycle;
