@@ -144,6 +144,25 @@ impl DmPolicy {
     }
 }
 
+/// A bot answers at any hour, so the agents of users with one connected are started when Roost
+/// starts (one at a time: the host's slots decide how many run). The lifecycle rules then keep
+/// them on while the channel runs.
+pub async fn wake_bot_agents(state: crate::app::AppState) {
+    let users = match state.db.conn() {
+        Ok(conn) => crate::db::integrations::users_with_channels(&conn).await,
+        Err(e) => Err(e),
+    };
+    let users = match users {
+        Ok(users) => users,
+        Err(e) => return tracing::warn!(error = %e, "could not list the agents with bots"),
+    };
+    for user in users {
+        if let Err(e) = state.machines.ensure_ready(&user).await {
+            tracing::warn!(user_id = %user, error = %e, "the agent of a connected bot did not start");
+        }
+    }
+}
+
 /// Removes anything shaped like a bot token from text that came from elsewhere (an agent's
 /// error, a provider's description), so it can be shown and logged.
 pub fn scrub(text: &str) -> String {

@@ -147,18 +147,22 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     assert_eq!(approved["sender_id"], STRANGER.to_string());
 
     // 4. The next DM is answered by the agent with the fake model's text, through sendMessage.
-    let before = telegram.sent_messages(&token).len();
+    let before = telegram.calls(&token).len();
     telegram.deliver_dm(&token, STRANGER, "Ada", "what can you do?");
-    wait_until_within("the agent answers through the Bot API", Duration::from_secs(120), || {
-        let sent = telegram.sent_messages(&token);
-        async move {
-            sent[before..].iter().any(|m| {
-                m["text"].as_str().is_some_and(|t| t.contains(REPLY_PREFIX))
-                    && m["chat_id"].to_string().trim_matches('"') == STRANGER.to_string()
-            })
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let calls = telegram.calls(&token);
+        let answered = calls.iter().skip(before).any(|(method, m)| {
+            matches!(method.as_str(), "sendMessage" | "editMessageText")
+                && m["text"].as_str().is_some_and(|t| t.contains(REPLY_PREFIX))
+                && m["chat_id"].to_string().trim_matches('"') == STRANGER.to_string()
+        });
+        if answered {
+            break;
         }
-    })
-    .await;
+        assert!(tokio::time::Instant::now() < deadline, "the agent never answered through the Bot API: {:?}", &calls[before..]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The test message goes to the approved chat.
     let res = app.send_as(&cookie, reqwest::Method::POST, "/api/integrations/telegram/test", None).await;
@@ -204,6 +208,23 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     assert_eq!(listed["channels"][0]["connected"], false, "{listed}");
     let config = std::fs::read_to_string(user_dir.join("state/openclaw.json")).unwrap();
     assert!(!config.contains("tokenFile"), "the channel left the agent's config: {config}");
+
+    // The same user, agent and fake in Chromium, with a second bot.
+    let browser_token = telegram.add_bot("roost_browser_bot");
+    let env = [
+        ("EMAIL".to_string(), "bot-e2e@example.com".to_string()),
+        ("PASSWORD".to_string(), crate::helpers::PASSWORD.to_string()),
+        ("BOT_TOKEN".to_string(), browser_token.clone()),
+        ("TELEGRAM_URL".to_string(), telegram.base_url()),
+        ("STRANGER_ID".to_string(), "5151".to_string()),
+    ];
+    let origin = app.origin.clone();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        crate::browser::run_spec_at(&origin, "integrations.spec.mjs", &env)
+    })
+    .await
+    .unwrap();
 
     app.state.machines.shutdown().await;
 }
