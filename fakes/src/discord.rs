@@ -46,6 +46,10 @@ struct Inner {
     faults: VecDeque<Fault>,
     /// (path, authorization scheme) of every request.
     requests: Vec<(String, String)>,
+    /// DM channel id -> recipient user id.
+    dm_channels: HashMap<String, String>,
+    /// (recipient user id, content) of every message the bots sent.
+    sent: Vec<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -62,6 +66,8 @@ impl FakeDiscord {
         let app = Router::new()
             .route("/api/v10/users/@me", get(users_me))
             .route("/api/v10/applications/@me", get(applications_me))
+            .route("/api/v10/users/@me/channels", axum::routing::post(open_dm))
+            .route("/api/v10/channels/{channel}/messages", axum::routing::post(create_message))
             .fallback(|| async { discord_error(StatusCode::NOT_FOUND, "404: Not Found", 0) })
             .with_state(state.clone());
         let (addr, server) = crate::serve_on_loopback(app, "fake discord").await;
@@ -122,6 +128,11 @@ impl FakeDiscord {
 
     pub fn fail_next(&self, fault: Fault) {
         self.state.lock().unwrap().faults.push_back(fault);
+    }
+
+    /// (recipient user id, content) of every DM the bots sent.
+    pub fn sent_dms(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().sent.clone()
     }
 
     /// How many requests arrived (for rate-limit tests).
@@ -191,6 +202,45 @@ async fn applications_me(State(state): State<Shared>, headers: HeaderMap) -> Res
             "owner": { "id": a.owner_id, "username": "owner" }, "approximate_guild_count": 0,
         }))
         .into_response(),
+        Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
+        Err(res) => res,
+    }
+}
+
+async fn open_dm(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match authenticate(&state, &headers, "/users/@me/channels").await {
+        Ok(a) if a.bot => {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(recipient) = body["recipient_id"].as_str() else {
+                return discord_error(StatusCode::BAD_REQUEST, "Invalid Form Body", 50035);
+            };
+            let mut inner = state.lock().unwrap();
+            let id = (1_300_000_000_000_000_000u64 + inner.dm_channels.len() as u64).to_string();
+            inner.dm_channels.insert(id.clone(), recipient.to_string());
+            axum::Json(json!({ "id": id, "type": 1, "recipients": [{ "id": recipient }] })).into_response()
+        }
+        Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
+        Err(res) => res,
+    }
+}
+
+async fn create_message(
+    State(state): State<Shared>,
+    axum::extract::Path(channel): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match authenticate(&state, &headers, "/channels/{id}/messages").await {
+        Ok(a) if a.bot => {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut inner = state.lock().unwrap();
+            let Some(recipient) = inner.dm_channels.get(&channel).cloned() else {
+                return discord_error(StatusCode::NOT_FOUND, "Unknown Channel", 10003);
+            };
+            let content = body["content"].as_str().unwrap_or_default().to_string();
+            inner.sent.push((recipient, content.clone()));
+            axum::Json(json!({ "id": "1", "channel_id": channel, "content": content })).into_response()
+        }
         Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
         Err(res) => res,
     }

@@ -46,7 +46,13 @@ impl Agent {
     pub async fn open(app: &App, user: &UserId, start_if_stopped: bool) -> Result<Self, AgentError> {
         let Some(address) = app.machines.address_if_ready(user).await else {
             if start_if_stopped {
-                app.machines.prewarm(user);
+                // Concurrent callers share one start; the page shows its stages.
+                let (machines, user) = (app.machines.clone(), user.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = machines.ensure_ready(&user).await {
+                        tracing::info!(user_id = %user, error = %e, "the agent did not start for a bot");
+                    }
+                });
             }
             return Err(AgentError::Starting);
         };

@@ -428,6 +428,7 @@ pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<Stri
             ),
         ));
     };
+    state.integrations.checks.check(user)?;
     let sealed_for = context(user, channel);
     let token = open(state.secret.expose(), row.key_version, &sealed_for, &row.token_sealed)
         .and_then(|t| String::from_utf8(t).ok())

@@ -195,6 +195,9 @@ async fn discord_tokens_must_be_bots_and_the_intent_is_read_from_the_application
         discord::check(&api, &discord::DiscordToken::parse(&without).unwrap()).await,
         Err(discord::CheckError::Call(gateway::integrations::telegram::CallError::InvalidToken))
     ));
+    let token = discord::DiscordToken::parse(&with_content).unwrap();
+    discord::send_dm(&api, &token, "4242", "hi").await.unwrap();
+    assert_eq!(fake.sent_dms(), vec![("4242".to_string(), "hi".to_string())]);
     fake.fail_next(fakes::discord::Fault::TooManyRequests { retry_after: 64.57 });
     assert!(matches!(
         discord::check(&api, &discord::DiscordToken::parse(&with_content).unwrap()).await,

@@ -103,7 +103,13 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     }
     let _slot = agent_slots().acquire().await.unwrap();
     let telegram = FakeTelegram::spawn().await;
-    let llm = FakeLlm::spawn(FakeLlmOptions { api_key: "sk-operator".into(), ..FakeLlmOptions::default() }).await;
+    // A fixed reply: OpenClaw trims the echoed message envelope off the fake's default one.
+    let llm = FakeLlm::spawn(FakeLlmOptions {
+        api_key: "sk-operator".into(),
+        reply: Some(format!("{REPLY_PREFIX}, answering on Telegram.")),
+        ..FakeLlmOptions::default()
+    })
+    .await;
     let app = real_agent_app(&telegram, &llm).await;
     let token = telegram.add_bot("roost_e2e_bot");
     let (cookie, user_id) = app.signed_up_cookie("bot-e2e@example.com").await;
