@@ -163,7 +163,7 @@ export function initIntegrations({ root }) {
         notes[c.channel] = { kind: 'ok', text: action === 'approve' ? `${r.sender || r.sender_id} may now talk to your agent.` : 'Request rejected.' };
       });
       return h('li', { 'data-testid': 'pairing-request' },
-        h('span', {}, `${r.sender || 'Someone'} (id ${r.sender_id})`),
+        h('span', {}, r.sender ? `${r.sender} (user id ${r.sender_id})` : `${c.label} user ${r.sender_id}`),
         h('button', { type: 'button', class: 'btn btn-primary btn-small', onclick: () => decide('approve'), 'data-testid': 'pairing-approve' }, 'Approve'),
         h('button', { type: 'button', class: 'btn btn-small', onclick: () => decide('reject'), 'data-testid': 'pairing-reject' }, 'Reject'));
     }));

@@ -464,8 +464,14 @@ pub async fn pairing(state: AppState, auth: AuthUser, Path(channel_name): Path<S
         .filter(|r| r["channel"].as_str().is_none_or(|c| c == channel.as_str()))
         .take(20)
         .map(|r| {
+            // `senderLabel` names the id's kind ("telegramUserId"); a name, when known, is in metadata.
+            let meta = &r["metadata"];
+            let name = ["displayName", "name", "firstName", "first_name", "username"]
+                .iter()
+                .find_map(|k| meta[*k].as_str())
+                .map(|n| n.chars().take(64).collect::<String>());
             json!({
-                "id": r["requestId"], "sender_id": r["senderId"], "sender": r["senderLabel"],
+                "id": r["requestId"], "sender_id": r["senderId"], "sender": name,
                 "created_at": r["createdAt"], "expires_at": r["expiresAt"],
             })
         })
