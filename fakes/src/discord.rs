@@ -25,7 +25,9 @@ pub const MESSAGE_CONTENT_LIMITED: u64 = 1 << 19;
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// 429 `{"message":"You are being rate limited.","retry_after":…,"global":false}`.
-    TooManyRequests { retry_after: f64 },
+    TooManyRequests {
+        retry_after: f64,
+    },
     Hang(Duration),
 }
 

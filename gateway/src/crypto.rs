@@ -57,8 +57,12 @@ pub fn seal(secret: &[u8; 32], context: &str, plaintext: &[u8]) -> Vec<u8> {
     let key = seal_key(secret, SEAL_KEY_VERSION).expect("the current version has a key");
     let nonce = random_bytes::<{ aead::NONCE_LEN }>();
     let mut sealed = plaintext.to_vec();
-    key.seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(context.as_bytes()), &mut sealed)
-        .expect("sealing a short value succeeds");
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce),
+        aead::Aad::from(context.as_bytes()),
+        &mut sealed,
+    )
+    .expect("sealing a short value succeeds");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
     out

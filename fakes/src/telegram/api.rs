@@ -20,13 +20,17 @@ pub(crate) fn router(state: State) -> Router {
     Router::new()
         .route("/_fake/deliver", axum::routing::post(control_deliver))
         .route("/_fake/sent", axum::routing::post(control_sent))
-        .route("/{bot}/{method}", any(call)).fallback(|| async { error(404, "Not Found", None) }).with_state(state)
+        .route("/{bot}/{method}", any(call))
+        .fallback(|| async { error(404, "Not Found", None) })
+        .with_state(state)
 }
 
 /// For browser specs, which cannot reach the Rust handle: `{token, from_id, first_name, text}`.
 async fn control_deliver(AxState(state): AxState<State>, axum::Json(body): axum::Json<Value>) -> Response {
     let fake = super::Handle(state);
-    let (Some(token), Some(from), Some(text)) = (body["token"].as_str(), body["from_id"].as_i64(), body["text"].as_str()) else {
+    let (Some(token), Some(from), Some(text)) =
+        (body["token"].as_str(), body["from_id"].as_i64(), body["text"].as_str())
+    else {
         return error(400, "Bad Request: token, from_id and text are required", None);
     };
     let id = fake.deliver_dm(token, from, body["first_name"].as_str().unwrap_or("Tester"), text);
@@ -165,7 +169,11 @@ async fn get_updates(state: &State, token: &str, params: &Map<String, Value>) ->
     let generation = {
         let mut inner = state.inner.lock().unwrap();
         if !inner.bots[token].webhook_url.is_empty() {
-            return error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first", None);
+            return error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                None,
+            );
         }
         if let (Some(offset), Some(queue)) = (offset, inner.updates.get_mut(token)) {
             queue.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
@@ -189,7 +197,11 @@ async fn get_updates(state: &State, token: &str, params: &Map<String, Value>) ->
                 return error(401, "Unauthorized", None);
             }
             if inner.poll_generation.get(token) != Some(&generation) {
-                return error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running", None);
+                return error(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                    None,
+                );
             }
             let ready: Vec<Value> = inner.updates.get(token).into_iter().flatten().take(limit).cloned().collect();
             if !ready.is_empty() || tokio::time::Instant::now() >= deadline {

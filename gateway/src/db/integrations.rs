@@ -64,9 +64,8 @@ pub async fn find(conn: &Connection, user: &UserId, channel: &str) -> Result<Opt
 
 /// The Roost user a bot is connected for, if any.
 pub async fn owner_of_bot(conn: &Connection, channel: &str, bot_id: &str) -> Result<Option<String>, libsql::Error> {
-    let rows = conn
-        .query("SELECT user_id FROM integrations WHERE channel = ?1 AND bot_id = ?2", (channel, bot_id))
-        .await?;
+    let rows =
+        conn.query("SELECT user_id FROM integrations WHERE channel = ?1 AND bot_id = ?2", (channel, bot_id)).await?;
     super::first_row(rows, |row| row.get(0)).await
 }
 
@@ -133,9 +132,8 @@ pub async fn set_owner_chat(conn: &Connection, user: &UserId, channel: &str, cha
 }
 
 pub async fn delete(conn: &Connection, user: &UserId, channel: &str) -> Result<bool, libsql::Error> {
-    let n = conn
-        .execute("DELETE FROM integrations WHERE user_id = ?1 AND channel = ?2", (user.as_str(), channel))
-        .await?;
+    let n =
+        conn.execute("DELETE FROM integrations WHERE user_id = ?1 AND channel = ?2", (user.as_str(), channel)).await?;
     Ok(n > 0)
 }
 

@@ -98,9 +98,13 @@ impl Agent {
 
     /// Approves a pending DM request (the sender is told); returns the sender's id.
     pub async fn approve(&mut self, channel: Channel, request_id: &str) -> Result<Option<String>, AgentError> {
-        let params = json!({ "channel": channel.as_str(), "accountId": "default", "requestId": request_id, "notify": true });
+        let params =
+            json!({ "channel": channel.as_str(), "accountId": "default", "requestId": request_id, "notify": true });
         let answer = self.link.call("channels.pairing.approve", params, RPC_TIMEOUT).await?;
-        Ok(answer["senderId"].as_str().map(str::to_string).or_else(|| answer["senderId"].as_i64().map(|i| i.to_string())))
+        Ok(answer["senderId"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| answer["senderId"].as_i64().map(|i| i.to_string())))
     }
 
     /// Rejects (dismisses) a pending DM request.

@@ -107,7 +107,8 @@ async fn get(api: &Integrations, path: &str, authorization: &str) -> Result<Valu
 
 async fn answer(res: reqwest::Response) -> Result<Value, CallError> {
     let status = res.status().as_u16();
-    let retry_header = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+    let retry_header =
+        res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
     let body: Value = res.json().await.unwrap_or(Value::Null);
     match status {
         200..=299 => Ok(body),
@@ -165,13 +166,19 @@ pub fn invite_url(application_id: &str) -> String {
 pub async fn send_dm(api: &Integrations, token: &DiscordToken, recipient: &str, text: &str) -> Result<(), CallError> {
     let auth = format!("Bot {}", token.expose());
     let post = |path: String, body: Value| {
-        api.http.post(format!("{}{path}", api.discord_api_base)).header("authorization", auth.clone()).json(&body).send()
+        api.http
+            .post(format!("{}{path}", api.discord_api_base))
+            .header("authorization", auth.clone())
+            .json(&body)
+            .send()
     };
     let unreachable = |e: reqwest::Error| {
         tracing::info!(error = %e.without_url(), "the Discord API did not answer");
         CallError::Unreachable
     };
-    let channel = answer(post("/users/@me/channels".into(), json!({ "recipient_id": recipient })).await.map_err(unreachable)?).await?;
+    let channel =
+        answer(post("/users/@me/channels".into(), json!({ "recipient_id": recipient })).await.map_err(unreachable)?)
+            .await?;
     let channel_id = channel["id"].as_str().filter(|id| id.bytes().all(|b| b.is_ascii_digit())).unwrap_or_default();
     if channel_id.is_empty() {
         return Err(CallError::Refused("Discord gave no DM channel".into()));

@@ -172,9 +172,9 @@ pub fn scrub(text: &str) -> String {
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
         let bare = word.strip_prefix("bot").unwrap_or(word);
-        let telegram = bare.split_once(':').is_some_and(|(id, rest)| {
-            id.len() >= 5 && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20
-        });
+        let telegram = bare
+            .split_once(':')
+            .is_some_and(|(id, rest)| id.len() >= 5 && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20);
         let discord = word.len() >= 50 && word.matches('.').count() == 2;
         if telegram || discord {
             if bare.len() < word.len() {

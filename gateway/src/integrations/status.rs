@@ -60,22 +60,21 @@ pub fn read(payload: &Value, channel: Channel) -> ChannelStatus {
         .and_then(|a| a.iter().find(|a| a["accountId"] == "default").or_else(|| a.first()))
         .unwrap_or(&Value::Null);
     let error = account["lastError"].as_str().or_else(|| summary["lastError"].as_str()).map(super::scrub);
-    let (state, detail) = if account["connected"] == true
-        || (account["running"] == true && account["lifecycle"] == "ready")
-    {
-        (State::Connected, "The bot is connected and answering.".to_string())
-    } else if let Some(error) = error {
-        (State::Error, format!("The bot stopped with an error: {error}"))
-    } else if account["running"] == true || summary["running"] == true || account["lifecycle"] == "starting" {
-        (State::Connecting, "The bot is connecting.".to_string())
-    } else if summary.is_null() && account.is_null() || summary["configured"] == false {
-        (State::Disconnected, "The agent has no bot configured on this channel.".to_string())
-    } else if account["enabled"] == false {
-        (State::Disconnected, "The bot is turned off on the agent.".to_string())
-    } else {
-        let why = account["stateReason"].as_str().map(super::scrub).unwrap_or_else(|| "not running".into());
-        (State::Disconnected, format!("The bot is not running ({why})."))
-    };
+    let (state, detail) =
+        if account["connected"] == true || (account["running"] == true && account["lifecycle"] == "ready") {
+            (State::Connected, "The bot is connected and answering.".to_string())
+        } else if let Some(error) = error {
+            (State::Error, format!("The bot stopped with an error: {error}"))
+        } else if account["running"] == true || summary["running"] == true || account["lifecycle"] == "starting" {
+            (State::Connecting, "The bot is connecting.".to_string())
+        } else if summary.is_null() && account.is_null() || summary["configured"] == false {
+            (State::Disconnected, "The agent has no bot configured on this channel.".to_string())
+        } else if account["enabled"] == false {
+            (State::Disconnected, "The bot is turned off on the agent.".to_string())
+        } else {
+            let why = account["stateReason"].as_str().map(super::scrub).unwrap_or_else(|| "not running".into());
+            (State::Disconnected, format!("The bot is not running ({why})."))
+        };
     let at = |k: &str| account[k].as_i64();
     ChannelStatus {
         state,

@@ -116,7 +116,12 @@ pub async fn get_me(api: &Integrations, token: &TelegramToken) -> Result<BotInfo
 }
 
 /// Sends `text` to `chat_id` as the bot.
-pub async fn send_message(api: &Integrations, token: &TelegramToken, chat_id: &str, text: &str) -> Result<(), CallError> {
+pub async fn send_message(
+    api: &Integrations,
+    token: &TelegramToken,
+    chat_id: &str,
+    text: &str,
+) -> Result<(), CallError> {
     call(api, token, "sendMessage", json!({ "chat_id": chat_id, "text": text })).await.map(|_| ())
 }
 
@@ -129,9 +134,13 @@ mod tests {
         let real = TelegramToken::parse(" 110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw\n").unwrap();
         assert_eq!(real.bot_id(), "110201543");
         assert!(TelegramToken::parse("123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11").is_ok(), "the docs' example");
-        assert_eq!(TelegramToken::parse("bot110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw").unwrap().bot_id(), "110201543");
+        assert_eq!(
+            TelegramToken::parse("bot110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw").unwrap().bot_id(),
+            "110201543"
+        );
         for bad in [
             "110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw/../x",
+            "110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw/getMe",
             "110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw?x=1",
             "110201543:AAHdqTcvCH1vGWJxfSe1ofSAs0K5PALDsaw#x",
             "110201543:short",

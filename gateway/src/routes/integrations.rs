@@ -66,10 +66,14 @@ fn provider_error(channel: Channel, e: CallError) -> AppError {
     let name = channel.label();
     match e {
         CallError::InvalidToken => invalid(match channel {
-            Channel::Telegram => "Telegram does not accept this token: it is wrong or was revoked. Copy the current one \
-                                  from @BotFather (/mybots → API Token).",
-            Channel::Discord => "Discord does not accept this token: it is wrong or was reset. Copy a new one from the \
-                                 Developer Portal (Bot → Reset Token).",
+            Channel::Telegram => {
+                "Telegram does not accept this token: it is wrong or was revoked. Copy the current one \
+                                  from @BotFather (/mybots → API Token)."
+            }
+            Channel::Discord => {
+                "Discord does not accept this token: it is wrong or was reset. Copy a new one from the \
+                                 Developer Portal (Bot → Reset Token)."
+            }
         }),
         CallError::RateLimited(secs) => AppError::unavailable(
             "provider_rate_limited",
@@ -98,8 +102,11 @@ fn agent_error(channel: Channel, e: AgentError) -> AppError {
         .retry_after(5),
         AgentError::Unreachable(why) => {
             tracing::info!(error = %why, "the agent could not be reached for an integration");
-            AppError::conflict("agent_unreachable", "Roost could not reach your agent. Try again in a moment, or restart it.")
-                .retry_after(10)
+            AppError::conflict(
+                "agent_unreachable",
+                "Roost could not reach your agent. Try again in a moment, or restart it.",
+            )
+            .retry_after(10)
         }
         AgentError::Refused(why) => {
             tracing::warn!(error = %why, channel = channel.as_str(), "the agent refused an integration change");
@@ -200,7 +207,9 @@ pub async fn connect(
     let conn = state.db.conn()?;
     let previous = db::find(&conn, user, channel.as_str()).await?;
     let policy = match body.dm_policy.as_deref() {
-        Some(name) => DmPolicy::parse(name, &body.allow_from).map_err(|m| AppError::bad_request("invalid_policy", m))?,
+        Some(name) => {
+            DmPolicy::parse(name, &body.allow_from).map_err(|m| AppError::bad_request("invalid_policy", m))?
+        }
         None => previous.as_ref().map_or(DmPolicy::Pairing, |p| DmPolicy::from_stored(&p.dm_policy)),
     };
     // Shape first: no request leaves for a token that could re-route it.
@@ -209,12 +218,23 @@ pub async fn connect(
             let token = TelegramToken::parse(&body.token).map_err(|e| shape_error(channel, e))?;
             state.integrations.checks.check(user)?;
             let bot = telegram::get_me(&state.integrations, &token).await.map_err(|e| provider_error(channel, e))?;
-            (token.expose().to_string(), Checked { id: bot.id, name: bot.name, username: bot.username, application_id: None, message_content: None })
+            (
+                token.expose().to_string(),
+                Checked {
+                    id: bot.id,
+                    name: bot.name,
+                    username: bot.username,
+                    application_id: None,
+                    message_content: None,
+                },
+            )
         }
         Channel::Discord => {
-            let token = discord::DiscordToken::parse(&body.token).map_err(|e| match discord::misplaced_credential(&body.token) {
-                Some(hint) => invalid(hint),
-                None => shape_error(channel, e),
+            let token = discord::DiscordToken::parse(&body.token).map_err(|e| {
+                match discord::misplaced_credential(&body.token) {
+                    Some(hint) => invalid(hint),
+                    None => shape_error(channel, e),
+                }
             })?;
             state.integrations.checks.check(user)?;
             let bot = discord::check(&state.integrations, &token).await.map_err(|e| match e {
@@ -292,11 +312,9 @@ pub async fn connect(
                 let _ = state.machines.put_secret_file(user, &file_name, None).await;
             }
             return Err(match failed {
-                Ok(live) => AppError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "bot_failed",
-                    format!("{} Nothing was saved.", live.detail),
-                ),
+                Ok(live) => {
+                    AppError::new(StatusCode::BAD_GATEWAY, "bot_failed", format!("{} Nothing was saved.", live.detail))
+                }
                 Err(e) => agent_error(channel, e),
             });
         }
@@ -314,7 +332,9 @@ pub async fn connect(
         let _ = state.machines.put_secret_file(user, &p.token_file, None).await;
     }
     tracing::info!(user_id = %user, channel = channel.as_str(), "bot connected");
-    let row = db::find(&conn, user, channel.as_str()).await?.ok_or_else(|| AppError::internal(anyhow::anyhow!("row vanished")))?;
+    let row = db::find(&conn, user, channel.as_str())
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("row vanished")))?;
     Ok((StatusCode::CREATED, axum::Json(view(channel, Some(&row), Some(&live)))))
 }
 
@@ -436,12 +456,13 @@ pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<Stri
     let text = format!("Hello from Roost: {} is connected to your agent. Message me here to talk to it.", row.bot_name);
     let sent = match channel {
         Channel::Telegram => {
-            let token = TelegramToken::parse(&token).map_err(|_| AppError::internal(anyhow::anyhow!("stored token shape")))?;
+            let token =
+                TelegramToken::parse(&token).map_err(|_| AppError::internal(anyhow::anyhow!("stored token shape")))?;
             telegram::send_message(&state.integrations, &token, &chat, &text).await
         }
         Channel::Discord => {
-            let token =
-                discord::DiscordToken::parse(&token).map_err(|_| AppError::internal(anyhow::anyhow!("stored token shape")))?;
+            let token = discord::DiscordToken::parse(&token)
+                .map_err(|_| AppError::internal(anyhow::anyhow!("stored token shape")))?;
             discord::send_dm(&state.integrations, &token, &chat, &text).await
         }
     };
@@ -449,7 +470,11 @@ pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<Stri
     Ok(axum::Json(json!({ "sent": true, "text": text })))
 }
 
-pub async fn pairing(state: AppState, auth: AuthUser, Path(channel_name): Path<String>) -> AppResult<axum::Json<Value>> {
+pub async fn pairing(
+    state: AppState,
+    auth: AuthUser,
+    Path(channel_name): Path<String>,
+) -> AppResult<axum::Json<Value>> {
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
     owned(&state, user, channel).await?;
@@ -496,10 +521,16 @@ pub async fn decide(
     }
     owned(&state, user, channel).await?;
     let mut agent = Agent::open(&state, user, false).await.map_err(|e| agent_error(channel, e))?;
-    let done = if approve { agent.approve(channel, &request_id).await } else { agent.dismiss(channel, &request_id).await.map(|()| None) };
+    let done = if approve {
+        agent.approve(channel, &request_id).await
+    } else {
+        agent.dismiss(channel, &request_id).await.map(|()| None)
+    };
     agent.close().await;
     let sender = done.map_err(|e| match e {
-        AgentError::Refused(_) => AppError::not_found("That request is no longer pending (it was handled or expired after an hour)."),
+        AgentError::Refused(_) => {
+            AppError::not_found("That request is no longer pending (it was handled or expired after an hour).")
+        }
         other => agent_error(channel, other),
     })?;
     if let Some(sender) = &sender {
@@ -518,7 +549,8 @@ pub async fn set_policy(
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
     let mut row = owned(&state, user, channel).await?;
-    let policy = DmPolicy::parse(&body.dm_policy, &body.allow_from).map_err(|m| AppError::bad_request("invalid_policy", m))?;
+    let policy =
+        DmPolicy::parse(&body.dm_policy, &body.allow_from).map_err(|m| AppError::bad_request("invalid_policy", m))?;
     let mut agent = Agent::open(&state, user, true).await.map_err(|e| agent_error(channel, e))?;
     row.dm_policy = policy.stored();
     let mut patch = json!({ "channels": { channel.as_str(): policy.config() } });

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fakes::discord::{FakeDiscord, MESSAGE_CONTENT_LIMITED};
-use fakes::telegram::{Fault, FakeTelegram};
+use fakes::telegram::{FakeTelegram, Fault};
 use gateway::integrations::{Integrations, discord};
 use gateway::settings::IntegrationSettings;
 use serde_json::{Value, json};
@@ -36,6 +36,7 @@ async fn bad_tokens_get_a_clear_4xx_before_any_call_and_nothing_is_stored() {
         "   ".to_string(),
         ten_kb,
         format!("{good}/../getMe"),
+        format!("{good}/sendMessage"),
         format!("{good}?x=1"),
         format!("{good}#frag"),
         "123:short".to_string(),

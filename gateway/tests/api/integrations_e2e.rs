@@ -146,7 +146,12 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     // 3. Approve it, through the agent's pairing RPC.
     let request_id = request["id"].as_str().unwrap();
     let res = app
-        .send_as(&cookie, reqwest::Method::POST, &format!("/api/integrations/telegram/pairing/{request_id}/approve"), None)
+        .send_as(
+            &cookie,
+            reqwest::Method::POST,
+            &format!("/api/integrations/telegram/pairing/{request_id}/approve"),
+            None,
+        )
         .await;
     assert_eq!(res.status(), 200);
     let approved: Value = res.json().await.unwrap();
@@ -166,7 +171,11 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
         if answered {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the agent never answered through the Bot API: {:?}", &calls[before..]);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent never answered through the Bot API: {:?}",
+            &calls[before..]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -175,7 +184,8 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     assert_eq!(res.status(), 200);
     bodies.push(res.text().await.unwrap());
     assert!(telegram.sent_messages(&token).iter().any(|m| {
-        m["text"].as_str().is_some_and(|t| t.starts_with("Hello from Roost")) && m["chat_id"] == STRANGER.to_string()
+        m["text"].as_str().is_some_and(|t| t.starts_with("Hello from Roost"))
+            && m["chat_id"].as_str() == Some(STRANGER.to_string().as_str())
     }));
 
     // The token is nowhere but the agent's own secret file: not in any answer, not in the

@@ -164,7 +164,9 @@ mod tests {
         let path = secrets_dir(dir.path()).join("telegram-ab.token");
         write_secret(&path, Some(b"t")).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(secret_file_name("../x").is_err() && secret_file_name(".x").is_err() && secret_file_name("a/b").is_err());
+        assert!(
+            secret_file_name("../x").is_err() && secret_file_name(".x").is_err() && secret_file_name("a/b").is_err()
+        );
         assert!(secret_file_name("telegram-ab12.token").is_ok());
     }
 }
