@@ -160,10 +160,10 @@ pub struct IntegrationArgs {
     #[arg(long, env = "ROOST_DISCORD_API_BASE", default_value = "https://discord.com/api/v10")]
     pub discord_api_base: String,
 
-    /// Bot token checks each user may make per hour (Discord bans an IP after 10 000 failed
-    /// requests in 10 minutes).
-    #[arg(long, env = "ROOST_BOT_CHECKS_PER_HOUR", default_value_t = 20)]
-    pub bot_checks_per_hour: u32,
+    /// Refused bot token checks each user may cause per hour; past it their checks wait (Discord
+    /// bans an IP after 10 000 refused requests in 10 minutes).
+    #[arg(long, env = "ROOST_BOT_CHECK_FAILURES_PER_HOUR", default_value_t = 20)]
+    pub bot_check_failures_per_hour: u32,
 }
 
 /// Connection limits and where `/metrics` is served.

@@ -144,7 +144,7 @@ async fn housekeeping(state: AppState) {
         tick.tick().await;
         state.auth_limiter.retain_recent();
         state.llm_limiter.retain_recent();
-        state.integrations.checks.retain_recent();
+        state.integrations.retain_recent();
         state.machines.prune_stages();
         if rounds.is_multiple_of(10)
             && let Err(e) = crate::sweeps::run(&state).await

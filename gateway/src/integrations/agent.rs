@@ -44,6 +44,8 @@ impl Agent {
     /// Connects to the user's running agent. One that is not running is asked to start, and
     /// this answers [`AgentError::Starting`] for the caller to retry.
     pub async fn open(app: &App, user: &UserId, start_if_stopped: bool) -> Result<Self, AgentError> {
+        // Roost working on the agent's channels is use: the idle watch must not stop it meanwhile.
+        app.machines.activity().touch(user);
         let Some(address) = app.machines.address_if_ready(user).await else {
             if start_if_stopped {
                 // Concurrent callers share one start; the page shows its stages.

@@ -9,9 +9,15 @@ pub mod telegram;
 
 use std::time::Duration;
 
+use crate::auth::failures::FailureCounter;
 use crate::auth::rate_limit::KeyedLimiter;
 use crate::domain::UserId;
+use crate::error::AppError;
 use crate::settings::IntegrationSettings;
+
+/// Provider calls per user per minute, refused or not (the page retries every few seconds while
+/// an agent wakes).
+const CALLS_PER_MINUTE: u32 = 30;
 
 /// One call to Telegram or Discord while a user waits.
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,8 +26,10 @@ pub struct Integrations {
     pub telegram_api_base: String,
     pub discord_api_base: String,
     pub http: reqwest::Client,
-    /// Token checks per user: every failed one counts toward Discord's ban of our IP.
-    pub checks: KeyedLimiter<UserId>,
+    /// Calls to the providers per user.
+    pub calls: KeyedLimiter<UserId>,
+    /// Refused token checks per user: each counts toward Discord's ban of our IP.
+    failed_checks: FailureCounter<UserId>,
 }
 
 impl Integrations {
@@ -36,8 +44,36 @@ impl Integrations {
             telegram_api_base: settings.telegram_api_base,
             discord_api_base: settings.discord_api_base,
             http,
-            checks: KeyedLimiter::per_hour(settings.checks_per_hour),
+            calls: KeyedLimiter::per_minute(CALLS_PER_MINUTE),
+            failed_checks: FailureCounter::new(settings.failures_per_hour, Duration::from_secs(3600)),
         })
+    }
+
+    /// Whether `user` may have a token checked now.
+    pub fn check_allowed(&self, user: &UserId) -> Result<(), AppError> {
+        if let Some(wait) = self.failed_checks.refused_for(user) {
+            let minutes = wait.as_secs() / 60 + 1;
+            return Err(AppError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "Too many bot tokens were refused for this account in the last hour. Check the token, then try \
+                     again in {minutes} minutes."
+                ),
+            )
+            .retry_after(wait.as_secs() + 1));
+        }
+        self.calls.check(user)
+    }
+
+    /// A token check `user` asked for was refused (a bad token, a user token, a 429).
+    pub fn check_failed(&self, user: &UserId) {
+        self.failed_checks.record(user);
+    }
+
+    pub fn retain_recent(&self) {
+        self.calls.retain_recent();
+        self.failed_checks.retain_recent();
     }
 
     /// Whether agents must be told where the Bot API is (it is not Telegram's own).

@@ -216,8 +216,13 @@ pub async fn connect(
     let (token, checked) = match channel {
         Channel::Telegram => {
             let token = TelegramToken::parse(&body.token).map_err(|e| shape_error(channel, e))?;
-            state.integrations.checks.check(user)?;
-            let bot = telegram::get_me(&state.integrations, &token).await.map_err(|e| provider_error(channel, e))?;
+            state.integrations.check_allowed(user)?;
+            let bot = telegram::get_me(&state.integrations, &token).await.map_err(|e| {
+                if matches!(e, CallError::InvalidToken | CallError::RateLimited(_)) {
+                    state.integrations.check_failed(user);
+                }
+                provider_error(channel, e)
+            })?;
             (
                 token.expose().to_string(),
                 Checked {
@@ -236,8 +241,18 @@ pub async fn connect(
                     None => shape_error(channel, e),
                 }
             })?;
-            state.integrations.checks.check(user)?;
-            let bot = discord::check(&state.integrations, &token).await.map_err(|e| match e {
+            state.integrations.check_allowed(user)?;
+            let bot = discord::check(&state.integrations, &token).await.map_err(|e| {
+                if matches!(
+                    e,
+                    discord::CheckError::UserToken
+                        | discord::CheckError::Call(CallError::InvalidToken | CallError::RateLimited(_))
+                ) {
+                    state.integrations.check_failed(user);
+                }
+                e
+            });
+            let bot = bot.map_err(|e| match e {
                 discord::CheckError::UserToken => invalid(
                     "This is a user account's token, not a bot's. Roost connects bots only: create one in the Developer \
                      Portal (your application → Bot) and paste its token.",
@@ -448,7 +463,7 @@ pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<Stri
             ),
         ));
     };
-    state.integrations.checks.check(user)?;
+    state.integrations.calls.check(user)?;
     let sealed_for = context(user, channel);
     let token = open(state.secret.expose(), row.key_version, &sealed_for, &row.token_sealed)
         .and_then(|t| String::from_utf8(t).ok())

@@ -8,20 +8,21 @@ pub struct IntegrationSettings {
     pub telegram_api_base: String,
     /// Discord REST base with its version, no trailing slash.
     pub discord_api_base: String,
-    pub checks_per_hour: u32,
+    /// Refused token checks per user per hour.
+    pub failures_per_hour: u32,
 }
 
 pub(super) fn integrations(args: &IntegrationArgs, problems: &mut Problems) -> Option<IntegrationSettings> {
     let before = problems.lines().len();
     let telegram = problems.check("--telegram-api-base", api_base(&args.telegram_api_base));
     let discord = problems.check("--discord-api-base", api_base(&args.discord_api_base));
-    if args.bot_checks_per_hour == 0 {
-        problems.push("--bot-checks-per-hour must be at least 1, or no bot could ever be connected");
+    if args.bot_check_failures_per_hour == 0 {
+        problems.push("--bot-check-failures-per-hour must be at least 1, or one typo would lock bots out for good");
     }
     (problems.lines().len() == before).then(|| IntegrationSettings {
         telegram_api_base: telegram.unwrap_or_default(),
         discord_api_base: discord.unwrap_or_default(),
-        checks_per_hour: args.bot_checks_per_hour,
+        failures_per_hour: args.bot_check_failures_per_hour,
     })
 }
 

@@ -91,21 +91,28 @@ async fn a_plan_without_channels_refuses_and_says_why() {
 }
 
 #[tokio::test]
-async fn token_checks_are_rate_limited_per_user() {
+async fn refused_token_checks_are_limited_per_user() {
     let telegram = FakeTelegram::spawn().await;
-    let app = app_with(&telegram, &["--bot-checks-per-hour", "2"]).await;
+    let app = app_with(&telegram, &["--bot-check-failures-per-hour", "2"]).await;
     let (alice, _) = app.signed_up_cookie("limit-a@example.com").await;
     let (bob, _) = app.signed_up_cookie("limit-b@example.com").await;
-    let token = telegram.add_bot("limited_bot");
-    for _ in 0..2 {
-        // Checked with Telegram, then refused because the agent is not running.
-        assert_eq!(connect(&app, &alice, &token).await.status(), 409);
+    let good = telegram.add_bot("limited_bot");
+    // Checks that pass do not count: the page retries while the agent wakes.
+    for _ in 0..4 {
+        assert_eq!(connect(&app, &alice, &good).await.status(), 409, "checked, then the agent is starting");
     }
-    let res = connect(&app, &alice, &token).await;
+    let unknown = "999999999:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for _ in 0..2 {
+        assert_eq!(connect(&app, &alice, unknown).await.status(), 422);
+    }
+    let getme_before = telegram.calls(&good).len();
+    let res = connect(&app, &alice, &good).await;
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
-    assert_eq!(telegram.all_calls().len(), 2, "the limited check never reached Telegram");
-    assert_eq!(connect(&app, &bob, &token).await.status(), 409, "another user has a quota of their own");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("refused for this account"), "{body}");
+    assert_eq!(telegram.calls(&good).len(), getme_before, "the limited check never reached Telegram");
+    assert_eq!(connect(&app, &bob, unknown).await.status(), 422, "another user has an allowance of their own");
 }
 
 /// A row for `user`, as a successful connect stores it.
@@ -169,7 +176,7 @@ fn integrations_at(telegram: &str, discord: &str) -> Integrations {
     Integrations::new(IntegrationSettings {
         telegram_api_base: telegram.into(),
         discord_api_base: discord.into(),
-        checks_per_hour: 100,
+        failures_per_hour: 100,
     })
     .unwrap()
 }

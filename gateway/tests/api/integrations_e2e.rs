@@ -40,6 +40,9 @@ pub async fn real_agent_app(telegram: &FakeTelegram, llm: &FakeLlm) -> TestApp {
         "fake-model",
         "--telegram-api-base",
         &telegram_base,
+        // Short, so the test sees a connected bot keep the agent on past it.
+        "--agent-idle-timeout",
+        "8s",
     ])
     .await
 }
@@ -125,6 +128,10 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     })
     .await;
     bodies.push(listed.to_string());
+    // Nobody has a page open, yet the running bot keeps the agent on past its idle timeout.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let machine = app.json_as(&cookie, "/api/machine").await;
+    assert_eq!(machine["state"], "ready", "a connected bot keeps the agent on: {machine}");
     let calls: Vec<String> = telegram.calls(&token).into_iter().map(|(m, _)| m).collect();
     assert!(calls.iter().any(|m| m == "getMe") && calls.iter().any(|m| m == "getUpdates"), "{calls:?}");
 
@@ -224,6 +231,9 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     assert_eq!(listed["channels"][0]["connected"], false, "{listed}");
     let config = std::fs::read_to_string(user_dir.join("state/openclaw.json")).unwrap();
     assert!(!config.contains("tokenFile"), "the channel left the agent's config: {config}");
+    // Without a bot, the idle agent stops again.
+    poll_json(&app, &cookie, "/api/machine", "the idle agent stops without its bot", |m| m["state"] == "idle_stopped")
+        .await;
 
     // The same user, agent and fake in Chromium, with a second bot.
     let browser_token = telegram.add_bot("roost_browser_bot");
