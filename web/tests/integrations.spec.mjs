@@ -50,8 +50,22 @@ await run('integrations', async (t) => {
   await t.step('connect the bot and see "connected" from the agent\'s live status', async () => {
     await page.getByTestId('token-telegram').fill(BOT_TOKEN);
     await page.getByTestId('connect-telegram').click();
-    await page.waitForFunction(() => document.querySelector('[data-testid="status-telegram"]')?.dataset.state === 'connected',
-      null, { timeout: 120_000 });
+    // The agent may be asleep (it stopped when the earlier bot left): the page shows its stages.
+    const started = Date.now();
+    const stages = new Set();
+    const watch = setInterval(async () => {
+      const text = await page.getByTestId('integrations-waking').textContent().catch(() => '');
+      if (text && !stages.has(text)) {
+        stages.add(text);
+        console.log(`  +${Math.round((Date.now() - started) / 1000)} s: ${text}`);
+      }
+    }, 1000);
+    try {
+      await page.waitForFunction(() => document.querySelector('[data-testid="status-telegram"]')?.dataset.state === 'connected',
+        null, { timeout: 180_000 });
+    } finally {
+      clearInterval(watch);
+    }
     assert((await page.getByTestId('status-telegram').textContent()) === 'Connected', 'the badge says Connected');
     assert((await page.getByTestId('bot-telegram').getAttribute('href')).startsWith('https://t.me/'), 'the bot link');
     await t.shot('connected');
