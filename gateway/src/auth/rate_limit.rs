@@ -20,10 +20,6 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         Self(RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least 1"))))
     }
 
-    pub fn per_hour(n: u32) -> Self {
-        Self(RateLimiter::keyed(Quota::per_hour(NonZeroU32::new(n.max(1)).expect("at least 1"))))
-    }
-
     /// Counts one event for `key`; 429 with `Retry-After` once its quota is spent.
     pub fn check(&self, key: &K) -> Result<(), AppError> {
         self.0.check_key(key).map_err(|not_until| {
