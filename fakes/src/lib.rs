@@ -1,13 +1,16 @@
 //! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: Fly.io's
 //! Machines API (`fakes::fly`), an OpenClaw gateway with failure injection, an
-//! OpenAI/Anthropic-compatible LLM, and Stripe's API with signed webhooks. Used by the gateway's
+//! OpenAI/Anthropic-compatible LLM, Stripe's API with signed webhooks, and the Telegram Bot
+//! API and Discord REST calls bot tokens are checked with. Used by the gateway's
 //! tests and by the bench, never by the `roost` binary (the simulated agent behind
 //! `--agent-provider fake` is the gateway's own, in `gateway::machines::simulated`).
 
+pub mod discord;
 pub mod fly;
 pub mod llm;
 pub mod openclaw;
 pub mod stripe;
+pub mod telegram;
 
 use std::net::SocketAddr;
 

@@ -62,6 +62,8 @@ pub struct App {
     pub credit_refusals: Arc<crate::llm::CreditRefusals>,
     /// Stripe billing (`--stripe-secret-key`); `None`: off, everyone is on the free plan.
     pub stripe: Option<crate::stripe_sync::StripeBilling>,
+    /// Telegram and Discord bots (`--telegram-api-base`, `--discord-api-base`).
+    pub integrations: crate::integrations::Integrations,
 }
 
 impl App {
@@ -79,6 +81,7 @@ impl App {
             replay_memory_limit,
             http: _,
             stripe,
+            integrations,
         } = settings;
         let stripe = stripe.map(crate::stripe_sync::StripeBilling::new).transpose()?;
         crate::private_files::dir(&data_dir)?;
@@ -131,6 +134,7 @@ impl App {
             catalog: llm.catalog,
             credit_refusals,
             stripe,
+            integrations: crate::integrations::Integrations::new(integrations)?,
         })
     }
 

@@ -144,6 +144,26 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub stripe: StripeArgs,
+
+    #[command(flatten)]
+    pub integrations: IntegrationArgs,
+}
+
+/// Telegram and Discord bots connected to agents.
+#[derive(Debug, Clone, Args)]
+pub struct IntegrationArgs {
+    /// Telegram Bot API root (no `/bot<token>`); agents' `apiRoot` follows it. Tests point it at a fake.
+    #[arg(long, env = "ROOST_TELEGRAM_API_BASE", default_value = "https://api.telegram.org")]
+    pub telegram_api_base: String,
+
+    /// Discord REST API base, with its version.
+    #[arg(long, env = "ROOST_DISCORD_API_BASE", default_value = "https://discord.com/api/v10")]
+    pub discord_api_base: String,
+
+    /// Refused bot token checks each user may cause per hour; past it their checks wait (Discord
+    /// bans an IP after 10 000 refused requests in 10 minutes).
+    #[arg(long, env = "ROOST_BOT_CHECK_FAILURES_PER_HOUR", default_value_t = 20)]
+    pub bot_check_failures_per_hour: u32,
 }
 
 /// Connection limits and where `/metrics` is served.

@@ -1,6 +1,6 @@
 //! Small wrappers over aws-lc-rs, the one crypto library in the build.
 
-use aws_lc_rs::{digest, hmac, rand};
+use aws_lc_rs::{aead, digest, hmac, rand};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -37,6 +37,47 @@ pub fn b64url(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
+/// The key version [`seal`] writes. A new version means a new derivation label; rows keep the
+/// version they were sealed with, so old ones can still be opened and re-sealed.
+pub const SEAL_KEY_VERSION: i64 = 1;
+
+fn seal_key(secret: &[u8; 32], version: i64) -> Option<aead::LessSafeKey> {
+    let label = match version {
+        1 => b"roost sealed secrets v1".as_slice(),
+        _ => return None,
+    };
+    let key = hmac_sha256(secret, label);
+    Some(aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &key).ok()?))
+}
+
+/// AES-256-GCM under a key derived from the server secret: `nonce || ciphertext || tag`.
+/// `context` (e.g. the owner and purpose) is authenticated, so a sealed value only opens where
+/// it was written.
+pub fn seal(secret: &[u8; 32], context: &str, plaintext: &[u8]) -> Vec<u8> {
+    let key = seal_key(secret, SEAL_KEY_VERSION).expect("the current version has a key");
+    let nonce = random_bytes::<{ aead::NONCE_LEN }>();
+    let mut sealed = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce),
+        aead::Aad::from(context.as_bytes()),
+        &mut sealed,
+    )
+    .expect("sealing a short value succeeds");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// The plaintext of a [`seal`]ed value, if it is genuine for this secret, version and context.
+pub fn open(secret: &[u8; 32], version: i64, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    let key = seal_key(secret, version)?;
+    let (nonce, body) = sealed.split_at_checked(aead::NONCE_LEN)?;
+    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut body = body.to_vec();
+    let plain = key.open_in_place(nonce, aead::Aad::from(context.as_bytes()), &mut body).ok()?;
+    Some(plain.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +92,24 @@ mod tests {
             "ea866a757e4c38babfa8127cbe9a409d3e1f93a00ff1488ff735fcf917afffd0"
         );
         assert_eq!(sha256_hex(&token), "630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd");
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_secret_and_context() {
+        let sealed = seal(&[1; 32], "u1/telegram", b"123:abc");
+        assert!(!contains(&sealed, b"123:abc"));
+        assert_eq!(open(&[1; 32], SEAL_KEY_VERSION, "u1/telegram", &sealed).as_deref(), Some(&b"123:abc"[..]));
+        assert_eq!(open(&[2; 32], SEAL_KEY_VERSION, "u1/telegram", &sealed), None);
+        assert_eq!(open(&[1; 32], SEAL_KEY_VERSION, "u2/telegram", &sealed), None);
+        assert_eq!(open(&[1; 32], 99, "u1/telegram", &sealed), None);
+        let mut flipped = sealed.clone();
+        flipped[20] ^= 1;
+        assert_eq!(open(&[1; 32], SEAL_KEY_VERSION, "u1/telegram", &flipped), None);
+        assert_ne!(seal(&[1; 32], "c", b"x"), seal(&[1; 32], "c", b"x"), "a fresh nonce each time");
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
     }
 
     #[test]

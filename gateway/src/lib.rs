@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 mod http_server;
+pub mod integrations;
 pub mod json;
 pub mod lifecycle;
 pub mod llm;

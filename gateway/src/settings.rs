@@ -3,6 +3,7 @@
 
 mod agents;
 mod fly;
+mod integrations;
 mod llm;
 mod stripe;
 
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName};
 
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
+pub use integrations::IntegrationSettings;
 pub use stripe::StripeSettings;
 
 use crate::auth::clerk::ClerkConfig;
@@ -38,6 +40,7 @@ pub struct Settings {
     pub http: Http,
     /// Stripe billing; `None` when it is off (everyone is on the free plan).
     pub stripe: Option<StripeSettings>,
+    pub integrations: IntegrationSettings,
 }
 
 /// What requests are checked against: origins, cookies, sessions, client IPs, `/metrics`.
@@ -183,8 +186,9 @@ impl Settings {
             ));
         }
         let stripe = stripe::stripe(&args.stripe, catalog.as_ref().and_then(Option::as_ref), &mut problems);
-        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), true) =
-            (public_origin, secret, upstreams, catalog, stripe, problems.0.is_empty())
+        let integrations = integrations::integrations(&args.integrations, &mut problems);
+        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), Some(integrations), true) =
+            (public_origin, secret, upstreams, catalog, stripe, integrations, problems.0.is_empty())
         else {
             return Err(problems);
         };
@@ -231,6 +235,7 @@ impl Settings {
                 metrics_listen: args.http.metrics_listen,
             },
             stripe,
+            integrations,
         })
     }
 }

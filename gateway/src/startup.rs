@@ -84,6 +84,7 @@ impl Server {
         let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
         let give_back = tokio::spawn(crate::malloc::give_back_freed_memory());
         let stripe_worker = tokio::spawn(crate::stripe_sync::worker::run(self.state.clone()));
+        let bots = tokio::spawn(crate::integrations::wake_bot_agents(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -108,6 +109,7 @@ impl Server {
         deleted_users.abort();
         give_back.abort();
         stripe_worker.abort();
+        bots.abort();
         for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }
@@ -142,6 +144,7 @@ async fn housekeeping(state: AppState) {
         tick.tick().await;
         state.auth_limiter.retain_recent();
         state.llm_limiter.retain_recent();
+        state.integrations.retain_recent();
         state.machines.prune_stages();
         if rounds.is_multiple_of(10)
             && let Err(e) = crate::sweeps::run(&state).await

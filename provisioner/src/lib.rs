@@ -40,6 +40,17 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// Writes a secret file (a bot token) that only the user's agent reads, or deletes it with
+    /// `None`; returns the path the agent reads it at. `name` is `[a-z0-9.-]`, chosen by Roost.
+    async fn put_secret_file(
+        &self,
+        _user_id: &str,
+        _name: &str,
+        _contents: Option<&[u8]>,
+    ) -> Result<String, ProvisionError> {
+        Err(ProvisionError::Unsupported("Bots cannot be connected to agents on this server's provider yet."))
+    }
+
     /// Stops the machine and deletes everything kept for it.
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError>;
 

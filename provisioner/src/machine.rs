@@ -199,6 +199,9 @@ pub enum ProvisionError {
     /// The provider's own records (the `fly_machines` row) could not be read or written.
     #[error("provider storage: {0}")]
     Storage(String),
+    /// The provider cannot do what was asked; the text is written for users.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl ProvisionError {
@@ -215,6 +218,7 @@ impl ProvisionError {
                 "There is no room for your agent's machine right now. Try again in a few minutes.".into()
             }
             Self::Storage(_) => "Your agent could not be started.".into(),
+            Self::Unsupported(why) => (*why).into(),
         }
     }
 }

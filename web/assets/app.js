@@ -4,6 +4,7 @@ import { RoostSocket } from '/assets/socket.js';
 import { initChat } from '/assets/chat.js';
 import { initSettings } from '/assets/settings.js';
 import { initUsage } from '/assets/usage.js';
+import { initIntegrations } from '/assets/integrations.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
 
 const ROUTES = {
@@ -91,6 +92,7 @@ function start(me) {
     chat: initChat({ socket, root: viewEls.chat }),
     settings: initSettings({ root: viewEls.settings, me, onLogout: logout }),
     usage: initUsage({ root: viewEls.usage }),
+    integrations: initIntegrations({ root: viewEls.integrations }),
   };
 
   let current = null;

@@ -3,7 +3,7 @@
 pub mod api_token;
 pub mod clerk;
 pub mod extract;
-mod failures;
+pub mod failures;
 pub mod hash_pool;
 pub mod password;
 pub mod rate_limit;

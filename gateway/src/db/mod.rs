@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod credits;
 pub mod deletion;
 pub mod fly_machines;
+pub mod integrations;
 pub mod leases;
 pub mod machine_events;
 pub mod machines;

@@ -165,6 +165,17 @@ impl Machines {
         self.provider.address(user.as_str()).await
     }
 
+    /// Writes (or with `None`, deletes) a secret file only the user's agent reads; returns the
+    /// path the agent reads it at.
+    pub async fn put_secret_file(
+        &self,
+        user: &UserId,
+        name: &str,
+        contents: Option<&[u8]>,
+    ) -> Result<String, provisioner::ProvisionError> {
+        self.provider.put_secret_file(user.as_str(), name, contents).await
+    }
+
     /// The agent's resident memory at its last sample, when its provider measures it.
     pub async fn memory_bytes(&self, user: &UserId) -> Option<u64> {
         self.provider.memory_bytes(user.as_str()).await

@@ -73,7 +73,18 @@ pub async fn connect_through(
     device: &DeviceIdentity,
     agent_secret: Option<&str>,
 ) -> Result<Upstream, ConnectError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device, agent_secret))
+    connect_scoped(address, token, device, &SCOPES, agent_secret).await
+}
+
+/// Like [`connect_through`], asking for (and requiring) `scopes` instead of the relay's.
+pub async fn connect_scoped(
+    address: &str,
+    token: &str,
+    device: &DeviceIdentity,
+    scopes: &[&str],
+    agent_secret: Option<&str>,
+) -> Result<Upstream, ConnectError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(address, token, device, scopes, agent_secret))
         .await
         .map_err(|_| ConnectError::Timeout)?
 }
@@ -104,6 +115,7 @@ async fn handshake(
     address: &str,
     token: &str,
     device: &DeviceIdentity,
+    wanted: &[&str],
     agent_secret: Option<&str>,
 ) -> Result<Upstream, ConnectError> {
     // Built from the URL alone: no Origin, Cookie, Authorization or X-Forwarded-* goes upstream.
@@ -124,7 +136,7 @@ async fn handshake(
     };
     let nonce = challenge["nonce"].as_str().ok_or_else(|| ConnectError::Protocol("challenge without nonce".into()))?;
     let signed_at = challenge["ts"].as_i64().ok_or_else(|| ConnectError::Protocol("challenge without ts".into()))?;
-    let scopes = SCOPES.join(",");
+    let scopes = wanted.join(",");
     let proof = format!(
         "v3|{}|{CLIENT_ID}|{CLIENT_MODE}|operator|{scopes}|{signed_at}|{token}|{nonce}|{PLATFORM}|",
         device.id()
@@ -134,7 +146,7 @@ async fn handshake(
         "params": {
             "minProtocol": PROTOCOL, "maxProtocol": PROTOCOL,
             "client": { "id": CLIENT_ID, "version": env!("CARGO_PKG_VERSION"), "platform": PLATFORM, "mode": CLIENT_MODE },
-            "role": "operator", "scopes": SCOPES, "caps": [],
+            "role": "operator", "scopes": wanted, "caps": [],
             "auth": { "token": token },
             "device": {
                 "id": device.id(), "publicKey": device.public_key(), "signature": device.sign(&proof),
@@ -172,8 +184,8 @@ async fn handshake(
         .flatten()
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
-    if !SCOPES.iter().all(|s| granted.iter().any(|g| g == s)) {
-        return Err(ConnectError::ScopesMissing { granted, wanted: SCOPES.iter().map(|s| s.to_string()).collect() });
+    if !wanted.iter().all(|s| granted.iter().any(|g| g == s)) {
+        return Err(ConnectError::ScopesMissing { granted, wanted: wanted.iter().map(|s| s.to_string()).collect() });
     }
     Ok(Upstream { socket, hello })
 }

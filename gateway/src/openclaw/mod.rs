@@ -1,9 +1,11 @@
 //! Roost's side of the OpenClaw gateway protocol (v4): its device identity and the handshake.
 
+mod admin;
 mod connect;
 mod device;
 
-pub use connect::{AgentSocket, ConnectError, Upstream, connect, connect_through, connect_with_retry, socket_config};
+pub use admin::{AdminError, AdminLink};
+pub use connect::{AgentSocket, ConnectError, Upstream, connect, connect_scoped, connect_through, connect_with_retry, socket_config};
 pub use device::DeviceIdentity;
 
 /// What Roost asks for on every agent connection.

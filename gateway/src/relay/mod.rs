@@ -114,6 +114,16 @@ impl Relays {
         self
     }
 
+    /// Roost's device identity, for connections of its own to agents (integrations).
+    pub fn device(&self) -> &DeviceIdentity {
+        &self.device
+    }
+
+    /// The secret a sidecar in front of `user`'s agent wants on every connection, if there is one.
+    pub fn agent_secret(&self, user: &UserId) -> Option<String> {
+        self.agent_secrets.then(|| crate::agent_credentials::agent_secret(&self.secret, user))
+    }
+
     /// Bytes held by every user's replay buffer together.
     pub fn replay_bytes(&self) -> usize {
         self.replay_memory.used()
@@ -173,7 +183,7 @@ impl Relays {
     /// Every link this opens retires itself once idle.
     pub async fn hub(&self, user: &UserId, address: &str) -> Result<Arc<Hub>, ConnectError> {
         let token = crate::agent_credentials::gateway_token(&self.secret, user);
-        let agent_secret = self.agent_secrets.then(|| crate::agent_credentials::agent_secret(&self.secret, user));
+        let agent_secret = self.agent_secret(user);
         loop {
             let link = self
                 .links

@@ -3,6 +3,7 @@
 mod auth;
 mod billing;
 mod health;
+mod integrations;
 mod llm;
 mod machine;
 mod me;
@@ -42,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", get(sessions::list).post(sessions::create))
         .route("/sessions/{key}", patch(sessions::rename).delete(sessions::delete))
         .route("/sessions/{key}/history", get(sessions::history))
+        .route("/integrations", get(integrations::list))
+        .route("/integrations/{channel}", post(integrations::connect).delete(integrations::disconnect))
+        .route("/integrations/{channel}/test", post(integrations::test))
+        .route("/integrations/{channel}/policy", put(integrations::set_policy))
+        .route("/integrations/{channel}/pairing", get(integrations::pairing))
+        .route("/integrations/{channel}/pairing/{request}/{action}", post(integrations::decide))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 

@@ -22,6 +22,8 @@ mod files;
 mod fly_client;
 mod fly_provider;
 mod fly_sidecar;
+mod integrations;
+mod integrations_e2e;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;

@@ -26,7 +26,10 @@ pub async fn agent_command(
 ) -> Result<Command, ProvisionError> {
     // The config lives in the agent's own state dir: OpenClaw rewrites it (config.patch).
     let config_path = dir.join("state/openclaw.json");
-    let config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"));
+    let mut config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"));
+    if let Some(previous) = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b)) {
+        config::carry_over(&previous, &mut config);
+    }
     tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
     let paths =
         AgentPaths { agent_dir: dir, users_dir: dir.parent().unwrap_or(dir), protected: &launch.protected, runtime };
@@ -72,6 +75,12 @@ pub async fn agent_command(
         });
     }
     Ok(cmd)
+}
+
+/// OpenClaw writes its config back as plain JSON; anything else (hand-edited JSON5) is not
+/// carried over.
+fn json5_lenient(bytes: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(bytes).ok()
 }
 
 /// The last lines of an agent's own log, for the server's log when it exits unexpectedly.

@@ -2,18 +2,83 @@
 //! image's sidecar (`roost_agent::config`). Secrets are not in it: the gateway token and the LLM
 //! credential reach the agent through its environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use roost_agent::config::{Model, platform_keys};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::LlmEndpoint;
+use crate::{LlmEndpoint, ProvisionError};
 
 pub use roost_agent::config::LLM_CREDENTIAL_ENV;
 
 pub fn render(port: u16, llm: &LlmEndpoint, log_file: &Path) -> Value {
     let model = Model { base_url: &llm.base_url, api: llm.api, model: &llm.model };
     platform_keys(port, &model, Some(log_file))
+}
+
+/// Where secret files for the agent live: inside its state dir, which only it (and Roost) may
+/// read under the sandbox.
+pub fn secrets_dir(user_dir: &Path) -> PathBuf {
+    user_dir.join("state/roost-secrets")
+}
+
+pub fn secret_file_name(name: &str) -> Result<&str, ProvisionError> {
+    let fine = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if fine { Ok(name) } else { Err(ProvisionError::Start(format!("not a secret file name: {name:?}"))) }
+}
+
+/// Writes `contents` (mode 0600, replacing any file atomically) or deletes the file.
+pub fn write_secret(path: &Path, contents: Option<&[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(contents) = contents else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    };
+    let dir = path.parent().expect("a secret file is in a directory");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+/// The parts of the agent's previous config that Roost patched in at runtime and that must
+/// survive the rewrite before each start: channels (and the secret providers their tokens are
+/// read through), each kept only while its token file still exists.
+pub fn carry_over(previous: &Value, next: &mut Value) {
+    let file_exists = |p: &Value| p.as_str().is_some_and(|p| Path::new(p).is_file());
+    let mut channels = serde_json::Map::new();
+    for (name, channel) in previous["channels"].as_object().into_iter().flatten() {
+        let keep = match name.as_str() {
+            "telegram" => file_exists(&channel["tokenFile"]),
+            "discord" => {
+                let provider = channel["token"]["provider"].as_str().unwrap_or_default();
+                file_exists(&previous["secrets"]["providers"][provider]["path"])
+            }
+            _ => false,
+        };
+        if keep {
+            channels.insert(name.clone(), channel.clone());
+            if let Some(entry) = previous["plugins"]["entries"].get(name.as_str()) {
+                next["plugins"]["entries"][name.as_str()] = entry.clone();
+            }
+        }
+    }
+    if channels.is_empty() {
+        return;
+    }
+    if let Some(providers) = previous["secrets"]["providers"].as_object() {
+        next["secrets"] = json!({ "providers": providers });
+    }
+    next["channels"] = Value::Object(channels);
 }
 
 #[cfg(test)]
@@ -34,5 +99,43 @@ mod tests {
         assert!(text.contains("\"primary\":\"roost/m1\""));
         assert!(text.contains("http://127.0.0.1:8080/llm/openai/v1"));
         assert!(text.contains("\"bind\":\"loopback\""));
+    }
+
+    #[test]
+    fn channels_survive_a_restart_only_while_their_token_file_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("telegram-1.token");
+        write_secret(&token, Some(b"1:x")).unwrap();
+        let previous = json!({
+            "channels": {
+                "telegram": { "enabled": true, "tokenFile": token },
+                "discord": { "enabled": true, "token": { "source": "file", "provider": "roost-discord", "id": "value" } },
+                "slack": { "enabled": true },
+            },
+            "secrets": { "providers": { "roost-discord": { "source": "file", "path": dir.path().join("gone"), "mode": "singleValue" } } },
+            "plugins": { "entries": { "telegram": { "enabled": true } } },
+        });
+        let mut next = json!({ "plugins": { "entries": {} } });
+        carry_over(&previous, &mut next);
+        assert_eq!(next["channels"]["telegram"]["tokenFile"], json!(token));
+        assert!(next["channels"].get("discord").is_none() && next["channels"].get("slack").is_none());
+        assert_eq!(next["plugins"]["entries"]["telegram"]["enabled"], true);
+        write_secret(&token, None).unwrap();
+        let mut next = json!({ "plugins": { "entries": {} } });
+        carry_over(&previous, &mut next);
+        assert!(next.get("channels").is_none(), "{next}");
+    }
+
+    #[test]
+    fn secret_files_are_private_and_names_are_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = secrets_dir(dir.path()).join("telegram-ab.token");
+        write_secret(&path, Some(b"t")).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(
+            secret_file_name("../x").is_err() && secret_file_name(".x").is_err() && secret_file_name("a/b").is_err()
+        );
+        assert!(secret_file_name("telegram-ab12.token").is_ok());
     }
 }

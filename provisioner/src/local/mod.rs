@@ -178,6 +178,21 @@ impl Provider for LocalProvider {
         self.agents.lock().await.get(user_id)?.memory_bytes()
     }
 
+    async fn put_secret_file(
+        &self,
+        user_id: &str,
+        name: &str,
+        contents: Option<&[u8]>,
+    ) -> Result<String, ProvisionError> {
+        let path = config::secrets_dir(&self.user_dir(user_id)).join(config::secret_file_name(name)?);
+        let contents = contents.map(<[u8]>::to_vec);
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || config::write_secret(&written, contents.as_deref()))
+            .await
+            .map_err(|e| ProvisionError::Start(format!("writing a secret file failed: {e}")))??;
+        Ok(path.display().to_string())
+    }
+
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
         match tokio::fs::remove_dir_all(self.user_dir(user_id)).await {
