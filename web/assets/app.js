@@ -10,6 +10,7 @@ const ROUTES = {
   '/': 'chat',
   '/chat': 'chat',
   '/usage': 'usage',
+  '/billing': 'usage',
   '/integrations': 'integrations',
   '/settings': 'settings',
 };
@@ -70,7 +71,7 @@ function start(me) {
     } catch (err) {
       if (err.status !== 401) {
         loggingOut = false;
-        window.alert(`Couldn't log out: ${err.message}`);
+        window.alert(`Couldn't log out. ${err.message}`);
         return;
       }
     }

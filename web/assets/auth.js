@@ -12,6 +12,16 @@ const submitLabel = submit.textContent;
 const emailInput = form.elements.namedItem('email');
 const passwordInput = form.elements.namedItem('password');
 
+/** The server's rule (`Email::parse`): one @, a dotted domain, no spaces, at most 254 bytes. */
+export function validEmail(raw) {
+  const email = raw.trim().toLowerCase();
+  if (!email || new TextEncoder().encode(email).length > 254 || /[\s\p{Cc}]/u.test(email)) return false;
+  const at = email.indexOf('@');
+  if (at <= 0) return false;
+  const domain = email.slice(at + 1);
+  return domain.length > 0 && !domain.includes('@') && domain.includes('.') && !domain.startsWith('.') && !domain.endsWith('.');
+}
+
 function showError(message) {
   errorEl.textContent = message;
   errorEl.hidden = !message;
@@ -23,8 +33,9 @@ const params = new URLSearchParams(location.search);
 if (params.has('expired')) {
   showError('Your session has ended. Please sign in again.');
 } else {
-  api('GET', '/api/me')
-    .then(() => location.replace(AFTER_AUTH))
+  // Always answered 200, so a signed-out visit logs no failed request.
+  api('GET', '/api/auth/session')
+    .then((s) => { if (s && s.signed_in) location.replace(AFTER_AUTH); })
     .catch(() => {});
 }
 
@@ -35,8 +46,8 @@ form.addEventListener('submit', async (ev) => {
   const email = emailInput.value.trim();
   const password = passwordInput.value;
 
-  if (!email || !/^[^\s@]+@[^\s@]+$/.test(email)) {
-    showError('Enter a valid email address.');
+  if (!validEmail(email)) {
+    showError('Enter a valid email address, like name@example.com.');
     emailInput.focus();
     return;
   }
@@ -46,7 +57,7 @@ form.addEventListener('submit', async (ev) => {
     return;
   }
   if (mode === 'signup' && password.length < MIN_PASSWORD) {
-    showError(`Password must be at least ${MIN_PASSWORD} characters.`);
+    showError(`Your password must be at least ${MIN_PASSWORD} characters long.`);
     passwordInput.focus();
     return;
   }

@@ -47,7 +47,9 @@ export function createMessages(scroller, msgsEl) {
     const b = assistantMessage();
     b.el.classList.add('pending');
     b.el.dataset.state = 'pending';
-    b.body.append(h('span', { class: 'typing', 'aria-label': 'Agent is replying' }, h('i'), h('i'), h('i')));
+    b.body.append(h('span', { class: 'typing', 'data-testid': 'thinking' },
+      h('i', { 'aria-hidden': 'true' }), h('i', { 'aria-hidden': 'true' }), h('i', { 'aria-hidden': 'true' }),
+      h('span', { class: 'typing-label' }, 'Thinking…')));
     return b;
   }
 

@@ -74,8 +74,8 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
         sessions = [s];
       }
     } catch (err) {
-      showError(`Couldn't load chats: ${err.message}`);
-      onLoadFailed(`Couldn't load your chats: ${err.message}`, () => load());
+      showError(`Couldn't load chats. ${err.message}`);
+      onLoadFailed(`Couldn't load your chats. ${err.message}`, () => load());
       return;
     }
     sortSessions();
@@ -145,7 +145,7 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
         Object.assign(s, updated && updated.key ? updated : { title });
         showError('');
       } catch (err) {
-        showError(`Couldn't rename: ${err.message}`);
+        showError(`Couldn't rename. ${err.message}`);
       }
       render();
     };
@@ -167,7 +167,7 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
     try {
       await api('DELETE', `/api/sessions/${encodeURIComponent(s.key)}`, undefined, { redirectOn401: true });
     } catch (err) {
-      showError(`Couldn't delete: ${err.message}`);
+      showError(`Couldn't delete. ${err.message}`);
       return;
     }
     showError('');

@@ -5,6 +5,8 @@ import { canonicalKey, messageText, sameSession } from '/assets/chat-format.js';
 import { createMessages } from '/assets/chat-messages.js';
 import { createSessionList } from '/assets/chat-sessions.js';
 import { createStatusPanel } from '/assets/chat-status.js';
+import { plainError, runErrorText } from '/assets/errors.js';
+import { applyToolEvent, settleToolCards } from '/assets/chat-tools.js';
 
 const HISTORY_LIMIT = 100;
 
@@ -42,6 +44,13 @@ export function initChat({ socket, root }) {
   // Idempotency keys of messages already shown (sent here, or relayed from another tab), so a
   // resume that replays one does not show it twice even after history re-rendered the list.
   const shownKeys = new Set();
+  // Runs that ended, so a late tool event (OpenClaw sends some after the end) opens no reply.
+  const endedRuns = new Set();
+  const ended = (runId) => {
+    if (!runId) return;
+    if (endedRuns.size >= 200) endedRuns.clear();
+    endedRuns.add(runId);
+  };
   const remember = (key) => {
     if (shownKeys.size >= 1000) shownKeys.clear(); // bounded; older ones are in history by now
     shownKeys.add(key);
@@ -85,7 +94,7 @@ export function initChat({ socket, root }) {
       if (seq !== historySeq) return;
       if (!quiet) msgsEl.replaceChildren();
       const retry = h('button', { type: 'button', class: 'btn btn-small', onclick: () => loadHistory() }, 'Retry');
-      systemNote(`Couldn't load messages: ${err.message}`, 'error', retry);
+      systemNote(`Couldn't load this chat's messages. ${plainError(err)}`, 'error', retry);
       return;
     }
     if (seq !== historySeq || key !== current()) return;
@@ -137,7 +146,7 @@ export function initChat({ socket, root }) {
   function endedBubble(text, end, b = assistantMessage(text)) {
     b.el.dataset.state = end.state;
     if (end.state === 'aborted') bubbleNote(b, text ? 'Stopped.' : 'Stopped before the agent replied.');
-    else bubbleNote(b, `Error: ${end.message || 'the agent failed to reply.'}`, 'error');
+    else bubbleNote(b, runErrorText(end.message, end.kind), 'error');
     return b;
   }
 
@@ -250,7 +259,7 @@ export function initChat({ socket, root }) {
       markSend(item, 'failed');
       if (active.get(ck) === run) active.delete(ck);
       run.bubble.el.remove();
-      const label = err.code && err.code !== 'error' ? `Couldn't send (${err.code}): ${err.message}` : `Couldn't send: ${err.message}`;
+      const label = `Your message was not sent. ${plainError(err, 'Try sending it again.')}`;
       if (sameSession(sessionKey, current())) {
         systemNote(label, 'error');
         if (!composer.value) {
@@ -292,7 +301,7 @@ export function initChat({ socket, root }) {
     } catch (err) {
       run.stopping = false;
       if (active.get(canonicalKey(run.sessionKey)) !== run) return;
-      bubbleNote(run.bubble, `Couldn't stop: ${err.message}`, 'error');
+      bubbleNote(run.bubble, `The reply could not be stopped. ${plainError(err)}`, 'error');
       if (!['not_connected', 'disconnected', 'timeout'].includes(err.code)) {
         // The gateway no longer knows this run: stop waiting for it here.
         setBubbleText(run.bubble, run.bubble.text, true);
@@ -318,6 +327,7 @@ export function initChat({ socket, root }) {
     if (!p || !p.sessionKey) return;
     const ck = canonicalKey(p.sessionKey);
     const terminal = p.state === 'final' || p.state === 'aborted' || p.state === 'error';
+    if (terminal) ended(p.runId);
 
     if (!sameSession(p.sessionKey, current())) {
       // Not on screen: just keep run bookkeeping straight.
@@ -351,12 +361,14 @@ export function initChat({ socket, root }) {
         break;
       }
       case 'final': {
+        settleToolCards(b);
         const text = messageText(p.message);
         setBubbleText(b, text ?? b.text, true);
         finishRun(run.sessionKey);
         break;
       }
       case 'aborted': {
+        settleToolCards(b);
         setBubbleText(b, b.text, true);
         b.el.dataset.state = 'aborted';
         bubbleNote(b, b.text ? 'Stopped.' : 'Stopped before the agent replied.');
@@ -364,15 +376,36 @@ export function initChat({ socket, root }) {
         break;
       }
       case 'error': {
+        settleToolCards(b);
         setBubbleText(b, b.text, true);
         b.el.dataset.state = 'error';
-        bubbleNote(b, `Error: ${p.errorMessage || 'the agent failed to reply.'}`, 'error');
+        bubbleNote(b, runErrorText(p.errorMessage, p.errorKind), 'error');
         finishRun(run.sessionKey);
         break;
       }
       default:
         break;
     }
+  }
+
+  /** A tool call of a reply (`agent` event, stream "tool"): a card in that reply. */
+  function onToolEvent(p) {
+    if (!p || !p.sessionKey || !p.data || !sameSession(p.sessionKey, current())) return;
+    if (p.runId && endedRuns.has(p.runId)) return;
+    const ck = canonicalKey(p.sessionKey);
+    let run = active.get(ck);
+    if (run && run.runId && p.runId && run.runId !== p.runId) return;
+    if (!run) {
+      // A run started elsewhere (another tab, a channel): its reply opens here.
+      const bubble = pendingBubble();
+      appendMessageEl(bubble.el);
+      run = { runId: p.runId || null, bubble, sessionKey: current(), abortRequested: false, stopping: false };
+      active.set(ck, run);
+      updateComposer();
+    } else if (!run.runId && p.runId) {
+      run.runId = p.runId;
+    }
+    applyToolEvent(run.bubble, p.data);
   }
 
   // ---------- wiring ----------
@@ -405,6 +438,7 @@ export function initChat({ socket, root }) {
     const frame = ev.detail;
     if (frame.event === 'chat') onChatEvent(frame.payload);
     else if (frame.event === 'roost.message') onOwnMessage(frame.payload);
+    else if (frame.event === 'agent' && frame.payload && frame.payload.stream === 'tool') onToolEvent(frame.payload);
   });
 
   form.addEventListener('submit', (ev) => {

@@ -60,7 +60,7 @@ export function initSettings({ root, me, onLogout }) {
       const data = await api('GET', '/api/tokens', undefined, { redirectOn401: true });
       render(Array.isArray(data && data.tokens) ? data.tokens : []);
     } catch (err) {
-      showError(`Couldn't load tokens: ${err.message}`);
+      showError(`Couldn't load tokens. ${err.message}`);
     }
   }
 
@@ -72,7 +72,7 @@ export function initSettings({ root, me, onLogout }) {
       await api('DELETE', `/api/tokens/${encodeURIComponent(t.id)}`, undefined, { redirectOn401: true });
     } catch (err) {
       button.disabled = false;
-      showError(`Couldn't revoke: ${err.message}`);
+      showError(`Couldn't revoke. ${err.message}`);
       return;
     }
     await load();

@@ -113,7 +113,8 @@ async fn handshake(address: &str, token: &str, device: &DeviceIdentity) -> Resul
         "params": {
             "minProtocol": PROTOCOL, "maxProtocol": PROTOCOL,
             "client": { "id": CLIENT_ID, "version": env!("CARGO_PKG_VERSION"), "platform": PLATFORM, "mode": CLIENT_MODE },
-            "role": "operator", "scopes": SCOPES, "caps": [],
+            // `tool-events`: the agent streams its tool calls to us (the chat shows them as cards).
+            "role": "operator", "scopes": SCOPES, "caps": ["tool-events"],
             "auth": { "token": token },
             "device": {
                 "id": device.id(), "publicKey": device.public_key(), "signature": device.sign(&proof),

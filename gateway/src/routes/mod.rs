@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/session", get(auth::session_state))
         .route("/me", get(me::get).delete(me::delete))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
@@ -78,9 +79,13 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn api_not_found() -> AppError {
-    AppError::not_found("no such API route")
+    AppError::not_found("There is no such API route. Check the address.")
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
 }

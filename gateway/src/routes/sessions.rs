@@ -47,7 +47,10 @@ pub fn too_many_sessions() -> AppError {
 fn clean_title(raw: &str) -> Result<String, AppError> {
     let title = raw.trim();
     if title.is_empty() || title.chars().count() > 120 || title.chars().any(char::is_control) {
-        return Err(AppError::bad_request("invalid_title", "title must be 1 to 120 printable characters"));
+        return Err(AppError::bad_request(
+            "invalid_title",
+            "A chat title must be 1 to 120 characters, without control characters.",
+        ));
     }
     Ok(title.to_string())
 }
@@ -94,7 +97,7 @@ pub async fn rename(
     let title = clean_title(&body.title)?;
     let conn = state.db.conn()?;
     if !sessions::rename(&conn, &auth.user_id, &key, &title).await? {
-        return Err(AppError::not_found("no such session"));
+        return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
     Ok(axum::Json(json!(sessions::find(&conn, &auth.user_id, &key).await?)))
 }
@@ -102,7 +105,7 @@ pub async fn rename(
 pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) -> AppResult<StatusCode> {
     let key = SessionKey::parse(&key)?;
     if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
-        return Err(AppError::not_found("no such session"));
+        return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
     state.relays.run_ends.forget(&auth.user_id, Some(&key));
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
@@ -139,11 +142,11 @@ pub async fn history(
     let key = SessionKey::parse(&key)?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(AppError::bad_request("invalid_limit", "limit must be between 1 and 200"));
+        return Err(AppError::bad_request("invalid_limit", "Ask for between 1 and 200 messages at a time."));
     }
     let conn = state.db.conn()?;
     if sessions::find(&conn, &auth.user_id, &key).await?.is_none() && !key.is_main() {
-        return Err(AppError::not_found("no such session"));
+        return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
         let start = fresh.len().saturating_sub(limit as usize);
