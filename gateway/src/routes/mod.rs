@@ -41,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/sessions", get(sessions::list).post(sessions::create))
-        .route("/sessions/{key}", patch(sessions::rename).delete(sessions::delete))
+        .route("/sessions/{key}", patch(sessions::change).delete(sessions::delete))
         .route("/sessions/{key}/history", get(sessions::history))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));

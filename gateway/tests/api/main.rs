@@ -36,5 +36,6 @@ mod relay_trust;
 mod revocations;
 mod sandbox;
 mod sessions;
+mod sessions_meta;
 mod slow_clients;
 mod two_instances;
