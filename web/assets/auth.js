@@ -22,9 +22,16 @@ export function validEmail(raw) {
   return domain.length > 0 && !domain.includes('@') && domain.includes('.') && !domain.startsWith('.') && !domain.endsWith('.');
 }
 
-function showError(message) {
+errorEl.id = 'form-error';
+for (const input of [emailInput, passwordInput]) input.setAttribute('aria-describedby', 'form-error');
+
+function showError(message, field = null) {
   errorEl.textContent = message;
   errorEl.hidden = !message;
+  for (const input of [emailInput, passwordInput]) {
+    if (message && (field === input || field === null)) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
 }
 
 // Already signed in? Skip the form. Not when we were sent here because the
@@ -47,17 +54,17 @@ form.addEventListener('submit', async (ev) => {
   const password = passwordInput.value;
 
   if (!validEmail(email)) {
-    showError('Enter a valid email address, like name@example.com.');
+    showError('Enter a valid email address, like name@example.com.', emailInput);
     emailInput.focus();
     return;
   }
   if (!password) {
-    showError('Enter your password.');
+    showError('Enter your password.', passwordInput);
     passwordInput.focus();
     return;
   }
   if (mode === 'signup' && password.length < MIN_PASSWORD) {
-    showError(`Your password must be at least ${MIN_PASSWORD} characters long.`);
+    showError(`Your password must be at least ${MIN_PASSWORD} characters long.`, passwordInput);
     passwordInput.focus();
     return;
   }

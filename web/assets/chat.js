@@ -25,6 +25,10 @@ export function initChat({ socket, root }) {
     setBubbleText, bubbleNote, systemNote, appendMessageEl,
   } = createMessages($('#messages'), msgsEl);
   createStatusPanel(socket, root);
+  root.querySelector('.chat-pane').prepend(h('h1', { class: 'sr-only' }, 'Chat with your agent'));
+  // No keyboard hints on a touch screen.
+  const touch = window.matchMedia('(pointer: coarse)').matches;
+  const idleHint = touch ? '' : defaultHint;
 
   let loadedOnce = false;
   let visible = false;
@@ -146,8 +150,23 @@ export function initChat({ socket, root }) {
   function endedBubble(text, end, b = assistantMessage(text)) {
     b.el.dataset.state = end.state;
     if (end.state === 'aborted') bubbleNote(b, text ? 'Stopped.' : 'Stopped before the agent replied.');
-    else bubbleNote(b, runErrorText(end.message, end.kind), 'error');
+    else failedNote(b, runErrorText(end.message, end.kind));
     return b;
+  }
+
+  /** A failed reply's note, with Retry: the message before it is sent again (a new run). */
+  function failedNote(b, text) {
+    bubbleNote(b, text, 'error');
+    const retry = h('button', { type: 'button', class: 'btn btn-small msg-retry', 'data-testid': 'msg-retry' }, 'Retry');
+    retry.addEventListener('click', () => {
+      let prev = b.el.previousElementSibling;
+      while (prev && prev.dataset.role !== 'user') prev = prev.previousElementSibling;
+      const text = prev?.querySelector('.msg-body')?.textContent;
+      if (!text || currentRun()) return;
+      retry.remove();
+      sendText(text);
+    });
+    b.note.append(' ', retry);
   }
 
   function refetchHistory() {
@@ -166,8 +185,8 @@ export function initChat({ socket, root }) {
     sendBtn.disabled = !current();
     if (!current()) hintEl.textContent = 'Loading your chats…';
     else if (!ready) hintEl.textContent = 'Not connected: what you send now is queued and goes out, in order, once your agent is connected.';
-    else if (run) hintEl.textContent = 'Your agent is replying · Esc to stop';
-    else hintEl.textContent = defaultHint;
+    else if (run) hintEl.textContent = touch ? 'Your agent is replying' : 'Your agent is replying · Esc to stop';
+    else hintEl.textContent = idleHint;
     root.querySelector('.composer-box').dataset.disabled = ready ? 'false' : 'true';
   }
 
@@ -196,19 +215,26 @@ export function initChat({ socket, root }) {
   }
 
   function send() {
-    const text = composer.value.trim();
-    if (!text || !current()) return;
-    if (currentRun()) return;
+    if (sendText(composer.value.trim())) {
+      composer.value = '';
+      autosize();
+    }
+  }
+
+  /** Queues `text` for the current chat; false if it cannot be sent now. */
+  function sendText(text) {
+    if (!text || !current()) return false;
+    if (currentRun()) return false;
     const item = { sessionKey: current(), text, idem: uuid(), userEl: userMessage(text, Math.floor(Date.now() / 1000)), run: null };
     item.userEl.dataset.idem = item.idem;
     remember(item.idem);
     appendMessageEl(item.userEl, true);
     markSend(item, socket.ready ? 'sending' : 'queued');
     outbox.push(item);
-    composer.value = '';
-    autosize();
+    sidebar.noteSent(item.sessionKey, text);
     updateComposer();
     pump();
+    return true;
   }
 
   /** Sends the oldest waiting message, once connected and once its chat's reply is done. */
@@ -257,6 +283,15 @@ export function initChat({ socket, root }) {
       // Refused: it did not arrive, so give the text back to retry.
       outbox.splice(outbox.indexOf(item), 1);
       markSend(item, 'failed');
+      // Known not to have arrived: Retry sends it again as a new message.
+      const retry = h('button', { type: 'button', class: 'btn btn-small msg-retry', 'data-testid': 'msg-retry' }, 'Retry');
+      retry.addEventListener('click', () => {
+        if (currentRun()) return;
+        item.userEl.remove();
+        if (composer.value.trim() === text) composer.value = '';
+        sendText(text);
+      });
+      item.userEl.querySelector('.msg-send')?.append(' ', retry);
       if (active.get(ck) === run) active.delete(ck);
       run.bubble.el.remove();
       const label = `Your message was not sent. ${plainError(err, 'Try sending it again.')}`;
@@ -317,6 +352,8 @@ export function initChat({ socket, root }) {
     updateComposer();
     queueMicrotask(pump);
     sidebar.refreshQuietly();
+    // The server titles a new chat once the reply is saved: look again shortly.
+    setTimeout(() => sidebar.refreshQuietly(), 1500);
     if (deferredRefetch && sameSession(sessionKey, current())) {
       deferredRefetch = false;
       loadHistory({ quiet: true });
@@ -379,7 +416,7 @@ export function initChat({ socket, root }) {
         settleToolCards(b);
         setBubbleText(b, b.text, true);
         b.el.dataset.state = 'error';
-        bubbleNote(b, runErrorText(p.errorMessage, p.errorKind), 'error');
+        failedNote(b, runErrorText(p.errorMessage, p.errorKind));
         finishRun(run.sessionKey);
         break;
       }

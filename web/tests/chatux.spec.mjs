@@ -184,4 +184,54 @@ await run('chatux', async (t) => {
     assert((await failedCard.getAttribute('data-status')) === 'error', 'a failing tool is marked failed');
     assert((await failedCard.getByTestId('tool-status').textContent()) === 'Failed', 'and says so');
   });
+
+  await t.step('per message: the time shows without hovering, Copy, and Retry of a failed reply', async () => {
+    const times = page.getByTestId('msg-time');
+    assert((await times.count()) > 0 && (await times.first().isVisible()), 'message times are visible');
+    const copy = lastAssistant().getByTestId('msg-copy');
+    await copy.click();
+    await page.waitForFunction((el) => el.textContent === 'Copied', await copy.elementHandle());
+    const failed = await say('/error the model provider said 502');
+    const users = await page.locator('[data-testid="msg"][data-role="user"]').count();
+    await failed.getByTestId('msg-retry').click();
+    await page.waitForFunction((n) => {
+      const msgs = [...document.querySelectorAll('[data-testid="msg"]')];
+      const last = msgs[msgs.length - 1];
+      return msgs.filter((m) => m.dataset.role === 'user').length === n + 1 && last.dataset.role === 'assistant'
+        && last.dataset.state === 'error';
+    }, users, { timeout: 10_000 });
+    const lastUser = await page.locator('[data-testid="msg"][data-role="user"] .msg-body').last().textContent();
+    assert(lastUser === '/error the model provider said 502', `Retry sent the same message again (${lastUser})`);
+  });
+
+  await t.step('chats: a title from the first message, "New chat" reuses the empty one, search, archive', async () => {
+    const rows = page.getByTestId('sessions').locator('[data-testid="session"]');
+    await page.getByTestId('new-session').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="session"][data-active="true"]')?.textContent.includes('New chat'));
+    const fresh = await page.locator('[data-testid="session"][data-active="true"]').getAttribute('data-key');
+    const count = await rows.count();
+    await page.getByTestId('new-session').click();
+    await page.waitForTimeout(300);
+    assert((await rows.count()) === count, `no second empty chat (${await rows.count()} rows, was ${count})`);
+    assert((await page.locator('[data-testid="session"][data-active="true"]').getAttribute('data-key')) === fresh, 'the empty one is reused');
+    await say('/say Plan a trip to Rome');
+    const row = page.locator(`[data-testid="session"][data-key="${fresh}"]`);
+    await page.waitForFunction((k) => document.querySelector(`[data-testid="session"][data-key="${k}"]`)?.textContent.includes('/say Plan a trip to Rome'), fresh);
+    assert((await page.getByTestId('chat-title').textContent()).includes('Plan a trip to Rome'), 'the header shows the title');
+    // The server's title, after a reload.
+    await page.reload();
+    await page.waitForFunction((k) => document.querySelector(`[data-testid="session"][data-key="${k}"]`)?.textContent.includes('Plan a trip to Rome'), fresh);
+    await page.getByTestId('session-search').fill('ROME');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="session"]').length === 1);
+    await t.shot('chat-search');
+    await page.getByTestId('session-search').fill('');
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="session"]').length === n, count);
+    await row.getByTestId('session-archive').click();
+    await page.waitForFunction((k) => !document.querySelector(`[data-testid="session"][data-key="${k}"]`), fresh);
+    await page.getByTestId('show-archived').click();
+    await page.waitForFunction((k) => document.querySelector(`[data-testid="session"][data-key="${k}"]`), fresh);
+    await row.getByTestId('session-unarchive').click();
+    await page.getByTestId('show-archived').click();
+    await page.waitForFunction((k) => document.querySelector(`[data-testid="session"][data-key="${k}"]`), fresh);
+  });
 }, { timeoutMs: 20_000 });

@@ -218,3 +218,11 @@ async fn the_chat_page_shows_start_up_tools_code_and_plain_errors_in_chromium() 
     app.state.machines.simulated().unwrap().set_stage_delay(std::time::Duration::from_secs(2));
     tokio::task::spawn_blocking(move || run_spec(&app, "chatux.spec.mjs", &[("EXPECT_USUAL", "20 s")])).await.unwrap();
 }
+
+/// Issue 13: axe-core on every page (light and dark), dark mode, a phone-sized screen, and
+/// replies announced once finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_pass_axe_in_light_and_dark_and_fit_a_phone_in_chromium() {
+    let app = TestApp::spawn().await;
+    tokio::task::spawn_blocking(move || run_spec(&app, "access.spec.mjs", &[])).await.unwrap();
+}
