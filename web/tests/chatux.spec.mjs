@@ -234,4 +234,24 @@ await run('chatux', async (t) => {
     await page.getByTestId('show-archived').click();
     await page.waitForFunction((k) => document.querySelector(`[data-testid="session"][data-key="${k}"]`), fresh);
   });
+
+  await t.step('settings: change the password (the current one re-entered), sign out everywhere else', async () => {
+    await page.getByTestId('nav-settings').click();
+    await page.getByTestId('password-form').waitFor();
+    await page.getByTestId('password-current').fill('not my password');
+    await page.getByTestId('password-new').fill('a fresh new password');
+    await page.getByTestId('password-save').click();
+    const err = page.getByTestId('password-error');
+    await err.waitFor({ state: 'visible' });
+    assert((await err.textContent()).startsWith('Your current password is not right'), `wrong password said plainly (${await err.textContent()})`);
+    assert((await page.getByTestId('password-current').getAttribute('aria-invalid')) === 'true', 'and marked on the field');
+    await page.getByTestId('password-current').fill(PASSWORD);
+    await page.getByTestId('password-new').fill('a fresh new password');
+    await page.getByTestId('password-save').click();
+    await page.getByTestId('password-done').waitFor({ state: 'visible' });
+    assert((await page.getByTestId('password-done').textContent()).startsWith('Your password was changed.'), 'changed');
+    await page.getByTestId('sign-out-others').click();
+    await page.waitForFunction(() => /signed in anywhere else|signed out/.test(document.querySelector('[data-testid="password-done"]').textContent));
+    await t.shot('settings-security');
+  });
 }, { timeoutMs: 20_000 });

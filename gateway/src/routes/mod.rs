@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/session", get(auth::session_state))
         .route("/me", get(me::get).delete(me::delete))
+        .route("/me/password", post(me::change_password))
+        .route("/me/sign-out-others", post(me::sign_out_others))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
         .route("/billing/checkout", post(billing::checkout))

@@ -6,6 +6,7 @@ mod helpers;
 mod ws;
 
 mod account_deletion;
+mod account_settings;
 mod accounts;
 mod api_tokens;
 mod billing_stripe;
