@@ -54,7 +54,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
-        let invalid = || Invalid::new("invalid_email", "enter a valid email address");
+        let invalid = || Invalid::new("invalid_email", "Enter a valid email address, like name@example.com.");
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -86,10 +86,10 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, Invalid> {
         let chars = raw.chars().count();
         if chars < Self::MIN_LEN {
-            return Err(Invalid::new("weak_password", "password must be at least 8 characters"));
+            return Err(Invalid::new("weak_password", "Your password must be at least 8 characters long."));
         }
         if raw.len() > Self::MAX_LEN {
-            return Err(Invalid::new("invalid_password", "password must be at most 256 bytes"));
+            return Err(Invalid::new("invalid_password", "Your password must be at most 256 bytes long."));
         }
         Ok(Self(raw))
     }

@@ -28,7 +28,7 @@ impl AppError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to continue")
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Your session has ended. Sign in again to continue.")
     }
 
     pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
@@ -53,8 +53,13 @@ impl AppError {
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts; try again later");
-        err.retry_after_secs = Some(retry_after_secs.max(1));
+        let secs = retry_after_secs.max(1);
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many attempts. Try again in {}.", wait_words(secs)),
+        );
+        err.retry_after_secs = Some(secs);
         err
     }
 
@@ -93,6 +98,16 @@ impl AppError {
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+/// "40 seconds", "1 minute", "3 minutes": the wait a person reads (the page words it the same).
+pub fn wait_words(secs: u64) -> String {
+    if secs < 90 {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    } else {
+        let minutes = (secs + 30) / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
     }
 }
 

@@ -1,11 +1,15 @@
 // Small helpers shared by every page: JSON API calls, formatting, ids, clipboard.
+import { plainError } from '/assets/errors.js';
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
+    // What the page shows: the server's sentence, or a plain one for anything else.
+    this.message = plainError(this);
   }
 }
 
@@ -52,8 +56,9 @@ export async function api(method, path, body, { redirectOn401 = false } = {}) {
   }
   if (!res.ok) {
     const err = data && data.error;
-    const message = (err && err.message) || `Request failed (HTTP ${res.status}).`;
-    throw new ApiError(res.status, (err && err.code) || `http_${res.status}`, message);
+    const retry = Number.parseInt(res.headers.get('Retry-After') || '', 10);
+    throw new ApiError(res.status, (err && err.code) || `http_${res.status}`, (err && err.message) || '',
+      Number.isFinite(retry) && retry > 0 ? retry : null);
   }
   return data;
 }

@@ -11,6 +11,7 @@ const ROUTES = {
   '/': 'chat',
   '/chat': 'chat',
   '/usage': 'usage',
+  '/billing': 'usage',
   '/integrations': 'integrations',
   '/settings': 'settings',
 };
@@ -71,7 +72,7 @@ function start(me) {
     } catch (err) {
       if (err.status !== 401) {
         loggingOut = false;
-        window.alert(`Couldn't log out: ${err.message}`);
+        window.alert(`Couldn't log out. ${err.message}`);
         return;
       }
     }

@@ -1,23 +1,42 @@
 // What the chat view reads from OpenClaw: stage names, session keys, message text.
 
+// Each stage as a plain sentence: what is happening, not what the code waits for.
 const STAGE_LABELS = {
+  queued: 'Waiting for a free spot to start your agent',
   provisioning: 'Setting up your agent',
-  installing_runtime: 'Installing the agent runtime',
+  installing_runtime: 'Installing your agent (only the first time)',
+  preparing_state: "Getting your agent's files ready",
   creating_app: 'Setting up your agent',
   creating_volume: "Creating your agent's storage",
-  creating_machine: "Creating your agent's machine",
+  creating_machine: "Creating your agent's computer",
   starting: 'Starting your agent',
-  waiting_ready: 'Waiting for your agent to come online',
+  waiting_ready: 'Your agent is waking up',
+  restarting: 'Restarting your agent',
   connecting: 'Connecting to your agent',
   resuming: 'Waking your agent',
   waking: 'Waking your agent',
+  ready: 'Your agent is ready',
+  stopped: 'Your agent is stopped',
+  failed: 'Your agent could not start',
 };
 
 export function stageLabel(stage) {
   if (!stage) return 'Connecting to your agent';
-  if (STAGE_LABELS[stage]) return STAGE_LABELS[stage];
-  const s = String(stage).replace(/[_.-]+/g, ' ').trim();
-  return s.charAt(0).toUpperCase() + s.slice(1);
+  return STAGE_LABELS[stage] || 'Starting your agent';
+}
+
+/** Stages whose detail is written for people (the place in line); the rest read like a log. */
+export function stageDetailIsPlain(stage) {
+  return stage === 'queued' || stage === 'failed';
+}
+
+/** "12 s", "1 min 5 s". */
+export function durationWords(secs) {
+  const s = Math.max(0, Math.round(secs));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  const rest = s % 60;
+  return rest ? `${m} min ${rest} s` : `${m} min`;
 }
 
 /** OpenClaw canonicalizes "K" to "agent:main:K"; compare both forms. */

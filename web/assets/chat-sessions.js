@@ -1,5 +1,5 @@
-// The chats sidebar: list, create, pick (remembered across visits), rename, delete, and the
-// drawer it becomes on narrow screens.
+// The chats sidebar: list, search, create (reusing an empty chat), pick (remembered across
+// visits), rename, archive, delete, and the drawer it becomes on narrow screens.
 import { api, h, formatRelative } from '/assets/api.js';
 
 const STORAGE_KEY = 'roost.currentSession';
@@ -22,6 +22,31 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
 
   let sessions = [];
   let currentKey = null;
+  let search = '';
+  let showArchived = false;
+  let searchTimer = 0;
+
+  // Search and the archived shelf, built here so the page's markup stays as it is.
+  const searchInput = h('input', { type: 'search', class: 'session-search', id: 'session-search', 'data-testid': 'session-search',
+    placeholder: 'Search chats', 'aria-label': 'Search chats by title', maxlength: 100, autocomplete: 'off' });
+  const shelfBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-small session-shelf', 'data-testid': 'show-archived',
+    'aria-pressed': 'false' }, 'Archived chats');
+  listEl.before(searchInput);
+  listEl.after(shelfBtn);
+  listEl.setAttribute('aria-label', 'Your chats');
+  searchInput.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      search = searchInput.value.trim();
+      refreshQuietly();
+    }, 200);
+  });
+  shelfBtn.addEventListener('click', () => {
+    showArchived = !showArchived;
+    shelfBtn.setAttribute('aria-pressed', String(showArchived));
+    shelfBtn.textContent = showArchived ? 'Back to your chats' : 'Archived chats';
+    refreshQuietly();
+  });
 
   function showError(message) {
     sessionsError.textContent = message || '';
@@ -51,18 +76,64 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
         rename.addEventListener('click', () => startRename(li, s));
         const del = h('button', { type: 'button', class: 'icon-btn danger', 'data-testid': 'session-delete', title: 'Delete', 'aria-label': `Delete ${sessionTitle(s)}` }, '×');
         del.addEventListener('click', () => deleteSession(s));
-        li.append(open, h('span', { class: 'session-actions' }, rename, del));
+        const shelve = s.key === 'main' ? null : h('button', { type: 'button', class: 'icon-btn',
+          'data-testid': showArchived ? 'session-unarchive' : 'session-archive',
+          title: showArchived ? 'Bring back' : 'Archive',
+          'aria-label': `${showArchived ? 'Bring back' : 'Archive'} ${sessionTitle(s)}` }, showArchived ? '↩' : '⌫');
+        shelve?.addEventListener('click', () => setArchived(s, !showArchived));
+        li.append(open, h('span', { class: 'session-actions' }, rename, shelve, del));
         return li;
       }),
     );
     sessionsEmpty.hidden = sessions.length > 0;
+    sessionsEmpty.textContent = search ? 'No chat has that in its title.' : showArchived ? 'No archived chats.' : 'No chats yet.';
     const cur = sessions.find((s) => s.key === currentKey);
     titleEl.textContent = cur ? sessionTitle(cur) : 'Chat';
   }
 
   async function fetchSessions() {
-    const data = await api('GET', '/api/sessions', undefined, { redirectOn401: true });
+    const params = new URLSearchParams();
+    if (search) params.set('q', search);
+    if (showArchived) params.set('archived', 'true');
+    const query = params.toString() ? `?${params}` : '';
+    const data = await api('GET', `/api/sessions${query}`, undefined, { redirectOn401: true });
     sessions = Array.isArray(data && data.sessions) ? data.sessions : [];
+  }
+
+  async function setArchived(s, archived) {
+    try {
+      await api('PATCH', `/api/sessions/${encodeURIComponent(s.key)}`, { archived }, { redirectOn401: true });
+    } catch (err) {
+      showError(`Couldn't ${archived ? 'archive' : 'bring back'} the chat. ${err.message}`);
+      return;
+    }
+    showError('');
+    sessions = sessions.filter((x) => x.key !== s.key);
+    if (archived && s.key === currentKey) {
+      // The chat on screen went to the archive: show the newest listed one.
+      const listed = await api('GET', '/api/sessions', undefined, { redirectOn401: true }).catch(() => null);
+      const next = listed && Array.isArray(listed.sessions) ? listed.sessions[0] : null;
+      if (next) select(next.key, { force: true });
+    }
+    render();
+  }
+
+  /** The first message of an untitled chat titles it (the server does the same, for good). */
+  function noteSent(key, text) {
+    const s = sessions.find((x) => x.key === key);
+    if (!s || s.titled) return;
+    const line = String(text).split('\n').map((l) => l.trim()).find(Boolean);
+    if (!line) return;
+    const squeezed = line.replace(/\s+/g, ' ');
+    let title = squeezed;
+    if ([...squeezed].length > 60) {
+      const cut = [...squeezed].slice(0, 60).join('');
+      const space = cut.lastIndexOf(' ');
+      title = `${(space >= 30 ? cut.slice(0, space) : cut).trimEnd()}…`;
+    }
+    s.title = title;
+    s.titled = true;
+    render();
   }
 
   async function load() {
@@ -74,8 +145,8 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
         sessions = [s];
       }
     } catch (err) {
-      showError(`Couldn't load chats: ${err.message}`);
-      onLoadFailed(`Couldn't load your chats: ${err.message}`, () => load());
+      showError(`Couldn't load chats. ${err.message}`);
+      onLoadFailed(`Couldn't load your chats. ${err.message}`, () => load());
       return;
     }
     sortSessions();
@@ -114,9 +185,18 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
   async function create() {
     showError('');
     try {
+      // The server gives back an empty chat if there is one, rather than another.
       const s = await api('POST', '/api/sessions', {}, { redirectOn401: true });
-      sessions.unshift(s);
-      select(s.key);
+      if (showArchived || search) {
+        showArchived = false;
+        search = '';
+        searchInput.value = '';
+        shelfBtn.setAttribute('aria-pressed', 'false');
+        shelfBtn.textContent = 'Archived chats';
+        await fetchSessions().catch(() => {});
+      }
+      if (!sessions.some((x) => x.key === s.key)) sessions.unshift(s);
+      select(s.key, { force: true });
       $('#composer').focus();
     } catch (err) {
       showError(err.message);
@@ -145,7 +225,7 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
         Object.assign(s, updated && updated.key ? updated : { title });
         showError('');
       } catch (err) {
-        showError(`Couldn't rename: ${err.message}`);
+        showError(`Couldn't rename. ${err.message}`);
       }
       render();
     };
@@ -167,7 +247,7 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
     try {
       await api('DELETE', `/api/sessions/${encodeURIComponent(s.key)}`, undefined, { redirectOn401: true });
     } catch (err) {
-      showError(`Couldn't delete: ${err.message}`);
+      showError(`Couldn't delete. ${err.message}`);
       return;
     }
     showError('');
@@ -203,6 +283,7 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
     },
     load,
     refreshQuietly,
+    noteSent,
     drawerOpen,
     closeDrawer,
   };

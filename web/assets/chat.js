@@ -5,6 +5,8 @@ import { canonicalKey, messageText, sameSession } from '/assets/chat-format.js';
 import { createMessages } from '/assets/chat-messages.js';
 import { createSessionList } from '/assets/chat-sessions.js';
 import { createStatusPanel } from '/assets/chat-status.js';
+import { plainError, runErrorText } from '/assets/errors.js';
+import { applyToolEvent, settleToolCards } from '/assets/chat-tools.js';
 
 const HISTORY_LIMIT = 100;
 
@@ -23,6 +25,10 @@ export function initChat({ socket, root }) {
     setBubbleText, bubbleNote, systemNote, appendMessageEl,
   } = createMessages($('#messages'), msgsEl);
   createStatusPanel(socket, root);
+  root.querySelector('.chat-pane').prepend(h('h1', { class: 'sr-only' }, 'Chat with your agent'));
+  // No keyboard hints on a touch screen.
+  const touch = window.matchMedia('(pointer: coarse)').matches;
+  const idleHint = touch ? '' : defaultHint;
 
   let loadedOnce = false;
   let visible = false;
@@ -42,6 +48,13 @@ export function initChat({ socket, root }) {
   // Idempotency keys of messages already shown (sent here, or relayed from another tab), so a
   // resume that replays one does not show it twice even after history re-rendered the list.
   const shownKeys = new Set();
+  // Runs that ended, so a late tool event (OpenClaw sends some after the end) opens no reply.
+  const endedRuns = new Set();
+  const ended = (runId) => {
+    if (!runId) return;
+    if (endedRuns.size >= 200) endedRuns.clear();
+    endedRuns.add(runId);
+  };
   const remember = (key) => {
     if (shownKeys.size >= 1000) shownKeys.clear(); // bounded; older ones are in history by now
     shownKeys.add(key);
@@ -85,7 +98,7 @@ export function initChat({ socket, root }) {
       if (seq !== historySeq) return;
       if (!quiet) msgsEl.replaceChildren();
       const retry = h('button', { type: 'button', class: 'btn btn-small', onclick: () => loadHistory() }, 'Retry');
-      systemNote(`Couldn't load messages: ${err.message}`, 'error', retry);
+      systemNote(`Couldn't load this chat's messages. ${plainError(err)}`, 'error', retry);
       return;
     }
     if (seq !== historySeq || key !== current()) return;
@@ -137,8 +150,23 @@ export function initChat({ socket, root }) {
   function endedBubble(text, end, b = assistantMessage(text)) {
     b.el.dataset.state = end.state;
     if (end.state === 'aborted') bubbleNote(b, text ? 'Stopped.' : 'Stopped before the agent replied.');
-    else bubbleNote(b, `Error: ${end.message || 'the agent failed to reply.'}`, 'error');
+    else failedNote(b, runErrorText(end.message, end.kind));
     return b;
+  }
+
+  /** A failed reply's note, with Retry: the message before it is sent again (a new run). */
+  function failedNote(b, text) {
+    bubbleNote(b, text, 'error');
+    const retry = h('button', { type: 'button', class: 'btn btn-small msg-retry', 'data-testid': 'msg-retry' }, 'Retry');
+    retry.addEventListener('click', () => {
+      let prev = b.el.previousElementSibling;
+      while (prev && prev.dataset.role !== 'user') prev = prev.previousElementSibling;
+      const text = prev?.querySelector('.msg-body')?.textContent;
+      if (!text || currentRun()) return;
+      retry.remove();
+      sendText(text);
+    });
+    b.note.append(' ', retry);
   }
 
   function refetchHistory() {
@@ -157,8 +185,8 @@ export function initChat({ socket, root }) {
     sendBtn.disabled = !current();
     if (!current()) hintEl.textContent = 'Loading your chats…';
     else if (!ready) hintEl.textContent = 'Not connected: what you send now is queued and goes out, in order, once your agent is connected.';
-    else if (run) hintEl.textContent = 'Your agent is replying · Esc to stop';
-    else hintEl.textContent = defaultHint;
+    else if (run) hintEl.textContent = touch ? 'Your agent is replying' : 'Your agent is replying · Esc to stop';
+    else hintEl.textContent = idleHint;
     root.querySelector('.composer-box').dataset.disabled = ready ? 'false' : 'true';
   }
 
@@ -187,19 +215,26 @@ export function initChat({ socket, root }) {
   }
 
   function send() {
-    const text = composer.value.trim();
-    if (!text || !current()) return;
-    if (currentRun()) return;
+    if (sendText(composer.value.trim())) {
+      composer.value = '';
+      autosize();
+    }
+  }
+
+  /** Queues `text` for the current chat; false if it cannot be sent now. */
+  function sendText(text) {
+    if (!text || !current()) return false;
+    if (currentRun()) return false;
     const item = { sessionKey: current(), text, idem: uuid(), userEl: userMessage(text, Math.floor(Date.now() / 1000)), run: null };
     item.userEl.dataset.idem = item.idem;
     remember(item.idem);
     appendMessageEl(item.userEl, true);
     markSend(item, socket.ready ? 'sending' : 'queued');
     outbox.push(item);
-    composer.value = '';
-    autosize();
+    sidebar.noteSent(item.sessionKey, text);
     updateComposer();
     pump();
+    return true;
   }
 
   /** Sends the oldest waiting message, once connected and once its chat's reply is done. */
@@ -248,9 +283,18 @@ export function initChat({ socket, root }) {
       // Refused: it did not arrive, so give the text back to retry.
       outbox.splice(outbox.indexOf(item), 1);
       markSend(item, 'failed');
+      // Known not to have arrived: Retry sends it again as a new message.
+      const retry = h('button', { type: 'button', class: 'btn btn-small msg-retry', 'data-testid': 'msg-retry' }, 'Retry');
+      retry.addEventListener('click', () => {
+        if (currentRun()) return;
+        item.userEl.remove();
+        if (composer.value.trim() === text) composer.value = '';
+        sendText(text);
+      });
+      item.userEl.querySelector('.msg-send')?.append(' ', retry);
       if (active.get(ck) === run) active.delete(ck);
       run.bubble.el.remove();
-      const label = err.code && err.code !== 'error' ? `Couldn't send (${err.code}): ${err.message}` : `Couldn't send: ${err.message}`;
+      const label = `Your message was not sent. ${plainError(err, 'Try sending it again.')}`;
       if (sameSession(sessionKey, current())) {
         systemNote(label, 'error');
         if (!composer.value) {
@@ -292,7 +336,7 @@ export function initChat({ socket, root }) {
     } catch (err) {
       run.stopping = false;
       if (active.get(canonicalKey(run.sessionKey)) !== run) return;
-      bubbleNote(run.bubble, `Couldn't stop: ${err.message}`, 'error');
+      bubbleNote(run.bubble, `The reply could not be stopped. ${plainError(err)}`, 'error');
       if (!['not_connected', 'disconnected', 'timeout'].includes(err.code)) {
         // The gateway no longer knows this run: stop waiting for it here.
         setBubbleText(run.bubble, run.bubble.text, true);
@@ -308,6 +352,8 @@ export function initChat({ socket, root }) {
     updateComposer();
     queueMicrotask(pump);
     sidebar.refreshQuietly();
+    // The server titles a new chat once the reply is saved: look again shortly.
+    setTimeout(() => sidebar.refreshQuietly(), 1500);
     if (deferredRefetch && sameSession(sessionKey, current())) {
       deferredRefetch = false;
       loadHistory({ quiet: true });
@@ -318,6 +364,7 @@ export function initChat({ socket, root }) {
     if (!p || !p.sessionKey) return;
     const ck = canonicalKey(p.sessionKey);
     const terminal = p.state === 'final' || p.state === 'aborted' || p.state === 'error';
+    if (terminal) ended(p.runId);
 
     if (!sameSession(p.sessionKey, current())) {
       // Not on screen: just keep run bookkeeping straight.
@@ -351,12 +398,14 @@ export function initChat({ socket, root }) {
         break;
       }
       case 'final': {
+        settleToolCards(b);
         const text = messageText(p.message);
         setBubbleText(b, text ?? b.text, true);
         finishRun(run.sessionKey);
         break;
       }
       case 'aborted': {
+        settleToolCards(b);
         setBubbleText(b, b.text, true);
         b.el.dataset.state = 'aborted';
         bubbleNote(b, b.text ? 'Stopped.' : 'Stopped before the agent replied.');
@@ -364,15 +413,36 @@ export function initChat({ socket, root }) {
         break;
       }
       case 'error': {
+        settleToolCards(b);
         setBubbleText(b, b.text, true);
         b.el.dataset.state = 'error';
-        bubbleNote(b, `Error: ${p.errorMessage || 'the agent failed to reply.'}`, 'error');
+        failedNote(b, runErrorText(p.errorMessage, p.errorKind));
         finishRun(run.sessionKey);
         break;
       }
       default:
         break;
     }
+  }
+
+  /** A tool call of a reply (`agent` event, stream "tool"): a card in that reply. */
+  function onToolEvent(p) {
+    if (!p || !p.sessionKey || !p.data || !sameSession(p.sessionKey, current())) return;
+    if (p.runId && endedRuns.has(p.runId)) return;
+    const ck = canonicalKey(p.sessionKey);
+    let run = active.get(ck);
+    if (run && run.runId && p.runId && run.runId !== p.runId) return;
+    if (!run) {
+      // A run started elsewhere (another tab, a channel): its reply opens here.
+      const bubble = pendingBubble();
+      appendMessageEl(bubble.el);
+      run = { runId: p.runId || null, bubble, sessionKey: current(), abortRequested: false, stopping: false };
+      active.set(ck, run);
+      updateComposer();
+    } else if (!run.runId && p.runId) {
+      run.runId = p.runId;
+    }
+    applyToolEvent(run.bubble, p.data);
   }
 
   // ---------- wiring ----------
@@ -405,6 +475,7 @@ export function initChat({ socket, root }) {
     const frame = ev.detail;
     if (frame.event === 'chat') onChatEvent(frame.payload);
     else if (frame.event === 'roost.message') onOwnMessage(frame.payload);
+    else if (frame.event === 'agent' && frame.payload && frame.payload.stream === 'tool') onToolEvent(frame.payload);
   });
 
   form.addEventListener('submit', (ev) => {

@@ -69,11 +69,11 @@ export function renderMarkdown(el, text, { highlight = true } = {}) {
     const raw = code.textContent;
     const m = /(?:^|\s)language-([\w.+#-]+)/.exec(code.className);
     const lang = m ? m[1].toLowerCase() : '';
-    if (highlight && raw.length < 100_000) {
+    // Only a block that names its language is coloured: a guess colours prose and logs wrongly.
+    const known = lang && hljs.getLanguage(lang);
+    if (highlight && known && raw.length < 100_000) {
       try {
-        const result = lang && hljs.getLanguage(lang)
-          ? hljs.highlight(raw, { language: lang, ignoreIllegals: true })
-          : raw.length < 20_000 ? hljs.highlightAuto(raw) : null;
+        const result = hljs.highlight(raw, { language: lang, ignoreIllegals: true });
         if (result) {
           code.innerHTML = result.value; // hljs output escapes the source text
           code.classList.add('hljs');
@@ -87,9 +87,13 @@ export function renderMarkdown(el, text, { highlight = true } = {}) {
     btn.className = 'code-copy';
     btn.dataset.testid = 'code-copy';
     makeCopyButton(btn, () => raw);
+    btn.setAttribute('aria-label', lang ? `Copy ${lang} code` : 'Copy code');
     const label = document.createElement('span');
     label.className = 'code-lang';
-    label.textContent = lang || 'code';
+    label.dataset.testid = 'code-lang';
+    label.textContent = lang || 'text';
+    pre.tabIndex = 0; // long lines scroll sideways: reachable from the keyboard too
+    pre.setAttribute('aria-label', lang ? `${lang} code` : 'Code');
     const head = document.createElement('div');
     head.className = 'code-head';
     head.append(label, btn);

@@ -1,6 +1,7 @@
 // Settings view: account info, API tokens and account deletion.
 import { api, h, formatTime, makeCopyButton } from '/assets/api.js';
 import { initDeleteAccount } from '/assets/settings-delete.js';
+import { initAccountSecurity } from '/assets/settings-account.js';
 
 export function initSettings({ root, me, onLogout }) {
   const $ = (sel) => root.querySelector(sel);
@@ -19,6 +20,7 @@ export function initSettings({ root, me, onLogout }) {
   $('#settings-created').textContent = formatTime(me.created_at);
   $('#settings-logout').addEventListener('click', onLogout);
   const deletion = initDeleteAccount({ root, me });
+  initAccountSecurity({ root, me });
 
   makeCopyButton($('#copy-token'), () => secretEl.textContent);
   $('#new-token-done').addEventListener('click', hideSecret);
@@ -60,7 +62,7 @@ export function initSettings({ root, me, onLogout }) {
       const data = await api('GET', '/api/tokens', undefined, { redirectOn401: true });
       render(Array.isArray(data && data.tokens) ? data.tokens : []);
     } catch (err) {
-      showError(`Couldn't load tokens: ${err.message}`);
+      showError(`Couldn't load tokens. ${err.message}`);
     }
   }
 
@@ -72,7 +74,7 @@ export function initSettings({ root, me, onLogout }) {
       await api('DELETE', `/api/tokens/${encodeURIComponent(t.id)}`, undefined, { redirectOn401: true });
     } catch (err) {
       button.disabled = false;
-      showError(`Couldn't revoke: ${err.message}`);
+      showError(`Couldn't revoke. ${err.message}`);
       return;
     }
     await load();

@@ -210,7 +210,7 @@ await run('chat', async (t) => {
     assert(sendReq, 'chat.send went out on the live socket');
     const sendRes = await until('the chat.send response', () => live.received.find((f) => f.type === 'res' && f.id === sendReq.id), 10_000);
     assert(sendRes.ok, `chat.send succeeded (${JSON.stringify(sendRes.error || {})})`);
-    const textAtDrop = squash(await bubble.evaluate((el) => el.textContent));
+    const textAtDrop = squash(await bubble.evaluate((el) => el.querySelector('.msg-body').textContent));
     await t.shot('drop-1-streaming-before-cut');
 
     const cut = t.net.dropWebSockets(OUTAGE_MS);
@@ -224,7 +224,7 @@ await run('chat', async (t) => {
     await page.waitForFunction((el) => !['pending', 'streaming'].includes(el.dataset.state), bubble, { timeout: DROP_TIMEOUT, polling: 100 });
     const finalState = await bubble.evaluate((el) => el.dataset.state);
     assert(finalState === 'done', `the reply finished normally after the reconnect (state=${finalState})`);
-    const liveText = squash(await bubble.evaluate((el) => el.textContent));
+    const liveText = squash(await bubble.evaluate((el) => el.querySelector('.msg-body').textContent));
     await t.shot('drop-3-resumed-and-done');
 
     // Protocol: the page resumed from the last event it saw, got no gap, nothing twice, no hole.
@@ -279,7 +279,7 @@ await run('chat', async (t) => {
       const msgs = [...document.querySelectorAll('[data-testid="messages"] [data-testid="msg"]')];
       const u = msgs.findIndex((m) => m.dataset.role === 'user' && m.textContent.includes(p));
       const a = u >= 0 ? msgs.slice(u + 1).find((m) => m.dataset.role === 'assistant') : null;
-      return a && a.dataset.state === 'done' ? a.textContent : null;
+      return a && a.dataset.state === 'done' ? a.querySelector('.msg-body').textContent : null;
     }, prompt, { timeout: DROP_TIMEOUT, polling: 250 });
     const historyText = squash(await reloaded.jsonValue());
     await t.shot('drop-4-after-reload');

@@ -98,11 +98,45 @@ pub async fn refresher(state: AppState, mut finished: mpsc::Receiver<(UserId, St
                     Err(e) => tracing::warn!(error = %e, "recording a chat failed"),
                 }
             }
-            if let Err(e) = refresh(&state, &user, &key).await {
-                tracing::debug!(error = %e, "history refresh failed");
+            match refresh(&state, &user, &key).await {
+                Ok(Some(messages)) => title_untitled(&state, &user, &key, &messages).await,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "history refresh failed"),
             }
         });
     }
+}
+
+/// A chat without a title takes one from its first message.
+async fn title_untitled(state: &AppState, user: &UserId, key: &SessionKey, messages: &[Message]) {
+    let Some(title) = messages.iter().find(|m| m.role == "user").and_then(|m| title_from_message(&m.text)) else {
+        return;
+    };
+    if let Ok(conn) = state.db.conn()
+        && let Err(e) = chat_sessions::title_from_first_message(&conn, user, key, &title).await
+    {
+        tracing::warn!(error = %e, "titling a chat failed");
+    }
+}
+
+/// The longest title taken from a message (characters, before the "…").
+const AUTO_TITLE_CHARS: usize = 60;
+
+/// A title from a message: its first line with text, spaces squeezed, cut at a word near 60
+/// characters. `None` for a message with no text.
+pub fn title_from_message(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let squeezed: String = words.join(" ").chars().filter(|c| !c.is_control()).collect();
+    if squeezed.chars().count() <= AUTO_TITLE_CHARS {
+        return Some(squeezed);
+    }
+    let cut: String = squeezed.chars().take(AUTO_TITLE_CHARS).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(i) if i >= AUTO_TITLE_CHARS / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    Some(format!("{}…", at_word.trim_end()))
 }
 
 pub fn default_title(key: &SessionKey) -> String {
@@ -112,6 +146,21 @@ pub fn default_title(key: &SessionKey) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_title_is_the_first_line_cut_at_a_word() {
+        assert_eq!(
+            title_from_message("  \n  Plan a trip   to Rome\nwith details").as_deref(),
+            Some("Plan a trip to Rome")
+        );
+        assert_eq!(title_from_message("   \n "), None);
+        let long = "Please write me a very long essay about the history of the Roman empire and its fall";
+        let title = title_from_message(long).unwrap();
+        assert_eq!(title, "Please write me a very long essay about the history of the…");
+        assert!(title.chars().count() <= AUTO_TITLE_CHARS + 1);
+        let one_word = "x".repeat(100);
+        assert_eq!(title_from_message(&one_word).unwrap().chars().count(), AUTO_TITLE_CHARS + 1);
+    }
 
     #[test]
     fn history_keeps_user_and_assistant_text() {

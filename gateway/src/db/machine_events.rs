@@ -78,6 +78,24 @@ pub async fn recent(db: &Db, user: &UserId, limit: u32) -> Result<Vec<MachineEve
     Ok(events)
 }
 
+/// How long the server's most recent `limit` starts took, in seconds, newest first: from each
+/// start's first event (provisioning or starting) to the ready that followed it, for any user.
+/// Only the newest few thousand events are looked at, so it stays cheap on a big table.
+pub async fn recent_start_secs(db: &Db, limit: u32) -> Result<Vec<i64>, libsql::Error> {
+    let conn = db.conn()?;
+    let mut rows = conn
+        .query(
+            "SELECT at - prev_at FROM (                SELECT id, at, state,                  LAG(state) OVER (PARTITION BY user_id ORDER BY id) AS prev_state,                  LAG(at) OVER (PARTITION BY user_id ORDER BY id) AS prev_at                FROM machine_events WHERE id > (SELECT COALESCE(MAX(id), 0) - 5000 FROM machine_events)              ) WHERE state = 'ready' AND prev_state IN ('provisioning', 'starting') AND at >= prev_at              ORDER BY id DESC LIMIT ?1",
+            [limit],
+        )
+        .await?;
+    let mut secs = Vec::new();
+    while let Some(row) = rows.next().await? {
+        secs.push(row.get(0)?);
+    }
+    Ok(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +139,28 @@ mod tests {
         assert!(recent(&db, &user, 10).await.unwrap().is_empty(), "deleted with the account");
         assert!(!append(&db, &user, &event(3), |_| true).await.unwrap());
         assert!(recent(&db, &user, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn start_durations_pair_each_start_with_its_ready() {
+        let (_dir, db, user) = db_with_user().await;
+        let conn = db.conn().unwrap();
+        let other = UserId::generate();
+        conn.execute("INSERT INTO users (id, created_at) VALUES (?1, 0)", [other.as_str()]).await.unwrap();
+        let put = |u: &UserId, at: i64, state: &str| {
+            let e = MachineEvent { at, state: state.into(), stage: state.into(), reason: String::new() };
+            let (db, u) = (db.clone(), u.clone());
+            async move { append(&db, &u, &e, |_| true).await.unwrap() }
+        };
+        put(&user, 100, "starting").await;
+        put(&other, 101, "provisioning").await;
+        put(&user, 112, "ready").await; // 12 s
+        put(&other, 131, "ready").await; // 30 s
+        put(&user, 200, "idle_stopped").await;
+        put(&user, 300, "ready").await; // not a start: it followed a stop event
+        put(&user, 400, "starting").await;
+        put(&user, 420, "failed").await; // a failed start is no duration
+        assert_eq!(recent_start_secs(&db, 10).await.unwrap(), vec![30, 12]);
+        assert_eq!(recent_start_secs(&db, 1).await.unwrap(), vec![30]);
     }
 }

@@ -67,6 +67,21 @@ pub async fn delete_for_user(conn: &Connection, user_id: &UserId) -> Result<u64,
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id.as_str()]).await
 }
 
+/// Deletes every session of the user but `keep` (a token hash); returns the hashes it deleted.
+pub async fn delete_others(conn: &Connection, user_id: &UserId, keep: &str) -> Result<Vec<String>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "DELETE FROM sessions WHERE user_id = ?1 AND token_hash != ?2 RETURNING token_hash",
+            (user_id.as_str(), keep),
+        )
+        .await?;
+    let mut hashes = Vec::new();
+    while let Some(row) = rows.next().await? {
+        hashes.push(row.get::<String>(0)?);
+    }
+    Ok(hashes)
+}
+
 pub async fn delete_expired(conn: &Connection, now: i64, idle_secs: i64) -> Result<u64, libsql::Error> {
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1", (now, idle_secs)).await
 }

@@ -139,6 +139,17 @@ pub async fn credentials_by_id(conn: &Connection, id: &UserId) -> Result<Option<
     first_row(conn.query(&sql, [id.as_str()]).await?, credentials_from_row).await
 }
 
+/// Sets a live local account's password hash. False if there is no such account.
+pub async fn set_password_hash(conn: &Connection, id: &UserId, hash: &str) -> Result<bool, libsql::Error> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET password_hash = ?2 WHERE id = ?1 AND deleted_at IS NULL AND password_hash IS NOT NULL",
+            (id.as_str(), hash),
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
 pub async fn list(conn: &Connection) -> Result<Vec<User>, libsql::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY created_at");
     let mut rows = conn.query(&sql, ()).await?;

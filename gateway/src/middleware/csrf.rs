@@ -49,7 +49,10 @@ fn verdict(state: &AppState, request: &Request) -> Result<(), AppError> {
             Ok(())
         } else {
             tracing::debug!(origin, "CSRF: origin not allowed");
-            Err(AppError::forbidden("cross_origin", "cross-origin request refused"))
+            Err(AppError::forbidden(
+                "cross_origin",
+                "That request came from another site and was refused. Reload Roost and try again.",
+            ))
         };
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {

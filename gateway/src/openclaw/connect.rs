@@ -146,7 +146,8 @@ async fn handshake(
         "params": {
             "minProtocol": PROTOCOL, "maxProtocol": PROTOCOL,
             "client": { "id": CLIENT_ID, "version": env!("CARGO_PKG_VERSION"), "platform": PLATFORM, "mode": CLIENT_MODE },
-            "role": "operator", "scopes": wanted, "caps": [],
+            // `tool-events`: the agent streams its tool calls to us (the chat shows them as cards).
+            "role": "operator", "scopes": wanted, "caps": ["tool-events"],
             "auth": { "token": token },
             "device": {
                 "id": device.id(), "publicKey": device.public_key(), "signature": device.sign(&proof),

@@ -42,9 +42,10 @@ pub async fn signup(
     let hash = state.hasher.hash(password.expose()).await?;
     let conn = state.db.conn()?;
     let user = users::create_local(&conn, &email, &hash, state.accounts).await.map_err(|e| match e {
-        users::CreateError::EmailTaken => {
-            AppError::conflict("email_taken", "an account with this email already exists")
-        }
+        users::CreateError::EmailTaken => AppError::conflict(
+            "email_taken",
+            "An account with this email already exists. Sign in instead, or use another email.",
+        ),
         users::CreateError::AccountLimit => AppError::account_limit(),
         users::CreateError::Db(e) => e.into(),
     })?;
@@ -65,7 +66,13 @@ pub async fn login(
     Json(body): Json<Credentials>,
 ) -> AppResult<(NoStore, CookieJar, axum::Json<Value>)> {
     require_local_accounts(&state)?;
-    let invalid = || AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
+    let invalid = || {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Wrong email or password. Check both and try again.",
+        )
+    };
     let email = Email::parse(&body.email).map_err(|_| invalid())?;
     let ip = state.site.client_ip(&headers, peer);
     state.auth_limiter.attempt(ip)?;
@@ -114,6 +121,17 @@ fn require_local_accounts(app: &App) -> AppResult<()> {
     if app.site.local_accounts {
         Ok(())
     } else {
-        Err(AppError::not_found("local accounts are disabled on this server"))
+        Err(AppError::not_found("This server does not use Roost passwords. Sign in the way its operator set up."))
     }
+}
+
+/// `GET /api/auth/session`: whether this browser is signed in, always answered 200, so the
+/// sign-in page can skip its form without a failed request in the console.
+pub async fn session_state(
+    state: AppState,
+    mut parts: axum::http::request::Parts,
+) -> ([(axum::http::HeaderName, &'static str); 1], axum::Json<Value>) {
+    use axum::extract::FromRequestParts;
+    let signed_in = crate::auth::AuthUser::from_request_parts(&mut parts, &state).await.is_ok();
+    (NO_STORE, axum::Json(json!({ "signed_in": signed_in })))
 }

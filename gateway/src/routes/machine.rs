@@ -10,6 +10,8 @@ use crate::error::AppResult;
 
 /// The newest lifecycle events `GET /api/machine` shows (the table keeps more).
 const HISTORY_SHOWN: u32 = 20;
+/// The "usual" start time is the median of the server's last this many starts.
+const STARTS_MEASURED: u32 = 20;
 
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let row = machines::find(&state.db, &auth.user_id).await?;
@@ -25,6 +27,7 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         .into_iter()
         .map(|e| json!({ "at": e.at, "state": e.state, "stage": e.stage, "reason": e.reason }))
         .collect();
+    let starts = machine_events::recent_start_secs(&state.db, STARTS_MEASURED).await?;
     Ok(axum::Json(json!({
         "state": machine_state,
         "stage": stage,
@@ -36,7 +39,16 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         "memory_bytes": state.machines.memory_bytes(&auth.user_id).await,
         "slots": { "max": state.machines.slots().max(), "waiting": state.machines.slots().waiting() },
         "history": history,
+        "now": crate::domain::now_secs(),
+        "starts": { "usual_secs": median(&starts), "measured": starts.len() },
     })))
+}
+
+/// The middle of `secs` (the lower middle of an even count); `None` for none.
+fn median(secs: &[i64]) -> Option<i64> {
+    let mut sorted = secs.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
 pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
@@ -61,4 +73,15 @@ pub async fn restart(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
 
 fn start_error(e: crate::machines::StartError) -> crate::error::AppError {
     crate::error::AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.code, e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_usual_start_is_the_median() {
+        assert_eq!(super::median(&[]), None);
+        assert_eq!(super::median(&[30]), Some(30));
+        assert_eq!(super::median(&[50, 10, 20]), Some(20));
+        assert_eq!(super::median(&[40, 10, 30, 20]), Some(20));
+    }
 }

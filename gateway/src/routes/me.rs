@@ -99,3 +99,69 @@ fn parse_body(body: &[u8]) -> AppResult<DeleteAccount> {
         )
     })
 }
+
+/// `POST /api/me/password`: a new password, the current one re-entered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password of a local account and signs out every other session of it (this one
+/// stays). Failures count like login failures, so a stolen session cannot guess the password.
+pub async fn change_password(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    SessionUser(auth): SessionUser,
+    crate::json::Json(body): crate::json::Json<ChangePassword>,
+) -> AppResult<axum::Json<Value>> {
+    let AuthVia::Session { token_hash } = &auth.via else {
+        return Err(AppError::bad_request(
+            "no_password",
+            "This account signs in through Clerk and has no password here. Change it in your Clerk account.",
+        ));
+    };
+    let new_password = crate::domain::Password::parse(body.new_password)?;
+    let user = &auth.user_id;
+    let conn = state.db.conn()?;
+    let account = users::credentials_by_id(&conn, user).await?.ok_or_else(AppError::unauthenticated)?;
+    let ip = state.site.client_ip(&headers, peer);
+    let key = account.user.email.clone().unwrap_or_else(|| user.to_string());
+    state.auth_limiter.login_allowed(ip, &key)?;
+    if !state.hasher.verify(&body.current_password, account.password_hash).await? {
+        state.auth_limiter.login_failed(ip, &key);
+        return Err(AppError::forbidden(
+            "wrong_password",
+            "Your current password is not right, so nothing changed. Type it again.",
+        ));
+    }
+    let hash = state.hasher.hash(new_password.expose()).await?;
+    if !users::set_password_hash(&conn, user, &hash).await? {
+        return Err(AppError::unauthenticated());
+    }
+    let signed_out = sign_out_others_of(&state, user, token_hash).await?;
+    tracing::info!(user_id = %user, signed_out, "password changed");
+    Ok(axum::Json(json!({ "signed_out": signed_out })))
+}
+
+/// `POST /api/me/sign-out-others`: ends every other session of this account (this one stays).
+pub async fn sign_out_others(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
+    let AuthVia::Session { token_hash } = &auth.via else {
+        return Err(AppError::bad_request(
+            "clerk_sessions",
+            "This account signs in through Clerk. Sign out of other devices in your Clerk account.",
+        ));
+    };
+    let signed_out = sign_out_others_of(&state, &auth.user_id, token_hash).await?;
+    Ok(axum::Json(json!({ "signed_out": signed_out })))
+}
+
+async fn sign_out_others_of(state: &AppState, user: &crate::domain::UserId, keep: &str) -> AppResult<usize> {
+    let ended = crate::db::sessions::delete_others(&*state.db.conn()?, user, keep).await?;
+    for token_hash in &ended {
+        state.relays.revoke(Revoked::Session { user: user.clone(), token_hash: token_hash.clone() });
+    }
+    Ok(ended.len())
+}

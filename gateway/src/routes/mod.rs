@@ -30,7 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/signup", post(auth::signup))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/session", get(auth::session_state))
         .route("/me", get(me::get).delete(me::delete))
+        .route("/me/password", post(me::change_password))
+        .route("/me/sign-out-others", post(me::sign_out_others))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
         .route("/billing/checkout", post(billing::checkout))
@@ -41,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/sessions", get(sessions::list).post(sessions::create))
-        .route("/sessions/{key}", patch(sessions::rename).delete(sessions::delete))
+        .route("/sessions/{key}", patch(sessions::change).delete(sessions::delete))
         .route("/sessions/{key}/history", get(sessions::history))
         .route("/integrations", get(integrations::list))
         .route("/integrations/{channel}", post(integrations::connect).delete(integrations::disconnect))
@@ -85,9 +88,13 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn api_not_found() -> AppError {
-    AppError::not_found("no such API route")
+    AppError::not_found("There is no such API route. Check the address.")
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
 }

@@ -12,7 +12,7 @@ use crate::auth::AuthUser;
 use crate::chat::SessionKey;
 use crate::chat::history::{self, MAX_LIMIT};
 use crate::db::chat_messages;
-use crate::db::chat_sessions::{self as sessions, Created, MAX_SESSIONS};
+use crate::db::chat_sessions::{self as sessions, Created, MAX_SEARCH, MAX_SESSIONS, Shelf};
 use crate::error::{AppError, AppResult};
 use crate::json::{Json, Query};
 
@@ -25,10 +25,21 @@ pub struct NewSession {
     title: Option<String>,
 }
 
+/// `PATCH /api/sessions/{key}`: a new title, archive (`true`) or bring back (`false`), or both.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rename {
-    title: String,
+pub struct Change {
+    title: Option<String>,
+    archived: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Title search (contains, any case).
+    q: Option<String>,
+    /// `true`: the archived chats instead.
+    archived: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -47,21 +58,40 @@ pub fn too_many_sessions() -> AppError {
 fn clean_title(raw: &str) -> Result<String, AppError> {
     let title = raw.trim();
     if title.is_empty() || title.chars().count() > 120 || title.chars().any(char::is_control) {
-        return Err(AppError::bad_request("invalid_title", "title must be 1 to 120 printable characters"));
+        return Err(AppError::bad_request(
+            "invalid_title",
+            "A chat title must be 1 to 120 characters, without control characters.",
+        ));
     }
     Ok(title.to_string())
 }
 
 /// A read only: the main chat is listed whether or not it has a row yet.
-pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
-    let mut list = sessions::list(&*state.db.conn()?, &auth.user_id).await?;
-    if !list.iter().any(|s| s.key == SessionKey::MAIN) {
-        let main = SessionKey::main();
+pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery>) -> AppResult<axum::Json<Value>> {
+    let search = match query.q.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(q) if q.chars().count() > MAX_SEARCH || q.chars().any(char::is_control) => {
+            return Err(AppError::bad_request(
+                "invalid_search",
+                format!("Search for at most {MAX_SEARCH} characters, without control characters."),
+            ));
+        }
+        Some(q) => Some(q),
+    };
+    let shelf = if query.archived == Some(true) { Shelf::Archived } else { Shelf::Listed };
+    let mut list = sessions::list_where(&*state.db.conn()?, &auth.user_id, shelf, search).await?;
+    let main = SessionKey::main();
+    let main_title = history::default_title(&main);
+    let main_matches = search.is_none_or(|q| main_title.to_lowercase().contains(&q.to_lowercase()));
+    let main_has_row = sessions::find(&*state.db.conn()?, &auth.user_id, &main).await?.is_some();
+    if shelf == Shelf::Listed && !main_has_row && main_matches {
         list.push(sessions::Session {
             key: main.as_str().to_string(),
-            title: history::default_title(&main),
+            title: main_title,
             created_at: 0,
             updated_at: 0,
+            titled: false,
+            archived_at: None,
         });
     }
     Ok(axum::Json(json!({ "sessions": list })))
@@ -72,8 +102,15 @@ pub async fn create(
     auth: AuthUser,
     Json(body): Json<NewSession>,
 ) -> AppResult<(StatusCode, axum::Json<Value>)> {
-    let title = body.title.as_deref().map(clean_title).transpose()?.unwrap_or_else(|| "New chat".into());
+    let title = body.title.as_deref().map(clean_title).transpose()?;
     let conn = state.db.conn()?;
+    // "New chat" reuses an empty one rather than piling them up.
+    if title.is_none()
+        && let Some(unused) = sessions::find_unused(&conn, &auth.user_id).await?
+    {
+        return Ok((StatusCode::OK, axum::Json(json!(unused))));
+    }
+    let title = title.unwrap_or_else(|| "New chat".into());
     let key = SessionKey::generate();
     if let Created::AtLimit = sessions::create(&conn, &auth.user_id, &key, &title).await? {
         return Err(too_many_sessions());
@@ -84,25 +121,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(json!(session))))
 }
 
-pub async fn rename(
+pub async fn change(
     state: AppState,
     auth: AuthUser,
     Path(key): Path<String>,
-    Json(body): Json<Rename>,
+    Json(body): Json<Change>,
 ) -> AppResult<axum::Json<Value>> {
     let key = SessionKey::parse(&key)?;
-    let title = clean_title(&body.title)?;
-    let conn = state.db.conn()?;
-    if !sessions::rename(&conn, &auth.user_id, &key, &title).await? {
-        return Err(AppError::not_found("no such session"));
+    if body.title.is_none() && body.archived.is_none() {
+        return Err(AppError::bad_request("nothing_to_change", "Send a new title, or whether to archive the chat."));
     }
-    Ok(axum::Json(json!(sessions::find(&conn, &auth.user_id, &key).await?)))
+    let title = body.title.as_deref().map(clean_title).transpose()?;
+    if body.archived == Some(true) && key.is_main() {
+        return Err(AppError::bad_request(
+            "main_chat",
+            "The main chat cannot be archived: your agent's channels talk in it. Rename it instead.",
+        ));
+    }
+    let conn = state.db.conn()?;
+    let gone = || AppError::not_found("That chat no longer exists. Reload the page to see your chats.");
+    if let Some(title) = &title
+        && !sessions::rename(&conn, &auth.user_id, &key, title).await?
+    {
+        return Err(gone());
+    }
+    if let Some(archived) = body.archived
+        && !sessions::set_archived(&conn, &auth.user_id, &key, archived).await?
+    {
+        return Err(gone());
+    }
+    Ok(axum::Json(json!(sessions::find(&conn, &auth.user_id, &key).await?.ok_or_else(gone)?)))
 }
 
 pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) -> AppResult<StatusCode> {
     let key = SessionKey::parse(&key)?;
     if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
-        return Err(AppError::not_found("no such session"));
+        return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
     state.relays.run_ends.forget(&auth.user_id, Some(&key));
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
@@ -139,11 +193,11 @@ pub async fn history(
     let key = SessionKey::parse(&key)?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(AppError::bad_request("invalid_limit", "limit must be between 1 and 200"));
+        return Err(AppError::bad_request("invalid_limit", "Ask for between 1 and 200 messages at a time."));
     }
     let conn = state.db.conn()?;
     if sessions::find(&conn, &auth.user_id, &key).await?.is_none() && !key.is_main() {
-        return Err(AppError::not_found("no such session"));
+        return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
         let start = fresh.len().saturating_sub(limit as usize);

@@ -30,10 +30,13 @@ pub async fn create(
 ) -> AppResult<(StatusCode, [(HeaderName, &'static str); 1], axum::Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(AppError::bad_request("invalid_name", "name must be 1 to 64 printable characters"));
+        return Err(AppError::bad_request(
+            "invalid_name",
+            "A token name must be 1 to 64 characters, without control characters.",
+        ));
     }
     if body.expires_in_days.is_some_and(|d| d == 0 || d > MAX_EXPIRY_DAYS) {
-        return Err(AppError::bad_request("invalid_expiry", "expires_in_days must be between 1 and 3650"));
+        return Err(AppError::bad_request("invalid_expiry", "A token must expire in 1 to 3650 days."));
     }
     let conn = state.db.conn()?;
     let now = now_secs();
@@ -78,13 +81,13 @@ pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<
 
 pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
-        return Err(AppError::not_found("no such token"));
+        return Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."));
     }
     if api_tokens::revoke(&*state.db.conn()?, &auth.user_id, &id, now_secs()).await? {
         tracing::info!(user_id = %auth.user_id, token_id = %id, "API token revoked");
         state.relays.revoke(Revoked::ApiToken { user: auth.user_id.clone(), token_id: id });
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::not_found("no such token"))
+        Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."))
     }
 }

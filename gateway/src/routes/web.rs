@@ -15,7 +15,7 @@ struct Assets;
 /// Page paths and the file each one serves; the app frame routes in the browser.
 fn file_for(path: &str) -> &str {
     match path {
-        "/" | "/chat" | "/settings" | "/usage" | "/integrations" => "index.html",
+        "/" | "/chat" | "/settings" | "/usage" | "/billing" | "/integrations" => "index.html",
         "/login" => "login.html",
         "/signup" => "signup.html",
         other => other.trim_start_matches('/'),
@@ -24,11 +24,11 @@ fn file_for(path: &str) -> &str {
 
 pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return AppError::not_found("no such route").into_response();
+        return AppError::not_found("There is no such page.").into_response();
     }
     let name = file_for(uri.path());
     let Some(file) = (!name.contains("..")).then(|| Assets::get(name)).flatten() else {
-        return AppError::not_found("no such page").into_response();
+        return not_found_page(&headers);
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
     if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
@@ -46,4 +46,22 @@ pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
         h.insert(header::ETAG, v);
     }
     response
+}
+
+/// A browser asking for a page that does not exist gets the app's own "page not found"; any
+/// other client the JSON error.
+fn not_found_page(headers: &HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|part| part.trim().starts_with("text/html")));
+    match Assets::get("404.html").filter(|_| wants_html) {
+        Some(file) => {
+            let mut response = (StatusCode::NOT_FOUND, file.data.into_owned()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+        None => AppError::not_found("There is no such page.").into_response(),
+    }
 }

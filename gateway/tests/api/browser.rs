@@ -190,3 +190,39 @@ async fn the_usage_page_shows_the_credits_chart_and_budget_in_chromium() {
     .await
     .unwrap();
 }
+
+/// Issue 13: start-up in plain words with the usual time, errors in Roost's voice, code blocks,
+/// tool cards, and sign-in pages with a clean console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_shows_start_up_tools_code_and_plain_errors_in_chromium() {
+    // A model is configured (nothing answers there): a failed reply is then the agent's own.
+    let app = TestApp::spawn_with(&[
+        "--no-prewarm",
+        "--llm-openai-base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm-openai-api-key",
+        "sk-unused",
+    ])
+    .await;
+    // Earlier starts on this server took 18, 20 and 25 s: the usual is their median.
+    for (user, started, took) in [("u-earlier-1", 1000, 18), ("u-earlier-2", 2000, 20), ("u-earlier-3", 3000, 25)] {
+        app.sql(&format!(
+            "INSERT INTO machine_events (user_id, at, state, stage, reason) VALUES \
+             ('{user}', {started}, 'starting', 'starting', 'started'), \
+             ('{user}', {}, 'ready', 'ready', 'ready')",
+            started + took
+        ))
+        .await;
+    }
+    // Slow enough for the page to show the stages.
+    app.state.machines.simulated().unwrap().set_stage_delay(std::time::Duration::from_secs(2));
+    tokio::task::spawn_blocking(move || run_spec(&app, "chatux.spec.mjs", &[("EXPECT_USUAL", "20 s")])).await.unwrap();
+}
+
+/// Issue 13: axe-core on every page (light and dark), dark mode, a phone-sized screen, and
+/// replies announced once finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_pass_axe_in_light_and_dark_and_fit_a_phone_in_chromium() {
+    let app = TestApp::spawn().await;
+    tokio::task::spawn_blocking(move || run_spec(&app, "access.spec.mjs", &[])).await.unwrap();
+}

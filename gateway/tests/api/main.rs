@@ -6,6 +6,7 @@ mod helpers;
 mod ws;
 
 mod account_deletion;
+mod account_settings;
 mod accounts;
 mod api_tokens;
 mod billing_stripe;
@@ -40,5 +41,6 @@ mod relay_trust;
 mod revocations;
 mod sandbox;
 mod sessions;
+mod sessions_meta;
 mod slow_clients;
 mod two_instances;

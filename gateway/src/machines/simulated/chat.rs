@@ -64,6 +64,9 @@ pub(super) fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
     ctx.res_ok(id, json!({"runId": run_id, "status": "started"}));
 
     let outcome = match lock(&shared.reply).clone() {
+        // Chat commands, so a person (or a test) can see each kind of reply without a model.
+        _ if message.starts_with("/say ") => Ok(message["/say ".len()..].to_string()),
+        _ if message.starts_with("/error ") => Err(message["/error ".len()..].to_string()),
         Reply::Text(t) => Ok(t),
         Reply::Echo => Ok(message.to_string()),
         Reply::Error(e) => Err(e),
@@ -71,8 +74,16 @@ pub(super) fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
     let seq = Arc::new(AtomicU64::new(0));
     let text = Arc::new(Mutex::new(String::new()));
     // The task cannot observe the run map before we insert: we hold the lock across spawn.
-    let handle =
-        tokio::spawn(run_chat(shared.clone(), run_id.clone(), canonical.clone(), outcome, seq.clone(), text.clone()));
+    let tool = ToolCall::requested(message);
+    let handle = tokio::spawn(run_chat(
+        shared.clone(),
+        run_id.clone(),
+        canonical.clone(),
+        outcome,
+        tool,
+        seq.clone(),
+        text.clone(),
+    ));
     runs.insert(run_id, RunEntry { session_key: canonical, abort: handle.abort_handle(), seq, text });
 }
 
@@ -83,6 +94,71 @@ fn next_seq(seq: &AtomicU64) -> u64 {
 fn agent_event(run_id: &str, session_key: &str, seq: u64, data: Value) -> Value {
     json!({"runId": run_id, "stream": "lifecycle", "data": data, "sessionKey": session_key,
            "agentId": "main", "seq": seq, "ts": now_ms(), "isHeartbeat": false})
+}
+
+/// A message starting `/tool ` makes the simulated agent run its `exec` tool on the rest before
+/// it replies (`/tool fail …` fails), so tool activity can be tried without a model. The events
+/// have the real gateway's shape (`agent` events, stream `tool`, phases `start` and `result`).
+struct ToolCall {
+    command: String,
+    fails: bool,
+}
+
+impl ToolCall {
+    const MAX_COMMAND: usize = 2000;
+
+    fn requested(message: &str) -> Option<Self> {
+        let command = message.strip_prefix("/tool ")?.trim();
+        if command.is_empty() {
+            return None;
+        }
+        let command: String = command.chars().take(Self::MAX_COMMAND).collect();
+        Some(Self { fails: command.starts_with("fail"), command })
+    }
+
+    fn start(&self, run_id: &str, session_key: &str, seq: u64) -> Value {
+        tool_event(
+            run_id,
+            session_key,
+            seq,
+            json!({"phase": "start", "name": "exec", "toolCallId": self.id(run_id),
+                                                     "args": {"command": self.command}}),
+        )
+    }
+
+    fn result(&self, run_id: &str, session_key: &str, seq: u64) -> Value {
+        let text = if self.fails {
+            format!("{}: command failed with exit code 1", self.command)
+        } else {
+            format!("$ {}\nsimulated output of `{}`", self.command, self.command)
+        };
+        tool_event(
+            run_id,
+            session_key,
+            seq,
+            json!({"phase": "result", "name": "exec", "toolCallId": self.id(run_id), "meta": self.command,
+                   "isError": self.fails, "result": {"content": [{"type": "text", "text": text}]}}),
+        )
+    }
+
+    fn id(&self, run_id: &str) -> String {
+        format!("call_{}", run_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>())
+    }
+}
+
+fn tool_event(run_id: &str, session_key: &str, seq: u64, data: Value) -> Value {
+    json!({"runId": run_id, "stream": "tool", "data": data, "sessionKey": session_key,
+           "agentId": "main", "seq": seq, "ts": now_ms()})
+}
+
+/// Sends a tool event only if the run is still registered (not aborted).
+fn emit_tool_if_running(shared: &Shared, run_id: &str, event: impl FnOnce() -> Value) -> bool {
+    let runs = lock(&shared.runs);
+    if !runs.contains_key(run_id) {
+        return false;
+    }
+    shared.broadcast_tool(event());
+    true
 }
 
 fn chat_event(run_id: &str, session_key: &str, seq: u64, fields: Value) -> Value {
@@ -110,6 +186,7 @@ async fn run_chat(
     run_id: String,
     session_key: String,
     outcome: Result<String, String>,
+    tool: Option<ToolCall>,
     seq: Arc<AtomicU64>,
     acc: Arc<Mutex<String>>,
 ) {
@@ -122,6 +199,17 @@ async fn run_chat(
         )]
     }) {
         return;
+    }
+    if let Some(tool) = &tool {
+        tokio::time::sleep(delay).await;
+        if !emit_tool_if_running(&shared, &run_id, || tool.start(&run_id, &session_key, next_seq(&seq))) {
+            return;
+        }
+        // Long enough for the page to show the call running.
+        tokio::time::sleep(delay * 25).await;
+        if !emit_tool_if_running(&shared, &run_id, || tool.result(&run_id, &session_key, next_seq(&seq))) {
+            return;
+        }
     }
     match outcome {
         Err(message) => {
@@ -335,7 +423,18 @@ pub fn split_words(text: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_words;
+    use super::{ToolCall, split_words};
+
+    #[test]
+    fn only_a_tool_message_calls_the_tool() {
+        assert!(ToolCall::requested("hello").is_none());
+        assert!(ToolCall::requested("/tool ").is_none());
+        let call = ToolCall::requested("/tool ls -la").unwrap();
+        assert_eq!((call.command.as_str(), call.fails), ("ls -la", false));
+        assert!(ToolCall::requested("/tool fail now").unwrap().fails);
+        let long = format!("/tool {}", "x".repeat(5000));
+        assert_eq!(ToolCall::requested(&long).unwrap().command.len(), ToolCall::MAX_COMMAND);
+    }
 
     #[test]
     fn words_keep_whitespace() {

@@ -122,7 +122,8 @@ async fn write_out(socket: &mut WebSocket, ctx: &mut ConnCtx, out: Out) -> Step 
 async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, has_origin: bool) {
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    lock(&shared.conns).insert(conn_id, ConnEntry { tx: tx.clone(), authed: false, can_read: false });
+    lock(&shared.conns)
+        .insert(conn_id, ConnEntry { tx: tx.clone(), authed: false, can_read: false, tool_events: false });
     let _guard = ConnGuard { shared: shared.clone(), id: conn_id };
     let mut ctx = ConnCtx { shared: shared.clone(), tx, scopes: Vec::new(), seq: 0 };
 
@@ -169,9 +170,11 @@ async fn handle_socket(shared: Arc<Shared>, mut socket: WebSocket, index: u64, h
                         if !send_text(&mut socket, &res).await { return; }
                         shared.handshakes_ok.fetch_add(1, Ordering::SeqCst);
                         let can_read = scopes_allow(&scopes, SCOPE_READ);
+                        let tool_events = declares_tool_events(&text);
                         if let Some(c) = lock(&shared.conns).get_mut(&conn_id) {
                             c.authed = true;
                             c.can_read = can_read;
+                            c.tool_events = tool_events;
                         }
                         ctx.scopes = scopes;
                         break;
@@ -240,4 +243,12 @@ async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>
             },
         }
     }
+}
+
+/// Whether a `connect` request lists `tool-events` in `params.caps`.
+fn declares_tool_events(connect: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(connect)
+        .ok()
+        .and_then(|v| v["params"]["caps"].as_array().map(|caps| caps.iter().any(|c| c == "tool-events")))
+        .unwrap_or(false)
 }

@@ -118,6 +118,8 @@ struct ConnEntry {
     tx: mpsc::UnboundedSender<Out>,
     authed: bool,
     can_read: bool,
+    /// Declared `caps:["tool-events"]` in `connect`: only such connections hear tool streams.
+    tool_events: bool,
 }
 
 struct Shared {
@@ -143,6 +145,16 @@ impl Shared {
         for c in conns.values() {
             if c.authed && (!needs_read || c.can_read) {
                 let _ = c.tx.send(Out::Event(event.to_string(), payload.clone()));
+            }
+        }
+    }
+
+    /// An `agent` event of stream `tool`: like the real gateway, only to connections that
+    /// declared the `tool-events` capability.
+    fn broadcast_tool(&self, payload: Value) {
+        for c in lock(&self.conns).values() {
+            if c.authed && c.can_read && c.tool_events {
+                let _ = c.tx.send(Out::Event("agent".to_string(), payload.clone()));
             }
         }
     }

@@ -23,7 +23,7 @@ pub struct SimulatedProvider {
     /// Every user's agent is this running upstream (benchmarks); nothing is spawned.
     external: Option<String>,
     /// Time spent in each simulated stage, so waiting UIs show real stage changes.
-    stage_delay: Duration,
+    stage_delay_ms: std::sync::atomic::AtomicU64,
     /// Users whose agent [`SimulatedProvider::fail`] made fail, until a stop or a start.
     failed: Mutex<HashSet<String>>,
     /// Receives stages that happen outside a start (a simulated failure), like the local
@@ -38,7 +38,7 @@ impl SimulatedProvider {
             transcripts: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             reply,
-            stage_delay,
+            stage_delay_ms: std::sync::atomic::AtomicU64::new(stage_delay.as_millis() as u64),
             echo: false,
             external: None,
             failed: Mutex::new(HashSet::new()),
@@ -50,6 +50,16 @@ impl SimulatedProvider {
     /// its `channels.status` then reports it.
     pub async fn set_channel(&self, user_id: &str, channel: &str, connected: bool) {
         self.channels.lock().await.entry(user_id.to_string()).or_default().set(channel, connected);
+    }
+
+    /// How long each simulated stage takes from now on: a slow start shows what a waiting page
+    /// says (tests, demos).
+    pub fn set_stage_delay(&self, delay: Duration) {
+        self.stage_delay_ms.store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stage_delay(&self) -> Duration {
+        Duration::from_millis(self.stage_delay_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Where stages outside a start are reported.
@@ -101,7 +111,7 @@ impl Provider for SimulatedProvider {
 
     async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
         progress.report(&spec.user_id, Stage::PreparingState, "preparing the simulated agent");
-        tokio::time::sleep(self.stage_delay).await;
+        tokio::time::sleep(self.stage_delay()).await;
         Ok(())
     }
 
@@ -127,7 +137,7 @@ impl Provider for SimulatedProvider {
         })
         .await?;
         progress.report(&spec.user_id, Stage::WaitingReady, "waiting for the simulated agent");
-        tokio::time::sleep(self.stage_delay).await;
+        tokio::time::sleep(self.stage_delay()).await;
         let machine = Machine { address: agent.ws_url(), external_id: agent.addr().port().to_string() };
         self.agents.lock().await.insert(spec.user_id.clone(), Arc::new(agent));
         progress.report(&spec.user_id, Stage::Ready, "the agent is ready");
