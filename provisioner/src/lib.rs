@@ -6,6 +6,7 @@
 pub mod fly;
 pub mod lease;
 pub mod lifecycle;
+pub mod reconcile;
 pub mod local;
 mod machine;
 

@@ -16,8 +16,11 @@ pub mod names;
 mod provider;
 mod provision;
 mod ready;
+mod reconcile;
 mod retry;
+mod rollout;
 mod store;
+mod sweep;
 mod token;
 mod types;
 mod volumes;
@@ -26,10 +29,11 @@ pub use client::{DEFAULT_BASE_URL, FlyClient, FlyConfig, Timeouts, parse_retry_a
 pub use error::{ApiError, FlyError, TransportKind};
 pub use machines::WaitOptions;
 pub use provider::{FlyOptions, FlyProvider};
+pub use reconcile::{Host, Report, Turn};
 pub use ready::{
     DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template, parse_machine_size,
 };
 pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
-pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, new_provision_id};
+pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, StoredRecord, new_provision_id};
 pub use token::{ApiToken, InvalidToken};
 pub use types::*;
