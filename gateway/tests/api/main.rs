@@ -20,6 +20,7 @@ mod e2e_sandbox;
 mod files;
 mod fly_client;
 mod fly_provider;
+mod fly_reconcile;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;

@@ -140,6 +140,7 @@ impl FlyProvider {
             RecordAction::Settled => {}
         }
         let (Some(app), Some(recorded)) = (record.app_name.clone(), record.machine_id.clone()) else { return Ok(()) };
+        let mut record = record;
         let machines =
             self.fly.list_machines(&app, &MachineFilter::default()).await.map_err(|e| cloud("listing machines", e))?;
         let views: Vec<MachineSeen> = machines.iter().map(machine_seen).collect();
@@ -147,6 +148,15 @@ impl FlyProvider {
             tracing::warn!(user_id = user, app = %app, machine_id = %id, "deleting a duplicate machine");
             self.fly.delete_machine(&app, &id, true).await.map_err(|e| cloud("deleting a duplicate machine", e))?;
             report.duplicate_machines += 1;
+        }
+        // A record whose volume is not the one its machine mounts (written by an older version,
+        // or by hand) is set right first, or the mounted volume would count as the extra one.
+        let mounted = machines.iter().find(|m| m.id == recorded).and_then(super::provision::mounted_volume);
+        if let Some(volume) = mounted
+            && record.volume_id.as_ref() != Some(&volume)
+        {
+            record.volume_id = Some(volume);
+            self.store.save(user, &record).await.map_err(storage)?;
         }
         let volumes = self.fly.list_volumes(&app).await.map_err(|e| cloud("listing volumes", e))?;
         let views: Vec<VolumeSeen> = volumes
