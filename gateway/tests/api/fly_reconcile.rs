@@ -446,3 +446,159 @@ async fn fly_randomized_faults_and_crashes_converge_to_one_app_volume_and_machin
         assert!(exercised, "the schedules exercised crashes, the sweep and the deadline");
     }
 }
+
+fn machine_of(fake: &FakeFly, app: &str) -> Value {
+    let machines = live(fake.machines(app));
+    assert_eq!(machines.len(), 1, "{machines:?}");
+    machines[0].clone()
+}
+
+async fn app_of(store: &MemoryFlyStore, user: &str) -> String {
+    store.load(user).await.unwrap().and_then(|r| r.app_name).expect("an app")
+}
+
+#[tokio::test]
+async fn fly_idle_stop_suspends_where_allowed_wake_resumes_and_destroy_deletes_the_app() {
+    let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
+    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let store = Arc::new(MemoryFlyStore::default());
+    let user = "usr_suspend";
+    let mut options = FlyOptions::new(fake.org_slug().into(), vec!["iad".into()], "img@sha256:00".into(), NAME_KEY.into());
+    options.agent_address = agent.ws_url();
+    options.sleep = Arc::new(|_| Box::pin(async {}));
+    options.suspend = true;
+    let suspending = FlyProvider::new(client_for(&fake), options, store.clone());
+    suspending.start(&spec(user), &Quiet).await.expect("started");
+    let app = app_of(&store, user).await;
+
+    suspending.stop(user).await.expect("put down");
+    assert_eq!(machine_of(&fake, &app)["state"], "suspended", "suspend is allowed and 2 GB fits");
+    let stops = fake.calls(Op::MachineStop);
+    suspending.stop(user).await.expect("put down again");
+    assert_eq!(fake.calls(Op::MachineStop), stops, "a suspended machine is not stopped (that drops its snapshot)");
+
+    // Wake: start, wait, ready.
+    suspending.start(&spec(user), &Quiet).await.expect("woken");
+    assert_eq!(machine_of(&fake, &app)["state"], "started");
+    assert_eq!(fake.calls(Op::MachineCreate), 1, "a wake creates nothing");
+
+    // Without the plan's permission (the default), an idle machine is stopped.
+    let stopping = provider(&fake, &store, &agent);
+    stopping.stop(user).await.expect("stopped");
+    assert_eq!(machine_of(&fake, &app)["state"], "stopped");
+    assert_eq!(fake.calls(Op::MachineSuspend), 1);
+
+    // Destroy deletes the app (cascading); a destroy repeated after the app is gone is done.
+    stopping.destroy(user).await.expect("destroyed");
+    assert!(fake.app(&app).is_none());
+    store
+        .save(user, &provisioner::fly::FlyRecord { app_name: Some(app.clone()), provision_id: "p".into(), ..Default::default() })
+        .await
+        .unwrap();
+    stopping.destroy(user).await.expect("a 404 counts as done");
+    assert!(store.load(user).await.unwrap().is_none());
+}
+
+/// Three users provisioned on `img@sha256:00` and put down.
+async fn three_stopped_users(fake: &FakeFly, store: &Arc<MemoryFlyStore>, agent: &SimulatedAgent) -> Vec<String> {
+    let first = provider(fake, store, agent);
+    let users: Vec<String> = (0..3).map(|i| format!("usr_roll_{i}")).collect();
+    for user in &users {
+        first.start(&spec(user), &Quiet).await.expect("started");
+        first.stop(user).await.expect("stopped");
+    }
+    users
+}
+
+fn with_options(fake: &FakeFly, store: &Arc<MemoryFlyStore>, agent: &SimulatedAgent, change: impl FnOnce(&mut FlyOptions)) -> FlyProvider {
+    let mut options = FlyOptions::new(
+        fake.org_slug().into(),
+        vec!["iad".into(), "ord".into(), "ams".into()],
+        "img@sha256:00".into(),
+        NAME_KEY.into(),
+    );
+    options.agent_address = agent.ws_url();
+    options.sleep = Arc::new(|_| Box::pin(async {}));
+    change(&mut options);
+    FlyProvider::new(client_for(fake), options, store.clone())
+}
+
+async fn images(fake: &FakeFly, store: &MemoryFlyStore, users: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for user in users {
+        let m = machine_of(fake, &app_of(store, user).await);
+        assert_eq!(m["state"], "stopped", "every machine is down between rounds");
+        out.push(m["config"]["image"].as_str().unwrap().to_string());
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn fly_a_new_image_rolls_out_in_canary_batches_and_a_failed_canary_rolls_back_and_stops() {
+    let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
+    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let store = Arc::new(MemoryFlyStore::default());
+    let users = three_stopped_users(&fake, &store, &agent).await;
+
+    let v1 = with_options(&fake, &store, &agent, |o| o.image = "img@sha256:11".into());
+    let round = v1.reconcile(&FreeHost).await;
+    assert_eq!(round.rolled_out, 1, "the canary alone first: {round:?}");
+    assert_eq!(images(&fake, &store, &users).await, ["img@sha256:00", "img@sha256:00", "img@sha256:11"]);
+    assert_eq!(v1.reconcile(&FreeHost).await.rolled_out, 1, "then as many as are on it");
+    assert_eq!(v1.reconcile(&FreeHost).await.rolled_out, 1, "never more than remain");
+    assert_eq!(images(&fake, &store, &users).await, ["img@sha256:11"; 3]);
+    assert_eq!(v1.reconcile(&FreeHost).await, Report::default(), "done: nothing more to do");
+
+    // The next image's canary never gets to `started`: it goes back, and the rollout stops.
+    let v2 = with_options(&fake, &store, &agent, |o| o.image = "img@sha256:22".into());
+    for _ in 0..RetryPolicy::standard().max_attempts {
+        fake.fail(Op::MachineWait, Fault::Status(503));
+    }
+    let round = v2.reconcile(&FreeHost).await;
+    assert_eq!((round.rolled_out, round.rolled_back), (0, 1), "{round:?}");
+    assert_eq!(images(&fake, &store, &users).await, ["img@sha256:11"; 3], "back on the image it had");
+    assert!(store.failed_rollout("img@sha256:22").await.unwrap().is_some(), "the stop is recorded");
+    let updates = fake.calls(Op::MachineUpdate);
+    assert_eq!(v2.reconcile(&FreeHost).await.rolled_out, 0);
+    assert_eq!(fake.calls(Op::MachineUpdate), updates, "a stopped rollout is not started again");
+}
+
+#[tokio::test]
+async fn fly_a_size_change_is_applied_to_machines_that_are_down_and_waits_for_running_ones() {
+    let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
+    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let store = Arc::new(MemoryFlyStore::default());
+    let users = three_stopped_users(&fake, &store, &agent).await;
+    let bigger = provisioner::fly::parse_machine_size("performance-2x:4096").unwrap();
+    let resized = with_options(&fake, &store, &agent, |o| o.guest = bigger.clone());
+    // One user is chatting here: their running machine is left alone.
+    resized.start(&spec(&users[0]), &Quiet).await.expect("started");
+    struct BusyFirst;
+    #[async_trait]
+    impl Host for BusyFirst {
+        async fn begin(&self, user_id: &str) -> Turn {
+            if user_id == "usr_roll_0" { Turn::Here } else { Turn::Free }
+        }
+        async fn end(&self, _user_id: &str, _turn: Turn) {}
+        fn spec(&self, user_id: &str) -> Option<AgentSpec> {
+            Some(spec(user_id))
+        }
+        fn progress(&self) -> &dyn Progress {
+            &Quiet
+        }
+    }
+    let round = resized.reconcile(&BusyFirst).await;
+    assert_eq!(round.resized, 2, "{round:?}");
+    for (i, user) in users.iter().enumerate() {
+        let m = machine_of(&fake, &app_of(&store, user).await);
+        let guest = &m["config"]["guest"];
+        if i == 0 {
+            assert_eq!((m["state"].as_str(), guest["memory_mb"].as_u64()), (Some("started"), Some(2048)));
+        } else {
+            assert_eq!((m["state"].as_str(), guest["memory_mb"].as_u64()), (Some("stopped"), Some(4096)), "{m}");
+            assert_eq!(guest["cpu_kind"], "performance");
+            assert!(m["config"]["mounts"][0]["volume"].is_string(), "the whole config went back");
+        }
+    }
+}
