@@ -21,6 +21,7 @@ mod files;
 mod fly_client;
 mod fly_provider;
 mod fly_reconcile;
+mod fly_two_instances;
 mod lifecycle;
 mod lifecycle_history;
 mod llm_proxy;
