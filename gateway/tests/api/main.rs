@@ -19,6 +19,7 @@ mod e2e_openclaw;
 mod e2e_sandbox;
 mod files;
 mod fly_client;
+mod fly_live;
 mod fly_provider;
 mod fly_reconcile;
 mod fly_two_instances;
