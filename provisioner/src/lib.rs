@@ -6,9 +6,9 @@
 pub mod fly;
 pub mod lease;
 pub mod lifecycle;
-pub mod reconcile;
 pub mod local;
 mod machine;
+pub mod reconcile;
 
 pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
 

@@ -65,7 +65,9 @@ pub struct VolumeSeen {
 pub fn extra_volumes(volumes: &[VolumeSeen], recorded: Option<&str>) -> Vec<String> {
     volumes
         .iter()
-        .filter(|v| !v.attached && matches!(v.state.as_str(), "created" | "hydrating") && Some(v.id.as_str()) != recorded)
+        .filter(|v| {
+            !v.attached && matches!(v.state.as_str(), "created" | "hydrating") && Some(v.id.as_str()) != recorded
+        })
         .map(|v| v.id.clone())
         .collect()
 }
@@ -153,7 +155,8 @@ mod tests {
 
     #[test]
     fn extra_machines_are_ours_live_and_not_the_recorded_one() {
-        let seen = [m("a", "started", true), m("b", "stopped", true), m("c", "destroyed", true), m("d", "started", false)];
+        let seen =
+            [m("a", "started", true), m("b", "stopped", true), m("c", "destroyed", true), m("d", "started", false)];
         assert_eq!(extra_machines(&seen, "a"), ["b"]);
         assert_eq!(extra_machines(&seen, "b"), ["a"]);
         assert!(extra_machines(&[m("a", "started", true)], "a").is_empty());
@@ -162,7 +165,8 @@ mod tests {
     #[test]
     fn extra_volumes_are_free_ones_that_are_not_recorded() {
         let v = |id: &str, state: &str, attached| VolumeSeen { id: id.into(), state: state.into(), attached };
-        let seen = [v("1", "created", true), v("2", "created", false), v("3", "hydrating", false), v("4", "destroyed", false)];
+        let seen =
+            [v("1", "created", true), v("2", "created", false), v("3", "hydrating", false), v("4", "destroyed", false)];
         assert_eq!(extra_volumes(&seen, Some("1")), ["2", "3"]);
         assert_eq!(extra_volumes(&seen, Some("2")), ["3"]);
         assert_eq!(extra_volumes(&seen, None), ["2", "3"]);

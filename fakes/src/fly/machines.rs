@@ -150,7 +150,12 @@ impl World {
             ));
         }
         let volumes = |c: &Value| -> Vec<String> {
-            c["mounts"].as_array().into_iter().flatten().filter_map(|v| v["volume"].as_str().map(str::to_string)).collect()
+            c["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["volume"].as_str().map(str::to_string))
+                .collect()
         };
         if volumes(&config) != volumes(&m.config) {
             // Research §2.5: the volume cannot be changed by update. The wording is the fake's.

@@ -459,7 +459,10 @@ async fn fly_list_apps_and_update_machine_send_the_documented_requests() {
     let updated = fly.update_machine(APP, &machine.id, &request).await.expect("updated");
     assert_ne!(updated.instance_id, current.instance_id, "every update is a new version");
     let sent = fake.requests().into_iter().rfind(|r| r.op == Some(Op::MachineUpdate)).expect("an update request");
-    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", format!("/v1/apps/{APP}/machines/{}", machine.id).as_str()));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", format!("/v1/apps/{APP}/machines/{}", machine.id).as_str())
+    );
     assert_eq!(sent.body["current_version"], current.instance_id.as_str());
     assert_eq!(sent.body["config"]["image"], "ghcr.io/example/openclaw@sha256:11");
     // The whole config went back: the metadata too, not only the changed field (pitfall 10).

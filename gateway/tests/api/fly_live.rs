@@ -65,7 +65,8 @@ async fn exercise(fly: &FlyClient, org: &str, app: &str) -> Result<(), String> {
     let stop = StopRequest { signal: Some("SIGTERM".into()), timeout: Some("10s".into()) };
     let current = fly.get_machine(app, &machine.id).await.map_err(e("get"))?;
     fly.stop_machine(app, &machine.id, &stop).await.map_err(e("stop"))?;
-    let wait = WaitOptions { version: Some(current.instance_id.clone()), ..WaitOptions::within(Duration::from_secs(120)) };
+    let wait =
+        WaitOptions { version: Some(current.instance_id.clone()), ..WaitOptions::within(Duration::from_secs(120)) };
     fly.wait_for_state(app, &machine.id, WaitState::Stopped, &wait).await.map_err(e("wait stopped"))?;
     let current = fly.get_machine(app, &machine.id).await.map_err(e("get"))?;
     let mut config = current.config.clone().ok_or("no config")?;

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use fakes::fly::{FakeFly, FakeFlyOptions, Fault, Op};
 use gateway::machines::simulated::{Options as AgentOptions, SimulatedAgent};
 use provisioner::fly::{
-    ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyStore, Host, MachineConfig,
-    MemoryFlyStore, Report, RetryPolicy, Timeouts, Turn, names,
+    ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyStore, Host,
+    MachineConfig, MemoryFlyStore, Report, RetryPolicy, Timeouts, Turn, names,
 };
 use provisioner::{AgentSpec, LlmEndpoint, Progress, Provider, Stage};
 use serde_json::Value;
@@ -386,9 +386,8 @@ async fn run_schedule(seed: u64, agent: &SimulatedAgent, tally: &mut Tally) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fly_randomized_faults_and_crashes_converge_to_one_app_volume_and_machine_per_user() {
-    let agent = Arc::new(
-        SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap(),
-    );
+    let agent =
+        Arc::new(SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap());
     let replay: Option<u64> = std::env::var("FLY_SCHEDULE_SEED").ok().and_then(|s| s.parse().ok());
     let seeds: Vec<u64> = match replay {
         Some(seed) => vec![seed],
@@ -460,10 +459,12 @@ async fn app_of(store: &MemoryFlyStore, user: &str) -> String {
 #[tokio::test]
 async fn fly_idle_stop_suspends_where_allowed_wake_resumes_and_destroy_deletes_the_app() {
     let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
-    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
     let store = Arc::new(MemoryFlyStore::default());
     let user = "usr_suspend";
-    let mut options = FlyOptions::new(fake.org_slug().into(), vec!["iad".into()], "img@sha256:00".into(), NAME_KEY.into());
+    let mut options =
+        FlyOptions::new(fake.org_slug().into(), vec!["iad".into()], "img@sha256:00".into(), NAME_KEY.into());
     options.agent_address = agent.ws_url();
     options.sleep = Arc::new(|_| Box::pin(async {}));
     options.suspend = true;
@@ -492,7 +493,14 @@ async fn fly_idle_stop_suspends_where_allowed_wake_resumes_and_destroy_deletes_t
     stopping.destroy(user).await.expect("destroyed");
     assert!(fake.app(&app).is_none());
     store
-        .save(user, &provisioner::fly::FlyRecord { app_name: Some(app.clone()), provision_id: "p".into(), ..Default::default() })
+        .save(
+            user,
+            &provisioner::fly::FlyRecord {
+                app_name: Some(app.clone()),
+                provision_id: "p".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     stopping.destroy(user).await.expect("a 404 counts as done");
@@ -510,7 +518,12 @@ async fn three_stopped_users(fake: &FakeFly, store: &Arc<MemoryFlyStore>, agent:
     users
 }
 
-fn with_options(fake: &FakeFly, store: &Arc<MemoryFlyStore>, agent: &SimulatedAgent, change: impl FnOnce(&mut FlyOptions)) -> FlyProvider {
+fn with_options(
+    fake: &FakeFly,
+    store: &Arc<MemoryFlyStore>,
+    agent: &SimulatedAgent,
+    change: impl FnOnce(&mut FlyOptions),
+) -> FlyProvider {
     let mut options = FlyOptions::new(
         fake.org_slug().into(),
         vec!["iad".into(), "ord".into(), "ams".into()],
@@ -537,7 +550,8 @@ async fn images(fake: &FakeFly, store: &MemoryFlyStore, users: &[String]) -> Vec
 #[tokio::test]
 async fn fly_a_new_image_rolls_out_in_canary_batches_and_a_failed_canary_rolls_back_and_stops() {
     let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
-    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
     let store = Arc::new(MemoryFlyStore::default());
     let users = three_stopped_users(&fake, &store, &agent).await;
 
@@ -567,7 +581,8 @@ async fn fly_a_new_image_rolls_out_in_canary_batches_and_a_failed_canary_rolls_b
 #[tokio::test]
 async fn fly_a_size_change_is_applied_to_machines_that_are_down_and_waits_for_running_ones() {
     let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
-    let fake = FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
     let store = Arc::new(MemoryFlyStore::default());
     let users = three_stopped_users(&fake, &store, &agent).await;
     let bigger = provisioner::fly::parse_machine_size("performance-2x:4096").unwrap();

@@ -38,7 +38,10 @@ fn fly_flags(fake: &FakeFly, agent: &SimulatedAgent) -> Vec<String> {
 }
 
 fn live_machines(fake: &FakeFly, app: &str) -> Vec<Value> {
-    fake.machines(app).into_iter().filter(|m| !matches!(m["state"].as_str(), Some("destroyed" | "destroying"))).collect()
+    fake.machines(app)
+        .into_iter()
+        .filter(|m| !matches!(m["state"].as_str(), Some("destroyed" | "destroying")))
+        .collect()
 }
 
 /// Every app in the fake has exactly one live machine and one volume, and there are `users` apps.

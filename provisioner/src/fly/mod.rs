@@ -29,10 +29,10 @@ pub use client::{DEFAULT_BASE_URL, FlyClient, FlyConfig, Timeouts, parse_retry_a
 pub use error::{ApiError, FlyError, TransportKind};
 pub use machines::WaitOptions;
 pub use provider::{FlyOptions, FlyProvider};
-pub use reconcile::{Host, Report, Turn};
 pub use ready::{
     DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template, parse_machine_size,
 };
+pub use reconcile::{Host, Report, Turn};
 pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
 pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, StoredRecord, new_provision_id};
 pub use token::{ApiToken, InvalidToken};

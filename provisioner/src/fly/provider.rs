@@ -184,7 +184,10 @@ impl FlyProvider {
     }
 
     /// The machine the record names, if Fly still has it (`None`: gone, or never made).
-    pub(super) async fn existing_machine(&self, record: &FlyRecord) -> Result<Option<(String, FlyMachine)>, ProvisionError> {
+    pub(super) async fn existing_machine(
+        &self,
+        record: &FlyRecord,
+    ) -> Result<Option<(String, FlyMachine)>, ProvisionError> {
         let (Some(app), Some(id)) = (&record.app_name, &record.machine_id) else { return Ok(None) };
         match self.fly.get_machine(app, id).await {
             Ok(m) if !matches!(m.state.as_str(), "destroying" | "destroyed") => Ok(Some((app.clone(), m))),
@@ -243,8 +246,10 @@ impl FlyProvider {
             _ => {}
         }
         // The docs want the instance id when waiting for `stopped` (research §2.5).
-        let wait =
-            WaitOptions { version: Some(machine.instance_id.clone()), ..WaitOptions::within(self.options.stop_deadline) };
+        let wait = WaitOptions {
+            version: Some(machine.instance_id.clone()),
+            ..WaitOptions::within(self.options.stop_deadline)
+        };
         match self.fly.wait_for_state(app, &machine.id, WaitState::Stopped, &wait).await {
             Err(e) if !e.is_not_found() => Err(cloud("waiting for the machine to stop", e)),
             _ => Ok(()),

@@ -102,12 +102,7 @@ impl FlyProvider {
             // Ambiguous: it may have moved; put back if the check fails.
             Err(_) => {}
         }
-        moved.push(Moved {
-            user_id: user.to_string(),
-            app: app.to_string(),
-            machine_id: machine.id.clone(),
-            previous,
-        });
+        moved.push(Moved { user_id: user.to_string(), app: app.to_string(), machine_id: machine.id.clone(), previous });
         let wait = WaitOptions::within(self.options.start_deadline);
         self.fly
             .wait_for_state(app, &machine.id, WaitState::Started, &wait)

@@ -58,8 +58,13 @@ impl FlyProvider {
         }
         // A user named on the app's machines is taken in turn, so no start of theirs runs while
         // their (old) app goes.
-        let users: Vec<String> =
-            machines.iter().filter_map(|m| m.metadata(names::USER_ID)).map(str::to_string).collect::<HashSet<_>>().into_iter().collect();
+        let users: Vec<String> = machines
+            .iter()
+            .filter_map(|m| m.metadata(names::USER_ID))
+            .map(str::to_string)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let mut taken = Vec::new();
         for user in &users {
             match host.begin(user).await {
