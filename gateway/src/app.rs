@@ -179,6 +179,7 @@ async fn build_machines(
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
     let limits = agents.limits;
+    let mut fly_handle = None;
     let (provider, fake): (Arc<dyn provisioner::Provider>, _) = match agents.runner {
         Runner::Fake(FakeAgents { echo, external_url }) => {
             let fake = SimulatedProvider::new(
@@ -193,7 +194,11 @@ async fn build_machines(
             let fake = Arc::new(fake);
             (fake.clone(), Some(fake))
         }
-        Runner::Fly(fly) => (Arc::new(fly_provider(fly, db, secret)?), None),
+        Runner::Fly(fly) => {
+            let fly = Arc::new(fly_provider(fly, db, secret)?);
+            fly_handle = Some(fly.clone());
+            (fly, None)
+        }
         Runner::Local(local) => {
             let helper = match local.exec_bin {
                 Some(path) => path,
@@ -239,7 +244,7 @@ async fn build_machines(
         provisioner::lease::Leases::instance_name(),
         limits.lease_ttl,
     );
-    Ok(Machines::new(provider, fake, spec, reporter, limits, leases))
+    Ok(Machines::new(provider, fake, spec, reporter, limits, leases).with_fly(fly_handle))
 }
 
 /// One Fly app, volume and machine per user, through the Machines API; the provider's record of

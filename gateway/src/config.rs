@@ -30,6 +30,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DbArgs),
+    /// One round of the Fly reconciler (`--agent-provider fly`; takes `serve`'s flags), then exit.
+    Reconcile(Box<ServeArgs>),
     /// Operator tasks: list users, revoke sessions, delete accounts.
     Admin(AdminArgs),
     /// Internal: confine this process with a sandbox policy, then exec an agent.

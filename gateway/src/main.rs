@@ -38,6 +38,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let applied = db::migrate::run(&db).await?;
             println!("applied {} migration(s)", applied.len());
         }
+        Command::Reconcile(args) => startup::reconcile_once(&args).await?,
         Command::Admin(args) => admin::run(args).await?,
         Command::AgentExec(_) => unreachable!("handled before the runtime starts"),
     }

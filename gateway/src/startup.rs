@@ -81,6 +81,7 @@ impl Server {
         let recheck = tokio::spawn(crate::relay::recheck_credentials(self.state.clone()));
         let lifecycle = tokio::spawn(crate::lifecycle::watch(self.state.clone()));
         let leases = tokio::spawn(crate::lifecycle::leases::keep(self.state.clone()));
+        let fly_reconciler = tokio::spawn(crate::lifecycle::fly_reconcile::run(self.state.clone()));
         let deleted_users = tokio::spawn(crate::machines::sweep_deleted_users(self.state.clone()));
         let give_back = tokio::spawn(crate::malloc::give_back_freed_memory());
         let stripe_worker = tokio::spawn(crate::stripe_sync::worker::run(self.state.clone()));
@@ -106,6 +107,7 @@ impl Server {
         recheck.abort();
         lifecycle.abort();
         leases.abort();
+        fly_reconciler.abort();
         deleted_users.abort();
         give_back.abort();
         stripe_worker.abort();
@@ -116,6 +118,41 @@ impl Server {
         state.machines.shutdown().await;
         Ok(())
     }
+}
+
+/// `roost reconcile`: one round of the Fly reconciler with `serve`'s settings (nothing is bound;
+/// the address only fills the settings), beside any running `serve` on the same database: every
+/// step takes the user's lease, as theirs do.
+pub async fn reconcile_once(args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args, args.listen)?;
+    anyhow::ensure!(
+        matches!(settings.agents.runner, crate::settings::Runner::Fly(_)),
+        "roost reconcile works with --agent-provider fly; the {} provider reconciles when `roost serve` starts",
+        settings.agents.runner.name().to_lowercase()
+    );
+    let app = App::build(settings).await?;
+    let report = crate::lifecycle::fly_reconcile::once(&app.machines).await.unwrap_or_default();
+    println!(
+        "reconciled: {} resumed, {} given up, {} orphan apps, {} duplicate machines, {} leftover volumes, \
+         {} put down, {} resized, {} rolled out, {} rolled back, {} busy, {} errors",
+        report.resumed,
+        report.given_up,
+        report.orphan_apps,
+        report.duplicate_machines,
+        report.leftover_volumes,
+        report.put_down,
+        report.resized,
+        report.rolled_out,
+        report.rolled_back,
+        report.busy,
+        report.errors.len()
+    );
+    for error in &report.errors {
+        println!("  {error}");
+    }
+    app.machines.leases().release_all().await;
+    anyhow::ensure!(report.errors.is_empty(), "some reconciler steps failed; the next round tries them again");
+    Ok(())
 }
 
 /// What the start line tells beyond the server's own addresses.

@@ -8,6 +8,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod local;
 mod machine;
+pub mod reconcile;
 
 pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
 

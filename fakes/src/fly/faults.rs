@@ -29,6 +29,12 @@ pub enum Fault {
     /// Do the work, then answer this status instead of the result: a create that succeeded but
     /// whose answer was lost (research pitfall 9: "a 408 can be a silent success").
     LostResponse(u16),
+    /// Close the connection without an answer, as a reset does; `after_commit`: only once the
+    /// request was carried out (the object exists, the client cannot know).
+    Reset { after_commit: bool },
+    /// 422 `name_taken` ("Name has already been taken"), the app create's answer when the name
+    /// is in use (research §2.1), whether or not it really is.
+    NameTaken,
     /// Exactly this status and raw body.
     Raw { status: u16, body: String },
 }
@@ -116,6 +122,7 @@ pub(super) fn reply_for(fault: &Fault) -> Reply {
             Reply { status: *status, body: None, retry_after: None, raw: Some(body.clone()) }
         }
         Fault::LostResponse(status) => reply_for(&Fault::Status(*status)),
-        Fault::Hang => Reply::empty(504),
+        Fault::NameTaken => Reply::error_code(422, "Name has already been taken", "name_taken"),
+        Fault::Hang | Fault::Reset { .. } => Reply::empty(504),
     }
 }

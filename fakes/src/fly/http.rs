@@ -53,6 +53,14 @@ pub(super) async fn handle(
             }
             respond(Reply::error(504, "fake fly: hung"))
         }
+        Some(Fault::Reset { after_commit }) => {
+            if after_commit {
+                let _committed = dispatch(&shared, &route, &query, &body).await;
+            }
+            // Unwinding ends the connection's task: the client sees the connection close with no
+            // answer, as after a reset. `resume_unwind` skips the panic hook, so nothing is printed.
+            std::panic::resume_unwind(Box::new("fake fly: connection reset"))
+        }
         Some(Fault::LostResponse(status)) => {
             let _committed = dispatch(&shared, &route, &query, &body).await;
             respond(reply_for(&Fault::Status(status)))
@@ -88,6 +96,7 @@ async fn dispatch(shared: &Shared, route: &Route, query: &[(String, String)], bo
             Op::MachineCreate => w.create_machine(app, body),
             Op::MachineList => w.list_machines(app, query),
             Op::MachineGet => w.machine_mut(app, id).map(|m| Reply::json(200, super::machines::machine_json(m))),
+            Op::MachineUpdate => w.update_machine(app, id, body),
             Op::MachineDelete => w.delete_machine(app, id, flag("force")),
             Op::MachineStart => w.start_machine(app, id),
             Op::MachineStop => w.stop_machine(app, id),

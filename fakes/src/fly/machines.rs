@@ -130,6 +130,58 @@ impl World {
         }
     }
 
+    /// `POST …/{id}` with a whole config (research §2.5 Update: no partial merge, `name` and
+    /// `region` immutable, the volume unchangeable). `current_version`, when given, must be the
+    /// machine's `instance_id` (412 otherwise). Every update is a new version; a machine that runs,
+    /// or any one without `skip_launch`, restarts on it.
+    pub fn update_machine(&mut self, app: &str, id: &str, body: &Value) -> Result<Reply, Reply> {
+        let config = body.get("config").cloned().unwrap_or(Value::Null);
+        if config.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(Reply::error(400, "invalid config: image is required")); // wording: the fake's
+        }
+        let seq = self.tick();
+        let m = self.machine_mut(app, id)?;
+        if let Some(version) = body.get("current_version").and_then(Value::as_str)
+            && version != m.instance_id
+        {
+            return Err(Reply::error(
+                412,
+                format!("failed_precondition: current_version {version} is not the machine's {}", m.instance_id),
+            ));
+        }
+        let volumes = |c: &Value| -> Vec<String> {
+            c["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["volume"].as_str().map(str::to_string))
+                .collect()
+        };
+        if volumes(&config) != volumes(&m.config) {
+            // Research §2.5: the volume cannot be changed by update. The wording is the fake's.
+            return Err(Reply::error(400, "invalid config: a machine's volume cannot be changed by update"));
+        }
+        match m.state.as_str() {
+            "destroying" | "destroyed" => return Err(Reply::error(404, "machine not found")),
+            "replacing" | "updating" => {
+                return Err(Reply::error(412, "failed_precondition: machine getting replaced, refusing to update"));
+            }
+            _ => {}
+        }
+        let skip_launch = body.get("skip_launch").and_then(Value::as_bool).unwrap_or(false);
+        m.config = config;
+        m.instance_id = instance_id();
+        m.updated_at = stamp(seq);
+        m.launching = false;
+        if m.state == "started" || m.state == "starting" || !skip_launch {
+            m.state = "starting".to_string();
+        } else if m.state == "suspended" {
+            // A new version has no memory snapshot to resume from.
+            m.state = "stopped".to_string();
+        }
+        Ok(Reply::json(200, machine_json(m)))
+    }
+
     pub fn start_machine(&mut self, app: &str, id: &str) -> Result<Reply, Reply> {
         let m = self.machine_mut(app, id)?;
         let previous = m.state.clone();

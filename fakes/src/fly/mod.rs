@@ -83,6 +83,8 @@ pub(super) struct Shared {
     world: Mutex<World>,
     faults: Mutex<Faults>,
     requests: Mutex<VecDeque<Recorded>>,
+    /// Every request ever received (the log above keeps only the last 1,000).
+    seen: std::sync::atomic::AtomicUsize,
     /// Bumped on every change, so `/wait` wakes up.
     changes: watch::Sender<u64>,
     held: AtomicBool,
@@ -101,6 +103,7 @@ impl Shared {
     }
 
     fn record(&self, request: Recorded) {
+        self.seen.fetch_add(1, Ordering::SeqCst);
         let mut log = lock(&self.requests);
         if log.len() == MAX_RECORDED {
             log.pop_front();
@@ -144,6 +147,7 @@ impl FakeFly {
             world: Mutex::new(world),
             faults: Mutex::new(Faults::default()),
             requests: Mutex::new(VecDeque::new()),
+            seen: std::sync::atomic::AtomicUsize::new(0),
             changes: watch::channel(0).0,
             held: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
@@ -196,6 +200,11 @@ impl FakeFly {
     /// The last 1,000 requests, oldest first (unauthorized ones included).
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).iter().cloned().collect()
+    }
+
+    /// How many requests arrived in all, ever.
+    pub fn requests_seen(&self) -> usize {
+        self.shared.seen.load(Ordering::SeqCst)
     }
 
     /// How many requests of `op` arrived.

@@ -23,6 +23,8 @@ pub enum Op {
     MachineCreate,
     MachineList,
     MachineGet,
+    /// `POST /v1/apps/{app}/machines/{id}`: a whole new config (research §2.5 Update).
+    MachineUpdate,
     MachineDelete,
     MachineStart,
     MachineStop,
@@ -63,6 +65,7 @@ pub(super) fn parse(method: &Method, path: &str) -> Option<Route> {
         ("POST", ["apps", a, "machines"]) => (Op::MachineCreate, *a, ""),
         ("GET", ["apps", a, "machines"]) => (Op::MachineList, *a, ""),
         ("GET", ["apps", a, "machines", i]) => (Op::MachineGet, *a, *i),
+        ("POST", ["apps", a, "machines", i]) => (Op::MachineUpdate, *a, *i),
         ("DELETE", ["apps", a, "machines", i]) => (Op::MachineDelete, *a, *i),
         ("POST", ["apps", a, "machines", i, "start"]) => (Op::MachineStart, *a, *i),
         ("POST", ["apps", a, "machines", i, "stop"]) => (Op::MachineStop, *a, *i),

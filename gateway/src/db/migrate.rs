@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_stripe", include_str!("../../../migrations/0005_stripe.sql")),
     ("0006_fly", include_str!("../../../migrations/0006_fly.sql")),
     ("0008_integrations", include_str!("../../../migrations/0008_integrations.sql")),
+    ("0009_fly_reconcile", include_str!("../../../migrations/0009_fly_reconcile.sql")),
     ("0010_sessions_meta", include_str!("../../../migrations/0010_sessions_meta.sql")),
 ];
 

@@ -3,6 +3,7 @@
 
 pub mod activity;
 mod channels;
+pub mod fly_reconcile;
 pub mod leases;
 mod reconcile;
 pub mod slots;

@@ -6,6 +6,7 @@ mod elsewhere;
 mod history;
 pub mod simulated;
 mod stage_writes;
+mod turn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use tokio::sync::broadcast;
 
 pub use destroy::sweep_deleted_users;
 pub use simulated::SimulatedProvider;
+pub use turn::Turn;
 
 use crate::db::Db;
 use crate::db::machines as store;
@@ -52,6 +54,8 @@ pub struct Machines {
     activity: Arc<Activity>,
     idle: IdlePolicy,
     leases: Leases,
+    /// The `fly` provider itself, for its reconciler (`None` with other providers).
+    fly: Option<Arc<provisioner::fly::FlyProvider>>,
 }
 
 /// How many agents may run at once, and when an unused one is stopped.
@@ -115,6 +119,7 @@ impl Machines {
             activity: Arc::new(Activity::default()),
             idle: limits.idle,
             leases,
+            fly: None,
         }
     }
 

@@ -426,3 +426,55 @@ async fn fly_fake_keeps_a_bounded_number_of_objects() {
     assert!(matches!(fly.create_volume(APP, &volume).await, Err(FlyError::Unprocessable(_))));
     assert_eq!(fake.object_count(), 3);
 }
+
+#[tokio::test]
+async fn fly_list_apps_and_update_machine_send_the_documented_requests() {
+    let fake = fake().await;
+    let (retry, _) = recording_policy(4);
+    let fly = client(&fake, retry);
+    create_app(&fly, &fake).await;
+
+    // `GET /v1/apps?org_slug=ORG` → `{"total_apps": n, "apps": [App…]}` (research §2.1).
+    let apps = fly.list_apps(fake.org_slug()).await.expect("apps listed");
+    assert_eq!(apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), [APP]);
+    let list = fake.requests().into_iter().rfind(|r| r.op == Some(Op::AppList)).expect("a list request");
+    assert_eq!((list.method.as_str(), list.path.as_str()), ("GET", "/v1/apps"));
+    assert_eq!(list.query, [("org_slug".to_string(), fake.org_slug().to_string())]);
+
+    let machine = fly.create_machine(APP, &machine_request("p1", None)).await.expect("machine created");
+    fly.wait_for_state(APP, &machine.id, WaitState::Started, &WaitOptions::within(Duration::from_secs(5)))
+        .await
+        .expect("started");
+    let current = fly.get_machine(APP, &machine.id).await.expect("read");
+    let mut config = current.config.clone().expect("a config");
+    config.image = "ghcr.io/example/openclaw@sha256:11".into();
+
+    // `POST /v1/apps/{app}/machines/{id}` with the whole config and `current_version` (§2.5).
+    let request = provisioner::fly::UpdateMachineRequest {
+        config,
+        current_version: Some(current.instance_id.clone()),
+        skip_launch: false,
+        min_secrets_version: None,
+    };
+    let updated = fly.update_machine(APP, &machine.id, &request).await.expect("updated");
+    assert_ne!(updated.instance_id, current.instance_id, "every update is a new version");
+    let sent = fake.requests().into_iter().rfind(|r| r.op == Some(Op::MachineUpdate)).expect("an update request");
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", format!("/v1/apps/{APP}/machines/{}", machine.id).as_str())
+    );
+    assert_eq!(sent.body["current_version"], current.instance_id.as_str());
+    assert_eq!(sent.body["config"]["image"], "ghcr.io/example/openclaw@sha256:11");
+    // The whole config went back: the metadata too, not only the changed field (pitfall 10).
+    assert_eq!(sent.body["config"]["metadata"]["provision_id"], "p1");
+    assert!(sent.body.get("skip_launch").is_none(), "false is left out");
+
+    // A stale version is refused (412), and an update is not retried (it is not idempotent).
+    let stale = fly.update_machine(APP, &machine.id, &request).await.expect_err("a stale version");
+    assert!(matches!(stale, FlyError::PreconditionFailed(_)), "{stale:?}");
+    fake.fail(Op::MachineUpdate, Fault::Status(503));
+    let request = provisioner::fly::UpdateMachineRequest { current_version: None, ..request };
+    let before = fake.calls(Op::MachineUpdate);
+    assert!(matches!(fly.update_machine(APP, &machine.id, &request).await, Err(FlyError::Server(_))));
+    assert_eq!(fake.calls(Op::MachineUpdate), before + 1, "sent once");
+}

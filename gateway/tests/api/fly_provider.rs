@@ -12,7 +12,7 @@ use fakes::fly::{FakeFly, FakeFlyOptions, Fault, Op};
 use gateway::machines::simulated::{Options as AgentOptions, SimulatedAgent};
 use provisioner::fly::{
     ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyRecord,
-    FlyStore, MachineConfig, MemoryFlyStore, RetryPolicy, StoreError, Timeouts, names,
+    FlyStore, MachineConfig, MemoryFlyStore, RetryPolicy, StoreError, StoredRecord, Timeouts, names,
 };
 use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde_json::Value;
@@ -74,6 +74,15 @@ impl FlyStore for LoggingStore {
     }
     async fn clear(&self, user_id: &str) -> Result<(), StoreError> {
         self.inner.clear(user_id).await
+    }
+    async fn list(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner.list().await
+    }
+    async fn failed_rollout(&self, image: &str) -> Result<Option<String>, StoreError> {
+        self.inner.failed_rollout(image).await
+    }
+    async fn fail_rollout(&self, image: &str, reason: &str) -> Result<(), StoreError> {
+        self.inner.fail_rollout(image, reason).await
     }
 }
 

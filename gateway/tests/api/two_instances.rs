@@ -15,21 +15,37 @@ use crate::helpers::wait_until_within;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-struct Instance {
-    child: Child,
-    origin: String,
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) origin: String,
 }
 
 impl Instance {
-    /// With `TWO_INSTANCES_LOG` set (a log filter), each instance logs to `/tmp/two-<name>.log`.
     async fn start(data: &Path, name: &str) -> Self {
         let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../provisioner/tests/local");
+        let local = [
+            "--agent-provider".to_string(),
+            "local".into(),
+            "--node-bin".into(),
+            "node".into(),
+            "--assume-landlock-abi".into(),
+            "0".into(),
+            "--openclaw-bin".into(),
+            format!("{tests}/stand_in_openclaw.mjs"),
+            "--agent-exec-bin".into(),
+            format!("{tests}/exec_as_is.sh"),
+            "--unsandboxed-agents".into(),
+        ];
+        Self::start_with(data, name, &local).await
+    }
+
+    /// `roost serve` with these provider flags. With `TWO_INSTANCES_LOG` set (a log filter),
+    /// each instance logs to `/tmp/two-<name>.log`.
+    pub(crate) async fn start_with(data: &Path, name: &str, provider: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
-            .args(["--agent-provider", "local", "--node-bin", "node", "--assume-landlock-abi", "0"])
-            .args(["--openclaw-bin", &format!("{tests}/stand_in_openclaw.mjs")])
-            .args(["--agent-exec-bin", &format!("{tests}/exec_as_is.sh")])
-            .args(["--unsandboxed-agents", "--no-prewarm", "--agent-lease-ttl-ms", "6000"])
+            .args(provider)
+            .args(["--no-prewarm", "--agent-lease-ttl-ms", "6000"])
             .env("RUST_LOG", std::env::var("TWO_INSTANCES_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(std::process::Stdio::piped())
             .stderr(match std::env::var("TWO_INSTANCES_LOG") {
@@ -54,7 +70,7 @@ impl Instance {
         Self { child, origin }
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::Response {
+    pub(crate) async fn send(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::Response {
         reqwest::Client::new()
             .request(method, format!("{}{path}", self.origin))
             .bearer_auth(token)
@@ -63,13 +79,13 @@ impl Instance {
             .expect("the instance answers")
     }
 
-    async fn machine(&self, token: &str) -> Value {
+    pub(crate) async fn machine(&self, token: &str) -> Value {
         self.send(reqwest::Method::GET, "/api/machine", token).await.json().await.unwrap()
     }
 }
 
 /// A user signed up through `instance`, with an API token both instances accept.
-async fn user(instance: &Instance, email: &str) -> (String, String) {
+pub(crate) async fn user(instance: &Instance, email: &str) -> (String, String) {
     let client = reqwest::Client::new();
     let res = client
         .post(format!("{}/api/auth/signup", instance.origin))

@@ -32,6 +32,13 @@ impl FlyClient {
         super::client::decode(&call, response).await
     }
 
+    /// `GET /v1/apps?org_slug=ORG`: every app of the org, for the orphan sweep. Eventually
+    /// consistent like every list: an app created moments ago can be missing.
+    pub async fn list_apps(&self, org: &str) -> Result<Vec<App>, FlyError> {
+        let list: AppList = self.json(&self.read("/v1/apps".into()).query("org_slug", org)).await?;
+        Ok(list.apps)
+    }
+
     /// `DELETE /v1/apps/{app}`: cascades to machines, volumes, IPs, secrets and snapshots.
     /// `Ok(false)` if there was no such app (a repeated teardown is done, §6 item 8).
     pub async fn delete_app(&self, app: &str) -> Result<bool, FlyError> {

@@ -39,6 +39,19 @@ impl FlyClient {
         self.json(&Call::new(Method::POST, path, Idempotency::Create, self.timeouts.create).json(request)).await
     }
 
+    /// `POST /v1/apps/{app}/machines/{id}`: replaces the machine's config (a running machine
+    /// restarts on it). **Not retried** after the request may have been acted on: with
+    /// `current_version` a repeat would answer 412, so the caller reads the machine again instead.
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        id: &str,
+        request: &UpdateMachineRequest,
+    ) -> Result<Machine, FlyError> {
+        let call = Call::new(Method::POST, machine_path(app, id, ""), Idempotency::Create, self.timeouts.create);
+        self.json(&call.json(request)).await
+    }
+
     pub async fn get_machine(&self, app: &str, id: &str) -> Result<Machine, FlyError> {
         self.json(&self.read(machine_path(app, id, ""))).await
     }

@@ -16,8 +16,11 @@ pub mod names;
 mod provider;
 mod provision;
 mod ready;
+mod reconcile;
 mod retry;
+mod rollout;
 mod store;
+mod sweep;
 mod token;
 mod types;
 mod volumes;
@@ -30,7 +33,8 @@ pub use ready::{
     AGENT_SECRET_HEADER, DEFAULT_AGENT_ADDRESS, DEFAULT_MACHINE_SIZE, agent_address, check_address_template,
     parse_machine_size,
 };
+pub use reconcile::{Host, Report, Turn};
 pub use retry::{Decision, Idempotency, RetryPolicy, Sleeper, classify, classify_after_create};
-pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, new_provision_id};
+pub use store::{FlyRecord, FlyStore, MemoryFlyStore, StoreError, StoredRecord, new_provision_id};
 pub use token::{ApiToken, InvalidToken};
 pub use types::*;

@@ -20,6 +20,7 @@ use super::retry::Sleeper;
 use super::store::{FlyRecord, FlyStore, new_provision_id};
 use super::types::{Guest, Machine as FlyMachine, StopRequest, WaitState};
 use super::{WaitOptions, names};
+use crate::reconcile::{IdleAction, idle_action};
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 
 /// How the provider provisions, waits and reaches agents.
@@ -48,6 +49,15 @@ pub struct FlyOptions {
     pub relist_pause: Duration,
     /// Sleeps that pause; tests pass one that returns at once.
     pub sleep: Sleeper,
+    /// Put idle machines down by suspending them (a resume takes a few hundred ms instead of a
+    /// cold boot) where Fly can (≤ 2 GB); stop them otherwise. Which plans allow it is billing's
+    /// call; this is the plain switch it sets. Default: off.
+    pub suspend: bool,
+    /// A provision still half-done this long after its last step is given up by the reconciler
+    /// (research §6 item 9: ~10 min).
+    pub provision_deadline: Duration,
+    /// Canary batches for rolling out a new `image`.
+    pub rollout: crate::reconcile::RolloutPolicy,
 }
 
 impl FlyOptions {
@@ -66,6 +76,9 @@ impl FlyOptions {
             ready_timeout: Duration::from_secs(180),
             relist_pause: Duration::from_secs(1),
             sleep: Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+            suspend: false,
+            provision_deadline: Duration::from_secs(15 * 60),
+            rollout: crate::reconcile::RolloutPolicy::default(),
         }
     }
 }
@@ -82,7 +95,7 @@ pub struct FlyProvider {
     pub(super) fly: FlyClient,
     pub(super) options: FlyOptions,
     pub(super) store: Arc<dyn FlyStore>,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     live: Mutex<HashMap<String, Live>>,
     /// Bumped by every stop, so a start in progress for that user gives up.
     stops: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -102,7 +115,7 @@ impl FlyProvider {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(user_id.to_string(), Live { state, address });
     }
 
-    fn forget_live(&self, user_id: &str) {
+    pub(super) fn forget_live(&self, user_id: &str) {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
     }
 
@@ -171,7 +184,10 @@ impl FlyProvider {
     }
 
     /// The machine the record names, if Fly still has it (`None`: gone, or never made).
-    async fn existing_machine(&self, record: &FlyRecord) -> Result<Option<(String, FlyMachine)>, ProvisionError> {
+    pub(super) async fn existing_machine(
+        &self,
+        record: &FlyRecord,
+    ) -> Result<Option<(String, FlyMachine)>, ProvisionError> {
         let (Some(app), Some(id)) = (&record.app_name, &record.machine_id) else { return Ok(None) };
         match self.fly.get_machine(app, id).await {
             Ok(m) if !matches!(m.state.as_str(), "destroying" | "destroyed") => Ok(Some((app.clone(), m))),
@@ -181,32 +197,63 @@ impl FlyProvider {
         }
     }
 
-    /// Stops the user's machine, if there is one, and waits until it is stopped.
-    async fn halt(&self, user_id: &str) -> Result<(), ProvisionError> {
+    /// Puts the user's machine down, if there is one, and waits until it is: suspended where
+    /// allowed ([`FlyOptions::suspend`]), else stopped. A suspended machine is left as it is:
+    /// stopping it would throw its snapshot away (research §3).
+    pub(super) async fn halt(&self, user_id: &str) -> Result<(), ProvisionError> {
         let record = self.store.load(user_id).await.map_err(storage)?;
         let Some(record) = record else {
             self.forget_live(user_id);
             return Ok(());
         };
-        if let Some((app, machine)) = self.existing_machine(&record).await? {
+        if let Some((app, machine)) = self.existing_machine(&record).await?
+            && !matches!(machine.state.as_str(), "suspended" | "stopped")
+        {
             self.set_live(user_id, MachineState::Stopping, None);
-            let request = StopRequest { signal: Some("SIGTERM".into()), timeout: Some("30s".into()) };
-            match self.fly.stop_machine(&app, &machine.id, &request).await {
-                Err(e) if !e.is_not_found() => return Err(cloud("stopping the machine", e)),
-                _ => {}
-            }
-            // The docs want the instance id when waiting for `stopped` (research §2.5).
-            let wait = WaitOptions {
-                version: Some(machine.instance_id.clone()),
-                ..WaitOptions::within(self.options.stop_deadline)
-            };
-            match self.fly.wait_for_state(&app, &machine.id, WaitState::Stopped, &wait).await {
-                Err(e) if !e.is_not_found() => return Err(cloud("waiting for the machine to stop", e)),
-                _ => {}
+            let memory = machine.config.as_ref().and_then(|c| c.guest.as_ref()).map_or(u32::MAX, |g| g.memory_mb);
+            let suspend = idle_action(self.options.suspend, memory) == IdleAction::Suspend
+                && machine.state == "started"
+                && self.suspend(&app, &machine).await;
+            if !suspend {
+                self.stop_and_wait(&app, &machine).await?;
             }
         }
         self.set_live(user_id, MachineState::IdleStopped, None);
         Ok(())
+    }
+
+    /// Suspends and waits for it; `false` if Fly refused or it did not get there (then a stop
+    /// follows: an idle machine must go down either way).
+    async fn suspend(&self, app: &str, machine: &FlyMachine) -> bool {
+        if let Err(e) = self.fly.suspend_machine(app, &machine.id).await {
+            tracing::info!(app, error = %e, "suspending the machine was refused; stopping it instead");
+            return false;
+        }
+        let wait = WaitOptions::within(self.options.stop_deadline);
+        match self.fly.wait_for_state(app, &machine.id, WaitState::Suspended, &wait).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::info!(app, error = %e, "the machine did not suspend; stopping it instead");
+                false
+            }
+        }
+    }
+
+    pub(super) async fn stop_and_wait(&self, app: &str, machine: &FlyMachine) -> Result<(), ProvisionError> {
+        let request = StopRequest { signal: Some("SIGTERM".into()), timeout: Some("30s".into()) };
+        match self.fly.stop_machine(app, &machine.id, &request).await {
+            Err(e) if !e.is_not_found() => return Err(cloud("stopping the machine", e)),
+            _ => {}
+        }
+        // The docs want the instance id when waiting for `stopped` (research §2.5).
+        let wait = WaitOptions {
+            version: Some(machine.instance_id.clone()),
+            ..WaitOptions::within(self.options.stop_deadline)
+        };
+        match self.fly.wait_for_state(app, &machine.id, WaitState::Stopped, &wait).await {
+            Err(e) if !e.is_not_found() => Err(cloud("waiting for the machine to stop", e)),
+            _ => Ok(()),
+        }
     }
 
     async fn start_inner(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
@@ -282,6 +329,30 @@ impl Provider for FlyProvider {
         self.stops.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
         Ok(())
     }
+
+    /// Fly machines outlive the process that started them: one an earlier run left up, whose
+    /// user no live instance holds, would run (and bill) with nobody using it, since the idle
+    /// watcher only sees agents it started. Each is put down here, as an idle one would be.
+    async fn reap_leftovers(&self, keep: &[String]) {
+        let records = match self.store.list().await {
+            Ok(records) => records,
+            Err(e) => return tracing::warn!(error = %e, "listing Fly records to reap leftovers failed"),
+        };
+        for stored in records.into_iter().filter(|r| r.record.machine_id.is_some()) {
+            if keep.contains(&stored.user_id) {
+                continue;
+            }
+            if let Err(e) = self.halt(&stored.user_id).await {
+                tracing::warn!(user_id = %stored.user_id, error = %e, "putting a leftover Fly machine down failed");
+            }
+        }
+    }
+
+    /// Nothing to do, on purpose: a Fly machine does not depend on this process, and the lease
+    /// release that follows lets another instance adopt it (its start of a started machine only
+    /// waits for ready). Stopping every agent on each deploy would cut every user's chat and
+    /// channels; one that nobody adopts is put down by the reconciler once its lease is free.
+    async fn shutdown(&self) {}
 }
 
 pub(super) fn cloud(what: &str, error: FlyError) -> ProvisionError {

@@ -339,6 +339,11 @@ impl FlyProvider {
 
     async fn adopt(&self, user: &str, record: &mut FlyRecord, machine: Machine) -> Result<Machine, ProvisionError> {
         record.machine_id = Some(machine.id.clone());
+        // The machine's mount is the truth: a volume 404 right after its create (pitfall 24) may
+        // have had the record move on to another volume meanwhile, which is then a leftover.
+        if let Some(volume) = mounted_volume(&machine) {
+            record.volume_id = Some(volume);
+        }
         if !machine.region.is_empty() {
             record.region = Some(machine.region.clone());
         }
@@ -408,4 +413,9 @@ impl FlyProvider {
         }
         Err(ProvisionError::Cloud(format!("creating the machine failed {MACHINE_ATTEMPTS} times")))
     }
+}
+
+/// The volume a machine mounts, if its config shows one.
+pub(super) fn mounted_volume(machine: &Machine) -> Option<String> {
+    machine.config.as_ref()?.mounts.first().map(|m| m.volume.clone()).filter(|v| !v.is_empty())
 }

@@ -41,6 +41,12 @@ pub struct Organization {
     pub slug: String,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct AppList {
+    pub apps: Vec<App>,
+}
+
 // ---- IP assignments (§2.2) ----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +328,21 @@ impl Machine {
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.config.as_ref()?.metadata.get(key).map(String::as_str)
     }
+}
+
+/// `POST /v1/apps/{app}/machines/{id}`: the **whole** config (update replaces it, pitfall 10),
+/// so it is built from a fresh GET of the machine with only the wanted fields changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpdateMachineRequest {
+    pub config: MachineConfig,
+    /// The `instance_id` the config was read at: a machine changed meanwhile answers 412.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// Leave a stopped machine stopped on its new version.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skip_launch: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_secrets_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
