@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_credits", include_str!("../../../migrations/0004_credits.sql")),
     ("0005_stripe", include_str!("../../../migrations/0005_stripe.sql")),
     ("0006_fly", include_str!("../../../migrations/0006_fly.sql")),
+    ("0007_billing_more", include_str!("../../../migrations/0007_billing_more.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that

@@ -1,5 +1,6 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
+pub mod agent_holds;
 pub mod api_tokens;
 pub mod billing_customers;
 pub mod chat_messages;

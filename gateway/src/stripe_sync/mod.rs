@@ -3,6 +3,7 @@
 //! (research: stripe-billing §2.1); every side effect is keyed by a natural id, so duplicates do
 //! nothing: an allowance by `allowance:<invoice id>`, a pack by `pack:<checkout session id>`.
 
+pub mod access;
 pub mod worker;
 
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct StripeBilling {
     pub webhook_secrets: Vec<SecretString>,
     pub livemode: bool,
     pub resync_every: Option<Duration>,
+    /// How long an agent's data is kept after its subscription ended.
+    pub retention: Duration,
     /// Rung by the webhook handler after storing an event.
     pub wake: tokio::sync::Notify,
 }
@@ -42,6 +45,7 @@ impl StripeBilling {
             webhook_secrets: settings.webhook_secrets,
             livemode: settings.livemode,
             resync_every: settings.resync_every,
+            retention: settings.retention,
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -103,6 +107,19 @@ pub async fn current_plan<'a>(app: &'a App, conn: &Connection, user: &UserId, no
         cancel_at_period_end: false,
         price_id: None,
     })
+}
+
+/// The idle timeout of the user's plan now: `None` when the plan leaves it to the server's flag
+/// (or the plan cannot be read), `Some(None)` for never.
+pub async fn idle_timeout_of(app: &App, user: &UserId) -> Option<Option<Duration>> {
+    let conn = app.db.conn().ok()?;
+    match current_plan(app, &conn, user, now_secs()).await {
+        Ok(current) => current.plan.idle_timeout,
+        Err(e) => {
+            tracing::warn!(user_id = %user, error = %e, "reading the plan's idle timeout failed");
+            None
+        }
+    }
 }
 
 /// Whether the user pays for a plan now (then the free allowance is not theirs).
@@ -233,20 +250,10 @@ async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription)
     } else if row.status == "past_due" {
         row.past_due_since = Some(now);
     }
-    let had = before.as_ref().is_some_and(|b| has_access(&b.status, b.past_due_since, now));
     subscriptions::upsert(&conn, &row, now).await.map_err(db)?;
-    let has = has_access(&row.status, row.past_due_since, now);
-    if had != has {
-        access_changed(app, &user, has);
-    }
+    drop(conn);
+    access::apply(app, &user, now).await.map_err(db)?;
     Ok(user)
-}
-
-/// Called when a user's paid access starts or ends. Issue 12's lifecycle half belongs here:
-/// stop the agent when access ends (keeping its volume), destroy it after the retention period,
-/// start it again on resubscription. Not built yet: it only logs.
-pub fn access_changed(_app: &App, user: &UserId, has_access: bool) {
-    tracing::info!(user_id = %user, has_access, "paid access changed");
 }
 
 /// The month's allowance of a paid invoice, once per invoice.
