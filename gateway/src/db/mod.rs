@@ -6,6 +6,7 @@ pub mod billing_customers;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod credentials;
+pub mod credit_voids;
 pub mod credits;
 pub mod deletion;
 pub mod fly_machines;

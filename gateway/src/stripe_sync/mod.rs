@@ -4,6 +4,7 @@
 //! nothing: an allowance by `allowance:<invoice id>`, a pack by `pack:<checkout session id>`.
 
 pub mod access;
+mod refunds;
 pub mod worker;
 
 use std::time::Duration;
@@ -327,6 +328,9 @@ async fn checkout_completed(app: &App, stripe: &StripeBilling, session: &Checkou
                 expires_at: None,
             };
             let granted = credits::grant_in_turn(&app.db, &user, &grant, now_secs()).await.map_err(db)?;
+            if let Some(intent) = session.payment_intent.as_deref() {
+                crate::db::credit_voids::record_payment(&conn, intent, &source_ref).await.map_err(db)?;
+            }
             if granted {
                 app.credit_refusals.forget(&user);
                 tracing::info!(user_id = %user, session = %session.id, credits = pack.credits, "granted a credit pack");
@@ -357,6 +361,8 @@ pub async fn handle(app: &App, stripe: &StripeBilling, kind: &str, object_id: Op
             }
             grant_allowance(app, stripe, &invoice).await.map(|_| ())
         }
+        "charge.refunded" => refunds::charge_refunded(app, stripe, id).await,
+        "charge.dispute.created" => refunds::dispute_created(app, stripe, id).await,
         _ => Ok(()),
     }
 }

@@ -7,6 +7,7 @@ mod agent_access;
 mod checkout;
 mod plan_policy;
 mod randomized;
+mod refunds;
 mod secrets;
 mod webhooks;
 
