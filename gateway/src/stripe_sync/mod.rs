@@ -4,6 +4,7 @@
 //! nothing: an allowance by `allowance:<invoice id>`, a pack by `pack:<checkout session id>`.
 
 pub mod access;
+mod deleted_accounts;
 mod refunds;
 pub mod worker;
 
@@ -211,7 +212,7 @@ pub async fn sync_customer(app: &App, stripe: &StripeBilling, customer: &str) ->
     Ok(found)
 }
 
-async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription) -> SyncResult<UserId> {
+pub(crate) async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription) -> SyncResult<UserId> {
     let conn = app.db.conn().map_err(db)?;
     let user = user_for(&conn, &s.customer, s.user_id(), stripe.livemode).await?;
     let now = now_secs();

@@ -41,6 +41,9 @@ pub async fn run(state: AppState) {
                 0
             }
         };
+        if let Err(e) = super::deleted_accounts::cancel_due(&state, stripe).await {
+            tracing::warn!(error = %e, "cancelling deleted accounts' subscriptions failed");
+        }
         if handled as u32 == BATCH {
             continue;
         }

@@ -5,6 +5,7 @@
 mod access;
 mod agent_access;
 mod checkout;
+mod deleted_accounts;
 mod plan_policy;
 mod randomized;
 mod refunds;
