@@ -22,3 +22,30 @@ ALTER TABLE credit_accounts ADD COLUMN review_reason TEXT;
 -- backoff while Stripe is down; the mirror row is the queue (it stays live until Stripe says so).
 ALTER TABLE subscriptions ADD COLUMN cancel_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN cancel_next_at INTEGER NOT NULL DEFAULT 0;
+
+-- Auto-refill: when the balance falls low, one off-session charge of the saved card buys the
+-- chosen pack, at most `monthly_cap` credits a calendar month (UTC).
+CREATE TABLE auto_refills (
+    user_id TEXT PRIMARY KEY REFERENCES users(id),
+    enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    pack TEXT NOT NULL,
+    monthly_cap INTEGER NOT NULL CHECK (monthly_cap > 0),
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+-- Each refill charge, keyed as its Idempotency-Key is: user, month and count. Pending until
+-- Stripe says succeeded (then credited once, as grant 'refill:<payment intent>') or failed.
+CREATE TABLE auto_refill_attempts (
+    id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    month TEXT NOT NULL,
+    n INTEGER NOT NULL CHECK (n > 0),
+    pack TEXT NOT NULL,
+    credits INTEGER NOT NULL CHECK (credits > 0),
+    payment_intent TEXT UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    settled_at INTEGER,
+    UNIQUE (user_id, month, n)
+) STRICT;

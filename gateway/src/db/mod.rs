@@ -2,6 +2,7 @@
 
 pub mod agent_holds;
 pub mod api_tokens;
+pub mod auto_refills;
 pub mod billing_customers;
 pub mod chat_messages;
 pub mod chat_sessions;

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod deleted_accounts;
+pub mod refill;
 mod refunds;
 pub mod worker;
 
@@ -55,7 +56,7 @@ impl StripeBilling {
 
 /// Priority of grants: a month's allowance is spent before packs, which never expire.
 const ALLOWANCE_PRIORITY: u8 = 20;
-const PACK_PRIORITY: u8 = 50;
+pub(crate) const PACK_PRIORITY: u8 = 50;
 
 /// The plan a user has now, as `GET /api/billing` shows it.
 pub struct CurrentPlan<'a> {
@@ -85,6 +86,7 @@ fn unknown_plan() -> &'static Plan {
         machine_size: None,
         idle_timeout: None,
         channels: false,
+        amount_cents: None,
     })
 }
 
@@ -362,6 +364,7 @@ pub async fn handle(app: &App, stripe: &StripeBilling, kind: &str, object_id: Op
             }
             grant_allowance(app, stripe, &invoice).await.map(|_| ())
         }
+        "payment_intent.succeeded" => refill::payment_succeeded(app, stripe, id).await,
         "charge.refunded" => refunds::charge_refunded(app, stripe, id).await,
         "charge.dispute.created" => refunds::dispute_created(app, stripe, id).await,
         _ => Ok(()),

@@ -4,6 +4,7 @@
 
 mod access;
 mod agent_access;
+mod auto_refill;
 mod checkout;
 mod deleted_accounts;
 mod plan_policy;
