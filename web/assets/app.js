@@ -4,6 +4,7 @@ import { RoostSocket } from '/assets/socket.js';
 import { initChat } from '/assets/chat.js';
 import { initSettings } from '/assets/settings.js';
 import { initUsage } from '/assets/usage.js';
+import { initLowBalance } from '/assets/low-balance.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
 
 const ROUTES = {
@@ -87,6 +88,7 @@ function start(me) {
   const viewEls = Object.fromEntries(
     [...document.querySelectorAll('[data-view]')].map((el) => [el.dataset.view, el]),
   );
+  initLowBalance(document.getElementById('app-low-balance'));
   const views = {
     chat: initChat({ socket, root: viewEls.chat }),
     settings: initSettings({ root: viewEls.settings, me, onLogout: logout }),
