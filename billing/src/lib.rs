@@ -3,5 +3,6 @@
 
 pub mod access;
 pub mod plans;
+pub mod refill;
 pub mod stripe;
 pub mod usage;

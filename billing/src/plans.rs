@@ -30,6 +30,9 @@ pub struct Plan {
     /// Whether Telegram and Discord bots may be connected.
     #[serde(default)]
     pub channels: bool,
+    /// The monthly price in cents, shown to users (Stripe's Price is what is charged).
+    #[serde(default)]
+    pub amount_cents: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,6 +40,10 @@ pub struct Plan {
 pub struct Pack {
     pub name: String,
     pub credits: u64,
+    /// The price in cents: shown to users, and what an auto-refill charges (in `usd`). A pack
+    /// without one cannot be an auto-refill.
+    #[serde(default)]
+    pub amount_cents: Option<u64>,
 }
 
 /// The whole file, checked as a unit by [`Catalog::from_toml`].
@@ -82,6 +89,7 @@ impl Catalog {
                 machine_size: None,
                 idle_timeout: None,
                 channels: true,
+                amount_cents: None,
             },
             plans: BTreeMap::new(),
             packs: BTreeMap::new(),

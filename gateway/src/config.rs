@@ -416,6 +416,11 @@ pub struct StripeArgs {
     /// were missed (`1h`, `30m`; `0` = never).
     #[arg(long, env = "ROOST_STRIPE_RESYNC_INTERVAL", default_value = "6h")]
     pub stripe_resync_interval: String,
+
+    /// How many days a stopped agent's data is kept after its subscription ended (then it is
+    /// deleted; a resubscription before that starts it again with its data).
+    #[arg(long, env = "ROOST_BILLING_RETENTION_DAYS", default_value_t = 30)]
+    pub billing_retention_days: u32,
 }
 
 #[derive(Debug, Args)]

@@ -31,5 +31,9 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
     if grants > 0 {
         tracing::info!(grants, "closed expired credit grants");
     }
+    let (held, destroyed) = crate::stripe_sync::access::sweep(state, now).await?;
+    if held + destroyed > 0 {
+        tracing::info!(held, destroyed, "agents of ended subscriptions held or destroyed");
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ import { initChat } from '/assets/chat.js';
 import { initSettings } from '/assets/settings.js';
 import { initUsage } from '/assets/usage.js';
 import { initIntegrations } from '/assets/integrations.js';
+import { initLowBalance } from '/assets/low-balance.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
 
 const ROUTES = {
@@ -89,6 +90,7 @@ function start(me) {
   const viewEls = Object.fromEntries(
     [...document.querySelectorAll('[data-view]')].map((el) => [el.dataset.view, el]),
   );
+  initLowBalance(document.getElementById('app-low-balance'));
   const views = {
     chat: initChat({ socket, root: viewEls.chat }),
     settings: initSettings({ root: viewEls.settings, me, onLogout: logout }),

@@ -1,6 +1,7 @@
 // Usage view: the credits balance and plan, a 30-day chart of credits by model, the user's
 // monthly budget, recent model calls and prices. Everything shown comes from GET /api/billing.
 import { api, h, formatTime } from '/assets/api.js';
+import { initOffers } from '/assets/billing-offers.js';
 
 const DAY = 86_400;
 const DAYS = 30;
@@ -13,6 +14,7 @@ export function initUsage({ root }) {
   const $ = (sel) => root.querySelector(sel);
   const form = $('#budget-form');
   const input = form.elements.namedItem('budget');
+  const offers = initOffers({ root, reload: () => load() });
 
   function show(el, message) {
     el.textContent = message || '';
@@ -41,6 +43,7 @@ export function initUsage({ root }) {
     show($('#usage-low'), lowBalance(b));
     if (document.activeElement !== input) input.value = b.monthly_budget == null ? '' : String(b.monthly_budget);
     renderChart(b.usage.by_day);
+    offers.render(b);
     $('#usage-rows').replaceChildren(
       ...b.usage.recent.map((u) =>
         h('tr', { 'data-testid': 'usage-row' },

@@ -15,12 +15,14 @@ use std::time::Duration;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::invoice::RetrieveInvoice;
-use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus, RetrieveSubscription};
+use stripe_billing::subscription::{
+    CancelSubscription, ListSubscription, ListSubscriptionStatus, RetrieveSubscription,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
     RetrieveCheckoutSession,
 };
-use stripe_client_core::{RequestBuilder, StripeRequest};
+use stripe_client_core::{RequestBuilder, StripeMethod, StripeRequest};
 use stripe_core::customer::CreateCustomer;
 
 pub use stripe_shared::version::VERSION as API_VERSION;
@@ -119,6 +121,58 @@ pub struct CheckoutSession {
     pub client_reference_id: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub line_items: Option<List<LineItem>>,
+    /// A pack's payment (its id, not expanded): a refund or dispute of it is matched by this.
+    pub payment_intent: Option<String>,
+}
+
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub payment_intent: Option<String>,
+    pub amount: Option<i64>,
+    pub amount_refunded: Option<i64>,
+    pub refunded: Option<bool>,
+    pub disputed: Option<bool>,
+}
+
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct Dispute {
+    pub id: String,
+    pub charge: Option<String>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct PaymentIntent {
+    pub id: String,
+    pub status: Option<String>,
+    pub amount: Option<i64>,
+    pub customer: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub latest_charge: Option<String>,
+}
+
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct InvoiceSettings {
+    pub default_payment_method: Option<String>,
+}
+
+#[derive(Debug, Clone, miniserde::Deserialize)]
+pub struct CustomerDetails {
+    pub id: String,
+    pub deleted: Option<bool>,
+    pub invoice_settings: Option<InvoiceSettings>,
+}
+
+/// An off-session charge of a saved card (auto-refill).
+pub struct NewCharge<'a> {
+    pub customer: &'a str,
+    pub payment_method: &'a str,
+    pub amount_cents: u64,
+    pub currency: &'a str,
+    pub user_id: &'a str,
+    /// The pack's Price ID, kept in the PaymentIntent's metadata.
+    pub pack: &'a str,
 }
 
 #[derive(Debug, Clone, miniserde::Deserialize)]
@@ -323,6 +377,51 @@ impl Stripe {
         self.send(|| request.build(), None).await
     }
 
+    /// The charge behind a refund or dispute. (The object features for charges, disputes and
+    /// payment intents are not compiled in; these few calls use the crate's request builder and
+    /// client directly, with the same retries.)
+    pub async fn charge(&self, id: &str) -> Result<Charge, CallError> {
+        self.send(|| RequestBuilder::new(StripeMethod::Get, format!("/charges/{}", path_id(id))), None).await
+    }
+
+    pub async fn dispute(&self, id: &str) -> Result<Dispute, CallError> {
+        self.send(|| RequestBuilder::new(StripeMethod::Get, format!("/disputes/{}", path_id(id))), None).await
+    }
+
+    pub async fn payment_intent(&self, id: &str) -> Result<PaymentIntent, CallError> {
+        self.send(|| RequestBuilder::new(StripeMethod::Get, format!("/payment_intents/{}", path_id(id))), None).await
+    }
+
+    pub async fn customer(&self, id: &str) -> Result<CustomerDetails, CallError> {
+        self.send(|| RequestBuilder::new(StripeMethod::Get, format!("/customers/{}", path_id(id))), None).await
+    }
+
+    /// Charges the saved card at once, off-session (`confirm=true&off_session=true`). A decline
+    /// is a [`CallError::Refused`] with status 402.
+    pub async fn charge_saved_card(&self, charge: &NewCharge<'_>, key: &str) -> Result<PaymentIntent, CallError> {
+        let amount = charge.amount_cents.to_string();
+        let form: BTreeMap<&str, &str> = [
+            ("amount", amount.as_str()),
+            ("currency", charge.currency),
+            ("customer", charge.customer),
+            ("payment_method", charge.payment_method),
+            ("confirm", "true"),
+            ("off_session", "true"),
+            ("metadata[user_id]", charge.user_id),
+            ("metadata[kind]", "auto_refill"),
+            ("metadata[pack]", charge.pack),
+        ]
+        .into_iter()
+        .collect();
+        self.send(|| RequestBuilder::new(StripeMethod::Post, "/payment_intents").form(&form), Some(key)).await
+    }
+
+    /// Cancels the subscription now (`DELETE /v1/subscriptions/{id}`); Stripe answers with it.
+    pub async fn cancel_subscription(&self, id: &str, key: &str) -> Result<Subscription, CallError> {
+        let request = CancelSubscription::new(id);
+        self.send(|| request.build(), Some(key)).await
+    }
+
     /// One call, retried on network errors, timeouts, 409, 429 and 5xx with backoff; a POST
     /// carries `key` on every attempt.
     async fn send<T: miniserde::Deserialize>(
@@ -359,6 +458,12 @@ impl Stripe {
         }
         Err(CallError::Unavailable { attempts, last })
     }
+}
+
+/// An id as a path segment: Stripe's ids are letters, digits and `_`; anything else is refused
+/// by Stripe as an unknown object rather than reaching another path.
+fn path_id(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
 }
 
 fn metadata(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::objects::{metadata_of, new_id, price, public_session};
+use super::objects::{cancel, create_payment_intent, metadata_of, new_id, price, public_session};
 use super::{Fault, RecordedRequest, Shared, State, error_body, lock};
 
 fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
@@ -132,6 +132,7 @@ fn route(
             let customer = json!({
                 "id": id, "object": "customer", "created": state.now, "email": field(form, "email"),
                 "livemode": false, "metadata": metadata_of(form, "metadata"),
+                "invoice_settings": {"default_payment_method": null},
             });
             state.customers.insert(id, customer.clone());
             (200, customer)
@@ -217,6 +218,41 @@ fn route(
             Some(s) => (200, s.clone()),
             None => no_such("subscription", id),
         },
+        ("DELETE", ["v1", "subscriptions", id]) => {
+            let Some(sub) = state.subscriptions.get(*id) else { return no_such("subscription", id) };
+            if sub["status"] != "canceled" {
+                cancel(state, id);
+            }
+            (200, state.subscriptions.get(*id).cloned().unwrap_or_default())
+        }
+        ("GET", ["v1", "charges", id]) => match state.charges.get(*id) {
+            Some(c) => (200, c.clone()),
+            None => no_such("charge", id),
+        },
+        ("GET", ["v1", "disputes", id]) => match state.disputes.get(*id) {
+            Some(d) => (200, d.clone()),
+            None => no_such("dispute", id),
+        },
+        ("GET", ["v1", "payment_intents", id]) => match state.payment_intents.get(*id) {
+            Some(p) => (200, p.clone()),
+            None => no_such("payment_intent", id),
+        },
+        ("POST", ["v1", "payment_intents"]) => {
+            let Some(customer) = field(form, "customer") else { return missing("customer") };
+            let Some(card) = field(form, "payment_method") else { return missing("payment_method") };
+            let Some(amount) = field(form, "amount").and_then(|a| a.parse::<i64>().ok()).filter(|a| *a > 0) else {
+                return missing("amount");
+            };
+            if field(form, "currency").is_none() {
+                return missing("currency");
+            }
+            let (customer, card) = (customer.to_string(), card.to_string());
+            let metadata = Value::Object(metadata_of(form, "metadata"));
+            match create_payment_intent(state, &customer, amount, &card, metadata) {
+                Ok(intent) => (200, intent),
+                Err(error) => (400, error),
+            }
+        }
         ("GET", ["v1", "invoices", id]) => match state.invoices.get(*id) {
             Some(i) => (200, i.clone()),
             None => no_such("invoice", id),

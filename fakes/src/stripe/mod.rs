@@ -87,6 +87,9 @@ pub(crate) struct State {
     pub(crate) subscriptions: BTreeMap<String, Value>,
     pub(crate) invoices: BTreeMap<String, Value>,
     pub(crate) portal_sessions: BTreeMap<String, Value>,
+    pub(crate) charges: BTreeMap<String, Value>,
+    pub(crate) disputes: BTreeMap<String, Value>,
+    pub(crate) payment_intents: BTreeMap<String, Value>,
     /// Key → (the request's method, path and form; status; body).
     pub(crate) idempotency: HashMap<String, (String, u16, Value)>,
     pub(crate) events: Vec<Event>,
@@ -205,6 +208,28 @@ impl FakeStripe {
     /// Cancelled now: `canceled`, and `customer.subscription.deleted`.
     pub fn cancel(&self, subscription_id: &str) -> Vec<Event> {
         objects::cancel(&mut lock(&self.shared.state), subscription_id)
+    }
+
+    /// The customer (or the bank) takes the payment back: the pack's charge is refunded, in
+    /// full or in part, with the `charge.refunded` Stripe sends.
+    pub fn refund(&self, payment_intent: &str, full: bool) -> Vec<Event> {
+        objects::refund(&mut lock(&self.shared.state), payment_intent, full)
+    }
+
+    /// The cardholder disputes the payment: `charge.dispute.created`.
+    pub fn dispute(&self, payment_intent: &str) -> Vec<Event> {
+        objects::dispute(&mut lock(&self.shared.state), payment_intent)
+    }
+
+    pub fn payment_intents(&self) -> Vec<Value> {
+        lock(&self.shared.state).payment_intents.values().cloned().collect()
+    }
+
+    /// The customer removes their saved card (new off-session charges then fail).
+    pub fn remove_card(&self, customer: &str) {
+        if let Some(c) = lock(&self.shared.state).customers.get_mut(customer) {
+            c["invoice_settings"]["default_payment_method"] = Value::Null;
+        }
     }
 
     /// The header Stripe signs `body` with at `t`.

@@ -137,6 +137,78 @@ fn invoice(state: &mut State, sub: &Value, reason: &str, paid: bool) -> Value {
     })
 }
 
+/// A succeeded payment and its charge; the card it used becomes the customer's saved one.
+pub(crate) fn payment(state: &mut State, customer: &str, amount: i64, metadata: Value) -> Value {
+    let pi = new_id(state, "pi_3", 24);
+    let charge = new_id(state, "ch_3", 24);
+    let card = format!("pm_card_{}", customer.trim_start_matches("cus_"));
+    state.charges.insert(
+        charge.clone(),
+        json!({"id": charge, "object": "charge", "amount": amount, "amount_refunded": 0, "currency": "usd",
+               "customer": customer, "disputed": false, "paid": true, "payment_intent": pi,
+               "payment_method": card, "refunded": false, "status": "succeeded", "created": state.now}),
+    );
+    let intent = json!({"id": pi, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                        "currency": "usd", "customer": customer, "latest_charge": charge, "metadata": metadata,
+                        "payment_method": card, "status": "succeeded", "created": state.now, "livemode": false});
+    state.payment_intents.insert(pi.clone(), intent.clone());
+    if let Some(c) = state.customers.get_mut(customer) {
+        c["invoice_settings"] = json!({"default_payment_method": card});
+    }
+    intent
+}
+
+pub(crate) fn refund(state: &mut State, pi: &str, full: bool) -> Vec<Event> {
+    let Some(charge_id) = state.payment_intents.get(pi).and_then(|p| p["latest_charge"].as_str()).map(str::to_string)
+    else {
+        return Vec::new();
+    };
+    let Some(mut charge) = state.charges.get(&charge_id).cloned() else { return Vec::new() };
+    let amount = charge["amount"].as_i64().unwrap_or(0);
+    charge["amount_refunded"] = json!(if full { amount } else { amount / 2 });
+    charge["refunded"] = json!(full);
+    state.charges.insert(charge_id, charge.clone());
+    vec![event(state, "charge.refunded", &charge)]
+}
+
+pub(crate) fn dispute(state: &mut State, pi: &str) -> Vec<Event> {
+    let Some(charge_id) = state.payment_intents.get(pi).and_then(|p| p["latest_charge"].as_str()).map(str::to_string)
+    else {
+        return Vec::new();
+    };
+    let id = new_id(state, "dp_1", 23);
+    let amount = state.charges.get(&charge_id).map_or(0, |c| c["amount"].as_i64().unwrap_or(0));
+    if let Some(c) = state.charges.get_mut(&charge_id) {
+        c["disputed"] = json!(true);
+    }
+    let dispute = json!({"id": id, "object": "dispute", "amount": amount, "charge": charge_id, "currency": "usd",
+                         "payment_intent": pi, "reason": "fraudulent", "status": "needs_response", "created": state.now});
+    state.disputes.insert(id, dispute.clone());
+    vec![event(state, "charge.dispute.created", &dispute)]
+}
+
+/// An off-session PaymentIntent (`confirm=true`) on the saved card: it succeeds at once, with
+/// `payment_intent.succeeded`, or fails as a card would without one.
+pub(crate) fn create_payment_intent(
+    state: &mut State,
+    customer: &str,
+    amount: i64,
+    card: &str,
+    metadata: Value,
+) -> Result<Value, Value> {
+    let saved = state
+        .customers
+        .get(customer)
+        .and_then(|c| c["invoice_settings"]["default_payment_method"].as_str().map(str::to_string));
+    if saved.as_deref() != Some(card) {
+        return Err(json!({"error": {"type": "invalid_request_error", "code": "resource_missing",
+                                    "message": format!("No such PaymentMethod: '{card}'")}}));
+    }
+    let intent = payment(state, customer, amount, metadata);
+    event(state, "payment_intent.succeeded", &intent);
+    Ok(intent)
+}
+
 pub(crate) fn complete_checkout(state: &mut State, session_id: &str) -> Vec<Event> {
     let Some(mut session) = state.sessions.get(session_id).cloned() else { return Vec::new() };
     let customer = session["customer"].as_str().unwrap_or_default().to_string();
@@ -147,6 +219,10 @@ pub(crate) fn complete_checkout(state: &mut State, session_id: &str) -> Vec<Even
     if session["mode"] == "subscription" {
         let metadata = session["subscription_data"]["metadata"].as_object().cloned().unwrap_or_default();
         let mut sub = subscription(state, &customer, &price_id, metadata);
+        if let Some(c) = state.customers.get_mut(&customer) {
+            c["invoice_settings"] =
+                json!({"default_payment_method": format!("pm_card_{}", customer.trim_start_matches("cus_"))});
+        }
         let invoice = invoice(state, &sub, "subscription_create", true);
         sub["latest_invoice"] = invoice["id"].clone();
         session["subscription"] = sub["id"].clone();
@@ -158,7 +234,8 @@ pub(crate) fn complete_checkout(state: &mut State, session_id: &str) -> Vec<Even
         events.push(event(state, "customer.subscription.created", &sub));
         events.push(event(state, "invoice.paid", &invoice));
     } else {
-        session["payment_intent"] = json!(new_id(state, "pi_3", 24));
+        let intent = payment(state, &customer, 1_000, session["metadata"].clone());
+        session["payment_intent"] = intent["id"].clone();
         state.sessions.insert(session_id.to_string(), session.clone());
         events.push(event(state, "checkout.session.completed", &public_session(&session)));
     }

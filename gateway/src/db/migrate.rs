@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_credits", include_str!("../../../migrations/0004_credits.sql")),
     ("0005_stripe", include_str!("../../../migrations/0005_stripe.sql")),
     ("0006_fly", include_str!("../../../migrations/0006_fly.sql")),
+    ("0007_billing_more", include_str!("../../../migrations/0007_billing_more.sql")),
     ("0008_integrations", include_str!("../../../migrations/0008_integrations.sql")),
     ("0009_fly_reconcile", include_str!("../../../migrations/0009_fly_reconcile.sql")),
     ("0010_sessions_meta", include_str!("../../../migrations/0010_sessions_meta.sql")),

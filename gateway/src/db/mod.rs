@@ -1,10 +1,13 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
+pub mod agent_holds;
 pub mod api_tokens;
+pub mod auto_refills;
 pub mod billing_customers;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod credentials;
+pub mod credit_voids;
 pub mod credits;
 pub mod deletion;
 pub mod fly_machines;

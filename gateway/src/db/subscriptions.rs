@@ -102,3 +102,47 @@ pub async fn upsert(conn: &Connection, s: &SubscriptionRow, now: i64) -> Result<
     .await?;
     Ok(())
 }
+
+/// Subscriptions of deleted accounts that Stripe may still charge, due for a cancellation
+/// attempt at `now`: the queue of account deletions' cancellations.
+pub async fn to_cancel_for_deleted_users(
+    conn: &Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<(String, i64)>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT s.stripe_subscription_id, s.cancel_attempts FROM subscriptions s JOIN users u ON u.id = s.user_id
+              WHERE u.deleted_at IS NOT NULL AND s.status NOT IN ('canceled', 'incomplete_expired')
+                AND s.cancel_next_at <= ?1
+              ORDER BY s.cancel_next_at LIMIT ?2",
+            (now, i64::from(limit)),
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push((row.get(0)?, row.get(1)?));
+    }
+    Ok(out)
+}
+
+pub async fn cancel_failed(conn: &Connection, id: &str, retry_at: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE subscriptions SET cancel_attempts = cancel_attempts + 1, cancel_next_at = ?2
+          WHERE stripe_subscription_id = ?1",
+        (id, retry_at),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stripe no longer knows the subscription: nothing is left to cancel.
+pub async fn mark_gone(conn: &Connection, id: &str, now: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE subscriptions SET status = 'canceled', ended_at = coalesce(ended_at, ?2), synced_at = ?2
+          WHERE stripe_subscription_id = ?1",
+        (id, now),
+    )
+    .await?;
+    Ok(())
+}

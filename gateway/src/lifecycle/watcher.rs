@@ -11,9 +11,12 @@ use crate::domain::UserId;
 
 pub async fn watch(state: AppState) {
     let policy = state.machines.idle_policy();
-    let tick = policy
-        .timeout
-        .map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
+    // Often enough for the shortest timeout, the server's or any plan's.
+    let catalog = &state.catalog;
+    let plan_timeouts = catalog.plans.values().chain([&catalog.free]).filter_map(|p| p.idle_timeout.flatten());
+    let shortest = policy.timeout.into_iter().chain(plan_timeouts).min();
+    let tick =
+        shortest.map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
     let slots = state.machines.slots().clone();
     loop {
         // While someone waits, look every second: a chat closing can free a slot for them.
@@ -27,7 +30,9 @@ pub async fn watch(state: AppState) {
         // Least recently used first: each stop frees a slot for someone in line.
         let mut room_needed = slots.waiting();
         for (user, since) in idle {
-            let due = policy.timeout.filter(|t| since.elapsed() >= *t);
+            // The user's plan may set its own timeout (`idle_timeout` in --plans).
+            let timeout = crate::stripe_sync::idle_timeout_of(&state, &user).await.unwrap_or(policy.timeout);
+            let due = timeout.filter(|t| since.elapsed() >= *t);
             if due.is_none() && room_needed == 0 {
                 continue;
             }

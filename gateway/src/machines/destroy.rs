@@ -15,14 +15,19 @@ impl Machines {
     /// finish first, so a half-done start cannot recreate what was just deleted. Idempotent: a
     /// failed destroy is retried by the sweep, since the `machines` row stays until it succeeds.
     pub async fn destroy(&self, user: &UserId) -> Result<(), StartError> {
+        self.destroy_because(user, "deleting the agent and its data with the account", "deleted with the account").await
+    }
+
+    /// [`Self::destroy`], with what the user's page shows while (`doing`) and after (`done`).
+    pub async fn destroy_because(&self, user: &UserId, doing: &str, done: &str) -> Result<(), StartError> {
         let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
         let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
         let _no_start_meanwhile = gate.lock().await;
         if !self.leases.holds(user.as_str()) {
             // Another instance's agent stops there first: its data goes only once nothing runs it.
-            self.stop_elsewhere(user, "deleting the agent and its data with the account").await?;
+            self.stop_elsewhere(user, doing).await?;
         }
-        self.reporter.report(user.as_str(), Stage::Destroying, "deleting the agent and its data with the account");
+        self.reporter.report(user.as_str(), Stage::Destroying, doing);
         self.provider
             .destroy(user.as_str())
             .await
@@ -34,7 +39,7 @@ impl Machines {
             Err(e) => Err(e),
         };
         forgotten.map_err(|e| StartError::logged(user, "Deleting your agent's record failed.", &e))?;
-        self.reporter.report(user.as_str(), Stage::Destroyed, "deleted with the account");
+        self.reporter.report(user.as_str(), Stage::Destroyed, done);
         tracing::info!(user_id = %user, "agent destroyed");
         Ok(())
     }

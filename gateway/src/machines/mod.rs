@@ -93,6 +93,23 @@ impl StartError {
         }
     }
 
+    fn subscription_ended(hold: &crate::db::agent_holds::Hold, now: i64) -> Self {
+        let message = if hold.destroyed_at.is_some() {
+            "Your subscription has ended, and your agent's data was deleted after the retention period. \
+             Choose a plan on the Usage page (/usage) to start a new agent."
+                .to_string()
+        } else {
+            let days = ((hold.destroy_after - now).max(0) + 86_399) / 86_400;
+            let days = days.max(1);
+            let days = if days == 1 { "1 more day".to_string() } else { format!("{days} more days") };
+            format!(
+                "Your subscription has ended, so your agent is stopped. Its data is kept for {days}; \
+                 choose a plan on the Usage page (/usage) to start it again."
+            )
+        };
+        Self { message, code: "subscription_ended" }
+    }
+
     fn failed(reason: &str) -> Self {
         let mut chars = reason.chars();
         let sentence: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
@@ -198,6 +215,10 @@ impl Machines {
             let reason = self.reporter.failure(user.as_str()).unwrap_or_else(|| FAILED_WITHOUT_REASON.into());
             return Err(StartError::failed(&reason));
         }
+        if let Some(refusal) = self.start_refusal(user).await {
+            self.release_slot(user);
+            return Err(refusal);
+        }
         let gate = self.starts.lock().expect("starts lock").entry(user.clone()).or_default().clone();
         let _forget_gate = ForgetGate { starts: &self.starts, user, gate: &gate };
         let _one_at_a_time = gate.lock().await;
@@ -243,6 +264,22 @@ impl Machines {
                 self.release_slot(user);
                 self.leases.release(user.as_str()).await;
                 Err(error)
+            }
+        }
+    }
+
+    /// Why the user's agent may not start now: it is held because their subscription ended.
+    pub async fn start_refusal(&self, user: &UserId) -> Option<StartError> {
+        let hold = match self.reporter.db.conn() {
+            Ok(conn) => crate::db::agent_holds::find(&conn, user).await,
+            Err(e) => Err(e),
+        };
+        match hold {
+            Ok(hold) => hold.map(|h| StartError::subscription_ended(&h, crate::domain::now_secs())),
+            Err(e) => {
+                // Not a reason to refuse: the start itself then reports the database.
+                tracing::warn!(user_id = %user, error = %e, "checking the agent's hold failed");
+                None
             }
         }
     }

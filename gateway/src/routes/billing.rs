@@ -2,13 +2,14 @@
 //! for a plan or a pack, the Customer Portal for everything else.
 
 use axum::http::StatusCode;
+use billing::refill::LOW_BALANCE_CREDITS;
 use billing::stripe::client::{NewCheckout, Purchase};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::db::{credits, usage_events};
+use crate::db::{auto_refills, credits, usage_events};
 use crate::domain::now_secs;
 use crate::error::{AppError, AppResult};
 use crate::json::Json;
@@ -54,11 +55,18 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
             .catalog
             .plans
             .iter()
-            .map(|(id, p)| json!({"id": id, "name": p.name, "monthly_credits": p.monthly_credits}))
+            .map(|(id, p)| {
+                json!({"id": id, "name": p.name, "monthly_credits": p.monthly_credits, "amount_cents": p.amount_cents})
+            })
             .collect(),
     );
     let packs = offers(
-        state.catalog.packs.iter().map(|(id, p)| json!({"id": id, "name": p.name, "credits": p.credits})).collect(),
+        state
+            .catalog
+            .packs
+            .iter()
+            .map(|(id, p)| json!({"id": id, "name": p.name, "credits": p.credits, "amount_cents": p.amount_cents}))
+            .collect(),
     );
     let models: Vec<Value> = state
         .catalog
@@ -66,7 +74,28 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         .iter()
         .map(|(id, p)| json!({"model": id, "input_per_million": p.input_per_million, "output_per_million": p.output_per_million}))
         .collect();
+    let refill = auto_refills::settings(&conn, user).await?;
+    let month = crate::stripe_sync::refill::month_key(now);
+    let refilled: i64 = auto_refills::attempts(&conn, user, &month)
+        .await?
+        .iter()
+        .filter(|a| a.status == "succeeded")
+        .map(|a| a.credits)
+        .sum();
+    let failure = auto_refills::last_failure(&conn, user).await?;
+    // Only a failure since the settings were last saved still stands.
+    let failure = failure.filter(|(at, _)| refill.as_ref().is_none_or(|r| *at >= r.updated_at));
+    let auto_refill = json!({
+        "enabled": refill.as_ref().is_some_and(|r| r.enabled),
+        "pack": refill.as_ref().map(|r| r.pack.clone()),
+        "monthly_cap": refill.as_ref().map(|r| r.monthly_cap),
+        "refilled_this_month": refilled,
+        "last_failure": failure.map(|(at, message)| json!({"at": at, "message": message})),
+    });
     Ok(axum::Json(json!({
+        "auto_refill": auto_refill,
+        "low_balance": spendable.balance < LOW_BALANCE_CREDITS,
+        "low_balance_below": LOW_BALANCE_CREDITS,
         "plan": {"name": plan.name, "monthly_credits": plan.monthly_credits, "channels": plan.channels,
                  "id": current.price_id},
         "status": current.status,
@@ -191,4 +220,46 @@ async fn portal_url(state: &AppState, stripe: &StripeBilling, customer: &str) ->
         .await
         .map_err(|e| call_failed("creating a Portal session", &e))?;
     Ok(axum::Json(json!({ "url": session.url })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRefill {
+    enabled: bool,
+    /// A pack's Stripe Price ID, from `GET /api/billing`'s `packs`.
+    pack: String,
+    /// Credits refilled per calendar month, at most.
+    monthly_cap: u64,
+}
+
+/// `{enabled, pack, monthly_cap}`: buy `pack` with the saved card whenever the balance runs low,
+/// at most `monthly_cap` credits a month. Saving again also allows a retry after a failure.
+pub async fn set_auto_refill(state: AppState, auth: AuthUser, Json(body): Json<AutoRefill>) -> AppResult<StatusCode> {
+    stripe_of(&state)?;
+    let Some(pack) = state.catalog.pack(&body.pack) else {
+        return Err(AppError::bad_request("unknown_pack", "There is no such pack on this server."));
+    };
+    if pack.amount_cents.is_none() {
+        return Err(AppError::bad_request(
+            "pack_not_refillable",
+            "That pack has no price set on this server, so it cannot be an auto-refill.",
+        ));
+    }
+    if body.monthly_cap < pack.credits || body.monthly_cap > MAX_BUDGET {
+        return Err(AppError::bad_request(
+            "invalid_monthly_cap",
+            format!("The monthly cap must be at least the pack's {} credits and at most {MAX_BUDGET}.", pack.credits),
+        ));
+    }
+    let settings = auto_refills::Settings {
+        enabled: body.enabled,
+        pack: body.pack,
+        monthly_cap: i64::try_from(body.monthly_cap).unwrap_or(i64::MAX),
+        updated_at: now_secs(),
+    };
+    auto_refills::save(&*state.db.conn()?, &auth.user_id, &settings).await?;
+    if let Some(stripe) = state.stripe.as_ref() {
+        stripe.wake.notify_one();
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

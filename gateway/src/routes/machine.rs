@@ -60,6 +60,9 @@ pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
 
 /// Stops the agent and starts it again in the background; the chat page shows the stages.
 pub async fn restart(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
+    if let Some(refusal) = state.machines.start_refusal(&auth.user_id).await {
+        return Err(crate::error::AppError::forbidden(refusal.code, refusal.message));
+    }
     state.machines.stop_because(&auth.user_id, "restarting at your request").await.map_err(start_error)?;
     let machines = state.machines.clone();
     let user = auth.user_id.clone();

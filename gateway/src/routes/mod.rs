@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me/sign-out-others", post(me::sign_out_others))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
+        .route("/billing/auto-refill", put(billing::set_auto_refill))
         .route("/billing/checkout", post(billing::checkout))
         .route("/billing/portal", post(billing::portal))
         .route("/machine", get(machine::get))

@@ -16,6 +16,8 @@ pub struct StripeSettings {
     pub resync_every: Option<Duration>,
     /// `sk_live_…`/`rk_live_…`: customers are bound as live ones.
     pub livemode: bool,
+    /// How long an agent's data is kept after its subscription ended.
+    pub retention: Duration,
 }
 
 fn looks_like(secret: &SecretString, prefixes: &[&str]) -> bool {
@@ -79,5 +81,6 @@ pub(super) fn stripe(
         timeout: Duration::from_secs(args.stripe_timeout_secs),
         resync_every,
         livemode,
+        retention: Duration::from_secs(u64::from(args.billing_retention_days) * 86_400),
     }))
 }

@@ -3,6 +3,10 @@
 //! (research: stripe-billing §2.1); every side effect is keyed by a natural id, so duplicates do
 //! nothing: an allowance by `allowance:<invoice id>`, a pack by `pack:<checkout session id>`.
 
+pub mod access;
+mod deleted_accounts;
+pub mod refill;
+mod refunds;
 pub mod worker;
 
 use std::time::Duration;
@@ -28,6 +32,8 @@ pub struct StripeBilling {
     pub webhook_secrets: Vec<SecretString>,
     pub livemode: bool,
     pub resync_every: Option<Duration>,
+    /// How long an agent's data is kept after its subscription ended.
+    pub retention: Duration,
     /// Rung by the webhook handler after storing an event.
     pub wake: tokio::sync::Notify,
 }
@@ -42,6 +48,7 @@ impl StripeBilling {
             webhook_secrets: settings.webhook_secrets,
             livemode: settings.livemode,
             resync_every: settings.resync_every,
+            retention: settings.retention,
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -49,7 +56,7 @@ impl StripeBilling {
 
 /// Priority of grants: a month's allowance is spent before packs, which never expire.
 const ALLOWANCE_PRIORITY: u8 = 20;
-const PACK_PRIORITY: u8 = 50;
+pub(crate) const PACK_PRIORITY: u8 = 50;
 
 /// The plan a user has now, as `GET /api/billing` shows it.
 pub struct CurrentPlan<'a> {
@@ -79,6 +86,7 @@ fn unknown_plan() -> &'static Plan {
         machine_size: None,
         idle_timeout: None,
         channels: false,
+        amount_cents: None,
     })
 }
 
@@ -103,6 +111,19 @@ pub async fn current_plan<'a>(app: &'a App, conn: &Connection, user: &UserId, no
         cancel_at_period_end: false,
         price_id: None,
     })
+}
+
+/// The idle timeout of the user's plan now: `None` when the plan leaves it to the server's flag
+/// (or the plan cannot be read), `Some(None)` for never.
+pub async fn idle_timeout_of(app: &App, user: &UserId) -> Option<Option<Duration>> {
+    let conn = app.db.conn().ok()?;
+    match current_plan(app, &conn, user, now_secs()).await {
+        Ok(current) => current.plan.idle_timeout,
+        Err(e) => {
+            tracing::warn!(user_id = %user, error = %e, "reading the plan's idle timeout failed");
+            None
+        }
+    }
 }
 
 /// Whether the user pays for a plan now (then the free allowance is not theirs).
@@ -193,7 +214,7 @@ pub async fn sync_customer(app: &App, stripe: &StripeBilling, customer: &str) ->
     Ok(found)
 }
 
-async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription) -> SyncResult<UserId> {
+pub(crate) async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription) -> SyncResult<UserId> {
     let conn = app.db.conn().map_err(db)?;
     let user = user_for(&conn, &s.customer, s.user_id(), stripe.livemode).await?;
     let now = now_secs();
@@ -233,20 +254,10 @@ async fn store_subscription(app: &App, stripe: &StripeBilling, s: &Subscription)
     } else if row.status == "past_due" {
         row.past_due_since = Some(now);
     }
-    let had = before.as_ref().is_some_and(|b| has_access(&b.status, b.past_due_since, now));
     subscriptions::upsert(&conn, &row, now).await.map_err(db)?;
-    let has = has_access(&row.status, row.past_due_since, now);
-    if had != has {
-        access_changed(app, &user, has);
-    }
+    drop(conn);
+    access::apply(app, &user, now).await.map_err(db)?;
     Ok(user)
-}
-
-/// Called when a user's paid access starts or ends. Issue 12's lifecycle half belongs here:
-/// stop the agent when access ends (keeping its volume), destroy it after the retention period,
-/// start it again on resubscription. Not built yet: it only logs.
-pub fn access_changed(_app: &App, user: &UserId, has_access: bool) {
-    tracing::info!(user_id = %user, has_access, "paid access changed");
 }
 
 /// The month's allowance of a paid invoice, once per invoice.
@@ -320,6 +331,9 @@ async fn checkout_completed(app: &App, stripe: &StripeBilling, session: &Checkou
                 expires_at: None,
             };
             let granted = credits::grant_in_turn(&app.db, &user, &grant, now_secs()).await.map_err(db)?;
+            if let Some(intent) = session.payment_intent.as_deref() {
+                crate::db::credit_voids::record_payment(&conn, intent, &source_ref).await.map_err(db)?;
+            }
             if granted {
                 app.credit_refusals.forget(&user);
                 tracing::info!(user_id = %user, session = %session.id, credits = pack.credits, "granted a credit pack");
@@ -350,6 +364,9 @@ pub async fn handle(app: &App, stripe: &StripeBilling, kind: &str, object_id: Op
             }
             grant_allowance(app, stripe, &invoice).await.map(|_| ())
         }
+        "payment_intent.succeeded" => refill::payment_succeeded(app, stripe, id).await,
+        "charge.refunded" => refunds::charge_refunded(app, stripe, id).await,
+        "charge.dispute.created" => refunds::dispute_created(app, stripe, id).await,
         _ => Ok(()),
     }
 }

@@ -41,6 +41,12 @@ pub async fn run(state: AppState) {
                 0
             }
         };
+        if let Err(e) = super::deleted_accounts::cancel_due(&state, stripe).await {
+            tracing::warn!(error = %e, "cancelling deleted accounts' subscriptions failed");
+        }
+        if let Err(e) = super::refill::run_due(&state, stripe).await {
+            tracing::warn!(error = %e, "auto-refills failed");
+        }
         if handled as u32 == BATCH {
             continue;
         }

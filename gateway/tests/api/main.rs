@@ -11,6 +11,7 @@ mod accounts;
 mod api_tokens;
 mod billing_stripe;
 mod browser;
+mod browser_billing;
 mod clerk;
 mod clerk_webhooks;
 mod csrf;

@@ -3,8 +3,13 @@
 //! (§6.4), and a randomized run of shuffled and duplicated deliveries.
 
 mod access;
+mod agent_access;
+mod auto_refill;
 mod checkout;
+mod deleted_accounts;
+mod plan_policy;
 mod randomized;
+mod refunds;
 mod secrets;
 mod webhooks;
 
@@ -48,9 +53,10 @@ impl Billing {
         })
         .await;
         let base = stripe.base_url();
-        let mut flags = vec![
-            "--plans",
-            plans_file(),
+        // `extra` may bring its own --plans.
+        let plans: &[&str] = if extra.contains(&"--plans") { &[] } else { &["--plans", plans_file()] };
+        let mut flags = plans.to_vec();
+        flags.extend_from_slice(&[
             "--stripe-secret-key",
             SECRET_KEY,
             "--stripe-webhook-secret",
@@ -59,7 +65,7 @@ impl Billing {
             &base,
             "--stripe-timeout-secs",
             "1",
-        ];
+        ]);
         flags.extend_from_slice(extra);
         let app = TestApp::spawn_with(&flags).await;
         stripe.set_webhook_url(&app.url("/webhooks/stripe"));
