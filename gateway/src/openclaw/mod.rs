@@ -5,7 +5,9 @@ mod connect;
 mod device;
 
 pub use admin::{AdminError, AdminLink};
-pub use connect::{AgentSocket, ConnectError, Upstream, connect, connect_scoped, connect_through, connect_with_retry, socket_config};
+pub use connect::{
+    AgentSocket, ConnectError, Upstream, connect, connect_scoped, connect_through, connect_with_retry, socket_config,
+};
 pub use device::DeviceIdentity;
 
 /// What Roost asks for on every agent connection.

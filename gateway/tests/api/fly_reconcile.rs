@@ -77,6 +77,7 @@ fn spec(user: &str) -> AgentSpec {
     AgentSpec {
         user_id: user.into(),
         gateway_token: TOKEN.into(),
+        agent_secret: format!("agent-secret-{user}"),
         llm: LlmEndpoint {
             base_url: "https://roost.example/llm/openai/v1".into(),
             api: "openai-completions",

@@ -58,7 +58,7 @@ impl FlyProvider {
                 }
                 continue;
             }
-            let result = self.move_one(target, &mut moved).await;
+            let result = self.move_one(host, target, &mut moved).await;
             host.end(&target.user_id, turn).await;
             match result {
                 Ok(true) => report.rolled_out += 1,
@@ -78,8 +78,10 @@ impl FlyProvider {
     /// Moves one machine to the new image and checks it: `Ok(false)` if it was not moved (on it
     /// already, up meanwhile, or the update refused: the next round tries again), `Err` with the
     /// reason if the check failed (the machine is then in `moved`, to be put back).
-    async fn move_one(&self, target: &Seen, moved: &mut Vec<Moved>) -> Result<bool, String> {
+    async fn move_one(&self, host: &dyn Host, target: &Seen, moved: &mut Vec<Moved>) -> Result<bool, String> {
         let (user, app) = (target.user_id.as_str(), target.app.as_str());
+        // A user who is gone has no agent to check: leave their machine to the account deletion.
+        let Some(spec) = host.spec(user) else { return Ok(false) };
         let machine = self.fly.get_machine(app, &target.machine.id).await.map_err(|e| e.to_string())?;
         let Some(previous) = machine.config.clone() else { return Ok(false) };
         if previous.image == self.options.image || !down(&machine.state) {
@@ -109,7 +111,7 @@ impl FlyProvider {
             .await
             .map_err(|e| format!("machine {} on the new image did not start: {e}", machine.id))?;
         let address = agent_address(&self.options.agent_address, app, &machine.id, &machine.region);
-        ready::wait_ready(&self.http, user, &address, self.options.ready_timeout, &Quiet)
+        ready::wait_ready(&self.http, user, &spec.agent_secret, &address, self.options.ready_timeout, &Quiet)
             .await
             .map_err(|e| format!("machine {} on the new image did not get ready: {e}", machine.id))?;
         self.halt(user).await.map_err(|e| e.to_string())?;
