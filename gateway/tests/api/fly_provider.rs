@@ -11,12 +11,13 @@ use async_trait::async_trait;
 use fakes::fly::{FakeFly, FakeFlyOptions, Fault, Op};
 use gateway::machines::simulated::{Options as AgentOptions, SimulatedAgent};
 use provisioner::fly::{
-    ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyRecord,
-    FlyStore, MachineConfig, MemoryFlyStore, RetryPolicy, StoreError, StoredRecord, Timeouts, names,
+    CreateAppRequest, CreateMachineRequest, FlyOptions, FlyProvider, FlyRecord, FlyStore, MachineConfig,
+    MemoryFlyStore, StoreError, StoredRecord, names,
 };
 use provisioner::{AgentSpec, LlmEndpoint, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde_json::Value;
 
+use crate::fly_rig::{client_for, late_forwarder};
 use crate::helpers::{TestApp, wait_until};
 
 const USER: &str = "usr_fly_1";
@@ -108,18 +109,6 @@ fn spec() -> AgentSpec {
             model: "gpt-test".into(),
         },
     }
-}
-
-fn client_for(fake: &FakeFly) -> FlyClient {
-    let retry = RetryPolicy { sleep: Arc::new(|_| Box::pin(async {})), ..RetryPolicy::standard() };
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        call: Duration::from_secs(5),
-        create: Duration::from_secs(5),
-        wait_slack: Duration::from_secs(2),
-    };
-    FlyClient::new(FlyConfig { base_url: fake.base_url(), token: ApiToken::new(fake.token()), timeouts, retry })
-        .expect("a valid token")
 }
 
 async fn rig() -> Rig {
@@ -410,31 +399,11 @@ async fn fly_secrets_and_the_token_never_show_in_errors_or_stages() {
     );
 }
 
-/// Accepts on a port known before the app starts and forwards to the agent set later: the
-/// agent's token is the user's, known only after signup.
-async fn forwarder() -> (std::net::SocketAddr, Arc<Mutex<Option<std::net::SocketAddr>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let target: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
-    let to = target.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let Some(agent) = *to.lock().unwrap() else { continue };
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(agent).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, target)
-}
-
 #[tokio::test]
 async fn fly_through_the_app_a_chat_reaches_ready_and_a_stopped_machine_wakes() {
     let fake =
         FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(5)), ..Default::default() }).await;
-    let (forward, target) = forwarder().await;
+    let (forward, target) = late_forwarder().await;
     let (base, address) = (fake.base_url(), format!("ws://{forward}/"));
     let app = TestApp::spawn_with(&[
         "--agent-provider",

@@ -14,11 +14,13 @@ use async_trait::async_trait;
 use fakes::fly::{FakeFly, FakeFlyOptions, Fault, Op};
 use gateway::machines::simulated::{Options as AgentOptions, SimulatedAgent};
 use provisioner::fly::{
-    ApiToken, CreateAppRequest, CreateMachineRequest, FlyClient, FlyConfig, FlyOptions, FlyProvider, FlyStore, Host,
-    MachineConfig, MemoryFlyStore, Report, RetryPolicy, Timeouts, Turn, names,
+    CreateAppRequest, CreateMachineRequest, FlyClient, FlyOptions, FlyProvider, FlyStore, Host, MachineConfig,
+    MemoryFlyStore, Report, RetryPolicy, Turn, names,
 };
 use provisioner::{AgentSpec, LlmEndpoint, Progress, Provider, Stage};
 use serde_json::Value;
+
+use crate::fly_rig::client_for;
 
 const NAME_KEY: &[u8] = b"reconcile test key";
 const TOKEN: &str = "gw-token-reconcile-0123456789";
@@ -85,18 +87,6 @@ fn spec(user: &str) -> AgentSpec {
             model: "gpt-test".into(),
         },
     }
-}
-
-fn client_for(fake: &FakeFly) -> FlyClient {
-    let retry = RetryPolicy { sleep: Arc::new(|_| Box::pin(async {})), ..RetryPolicy::standard() };
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        call: Duration::from_secs(5),
-        create: Duration::from_secs(5),
-        wait_slack: Duration::from_secs(2),
-    };
-    FlyClient::new(FlyConfig { base_url: fake.base_url(), token: ApiToken::new(fake.token()), timeouts, retry })
-        .expect("a valid token")
 }
 
 fn provider(fake: &FakeFly, store: &Arc<MemoryFlyStore>, agent: &SimulatedAgent) -> Arc<FlyProvider> {

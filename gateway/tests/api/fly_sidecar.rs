@@ -3,7 +3,7 @@
 //! or the sidecar forwards nothing.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fakes::fly::{FakeFly, FakeFlyOptions};
@@ -13,6 +13,7 @@ use roost_agent::secret::AgentSecret;
 use roost_agent::supervisor::Stage;
 use tokio::sync::watch;
 
+use crate::fly_rig::late_forwarder;
 use crate::helpers::TestApp;
 
 /// A sidecar admitting `secret`, forwarding to `upstream`; it lives as long as the returned
@@ -25,26 +26,6 @@ async fn sidecar(secret: &str, upstream: SocketAddr) -> (SocketAddr, watch::Send
     let ctx = Arc::new(Context { secret: AgentSecret::parse(secret).unwrap(), upstream, stage });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, 64, shutdown));
     (addr, shutdown_tx, stage_tx)
-}
-
-/// Accepts on a port known before the app starts, and forwards to the sidecar set later (its
-/// secret is the user's, known only after signup).
-async fn late_forwarder() -> (SocketAddr, Arc<Mutex<Option<SocketAddr>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let target: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let to = target.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let Some(next) = *to.lock().unwrap() else { continue };
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(next).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, target)
 }
 
 async fn fly_app(address: &str, fake: &FakeFly) -> TestApp {

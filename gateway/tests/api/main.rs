@@ -25,6 +25,7 @@ mod fly_client;
 mod fly_live;
 mod fly_provider;
 mod fly_reconcile;
+mod fly_rig;
 mod fly_sidecar;
 mod fly_two_instances;
 mod integrations;
