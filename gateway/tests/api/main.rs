@@ -17,6 +17,7 @@ mod clerk_webhooks;
 mod csrf;
 mod deploy_files;
 mod e2e_credits;
+mod e2e_fly;
 mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
