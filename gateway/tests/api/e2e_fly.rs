@@ -224,7 +224,7 @@ async fn e2e_fly_a_real_openclaw_behind_roost_agent_chats_idles_wakes_and_is_del
     assert!(!stages.iter().any(|s| s == "creating_machine"), "a wake makes nothing new: {stages:?}");
     assert!(fake.calls(Op::MachineStart) > starts, "the wake started the machine");
     assert_eq!(fake.calls(Op::MachineCreate), 1);
-    assert_eq!(fake.machines(&fly_app)[0]["state"], "started");
+    wait_until("the machine runs again", || async { fake.machines(&fly_app)[0]["state"] == "started" }).await;
     ws.wait = Duration::from_secs(120);
     let second = reply(&mut ws, "main", "and after the nap").await;
     eprintln!("e2e fly: idle-stopped machine woke and answered in {:.1} s", woke.elapsed().as_secs_f64());
