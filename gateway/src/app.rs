@@ -58,7 +58,7 @@ pub struct App {
     /// History cache writes, off the request path.
     pub history_writes: crate::chat::cache::HistoryWrites,
     /// Plans, packs and model prices (`--plans`, or the built-in defaults).
-    pub catalog: billing::plans::Catalog,
+    pub catalog: Arc<billing::plans::Catalog>,
     pub credit_refusals: Arc<crate::llm::CreditRefusals>,
     /// Stripe billing (`--stripe-secret-key`); `None`: off, everyone is on the free plan.
     pub stripe: Option<crate::stripe_sync::StripeBilling>,
@@ -103,7 +103,8 @@ impl App {
             refusals: credit_refusals.clone(),
         };
         let upstreams = Upstreams::new(llm.upstreams)?;
-        let machines = Arc::new(build_machines(agents, &db, &secret, sandbox).await?);
+        let catalog = Arc::new(llm.catalog);
+        let machines = Arc::new(build_machines(agents, &db, &secret, &catalog, sandbox).await?);
         let activity = machines.activity().clone();
         let device = DeviceIdentity::load_or_create(&data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
@@ -131,7 +132,7 @@ impl App {
             llm: upstreams,
             touches,
             history_writes,
-            catalog: llm.catalog,
+            catalog,
             credit_refusals,
             stripe,
             integrations: crate::integrations::Integrations::new(integrations)?,
@@ -175,6 +176,7 @@ async fn build_machines(
     agents: Agents,
     db: &Db,
     secret: &Arc<ServerSecret>,
+    catalog: &Arc<billing::plans::Catalog>,
     sandbox: Option<Sandbox>,
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
@@ -228,16 +230,29 @@ async fn build_machines(
     };
     let secret = secret.clone();
     let model = agents.model;
-    let spec: crate::machines::SpecFactory = Box::new(move |user: &UserId| provisioner::AgentSpec {
-        user_id: user.to_string(),
-        gateway_token: crate::agent_credentials::gateway_token(&secret, user),
-        agent_secret: crate::agent_credentials::agent_secret(&secret, user),
-        llm: provisioner::LlmEndpoint {
-            base_url: model.base_url.clone(),
-            api: model.api,
-            credential: crate::agent_credentials::llm_credential(&secret, user),
-            model: model.model.clone(),
-        },
+    let (catalog, spec_db) = (catalog.clone(), db.clone());
+    let spec: crate::machines::SpecFactory = Box::new(move |user: &UserId| {
+        let mut spec = provisioner::AgentSpec {
+            user_id: user.to_string(),
+            gateway_token: crate::agent_credentials::gateway_token(&secret, user),
+            agent_secret: crate::agent_credentials::agent_secret(&secret, user),
+            llm: provisioner::LlmEndpoint {
+                base_url: model.base_url.clone(),
+                api: model.api,
+                credential: crate::agent_credentials::llm_credential(&secret, user),
+                model: model.model.clone(),
+            },
+            guest: None,
+            suspend: None,
+        };
+        let (catalog, db, user) = (catalog.clone(), spec_db.clone(), user.clone());
+        Box::pin(async move {
+            // Read at each start and reconciler round, so a plan change reaches the machine.
+            let (guest, suspend) = crate::stripe_sync::agent_plan(&db, &catalog, &user).await?;
+            spec.guest = guest;
+            spec.suspend = Some(suspend);
+            Ok(spec)
+        })
     });
     let leases = provisioner::lease::Leases::new(
         Box::new(crate::db::leases::DbLeases(db.clone())),

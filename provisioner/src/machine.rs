@@ -132,11 +132,22 @@ pub struct AgentSpec {
     /// What a Fly machine's sidecar admits Roost by (`x-roost-agent-secret`); unused locally.
     pub agent_secret: String,
     pub llm: LlmEndpoint,
+    /// The machine size of the user's plan; `None`: the provider's own (`--fly-machine-size`).
+    /// The local provider ignores it: a local agent is a process, not a sized machine.
+    pub guest: Option<crate::fly::Guest>,
+    /// Whether the user's plan lets an idle agent be suspended rather than stopped; `None`: the
+    /// provider's own switch. Only the Fly provider suspends.
+    pub suspend: Option<bool>,
 }
 
 impl fmt::Debug for AgentSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AgentSpec").field("user_id", &self.user_id).field("llm", &self.llm).finish_non_exhaustive()
+        f.debug_struct("AgentSpec")
+            .field("user_id", &self.user_id)
+            .field("llm", &self.llm)
+            .field("guest", &self.guest)
+            .field("suspend", &self.suspend)
+            .finish_non_exhaustive()
     }
 }
 

@@ -67,8 +67,9 @@ impl Host for GatewayHost<'_> {
         }
     }
 
-    fn spec(&self, user_id: &str) -> Option<AgentSpec> {
-        UserId::parse(user_id).ok().map(|user| self.machines.spec_for(&user))
+    async fn spec(&self, user_id: &str) -> Option<AgentSpec> {
+        let user = UserId::parse(user_id).ok()?;
+        self.machines.spec_for(&user).await
     }
 
     fn progress(&self) -> &dyn Progress {

@@ -41,8 +41,11 @@ impl Status {
     }
 }
 
-/// Builds the spec a user's agent runs with (credentials are derived, never stored).
-pub type SpecFactory = Box<dyn Fn(&UserId) -> AgentSpec + Send + Sync>;
+/// Builds the spec a user's agent runs with (credentials are derived, never stored; the size and
+/// suspend choice are their plan's, read from the database, hence a future). `Err`: the plan
+/// could not be read, for the log.
+pub type SpecFactory =
+    Box<dyn Fn(&UserId) -> futures_util::future::BoxFuture<'static, Result<AgentSpec, String>> + Send + Sync>;
 
 pub struct Machines {
     provider: Arc<dyn Provider>,
@@ -242,7 +245,16 @@ impl Machines {
         )
         .await
         .map_err(|e| StartError::logged(user, "Your agent could not be started.", &e))?;
-        let spec = (self.spec)(user);
+        let spec = match (self.spec)(user).await {
+            Ok(spec) => spec,
+            Err(e) => {
+                let error = StartError::logged(user, "Your agent could not be started.", &e);
+                self.reporter.report(user.as_str(), Stage::Failed, &error.message);
+                self.release_slot(user);
+                self.leases.release(user.as_str()).await;
+                return Err(error);
+            }
+        };
         match self.provider.start(&spec, self.reporter.as_ref()).await {
             Ok(machine) => {
                 store::set_running(&self.reporter.db, user, &machine.address, &machine.external_id).await.ok();

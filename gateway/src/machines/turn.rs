@@ -32,8 +32,12 @@ impl Machines {
         self.fly.as_ref()
     }
 
-    pub fn spec_for(&self, user: &UserId) -> AgentSpec {
+    /// The user's spec; `None` (logged) if their plan cannot be read now.
+    pub async fn spec_for(&self, user: &UserId) -> Option<AgentSpec> {
         (self.spec)(user)
+            .await
+            .map_err(|e| tracing::warn!(user_id = %user, error = %e, "reading the agent's plan failed"))
+            .ok()
     }
 
     pub fn progress(&self) -> &dyn Progress {

@@ -12,7 +12,7 @@ pub mod worker;
 use std::time::Duration;
 
 use billing::access::{has_access, is_live};
-use billing::plans::Plan;
+use billing::plans::{Catalog, Plan};
 use billing::stripe::client::{CheckoutSession, Invoice, Subscription};
 use billing::stripe::{CallError, Stripe};
 use libsql::Connection;
@@ -84,6 +84,7 @@ fn unknown_plan() -> &'static Plan {
         name: "Unknown plan".into(),
         monthly_credits: 0,
         machine_size: None,
+        suspend: false,
         idle_timeout: None,
         channels: false,
         amount_cents: None,
@@ -91,11 +92,21 @@ fn unknown_plan() -> &'static Plan {
 }
 
 pub async fn current_plan<'a>(app: &'a App, conn: &Connection, user: &UserId, now: i64) -> AppResult<CurrentPlan<'a>> {
+    plan_in(&app.catalog, conn, user, now).await
+}
+
+/// [`current_plan`] from the catalog alone, for the agents' spec (built before the `App`).
+pub async fn plan_in<'a>(
+    catalog: &'a Catalog,
+    conn: &Connection,
+    user: &UserId,
+    now: i64,
+) -> AppResult<CurrentPlan<'a>> {
     let rows = subscriptions::of_user(conn, user).await?;
     if let Some(row) = rows.iter().find(|r| has_access(&r.status, r.past_due_since, now)) {
         let price = effective_price(row, now);
         return Ok(CurrentPlan {
-            plan: app.catalog.plan(price).unwrap_or_else(|| unknown_plan()),
+            plan: catalog.plan(price).unwrap_or_else(|| unknown_plan()),
             status: row.status.clone(),
             period_end: row.period_end,
             cancel_at_period_end: row.cancel_at_period_end,
@@ -105,7 +116,7 @@ pub async fn current_plan<'a>(app: &'a App, conn: &Connection, user: &UserId, no
     let status = rows.first().map_or_else(|| "free".to_string(), |r| r.status.clone());
     let (_, month_end) = crate::llm::credit_check::month_of(now);
     Ok(CurrentPlan {
-        plan: &app.catalog.free,
+        plan: &catalog.free,
         status,
         period_end: Some(month_end),
         cancel_at_period_end: false,
@@ -124,6 +135,23 @@ pub async fn idle_timeout_of(app: &App, user: &UserId) -> Option<Option<Duration
             None
         }
     }
+}
+
+/// The agent's size and idle choice from the user's plan now: the spec's `guest` (`None`: the
+/// plan leaves it to `--fly-machine-size`) and `suspend`.
+pub async fn agent_plan(
+    db: &crate::db::Db,
+    catalog: &Catalog,
+    user: &UserId,
+) -> Result<(Option<provisioner::fly::Guest>, bool), String> {
+    let conn = db.conn().map_err(|e| e.to_string())?;
+    let current = plan_in(catalog, &conn, user, now_secs()).await.map_err(|e| e.to_string())?;
+    let guest = current.plan.size().map(|size| provisioner::fly::Guest {
+        cpu_kind: size.cpu_kind.to_string(),
+        cpus: size.cpus,
+        memory_mb: size.memory_mb,
+    });
+    Ok((guest, current.plan.suspend))
 }
 
 /// Whether the user pays for a plan now (then the free allowance is not theirs).

@@ -108,6 +108,8 @@ fn spec() -> AgentSpec {
             credential: LLM_CREDENTIAL.into(),
             model: "gpt-test".into(),
         },
+        guest: None,
+        suspend: None,
     }
 }
 

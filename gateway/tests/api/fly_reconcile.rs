@@ -67,7 +67,7 @@ impl Host for FreeHost {
         Turn::Free
     }
     async fn end(&self, _user_id: &str, _turn: Turn) {}
-    fn spec(&self, user_id: &str) -> Option<AgentSpec> {
+    async fn spec(&self, user_id: &str) -> Option<AgentSpec> {
         Some(spec(user_id))
     }
     fn progress(&self) -> &dyn Progress {
@@ -86,6 +86,8 @@ fn spec(user: &str) -> AgentSpec {
             credential: format!("rak_{user}.credential"),
             model: "gpt-test".into(),
         },
+        guest: None,
+        suspend: None,
     }
 }
 
@@ -587,7 +589,7 @@ async fn fly_a_size_change_is_applied_to_machines_that_are_down_and_waits_for_ru
             if user_id == "usr_roll_0" { Turn::Here } else { Turn::Free }
         }
         async fn end(&self, _user_id: &str, _turn: Turn) {}
-        fn spec(&self, user_id: &str) -> Option<AgentSpec> {
+        async fn spec(&self, user_id: &str) -> Option<AgentSpec> {
             Some(spec(user_id))
         }
         fn progress(&self) -> &dyn Progress {
@@ -607,4 +609,66 @@ async fn fly_a_size_change_is_applied_to_machines_that_are_down_and_waits_for_ru
             assert!(m["config"]["mounts"][0]["volume"].is_string(), "the whole config went back");
         }
     }
+}
+
+/// A user on a plan: their spec carries the plan's size and suspend choice.
+fn planned(user: &str, size: &str, suspend: bool) -> AgentSpec {
+    let guest = provisioner::fly::parse_machine_size(size).unwrap();
+    AgentSpec { guest: Some(guest), suspend: Some(suspend), ..spec(user) }
+}
+
+/// The reconciler's host after the user's plan changed to `size`.
+struct PlanHost(&'static str);
+
+#[async_trait]
+impl Host for PlanHost {
+    async fn begin(&self, _user_id: &str) -> Turn {
+        Turn::Free
+    }
+    async fn end(&self, _user_id: &str, _turn: Turn) {}
+    async fn spec(&self, user_id: &str) -> Option<AgentSpec> {
+        Some(planned(user_id, self.0, false))
+    }
+    fn progress(&self) -> &dyn Progress {
+        &Quiet
+    }
+}
+
+#[tokio::test]
+async fn fly_the_plan_sets_size_and_suspend_and_a_plan_change_resizes_a_down_machine() {
+    let agent = SimulatedAgent::spawn(AgentOptions { token: TOKEN.into(), ..Default::default() }).await.unwrap();
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(2)), ..Default::default() }).await;
+    let store = Arc::new(MemoryFlyStore::default());
+    // The provider's own defaults: shared-cpu-2x with 2 GB, never suspend.
+    let fly = provider(&fake, &store, &agent);
+    let user = "usr_plan_small";
+    fly.start(&planned(user, "shared-cpu-1x:1024", true), &Quiet).await.expect("started");
+    let app = app_of(&store, user).await;
+    let guest = machine_of(&fake, &app)["config"]["guest"].clone();
+    assert_eq!(
+        (guest["cpu_kind"].as_str(), guest["cpus"].as_u64(), guest["memory_mb"].as_u64()),
+        (Some("shared"), Some(1), Some(1024))
+    );
+    fly.stop(user).await.expect("put down");
+    assert_eq!(machine_of(&fake, &app)["state"], "suspended", "the plan allows suspend");
+
+    // An upgrade: the next round resizes the down machine to the new plan's size.
+    let round = fly.reconcile(&PlanHost("performance-2x:4096")).await;
+    assert_eq!(round.resized, 1, "{round:?}");
+    let guest = machine_of(&fake, &app)["config"]["guest"].clone();
+    assert_eq!(
+        (guest["cpu_kind"].as_str(), guest["cpus"].as_u64(), guest["memory_mb"].as_u64()),
+        (Some("performance"), Some(2), Some(4096))
+    );
+    let round = fly.reconcile(&PlanHost("performance-2x:4096")).await;
+    assert_eq!(round.resized, 0, "the size is the plan's now: {round:?}");
+
+    // A plan without suspend beats a provider that suspends: the idle machine is stopped.
+    let suspending = with_options(&fake, &store, &agent, |o| o.suspend = true);
+    let other = "usr_plan_nosuspend";
+    suspending.start(&planned(other, "shared-cpu-1x:1024", false), &Quiet).await.expect("started");
+    suspending.stop(other).await.expect("put down");
+    assert_eq!(machine_of(&fake, &app_of(&store, other).await)["state"], "stopped");
+    assert_eq!(fake.calls(Op::MachineSuspend), 1, "only the first user's plan suspends");
 }

@@ -24,6 +24,7 @@ mod e2e_sandbox;
 mod files;
 mod fly_client;
 mod fly_live;
+mod fly_plan;
 mod fly_provider;
 mod fly_reconcile;
 mod fly_rig;

@@ -99,6 +99,9 @@ pub struct FlyProvider {
     live: Mutex<HashMap<String, Live>>,
     /// Bumped by every stop, so a start in progress for that user gives up.
     stops: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Each user's suspend choice from their last spec (their plan's), for the idle stop, which
+    /// gets no spec. One entry per user with a record, like `live`.
+    suspends: Mutex<HashMap<String, bool>>,
 }
 
 impl FlyProvider {
@@ -108,7 +111,34 @@ impl FlyProvider {
             .build()
             // Only a broken TLS backend fails here.
             .expect("the HTTP client builds");
-        Self { fly, options, store, http, live: Mutex::new(HashMap::new()), stops: Mutex::new(HashMap::new()) }
+        Self {
+            fly,
+            options,
+            store,
+            http,
+            live: Mutex::new(HashMap::new()),
+            stops: Mutex::new(HashMap::new()),
+            suspends: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The size the user's machine should have: their plan's, else `--fly-machine-size`.
+    pub(super) fn guest_of<'a>(&'a self, spec: &'a AgentSpec) -> &'a Guest {
+        spec.guest.as_ref().unwrap_or(&self.options.guest)
+    }
+
+    /// Remembers the spec's suspend choice for the user's next idle stop.
+    pub(super) fn note_suspend(&self, spec: &AgentSpec) {
+        let mut suspends = self.suspends.lock().unwrap_or_else(|e| e.into_inner());
+        match spec.suspend {
+            Some(choice) => suspends.insert(spec.user_id.clone(), choice),
+            None => suspends.remove(&spec.user_id),
+        };
+    }
+
+    fn suspend_allowed(&self, user_id: &str) -> bool {
+        let suspends = self.suspends.lock().unwrap_or_else(|e| e.into_inner());
+        suspends.get(user_id).copied().unwrap_or(self.options.suspend)
     }
 
     fn set_live(&self, user_id: &str, state: MachineState, address: Option<String>) {
@@ -198,7 +228,7 @@ impl FlyProvider {
     }
 
     /// Puts the user's machine down, if there is one, and waits until it is: suspended where
-    /// allowed ([`FlyOptions::suspend`]), else stopped. A suspended machine is left as it is:
+    /// allowed (the user's last spec, else [`FlyOptions::suspend`]), else stopped. A suspended machine is left as it is:
     /// stopping it would throw its snapshot away (research §3).
     pub(super) async fn halt(&self, user_id: &str) -> Result<(), ProvisionError> {
         let record = self.store.load(user_id).await.map_err(storage)?;
@@ -211,7 +241,7 @@ impl FlyProvider {
         {
             self.set_live(user_id, MachineState::Stopping, None);
             let memory = machine.config.as_ref().and_then(|c| c.guest.as_ref()).map_or(u32::MAX, |g| g.memory_mb);
-            let suspend = idle_action(self.options.suspend, memory) == IdleAction::Suspend
+            let suspend = idle_action(self.suspend_allowed(user_id), memory) == IdleAction::Suspend
                 && machine.state == "started"
                 && self.suspend(&app, &machine).await;
             if !suspend {
@@ -274,11 +304,13 @@ impl Provider for FlyProvider {
     }
 
     async fn ensure(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<(), ProvisionError> {
+        self.note_suspend(spec);
         self.provision(spec, progress).await.map(drop)
     }
 
     async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
         let mut stopped = self.stop_signal(&spec.user_id);
+        self.note_suspend(spec);
         self.set_live(&spec.user_id, MachineState::Starting, None);
         // A stop during the start ends it. Dropping the start mid-step is safe: every step is
         // idempotent and recorded, as for a crash. The machine may have been created after the
@@ -327,6 +359,7 @@ impl Provider for FlyProvider {
         self.store.clear(user_id).await.map_err(storage)?;
         self.forget_live(user_id);
         self.stops.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
+        self.suspends.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
         Ok(())
     }
 

@@ -316,7 +316,7 @@ impl FlyProvider {
             config: MachineConfig {
                 image: self.options.image.clone(),
                 env,
-                guest: Some(self.options.guest.clone()),
+                guest: Some(self.guest_of(spec).clone()),
                 mounts: vec![Mount { volume: volume.to_string(), path: VOLUME_PATH.to_string() }],
                 restart: Some(Restart { policy: "on-failure".into() }),
                 stop_config: Some(StopConfig { signal: Some("SIGTERM".into()), timeout: Some("30s".into()) }),

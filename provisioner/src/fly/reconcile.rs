@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use super::names;
 use super::provider::{FlyProvider, cloud};
 use super::store::{StoredRecord, now_secs};
-use super::types::{Machine as FlyMachine, MachineFilter, UpdateMachineRequest};
+use super::types::{Guest, Machine as FlyMachine, MachineFilter, UpdateMachineRequest};
 use crate::reconcile::{self as rules, MachineSeen, RecordAction, VolumeSeen};
 use crate::{AgentSpec, Progress, ProvisionError, Stage};
 
@@ -33,9 +33,10 @@ pub trait Host: Send + Sync {
     /// Takes the user's turn; every [`Turn::Free`] or [`Turn::Here`] is followed by [`end`](Self::end).
     async fn begin(&self, user_id: &str) -> Turn;
     async fn end(&self, user_id: &str, turn: Turn);
-    /// What the user's agent needs to run; `None` if the user is gone (their record is then left
-    /// for the account deletion to destroy).
-    fn spec(&self, user_id: &str) -> Option<AgentSpec>;
+    /// What the user's agent needs to run, with their plan's size and suspend choice; `None` if
+    /// the user is gone (their record is then left for the account deletion to destroy) or their
+    /// plan cannot be read now (then nothing is changed for them this round).
+    async fn spec(&self, user_id: &str) -> Option<AgentSpec>;
     /// Where stages and failures of reconciler work are told to the user.
     fn progress(&self) -> &dyn Progress;
 }
@@ -126,7 +127,7 @@ impl FlyProvider {
         match rules::judge_record(record.machine_id.is_some(), age, self.options.provision_deadline) {
             RecordAction::GiveUp => return self.give_up(host, user, &record, report).await,
             RecordAction::Resume => {
-                let Some(spec) = host.spec(user) else { return Ok(()) };
+                let Some(spec) = host.spec(user).await else { return Ok(()) };
                 tracing::info!(user_id = user, "resuming a half-done Fly provision");
                 self.provision(&spec, host.progress()).await?;
                 report.resumed += 1;
@@ -172,6 +173,9 @@ impl FlyProvider {
             // The recorded machine is gone (deleted by hand, say): the next start makes one.
             return Ok(());
         };
+        // The plan's size and suspend choice now: a plan change reaches the machine here.
+        let Some(spec) = host.spec(user).await else { return Ok(()) };
+        self.note_suspend(&spec);
         if turn == Turn::Free && matches!(machine.state.as_str(), "started" | "starting") {
             tracing::info!(user_id = user, app = %app, "putting down a machine nobody holds");
             self.halt(user).await?;
@@ -179,9 +183,10 @@ impl FlyProvider {
             report.put_down += 1;
             machine = self.fly.get_machine(&app, &recorded).await.map_err(|e| cloud("reading the machine", e))?;
         }
-        let size_matches = machine.config.as_ref().and_then(|c| c.guest.as_ref()) == Some(&self.options.guest);
+        let wanted = self.guest_of(&spec);
+        let size_matches = machine.config.as_ref().and_then(|c| c.guest.as_ref()) == Some(wanted);
         if rules::resize_now(size_matches, &machine.state) {
-            machine = self.resize(user, &app, machine).await?;
+            machine = self.resize(user, &app, machine, wanted).await?;
             report.resized += 1;
         }
         seen.push(Seen { user_id: user.to_string(), app, machine });
@@ -215,12 +220,18 @@ impl FlyProvider {
 
     /// GET, change the size, POST the whole config back (update replaces it, pitfall 10), the
     /// machine staying down (`skip_launch`).
-    async fn resize(&self, user: &str, app: &str, machine: FlyMachine) -> Result<FlyMachine, ProvisionError> {
+    async fn resize(
+        &self,
+        user: &str,
+        app: &str,
+        machine: FlyMachine,
+        wanted: &Guest,
+    ) -> Result<FlyMachine, ProvisionError> {
         let Some(mut config) = machine.config.clone() else {
             return Err(ProvisionError::Cloud("the machine's config is missing (its host is unreachable)".into()));
         };
-        tracing::info!(user_id = user, app, from = ?config.guest, to = ?self.options.guest, "resizing a machine");
-        config.guest = Some(self.options.guest.clone());
+        tracing::info!(user_id = user, app, from = ?config.guest, to = ?wanted, "resizing a machine");
+        config.guest = Some(wanted.clone());
         let request = UpdateMachineRequest {
             config,
             current_version: Some(machine.instance_id.clone()),

@@ -81,7 +81,7 @@ impl FlyProvider {
     async fn move_one(&self, host: &dyn Host, target: &Seen, moved: &mut Vec<Moved>) -> Result<bool, String> {
         let (user, app) = (target.user_id.as_str(), target.app.as_str());
         // A user who is gone has no agent to check: leave their machine to the account deletion.
-        let Some(spec) = host.spec(user) else { return Ok(false) };
+        let Some(spec) = host.spec(user).await else { return Ok(false) };
         let machine = self.fly.get_machine(app, &target.machine.id).await.map_err(|e| e.to_string())?;
         let Some(previous) = machine.config.clone() else { return Ok(false) };
         if previous.image == self.options.image || !down(&machine.state) {

@@ -45,6 +45,8 @@ fn spec(user: &str) -> AgentSpec {
             credential: "rak_secret".into(),
             model: "m".into(),
         },
+        guest: None,
+        suspend: None,
     }
 }
 
