@@ -23,9 +23,13 @@ pub async fn settings(conn: &Connection, user: &UserId) -> Result<Option<Setting
     .await
 }
 
+/// Saving stamps the settings later than every attempt so far, even one made in the same second:
+/// a failure counts against the settings only when it came after them, so a save right after a
+/// decline must allow the retry it promises (times are whole seconds).
 pub async fn save(conn: &Connection, user: &UserId, s: &Settings) -> Result<(), libsql::Error> {
     conn.execute(
-        "INSERT INTO auto_refills (user_id, enabled, pack, monthly_cap, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO auto_refills (user_id, enabled, pack, monthly_cap, updated_at)
+         VALUES (?1, ?2, ?3, ?4, MAX(?5, (SELECT COALESCE(MAX(created_at), 0) + 1 FROM auto_refill_attempts WHERE user_id = ?1)))
          ON CONFLICT (user_id) DO UPDATE SET enabled = excluded.enabled, pack = excluded.pack,
            monthly_cap = excluded.monthly_cap, updated_at = excluded.updated_at",
         (user.as_str(), i64::from(s.enabled), s.pack.as_str(), s.monthly_cap, s.updated_at),
