@@ -84,6 +84,17 @@ export function initChat({ socket, root }) {
   }
 
   // ---------- history ----------
+  // A saved reply's tool calls, as the cards the live reply showed.
+  function showSavedTools(bubble, tools) {
+    if (!Array.isArray(tools)) return;
+    for (const t of tools) {
+      applyToolEvent(bubble, { toolCallId: t.id, name: t.name, phase: 'start', args: t.args });
+      if (t.status === 'done' || t.status === 'error') {
+        applyToolEvent(bubble, { toolCallId: t.id, name: t.name, phase: 'result', isError: t.status === 'error', result: t.result });
+      }
+    }
+  }
+
   async function loadHistory({ quiet = false } = {}) {
     if (!current()) return;
     const key = current();
@@ -116,6 +127,9 @@ export function initChat({ socket, root }) {
         if (m.end) nodes.push(endedBubble('', m.end).el);
       } else if (m.role === 'assistant') {
         const b = assistantMessage(m.text ?? '', m.ts);
+        showSavedTools(b, m.tools);
+        // With no run in flight, a call without a result never finished.
+        if (!run) settleToolCards(b);
         if (m.end) endedBubble(m.text ?? '', m.end, b);
         nodes.push(b.el);
       }

@@ -153,9 +153,10 @@ export async function startDropProxy() {
  * Run `body(t)` with a fresh browser page. `t.step(name, fn)` runs one checked
  * step; `t.shot(name)` saves a screenshot. With {dropProxy: true} the
  * page goes through `startDropProxy()`, available as `t.net`. Prints "<label>: N passed, M failed"
- * and exits non-zero on the first failure. The browser is always closed.
+ * and exits non-zero on the first failure. The browser is always closed. Waits default to 15 s
+ * (`WAIT_MS` sets another, for a real agent on a busy machine).
  */
-export async function run(label, body, { timeoutMs = 15_000, dropProxy = false } = {}) {
+export async function run(label, body, { timeoutMs = Number(process.env.WAIT_MS) || 15_000, dropProxy = false } = {}) {
   const dir = screenshotDir();
   const base = baseUrl();
   let passed = 0;

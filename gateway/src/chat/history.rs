@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::tool_uses::{self, ToolUse};
 use super::{Message, SessionKey};
 use crate::app::AppState;
 use crate::db::chat_sessions::{self, Created};
@@ -46,7 +47,7 @@ pub fn within_budget(messages: Vec<Message>) -> Vec<Message> {
             message.text.truncate(cut);
             message.text.push_str(TRUNCATED);
         }
-        bytes += message.text.len();
+        bytes += message.weight();
         if bytes > MAX_CHAT_BYTES {
             break;
         }
@@ -56,28 +57,72 @@ pub fn within_budget(messages: Vec<Message>) -> Vec<Message> {
     kept
 }
 
-/// The user and assistant messages of a `chat.history` payload, as plain text.
+/// The user and assistant messages of a `chat.history` payload, as plain text, each reply with
+/// its tool calls. One run's assistant messages (a tool call, then the answer) are one reply, as
+/// on the live page.
 pub fn parse_history(payload: &Value) -> Vec<Message> {
-    payload["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| {
-            let role = m["role"].as_str().filter(|r| matches!(*r, "user" | "assistant"))?;
-            let text = match &m["content"] {
-                Value::String(s) => s.clone(),
-                Value::Array(parts) => parts
-                    .iter()
-                    .filter(|p| p["type"] == "text")
-                    .filter_map(|p| p["text"].as_str())
-                    .collect::<Vec<_>>()
-                    .join(""),
-                _ => return None,
-            };
-            let ts = m["timestamp"].as_i64().map(|t| if t > 100_000_000_000 { t / 1000 } else { t }).unwrap_or(0);
-            (!text.is_empty()).then(|| Message { role: role.to_string(), text, ts })
-        })
-        .collect()
+    let mut out: Vec<Message> = Vec::new();
+    let mut reply: Option<(Message, Option<String>)> = None;
+    let flush = |out: &mut Vec<Message>, reply: &mut Option<(Message, Option<String>)>| {
+        if let Some((message, _)) = reply.take()
+            && (!message.text.is_empty() || !message.tools.is_empty())
+        {
+            out.push(message);
+        }
+    };
+    for m in payload["messages"].as_array().into_iter().flatten() {
+        let ts = m["timestamp"].as_i64().map(|t| if t > 100_000_000_000 { t / 1000 } else { t }).unwrap_or(0);
+        match m["role"].as_str() {
+            Some("user") => {
+                flush(&mut out, &mut reply);
+                let text = content_text(&m["content"]);
+                if !text.is_empty() {
+                    out.push(Message::new("user", text, ts));
+                }
+            }
+            Some("assistant") => {
+                let run = m["__openclaw"]["runId"].as_str().map(str::to_string);
+                let same_run = matches!(&reply, Some((_, Some(r))) if run.as_deref() == Some(r.as_str()));
+                if !same_run {
+                    flush(&mut out, &mut reply);
+                }
+                let (message, _) = reply.get_or_insert_with(|| (Message::new("assistant", "", ts), run));
+                let text = content_text(&m["content"]);
+                if !text.is_empty() {
+                    if !message.text.is_empty() {
+                        message.text.push_str("\n\n");
+                    }
+                    message.text.push_str(&text);
+                }
+                message.ts = message.ts.max(ts);
+                for call in m["content"].as_array().into_iter().flatten().filter_map(ToolUse::from_call) {
+                    tool_uses::push(&mut message.tools, call);
+                }
+            }
+            Some("toolResult") => {
+                let id = m["toolCallId"].as_str().unwrap_or_default();
+                if let Some((message, _)) = reply.as_mut()
+                    && let Some(tool) = message.tools.iter_mut().find(|t| t.id == id)
+                {
+                    tool.finish(m);
+                }
+            }
+            _ => {}
+        }
+    }
+    flush(&mut out, &mut reply);
+    out
+}
+
+/// The text parts of a message's content (a string, or `{type:"text"}` parts).
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            parts.iter().filter(|p| p["type"] == "text").filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Refreshes the cache of each session whose run just finished, in the background.
@@ -173,16 +218,63 @@ mod tests {
         let messages = parse_history(&payload);
         assert_eq!(
             messages,
-            vec![
-                Message { role: "user".into(), text: "hello".into(), ts: 1_795_000_000 },
-                Message { role: "assistant".into(), text: "Hi there".into(), ts: 1_795_000_001 },
-            ]
+            vec![Message::new("user", "hello", 1_795_000_000), Message::new("assistant", "Hi there", 1_795_000_001),]
         );
+    }
+
+    /// The shape OpenClaw 2026.9.6 records for a run with one `exec` call (seen live).
+    #[test]
+    fn a_reply_keeps_its_tool_calls_and_their_results() {
+        let run = json!({ "runId": "r1" });
+        let payload = json!({ "messages": [
+            { "role": "user", "content": "greet me", "timestamp": 1_796_146_969_273_i64 },
+            { "role": "assistant", "__openclaw": run, "timestamp": 1_796_146_977_145_i64, "stopReason": "toolUse",
+              "content": [{ "type": "toolCall", "id": "call1", "name": "exec", "arguments": { "command": "echo hi" } },
+                          { "type": "toolCall", "id": "call2", "name": "read", "arguments": { "path": "x".repeat(5000) } }] },
+            { "role": "toolResult", "__openclaw": run, "toolCallId": "call1", "toolName": "exec", "isError": false,
+              "content": [{ "type": "text", "text": "hi" }], "timestamp": 1_796_146_978_125_i64 },
+            { "role": "toolResult", "__openclaw": run, "toolCallId": "call2", "toolName": "read", "isError": true,
+              "content": [], "timestamp": 1_796_146_978_126_i64 },
+            { "role": "assistant", "__openclaw": run, "timestamp": 1_796_146_978_177_i64,
+              "content": [{ "type": "text", "text": "It said hi." }] },
+            { "role": "assistant", "__openclaw": { "runId": "r2" }, "timestamp": 1_796_146_990_000_i64,
+              "content": [{ "type": "toolCall", "id": "call3", "name": "exec", "arguments": {} }] },
+            { "role": "user", "content": "next", "timestamp": 1_796_146_999_000_i64 },
+        ]});
+        let messages = parse_history(&payload);
+        let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant", "assistant", "user"], "one reply per run: {messages:?}");
+        let reply = &messages[1];
+        assert_eq!((reply.text.as_str(), reply.ts), ("It said hi.", 1_796_146_978));
+        assert_eq!(reply.tools.len(), 2);
+        assert_eq!((reply.tools[0].name.as_str(), reply.tools[0].status.as_str()), ("exec", "done"));
+        assert_eq!(
+            (reply.tools[0].args.clone(), reply.tools[0].result.as_str()),
+            (json!({ "command": "echo hi" }), "hi")
+        );
+        assert_eq!((reply.tools[1].status.as_str(), reply.tools[1].result.as_str()), ("error", "The tool failed."));
+        let long_args = reply.tools[1].args.as_str().expect("over-long arguments are kept as cut text");
+        assert!(long_args.chars().count() < tool_uses::MAX_CHARS + 40 && long_args.ends_with("more characters)"));
+        let unfinished = &messages[2];
+        assert_eq!((unfinished.text.as_str(), unfinished.tools[0].status.as_str()), ("", "running"));
+        let as_json = serde_json::to_value(&messages[0]).unwrap();
+        assert!(as_json.get("tools").is_none(), "a message without tools has no tools field: {as_json}");
+    }
+
+    #[test]
+    fn a_reply_keeps_at_most_its_newest_tool_calls() {
+        let calls: Vec<Value> = (0..50)
+            .map(|i| json!({ "type": "toolCall", "id": format!("c{i}"), "name": "exec", "arguments": {} }))
+            .collect();
+        let payload = json!({ "messages": [{ "role": "assistant", "content": calls, "timestamp": 1 }] });
+        let reply = &parse_history(&payload)[0];
+        assert_eq!(reply.tools.len(), tool_uses::MAX_PER_REPLY);
+        assert_eq!(reply.tools.last().unwrap().id, "c49");
     }
 
     #[test]
     fn the_cache_keeps_the_newest_messages_within_its_budgets() {
-        let message = |text: String| Message { role: "user".into(), text, ts: 0 };
+        let message = |text: String| Message::new("user", text, 0);
         let huge = message("é".repeat(2 * 1024 * 1024));
         let kept = within_budget(vec![message("old".into()), huge, message("new".into())]);
         assert_eq!(kept.len(), 3);

@@ -3,8 +3,11 @@
 pub mod admission;
 pub mod cache;
 pub mod history;
+pub mod tool_uses;
 
 use serde::Serialize;
+
+use tool_uses::ToolUse;
 
 /// A session key as users and the agent know it (`main`, or a generated key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,4 +54,18 @@ pub struct Message {
     pub role: String,
     pub text: String,
     pub ts: i64,
+    /// The tool calls of a reply, in the order they were made, before its text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolUse>,
+}
+
+impl Message {
+    pub fn new(role: &str, text: impl Into<String>, ts: i64) -> Self {
+        Self { role: role.to_string(), text: text.into(), ts, tools: Vec::new() }
+    }
+
+    /// Bytes this takes in the cache's budget.
+    pub fn weight(&self) -> usize {
+        self.text.len() + self.tools.iter().map(ToolUse::weight).sum::<usize>()
+    }
 }

@@ -17,8 +17,8 @@ pub async fn cached(
 ) -> Result<Vec<Message>, libsql::Error> {
     let mut rows = conn
         .query(
-            "SELECT role, text, ts FROM (
-                SELECT role, text, ts, position FROM chat_messages WHERE user_id = ?1 AND session_key = ?2
+            "SELECT role, text, ts, tools FROM (
+                SELECT role, text, ts, tools, position FROM chat_messages WHERE user_id = ?1 AND session_key = ?2
                 ORDER BY position DESC LIMIT ?3
              ) ORDER BY position",
             (user.as_str(), key.as_str(), i64::from(limit)),
@@ -26,7 +26,10 @@ pub async fn cached(
         .await?;
     let mut messages = Vec::new();
     while let Some(row) = rows.next().await? {
-        messages.push(Message { role: row.get(0)?, text: row.get(1)?, ts: row.get(2)? });
+        let mut message = Message::new(&row.get::<String>(0)?, row.get::<String>(1)?, row.get(2)?);
+        // A row a newer Roost wrote in another shape shows without its cards rather than failing.
+        message.tools = row.get::<Option<String>>(3)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        messages.push(message);
     }
     Ok(messages)
 }
@@ -44,15 +47,17 @@ pub async fn replace(
         .await?;
     for (position, m) in messages.iter().enumerate() {
         tx.execute(
-            "INSERT INTO chat_messages (user_id, session_key, position, role, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            (user.as_str(), key.as_str(), position as i64, m.role.as_str(), m.text.as_str(), m.ts),
+            "INSERT INTO chat_messages (user_id, session_key, position, role, text, ts, tools)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            (user.as_str(), key.as_str(), position as i64, m.role.as_str(), m.text.as_str(), m.ts, tools_json(m)),
         )
         .await?;
     }
     for _ in 0..super::chat_sessions::MAX_SESSIONS {
         let total = super::first_row(
             tx.query(
-                "SELECT coalesce(sum(length(CAST(text AS BLOB))), 0) FROM chat_messages WHERE user_id = ?1",
+                "SELECT coalesce(sum(length(CAST(text AS BLOB)) + coalesce(length(CAST(tools AS BLOB)), 0)), 0)
+                 FROM chat_messages WHERE user_id = ?1",
                 [user.as_str()],
             )
             .await?,
@@ -78,4 +83,8 @@ pub async fn replace(
         }
     }
     tx.commit().await
+}
+
+fn tools_json(message: &Message) -> Option<String> {
+    (!message.tools.is_empty()).then(|| serde_json::to_string(&message.tools).unwrap_or_default())
 }

@@ -16,6 +16,7 @@ mod clerk;
 mod clerk_webhooks;
 mod csrf;
 mod deploy_files;
+mod e2e_chat_browser;
 mod e2e_credits;
 mod e2e_fly;
 mod e2e_lifecycle;

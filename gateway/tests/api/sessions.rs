@@ -83,6 +83,34 @@ async fn history_is_served_from_the_cache_as_stale_while_the_agent_sleeps() {
     assert_eq!(cached["messages"], fresh["messages"]);
 }
 
+/// A reply's tool calls come back with it, fresh from the agent and from the cache while it sleeps.
+#[tokio::test]
+async fn a_replys_tool_calls_are_in_its_history_fresh_and_cached() {
+    let app = TestApp::spawn().await;
+    let (cookie, user_id) = app.signed_up_cookie("tools-hist@example.com").await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    let reply = ws.chat("main", "/tool ls -la").await;
+    ws.chat("main", "/tool fail now").await;
+    drop(ws);
+    wait_for_cached(&app, &user_id, 4).await;
+    let fresh: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
+    let messages = fresh["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "one reply per run, the calls inside it: {messages:?}");
+    assert!(messages[0].get("tools").is_none(), "a user message has no tools");
+    assert_eq!(messages[1]["text"], reply.as_str());
+    let tool = &messages[1]["tools"][0];
+    assert_eq!((tool["name"].as_str(), tool["status"].as_str()), (Some("exec"), Some("done")));
+    assert_eq!(tool["args"], json!({ "command": "ls -la" }));
+    assert!(tool["result"].as_str().unwrap().contains("simulated output of `ls -la`"), "{tool}");
+    assert_eq!(messages[3]["tools"][0]["status"], "error");
+
+    app.state.machines.stop(&gateway::domain::UserId::parse(&user_id).unwrap()).await.unwrap();
+    let cached: Value = app.json_as(&cookie, "/api/sessions/main/history").await;
+    assert_eq!(cached["stale"], true);
+    assert_eq!(cached["messages"], fresh["messages"], "the cache keeps the cards too");
+}
+
 /// The cache is written after the answer, off the request path: wait for it.
 async fn wait_for_cached(app: &TestApp, user_id: &str, at_least: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

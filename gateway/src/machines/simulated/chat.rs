@@ -53,12 +53,7 @@ pub(super) fn chat_send(ctx: &ConnCtx, id: &Value, params: &Value) {
             return;
         }
         let now = now_ms();
-        s.messages.push(StoredMessage {
-            role: "user",
-            text: message.to_string(),
-            timestamp: now,
-            idempotency_key: Some(run_id.clone()),
-        });
+        s.messages.push(StoredMessage::text("user", message.to_string(), now, Some(run_id.clone())));
         s.updated_at = now;
     }
     ctx.res_ok(id, json!({"runId": run_id, "status": "started"}));
@@ -127,11 +122,7 @@ impl ToolCall {
     }
 
     fn result(&self, run_id: &str, session_key: &str, seq: u64) -> Value {
-        let text = if self.fails {
-            format!("{}: command failed with exit code 1", self.command)
-        } else {
-            format!("$ {}\nsimulated output of `{}`", self.command, self.command)
-        };
+        let text = self.output();
         tool_event(
             run_id,
             session_key,
@@ -139,6 +130,28 @@ impl ToolCall {
             json!({"phase": "result", "name": "exec", "toolCallId": self.id(run_id), "meta": self.command,
                    "isError": self.fails, "result": {"content": [{"type": "text", "text": text}]}}),
         )
+    }
+
+    fn output(&self) -> String {
+        if self.fails {
+            format!("{}: command failed with exit code 1", self.command)
+        } else {
+            format!("$ {}\nsimulated output of `{}`", self.command, self.command)
+        }
+    }
+
+    /// Writes the call and its result into the transcript, in OpenClaw's shape (research §4).
+    fn record(&self, shared: &Shared, run_id: &str, session_key: &str) {
+        let now = now_ms();
+        let meta = json!({ "runId": run_id });
+        let call = json!({"role": "assistant", "timestamp": now, "stopReason": "toolUse", "__openclaw": meta,
+            "content": [{"type": "toolCall", "id": self.id(run_id), "name": "exec", "arguments": {"command": self.command}}]});
+        let result = json!({"role": "toolResult", "timestamp": now, "toolCallId": self.id(run_id), "toolName": "exec",
+            "isError": self.fails, "__openclaw": meta, "content": [{"type": "text", "text": self.output()}]});
+        let mut sessions = lock(&shared.sessions);
+        let s = sessions.entry(session_key.to_string()).or_insert_with(Session::new);
+        s.messages.push(StoredMessage::raw("assistant", call, now));
+        s.messages.push(StoredMessage::raw("toolResult", result, now));
     }
 
     fn id(&self, run_id: &str) -> String {
@@ -210,6 +223,7 @@ async fn run_chat(
         if !emit_tool_if_running(&shared, &run_id, || tool.result(&run_id, &session_key, next_seq(&seq))) {
             return;
         }
+        tool.record(&shared, &run_id, &session_key);
     }
     match outcome {
         Err(message) => {
@@ -262,12 +276,7 @@ async fn run_chat(
             {
                 let mut sessions = lock(&shared.sessions);
                 let s = sessions.entry(session_key.clone()).or_insert_with(Session::new);
-                s.messages.push(StoredMessage {
-                    role: "assistant",
-                    text: text.clone(),
-                    timestamp: now,
-                    idempotency_key: None,
-                });
+                s.messages.push(StoredMessage::reply(&text, now, &run_id));
                 s.updated_at = now;
             }
             shared.broadcast(
@@ -322,12 +331,7 @@ pub(super) fn abort_runs(
         if !partial.is_empty() {
             let mut sessions = lock(&shared.sessions);
             if let Some(s) = sessions.get_mut(&r.session_key) {
-                s.messages.push(StoredMessage {
-                    role: "assistant",
-                    text: partial,
-                    timestamp: now_ms(),
-                    idempotency_key: None,
-                });
+                s.messages.push(StoredMessage::reply(&partial, now_ms(), &id));
                 s.updated_at = now_ms();
             }
         }
@@ -383,6 +387,9 @@ pub(super) fn chat_history(ctx: &ConnCtx, id: &Value, params: &Value) {
             let msgs: Vec<Value> = s.messages[start..]
                 .iter()
                 .map(|m| {
+                    if let Some(raw) = &m.raw {
+                        return raw.clone();
+                    }
                     let mut v = text_message(m.role, &m.text, m.timestamp);
                     if let Some(k) = &m.idempotency_key {
                         v["idempotencyKey"] = json!(k);

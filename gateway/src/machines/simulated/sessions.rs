@@ -16,6 +16,25 @@ pub(super) struct StoredMessage {
     pub(super) text: String,
     pub(super) timestamp: u64,
     pub(super) idempotency_key: Option<String>,
+    /// A transcript entry kept as OpenClaw records it (a tool call or its result), served as is.
+    pub(super) raw: Option<Value>,
+}
+
+impl StoredMessage {
+    pub(super) fn text(role: &'static str, text: String, timestamp: u64, idempotency_key: Option<String>) -> Self {
+        Self { role, text, timestamp, idempotency_key, raw: None }
+    }
+
+    /// A reply's text, tagged with its run as OpenClaw tags every transcript entry.
+    pub(super) fn reply(text: &str, timestamp: u64, run_id: &str) -> Self {
+        let mut raw = chat::text_message("assistant", text, timestamp);
+        raw["__openclaw"] = json!({ "runId": run_id });
+        Self { role: "assistant", text: text.to_string(), timestamp, idempotency_key: None, raw: Some(raw) }
+    }
+
+    pub(super) fn raw(role: &'static str, raw: Value, timestamp: u64) -> Self {
+        Self { role, text: String::new(), timestamp, idempotency_key: None, raw: Some(raw) }
+    }
 }
 
 pub(super) struct Session {
