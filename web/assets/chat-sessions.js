@@ -265,15 +265,15 @@ export function createSessionList({ root, onSelect, onDeleted, onLoadFailed }) {
   function drawerOpen() {
     return root.classList.contains('drawer-open');
   }
-  function closeDrawer() {
-    root.classList.remove('drawer-open');
-    backdrop.hidden = true;
-  }
-  $('#sessions-toggle').addEventListener('click', () => {
-    const open = !drawerOpen();
+  function setDrawer(open) {
     root.classList.toggle('drawer-open', open);
     backdrop.hidden = !open;
-  });
+    $('#sessions-toggle').setAttribute('aria-expanded', String(open));
+  }
+  function closeDrawer() {
+    setDrawer(false);
+  }
+  $('#sessions-toggle').addEventListener('click', () => setDrawer(!drawerOpen()));
   backdrop.addEventListener('click', closeDrawer);
   $('#new-session').addEventListener('click', create);
 

@@ -115,13 +115,14 @@ await run('access', async (t) => {
   await t.step('a phone: no sideways scroll, the composer in reach, big targets, no keyboard hints', async () => {
     const context = await page.context().browser().newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     const p = await context.newPage();
-    await p.goto(`${base}/login`);
-    await p.getByTestId('email').fill(email);
+    // A long address, to see it wrap rather than widen or cut the page.
+    const longEmail = randomEmail('a-very-long-mailbox-name-that-needs-to-wrap-on-a-phone-screen').replace('@', '@mail.subdomain.');
+    await p.goto(`${base}/signup`);
+    await p.getByTestId('email').fill(longEmail);
     await p.getByTestId('password').fill(PASSWORD);
     await p.getByTestId('submit').tap();
     await p.waitForURL((u) => new URL(u).pathname === '/chat');
     await connected(p);
-    await p.waitForFunction(() => document.querySelectorAll('[data-testid="msg"]').length > 0);
     const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert(overflow <= 0, `no sideways scroll (${overflow}px)`);
     const box = await p.getByTestId('composer').boundingBox();
@@ -130,16 +131,52 @@ await run('access', async (t) => {
     assert(send.height >= 44 && send.width >= 44, `Send is a 44 px target (${JSON.stringify(send)})`);
     const hint = (await p.locator('#composer-hint').textContent()).trim();
     assert(!/Enter|Shift|Esc/.test(hint), `no keyboard hints on touch (${hint})`);
-    const times = await p.getByTestId('msg-time').count();
-    const visible = times && await p.getByTestId('msg-time').first().isVisible();
-    assert(visible, 'message times are shown without hovering');
     await p.getByTestId('composer').tap();
     await p.getByTestId('composer').fill('/say from the phone');
     await p.getByTestId('send').tap();
     await p.waitForFunction(() => [...document.querySelectorAll('[data-testid="msg"][data-role="assistant"]')].pop()?.textContent.includes('from the phone'));
+    const times = await p.getByTestId('msg-time').count();
+    const visible = times && await p.getByTestId('msg-time').first().isVisible();
+    assert(visible, 'message times are shown without hovering');
     const after = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert(after <= 0, `still no sideways scroll (${after}px)`);
     await p.screenshot({ path: path.join(screenshotDir(), `${process.env.SCREENSHOT_PREFIX || ''}access-mobile.png`) });
+
+    // The sections are labelled tabs at the bottom, each a big target, all on screen.
+    const tabs = await p.evaluate(() => [...document.querySelectorAll('.nav-links a')].map((a) => {
+      const r = a.getBoundingClientRect();
+      const label = a.querySelector('span');
+      return { text: label.textContent, shown: label.getBoundingClientRect().width > 0 && getComputedStyle(label).display !== 'none',
+        top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height, width: r.width };
+    }));
+    assert(tabs.length === 4 && tabs.every((b) => b.shown), `every tab shows its label (${JSON.stringify(tabs)})`);
+    assert(tabs.every((b) => b.height >= 44 && b.width >= 44 && b.bottom <= 844 && b.top > 600 && b.left >= 0 && b.right <= 390),
+      `the tabs are 44 px targets at the bottom, on screen (${JSON.stringify(tabs)})`);
+    const composerNow = await p.getByTestId('composer').boundingBox();
+    assert(composerNow.y + composerNow.height <= Math.min(...tabs.map((b) => b.top)), 'the tab bar does not cover the composer');
+    for (const id of ['logout', 'theme-toggle', 'machine-badge']) {
+      const b = await p.getByTestId(id).boundingBox();
+      assert(b && b.x >= 0 && b.x + b.width <= 390 && b.height >= 44, `${id} is whole on screen and a 44 px target (${JSON.stringify(b)})`);
+    }
+    // The chats drawer: a bordered button with an icon, which says whether the drawer is open.
+    const toggle = p.getByTestId('sessions-toggle');
+    const look = await toggle.evaluate((el) => ({ border: getComputedStyle(el).borderTopWidth, icon: !!el.querySelector('svg') }));
+    assert(look.border !== '0px' && look.icon, `the drawer button looks like a button (${JSON.stringify(look)})`);
+    assert((await toggle.getAttribute('aria-expanded')) === 'false', 'the drawer starts closed');
+    await toggle.tap();
+    assert((await toggle.getAttribute('aria-expanded')) === 'true', 'it says when it is open');
+    await p.getByTestId('new-session').waitFor({ state: 'visible' });
+    await p.locator('#sessions-backdrop').tap({ position: { x: 370, y: 400 } });
+    await p.waitForFunction(() => document.querySelector('[data-testid="sessions-toggle"]').getAttribute('aria-expanded') === 'false');
+    // The long address on the settings page wraps inside the screen.
+    await p.getByTestId('nav-settings').tap();
+    const shownEmail = p.getByTestId('settings-email');
+    await p.waitForFunction((e) => document.querySelector('[data-testid="settings-email"]')?.textContent === e, longEmail);
+    const eb = await shownEmail.boundingBox();
+    assert(eb.x >= 0 && eb.x + eb.width <= 390 && eb.height > 30, `the long email wraps on screen (${JSON.stringify(eb)})`);
+    const settingsOverflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert(settingsOverflow <= 0, `no sideways scroll on settings (${settingsOverflow}px)`);
+    await p.screenshot({ path: path.join(screenshotDir(), `${process.env.SCREENSHOT_PREFIX || ''}access-mobile-settings.png`) });
     await context.close();
   });
 }, { timeoutMs: 20_000 });
