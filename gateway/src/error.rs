@@ -161,20 +161,33 @@ impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
             }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "expected Content-Type: application/json",
+                "Send the body as JSON, with Content-Type: application/json.",
             ),
-            _ => Self::bad_request("invalid_json", rejection.body_text()),
+            _ => Self::bad_request(
+                "invalid_json",
+                format!("The request body was not accepted: {}.", rejection_detail(&rejection.body_text())),
+            ),
         }
     }
 }
 
 impl From<QueryRejection> for AppError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::bad_request("invalid_query", rejection.body_text())
+        Self::bad_request(
+            "invalid_query",
+            format!("The address's query was not accepted: {}.", rejection_detail(&rejection.body_text())),
+        )
     }
+}
+
+/// serde's reason from an axum rejection, without axum's preamble or serde's position.
+fn rejection_detail(text: &str) -> String {
+    let detail = text.split_once(": ").map_or(text, |(_, rest)| rest);
+    let detail = detail.rsplit_once(" at line ").map_or(detail, |(head, _)| head);
+    detail.trim_end_matches('.').to_string()
 }

@@ -240,7 +240,11 @@ fn keys_unavailable() -> AppError {
 }
 
 fn invalid() -> AppError {
-    AppError::new(axum::http::StatusCode::UNAUTHORIZED, "invalid_token", "session token is invalid or expired")
+    AppError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "Your sign-in has expired or is not valid. Sign in again.",
+    )
 }
 
 fn reject(why: &str, detail: impl std::fmt::Debug) -> AppError {

@@ -100,7 +100,7 @@ async fn from_session_cookie(app: &App, secret: &str) -> Result<AuthUser, AppErr
         return Err(AppError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "session_expired",
-            "your session has ended; sign in again",
+            "Your session has ended. Sign in again.",
         ));
     };
     if now - live.last_seen_at >= TOUCH_INTERVAL_SECS {
@@ -121,7 +121,7 @@ async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
         return Err(AppError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "invalid_token",
-            "API token is invalid, expired or revoked",
+            "This API token is not valid: it has expired or was revoked. Create a new one in Settings.",
         ));
     };
     if owner.last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS) {

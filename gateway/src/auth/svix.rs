@@ -18,19 +18,25 @@ pub fn decode_secret(secret: &str) -> anyhow::Result<Vec<u8>> {
 /// Verifies the signature headers against the raw body; returns the message id on success.
 pub fn verify(key: &[u8], headers: &HeaderMap, body: &[u8], now: i64) -> Result<String, AppError> {
     let header = |name: &str, alt: &str| {
-        headers
-            .get(name)
-            .or_else(|| headers.get(alt))
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| AppError::bad_request("missing_signature", format!("missing {name} header")))
+        headers.get(name).or_else(|| headers.get(alt)).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            AppError::bad_request(
+                "missing_signature",
+                format!("The webhook has no {name} header, so it cannot be checked."),
+            )
+        })
     };
     let id = header("svix-id", "webhook-id")?;
     let timestamp = header("svix-timestamp", "webhook-timestamp")?;
     let signatures = header("svix-signature", "webhook-signature")?;
 
-    let sent_at: i64 = timestamp.parse().map_err(|_| AppError::bad_request("invalid_signature", "bad timestamp"))?;
+    let sent_at: i64 = timestamp.parse().map_err(|_| {
+        AppError::bad_request("invalid_signature", "The webhook's timestamp header is not a number of seconds.")
+    })?;
     if (now - sent_at).abs() > TOLERANCE_SECS {
-        return Err(AppError::bad_request("stale_signature", "webhook timestamp is outside the 5 minute tolerance"));
+        return Err(AppError::bad_request(
+            "stale_signature",
+            "The webhook is more than 5 minutes old or ahead, so it was not accepted.",
+        ));
     }
     let mut signed = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
     signed.extend_from_slice(format!("{id}.{timestamp}.").as_bytes());
@@ -43,7 +49,10 @@ pub fn verify(key: &[u8], headers: &HeaderMap, body: &[u8], now: i64) -> Result<
     if matches {
         Ok(id.to_string())
     } else {
-        Err(AppError::bad_request("invalid_signature", "webhook signature does not match"))
+        Err(AppError::bad_request(
+            "invalid_signature",
+            "The webhook's signature does not match: check the webhook secret.",
+        ))
     }
 }
 

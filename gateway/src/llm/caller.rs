@@ -42,6 +42,6 @@ fn refused() -> AppError {
     AppError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_llm_credential",
-        "this route needs the agent's Roost LLM credential (rak_…)",
+        "This route needs the agent's Roost LLM credential (rak_…).",
     )
 }

@@ -99,8 +99,16 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
 fn unreachable_provider(api: LlmApi, error: reqwest::Error) -> AppError {
     tracing::warn!(api = api.as_str(), error = ?error, "the model provider did not answer");
     if error.is_timeout() {
-        AppError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the model provider did not answer in time")
+        AppError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "The model provider did not answer in time. Try again in a minute.",
+        )
     } else {
-        AppError::new(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the model provider could not be reached")
+        AppError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unreachable",
+            "The model provider could not be reached. Try again in a minute.",
+        )
     }
 }

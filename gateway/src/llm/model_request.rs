@@ -19,18 +19,21 @@ impl ModelRequest {
     /// A JSON object with a string `model` and a `messages` array, or a 400.
     pub fn parse(api: LlmApi, body: Bytes) -> AppResult<Self> {
         let mut json: Value = serde_json::from_slice(&body)
-            .map_err(|e| AppError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+            .map_err(|e| AppError::bad_request("invalid_json", format!("The request body is not valid JSON ({e}).")))?;
         let Value::Object(fields) = &mut json else {
-            return Err(AppError::bad_request("invalid_json", "the body must be a JSON object"));
+            return Err(AppError::bad_request("invalid_json", "The request body must be a JSON object."));
         };
         let model = match fields.get("model") {
             Some(Value::String(m)) if !m.is_empty() && m.len() <= MAX_MODEL_ID_LEN => m.clone(),
             _ => {
-                return Err(AppError::bad_request("invalid_request", "`model` must be a model id string"));
+                return Err(AppError::bad_request(
+                    "invalid_request",
+                    "The request's `model` must be a model name, as text.",
+                ));
             }
         };
         if !fields.get("messages").is_some_and(Value::is_array) {
-            return Err(AppError::bad_request("invalid_request", "`messages` must be an array"));
+            return Err(AppError::bad_request("invalid_request", "The request needs `messages`, a list of messages."));
         }
         let body = if api == LlmApi::OpenAi && streams_without_usage(fields) {
             ask_for_usage(fields);

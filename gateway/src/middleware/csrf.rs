@@ -59,7 +59,7 @@ fn verdict(state: &AppState, request: &Request) -> Result<(), AppError> {
         Some("same-origin") => Ok(()),
         _ => Err(AppError::forbidden(
             "cross_origin",
-            "request must come from this site (send an allowed Origin header, or use a Bearer token)",
+            "This request must come from Roost's own pages (send an allowed Origin header, or use an API token).",
         )),
     }
 }

@@ -51,16 +51,27 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> AppResult<Response> {
-    let ws = ws.map_err(|e| AppError::bad_request("websocket_required", e.body_text()))?;
+    let ws = ws.map_err(|e| {
+        AppError::bad_request(
+            "websocket_required",
+            "This address opens a WebSocket: connect to it with a WebSocket client.",
+        )
+    })?;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| state.site.origin_allowed(o));
         if !allowed {
-            return Err(AppError::forbidden("cross_origin", "this origin may not open the chat socket"));
+            return Err(AppError::forbidden(
+                "cross_origin",
+                "This site may not open your chat: open Roost from its own address.",
+            ));
         }
     }
     let resume = match query.resume.as_deref() {
         Some(raw) => Some(Cursor::parse(raw).ok_or_else(|| {
-            AppError::bad_request("invalid_resume", "resume must be <epoch>:<seq>, as sent in roost.ready and roostSeq")
+            AppError::bad_request(
+                "invalid_resume",
+                "The resume point must be <epoch>:<seq>, as sent in roost.ready and roostSeq.",
+            )
         })?),
         None => None,
     };

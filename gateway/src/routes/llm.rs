@@ -34,9 +34,9 @@ async fn model_call(state: &AppState, api: LlmApi, headers: &HeaderMap, body: Re
     let upstream = configured(state, api)?;
     let body = Bytes::from_request(body, state).await.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body is too large")
+            AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
         }
-        _ => AppError::bad_request("invalid_body", rejection.body_text()),
+        _ => AppError::bad_request("invalid_body", "The request body could not be read. Send it again."),
     })?;
     let request = ModelRequest::parse(api, body)?;
     let price = llm::credit_check::check(state, &user, &request.model).await?;

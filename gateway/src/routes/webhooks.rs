@@ -27,12 +27,14 @@ struct ClerkObject {
 }
 
 pub async fn clerk(state: AppState, headers: HeaderMap, body: Bytes) -> AppResult<axum::Json<Value>> {
-    let key =
-        state.clerk_webhook_key.as_ref().ok_or_else(|| AppError::not_found("Clerk webhooks are not configured"))?;
+    let key = state.clerk_webhook_key.as_ref().ok_or_else(|| {
+        AppError::not_found("This server does not take Clerk webhooks: no Clerk webhook secret is configured.")
+    })?;
     let now = now_secs();
     let message_id = svix::verify(key, &headers, &body, now)?;
-    let event: ClerkEvent = serde_json::from_slice(&body)
-        .map_err(|e| AppError::bad_request("invalid_event", format!("unreadable event: {e}")))?;
+    let event: ClerkEvent = serde_json::from_slice(&body).map_err(|e| {
+        AppError::bad_request("invalid_event", format!("The webhook body is not an event Roost can read ({e})."))
+    })?;
 
     // Recording the id and acting on the event commit together, so a failure leaves the
     // delivery unrecorded and Svix's retry is handled, not skipped.

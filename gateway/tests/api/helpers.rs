@@ -226,8 +226,17 @@ pub async fn error_code(res: Response) -> (u16, String) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.expect("error responses are JSON");
     let code = body["error"]["code"].as_str().expect("error.code is present").to_string();
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message is present");
+    let message = body["error"]["message"].as_str().expect("error.message is present");
+    assert_sentence(message);
     (status, code)
+}
+
+/// Roost's errors are shown to people as they are: a full sentence, capital first, stop at the end.
+pub fn assert_sentence(message: &str) {
+    let first = message.chars().next().expect("error.message is not empty");
+    let starts = first.is_uppercase() || first.is_ascii_digit() || matches!(first, '`' | '"' | '“');
+    let ends = message.trim_end_matches(['"', '”', ')']).ends_with(['.', '?', '!']);
+    assert!(starts && ends, "error messages are sentences: {message:?}");
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
