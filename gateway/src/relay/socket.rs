@@ -51,7 +51,7 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> AppResult<Response> {
-    let ws = ws.map_err(|e| {
+    let ws = ws.map_err(|_| {
         AppError::bad_request(
             "websocket_required",
             "This address opens a WebSocket: connect to it with a WebSocket client.",
