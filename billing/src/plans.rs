@@ -22,8 +22,8 @@ pub struct Plan {
     /// Credits granted each paid month (use them or lose them at the period's end).
     pub monthly_credits: u64,
     /// The Fly machine size, as `--fly-machine-size` takes it (`shared-cpu-2x`,
-    /// `performance-1x:4096`); the server's flag if unset. Checked when the file loads; read it
-    /// with [`Plan::size`]. The local provider ignores it.
+    /// `performance-1x:4096`); the server's flag if unset. The gateway checks it with the
+    /// provisioner's parser when the file loads. The local provider ignores it.
     #[serde(default)]
     pub machine_size: Option<String>,
     /// Whether an idle agent is suspended (it resumes in well under a second, memory intact)
@@ -120,11 +120,6 @@ impl Catalog {
         if let Some(id) = self.plans.keys().find(|id| self.packs.contains_key(*id)) {
             return Err(CatalogError(format!("{id} is both a plan and a pack")));
         }
-        for (id, plan) in self.plans.iter().map(|(id, p)| (id.as_str(), p)).chain([("free", &self.free)]) {
-            if let Some(Err(e)) = plan.machine_size.as_deref().map(MachineSize::parse) {
-                return Err(CatalogError(format!("the plan {:?} ({id}): machine_size {e}", plan.name)));
-            }
-        }
         if let Some((id, _)) = self.packs.iter().find(|(_, p)| p.credits == 0) {
             return Err(CatalogError(format!("the pack {id} grants no credits")));
         }
@@ -134,6 +129,12 @@ impl Catalog {
             ));
         }
         Ok(())
+    }
+
+    /// Every plan with its key (`free` for the free plan), for checks billing cannot make: a
+    /// plan's `machine_size` is the provisioner's to parse.
+    pub fn all_plans(&self) -> impl Iterator<Item = (&str, &Plan)> {
+        self.plans.iter().map(|(id, p)| (id.as_str(), p)).chain([("free", &self.free)])
     }
 
     /// The price of a call to `model`, if it is on offer.
@@ -152,54 +153,6 @@ impl Catalog {
 
     pub fn pack(&self, price_id: &str) -> Option<&Pack> {
         self.packs.get(price_id)
-    }
-}
-
-/// A Fly machine size: `shared-cpu-Nx` or `performance-Nx`, optionally `:<memory MB>` (a
-/// multiple of 256; default 2048). The same syntax as the provisioner's `--fly-machine-size`;
-/// billing does not know the provisioner, so the gateway turns this into a Fly guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineSize {
-    /// `shared` or `performance`.
-    pub cpu_kind: &'static str,
-    pub cpus: u32,
-    pub memory_mb: u32,
-}
-
-impl MachineSize {
-    pub const DEFAULT_MEMORY_MB: u32 = 2048;
-
-    pub fn parse(size: &str) -> Result<Self, String> {
-        let (preset, memory) = match size.split_once(':') {
-            Some((preset, mb)) => {
-                let mb: u32 = mb.trim().parse().map_err(|_| format!("{size:?}: {mb:?} is not a memory size in MB"))?;
-                (preset.trim(), mb)
-            }
-            None => (size.trim(), Self::DEFAULT_MEMORY_MB),
-        };
-        let (cpu_kind, count) = if let Some(rest) = preset.strip_prefix("shared-cpu-") {
-            ("shared", rest)
-        } else if let Some(rest) = preset.strip_prefix("performance-") {
-            ("performance", rest)
-        } else {
-            return Err(format!("{size:?} is not a Fly size like shared-cpu-2x or performance-1x:4096"));
-        };
-        let cpus: u32 = count
-            .strip_suffix('x')
-            .and_then(|n| n.parse().ok())
-            .filter(|n| [1, 2, 4, 8, 16].contains(n))
-            .ok_or_else(|| format!("{size:?}: the CPU count must be 1x, 2x, 4x, 8x or 16x"))?;
-        if memory < 256 || memory % 256 != 0 {
-            return Err(format!("{size:?}: memory must be a multiple of 256 MB"));
-        }
-        Ok(Self { cpu_kind, cpus, memory_mb: memory })
-    }
-}
-
-impl Plan {
-    /// The plan's machine size, if it sets one (checked when the catalog loaded).
-    pub fn size(&self) -> Option<MachineSize> {
-        self.machine_size.as_deref().and_then(|s| MachineSize::parse(s).ok())
     }
 }
 
@@ -297,34 +250,5 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(plan.plan("price_p").unwrap().idle_timeout, Some(None), "0 means never");
-    }
-
-    #[test]
-    fn plan_sizes_parse_and_a_bad_one_names_its_plan() {
-        let free = "[free]\nname = \"Free\"\nmonthly_credits = 10\n";
-        let priced = "[models.m]\ninput_per_million = 1\noutput_per_million = 2\n";
-        let plan = |size: &str| {
-            format!("{free}{priced}[plans.price_p]\nname = \"Pro\"\nmonthly_credits = 1\nmachine_size = \"{size}\"\n")
-        };
-        let catalog = Catalog::from_toml(&format!("{}suspend = true\n", plan("performance-2x:4096"))).unwrap();
-        let pro = catalog.plan("price_p").unwrap();
-        assert_eq!(pro.size(), Some(MachineSize { cpu_kind: "performance", cpus: 2, memory_mb: 4096 }));
-        assert!(pro.suspend);
-        assert!(!catalog.free.suspend, "suspend is off unless a plan says so");
-        assert_eq!(catalog.free.size(), None);
-        let small = Catalog::from_toml(&plan("shared-cpu-1x")).unwrap();
-        assert_eq!(small.plan("price_p").unwrap().size().unwrap().memory_mb, 2048);
-        for (bad, says) in [
-            ("huge", "is not a Fly size"),
-            ("shared-cpu-3x", "CPU count"),
-            ("shared-cpu-2x:1000", "multiple of 256"),
-            ("shared-cpu-2x:lots", "not a memory size"),
-        ] {
-            let error = Catalog::from_toml(&plan(bad)).unwrap_err().to_string();
-            assert!(error.contains("the plan \"Pro\" (price_p)") && error.contains(says), "{error}");
-        }
-        let bad_free = format!("{free}machine_size = \"tiny\"\n{priced}");
-        let error = Catalog::from_toml(&bad_free).unwrap_err().to_string();
-        assert!(error.contains("the plan \"Free\" (free)"), "{error}");
     }
 }

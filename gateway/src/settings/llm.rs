@@ -43,8 +43,54 @@ pub(super) fn upstreams(args: &LlmArgs, problems: &mut Problems) -> Option<Upstr
     })
 }
 
-/// The operator's catalog file, checked as a whole.
+/// The operator's catalog file, checked as a whole: billing's own rules, then each plan's
+/// machine size by the provisioner's parser (the one `--fly-machine-size` uses).
 pub fn catalog(path: &std::path::Path) -> anyhow::Result<billing::plans::Catalog> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot be read: {e}"))?;
-    Ok(billing::plans::Catalog::from_toml(&text)?)
+    let catalog = billing::plans::Catalog::from_toml(&text)?;
+    for (id, plan) in catalog.all_plans() {
+        if let Some(Err(e)) = plan.machine_size.as_deref().map(provisioner::fly::parse_machine_size) {
+            anyhow::bail!("the plan {:?} ({id}): machine_size {e}", plan.name);
+        }
+    }
+    Ok(catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<billing::plans::Catalog> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.toml");
+        std::fs::write(&path, text).unwrap();
+        catalog(&path)
+    }
+
+    #[test]
+    fn plan_sizes_parse_and_a_bad_one_names_its_plan() {
+        let free = "[free]\nname = \"Free\"\nmonthly_credits = 10\n";
+        let priced = "[models.m]\ninput_per_million = 1\noutput_per_million = 2\n";
+        let plan = |size: &str| {
+            format!("{free}{priced}[plans.price_p]\nname = \"Pro\"\nmonthly_credits = 1\nmachine_size = \"{size}\"\n")
+        };
+        let catalog = load(&format!("{}suspend = true\n", plan("performance-2x:4096"))).unwrap();
+        let pro = catalog.plan("price_p").unwrap();
+        let guest = provisioner::fly::parse_machine_size(pro.machine_size.as_deref().unwrap()).unwrap();
+        assert_eq!((guest.cpu_kind.as_str(), guest.cpus, guest.memory_mb), ("performance", 2, 4096));
+        assert!(pro.suspend);
+        assert!(!catalog.free.suspend, "suspend is off unless a plan says so");
+        assert_eq!(catalog.free.machine_size, None);
+        for (bad, says) in [
+            ("huge", "is not a Fly size"),
+            ("shared-cpu-3x", "CPU count"),
+            ("shared-cpu-2x:1000", "multiple of 256"),
+            ("shared-cpu-2x:lots", "not a memory size"),
+        ] {
+            let error = load(&plan(bad)).unwrap_err().to_string();
+            assert!(error.contains("the plan \"Pro\" (price_p)") && error.contains(says), "{error}");
+        }
+        let error = load(&format!("{free}machine_size = \"tiny\"\n{priced}")).unwrap_err().to_string();
+        assert!(error.contains("the plan \"Free\" (free)"), "{error}");
+    }
 }

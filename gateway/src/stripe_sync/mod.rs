@@ -146,11 +146,8 @@ pub async fn agent_plan(
 ) -> Result<(Option<provisioner::fly::Guest>, bool), String> {
     let conn = db.conn().map_err(|e| e.to_string())?;
     let current = plan_in(catalog, &conn, user, now_secs()).await.map_err(|e| e.to_string())?;
-    let guest = current.plan.size().map(|size| provisioner::fly::Guest {
-        cpu_kind: size.cpu_kind.to_string(),
-        cpus: size.cpus,
-        memory_mb: size.memory_mb,
-    });
+    // Checked when the catalog loaded (settings::llm::catalog).
+    let guest = current.plan.machine_size.as_deref().and_then(|size| provisioner::fly::parse_machine_size(size).ok());
     Ok((guest, current.plan.suspend))
 }
 
