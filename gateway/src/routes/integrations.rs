@@ -126,6 +126,15 @@ fn agent_error(channel: Channel, e: AgentError) -> AppError {
 fn unsupported(e: provisioner::ProvisionError) -> AppError {
     match e {
         provisioner::ProvisionError::Unsupported(why) => AppError::conflict("unsupported", why),
+        // A Fly machine's sidecar that did not answer or refused: the agent is not reachable.
+        provisioner::ProvisionError::Start(why) => {
+            tracing::info!(error = %why, "the bot token file could not be written on the agent");
+            AppError::conflict(
+                "agent_unreachable",
+                "Roost could not reach your agent. Try again in a moment, or restart it.",
+            )
+            .retry_after(10)
+        }
         other => AppError::internal(anyhow::anyhow!("writing the bot token file: {other}")),
     }
 }
@@ -165,6 +174,8 @@ fn channel_config(state: &App, row: &Integration, token_path: &str) -> Value {
     let mut patch = json!({ "channels": { row.channel.as_str(): config } });
     if row.channel == "discord" {
         patch["secrets"] = json!({ "providers": { "roost-discord": { "source": "file", "path": token_path, "mode": "singleValue" } } });
+        // An external plugin runs only when enabled explicitly (OpenClaw warns and skips it).
+        patch["plugins"] = json!({ "entries": { "discord": { "enabled": true } } });
     }
     patch
 }
@@ -173,6 +184,7 @@ fn removal(channel: Channel) -> Value {
     let mut patch = json!({ "channels": { channel.as_str(): null } });
     if channel == Channel::Discord {
         patch["secrets"] = json!({ "providers": { "roost-discord": null } });
+        patch["plugins"] = json!({ "entries": { "discord": null } });
     }
     patch
 }
