@@ -113,6 +113,43 @@ pub fn write_discord_install_record(state_dir: &Path, plugin_dir: &Path) -> std:
     std::fs::rename(&temp, &file)
 }
 
+/// Drops the channels Roost added whose token file is gone (Roost deletes it on disconnect, also
+/// while the agent is down), with their secret provider and plugin entry; any other channel
+/// goes too, since Roost connects only these. Run on every rewrite before a start, so a
+/// disconnect sticks even when the agent could not be told at the time.
+pub fn prune_channels(config: &mut Value) {
+    let file_exists = |p: &Value| p.as_str().is_some_and(|p| Path::new(p).is_file());
+    let Some(channels) = config.get("channels").and_then(Value::as_object).cloned() else { return };
+    let mut kept = Map::new();
+    for (name, channel) in channels {
+        let keep = match name.as_str() {
+            "telegram" => file_exists(&channel["tokenFile"]),
+            "discord" => {
+                let provider = channel["token"]["provider"].as_str().unwrap_or_default();
+                file_exists(&config["secrets"]["providers"][provider]["path"])
+            }
+            _ => false,
+        };
+        if keep {
+            kept.insert(name, channel);
+        } else if let Some(entries) = config.pointer_mut("/plugins/entries").and_then(Value::as_object_mut) {
+            entries.remove(&name);
+            if name == "discord"
+                && let Some(providers) = config.pointer_mut("/secrets/providers").and_then(Value::as_object_mut)
+            {
+                providers.remove("roost-discord");
+            }
+        }
+    }
+    if kept.is_empty() {
+        if let Some(object) = config.as_object_mut() {
+            object.remove("channels");
+        }
+    } else {
+        config["channels"] = Value::Object(kept);
+    }
+}
+
 /// `existing` (what OpenClaw last wrote, user keys included) with the platform keys laid over it:
 /// objects merge key by key, anything else the platform sets wins, owned subtrees are replaced
 /// whole. A file that is not a JSON object counts as empty.
@@ -220,6 +257,33 @@ mod tests {
         std::fs::rename(&file, file.with_extension("json.migrated")).unwrap();
         write_discord_install_record(state.path(), &plugin).unwrap();
         assert!(!file.exists(), "imported once is enough");
+    }
+
+    #[test]
+    fn channels_whose_token_file_is_gone_are_dropped_on_the_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let telegram = dir.path().join("telegram-1.token");
+        std::fs::write(&telegram, "1:x").unwrap();
+        let discord = dir.path().join("discord-1.token");
+        let mut config = json!({
+            "channels": {
+                "telegram": { "enabled": true, "tokenFile": telegram },
+                "discord": { "enabled": true, "token": { "source": "file", "provider": "roost-discord", "id": "value" } },
+                "slack": { "enabled": true },
+            },
+            "secrets": { "providers": { "roost-discord": { "source": "file", "path": discord, "mode": "singleValue" } } },
+            "plugins": { "entries": { "telegram": { "enabled": true }, "discord": { "enabled": true }, "memory-core": {} } },
+        });
+        prune_channels(&mut config);
+        assert_eq!(config["channels"]["telegram"]["tokenFile"], json!(telegram));
+        assert!(config["channels"].get("discord").is_none() && config["channels"].get("slack").is_none(), "{config}");
+        assert!(config["plugins"]["entries"].get("discord").is_none());
+        assert!(config["secrets"]["providers"].get("roost-discord").is_none());
+        assert!(config["plugins"]["entries"]["memory-core"].is_object());
+        std::fs::remove_file(&telegram).unwrap();
+        prune_channels(&mut config);
+        assert!(config.get("channels").is_none(), "{config}");
+        assert!(config["plugins"]["entries"].get("telegram").is_none());
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
             .await
             .map_err(std::io::Error::other)??;
     }
-    let merged = config::merge(existing, &platform);
+    let mut merged = config::merge(existing, &platform);
+    config::prune_channels(&mut merged);
     let tmp = path.with_extension("json.roost-tmp");
     tokio::fs::write(&tmp, serde_json::to_vec_pretty(&merged).expect("a JSON value serialises")).await?;
     set_private(&tmp).await?;

@@ -597,17 +597,53 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
     let row = owned(&state, user, channel).await?;
+    let mut not_running = false;
     match Agent::open(&state, user, false).await {
         Ok(mut agent) => {
             let removed = agent.patch_config(&removal(channel)).await;
             agent.close().await;
             removed.map_err(|e| agent_error(channel, e))?;
         }
-        Err(AgentError::Starting) => {}
+        Err(AgentError::Starting) => not_running = true,
         Err(e) => return Err(agent_error(channel, e)),
     }
     state.machines.put_secret_file(user, &row.token_file, None).await.map_err(unsupported)?;
     db::delete(&*state.db.conn()?, user, channel.as_str()).await?;
+    if not_running {
+        // An agent starting now may have read its config (the channel in it) before the token
+        // file went: once it is up, the channel is removed from it too.
+        tokio::spawn(remove_once_up(state.clone(), user.clone(), channel, row.token_file.clone()));
+    }
     tracing::info!(user_id = %user, channel = channel.as_str(), "bot disconnected");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a disconnect watches for a starting agent to come up (a Fly start can take minutes).
+const REMOVE_WATCH: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn remove_once_up(state: AppState, user: UserId, channel: Channel, token_file: String) {
+    let deadline = tokio::time::Instant::now() + REMOVE_WATCH;
+    while tokio::time::Instant::now() < deadline {
+        if state.machines.address_if_ready(&user).await.is_some() {
+            let reconnected = match state.db.conn() {
+                Ok(conn) => db::find(&conn, &user, channel.as_str()).await.map(|r| r.is_some()).unwrap_or(true),
+                Err(_) => true,
+            };
+            if reconnected {
+                return;
+            }
+            // A Fly machine that was down kept the file on its volume; local deletes were done.
+            if let Err(e) = state.machines.put_secret_file(&user, &token_file, None).await {
+                tracing::info!(user_id = %user, error = %e, "deleting a disconnected bot's token file failed");
+            }
+            let Ok(mut agent) = Agent::open(&state, &user, false).await else { return };
+            let stale = agent.channel_config(channel).await.map(|c| !c.is_null()).unwrap_or(false);
+            if stale && let Err(e) = agent.patch_config(&removal(channel)).await {
+                tracing::info!(user_id = %user, error = %e, "removing a disconnected bot from a started agent failed");
+            }
+            agent.close().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
