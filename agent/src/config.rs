@@ -10,6 +10,11 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 pub const LLM_CREDENTIAL_ENV: &str = "ROOST_LLM_CREDENTIAL";
+/// Where OpenClaw reads an older release's plugin install records, under its state dir; it
+/// imports them into its state database at start (and renames the file `….migrated`).
+pub const PLUGIN_INSTALLS_FILE: &str = "plugins/installs.json";
+/// The Discord plugin's package name and id.
+pub const DISCORD_PLUGIN: &str = "@openclaw/discord";
 /// The model provider Roost's LLM proxy appears as: models are `roost/<model>`.
 pub const PROVIDER_ID: &str = "roost";
 
@@ -71,6 +76,78 @@ pub fn platform_keys(port: u16, model: &Model, log_file: Option<&Path>) -> Value
         keys["logging"] = json!({ "file": file });
     }
     keys
+}
+
+/// The install record that makes OpenClaw trust the Discord plugin at `plugin_dir` (version
+/// `version`), in the form it imports from [`PLUGIN_INSTALLS_FILE`]. OpenClaw runs external
+/// plugins' storage only for official npm installs it has a record of; one found through
+/// `plugins.load.paths` alone fails to register ("only available for trusted plugins"). The
+/// plugin is installed with the runtime (pinned, from npm), not per agent with `openclaw plugins
+/// install`, which would download it again into every agent's state dir.
+pub fn discord_install_record(plugin_dir: &Path, version: &str) -> Value {
+    let spec = format!("{DISCORD_PLUGIN}@{version}");
+    json!({ "installRecords": { "discord": {
+        "source": "npm", "spec": spec, "installPath": plugin_dir, "version": version,
+        "resolvedName": DISCORD_PLUGIN, "resolvedVersion": version, "resolvedSpec": spec,
+    } } })
+}
+
+/// Writes [`discord_install_record`] for the agent whose state dir is `state_dir`, with the
+/// version the plugin's `package.json` names, unless OpenClaw has imported one already. Blocking.
+pub fn write_discord_install_record(state_dir: &Path, plugin_dir: &Path) -> std::io::Result<()> {
+    let file = state_dir.join(PLUGIN_INSTALLS_FILE);
+    if file.with_extension("json.migrated").exists() {
+        return Ok(());
+    }
+    let package: Value = serde_json::from_slice(&std::fs::read(plugin_dir.join("package.json"))?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let version = package["version"]
+        .as_str()
+        .filter(|v| package["name"] == DISCORD_PLUGIN && !v.is_empty())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not the Discord plugin's package.json"))?;
+    std::fs::create_dir_all(file.parent().expect("the file is in plugins/"))?;
+    let text =
+        serde_json::to_vec_pretty(&discord_install_record(plugin_dir, version)).expect("a JSON value serialises");
+    let temp = file.with_extension("json.roost-tmp");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, &file)
+}
+
+/// Drops the channels Roost added whose token file is gone (Roost deletes it on disconnect, also
+/// while the agent is down), with their secret provider and plugin entry; any other channel
+/// goes too, since Roost connects only these. Run on every rewrite before a start, so a
+/// disconnect sticks even when the agent could not be told at the time.
+pub fn prune_channels(config: &mut Value) {
+    let file_exists = |p: &Value| p.as_str().is_some_and(|p| Path::new(p).is_file());
+    let Some(channels) = config.get("channels").and_then(Value::as_object).cloned() else { return };
+    let mut kept = Map::new();
+    for (name, channel) in channels {
+        let keep = match name.as_str() {
+            "telegram" => file_exists(&channel["tokenFile"]),
+            "discord" => {
+                let provider = channel["token"]["provider"].as_str().unwrap_or_default();
+                file_exists(&config["secrets"]["providers"][provider]["path"])
+            }
+            _ => false,
+        };
+        if keep {
+            kept.insert(name, channel);
+        } else if let Some(entries) = config.pointer_mut("/plugins/entries").and_then(Value::as_object_mut) {
+            entries.remove(&name);
+            if name == "discord"
+                && let Some(providers) = config.pointer_mut("/secrets/providers").and_then(Value::as_object_mut)
+            {
+                providers.remove("roost-discord");
+            }
+        }
+    }
+    if kept.is_empty() {
+        if let Some(object) = config.as_object_mut() {
+            object.remove("channels");
+        }
+    } else {
+        config["channels"] = Value::Object(kept);
+    }
 }
 
 /// `existing` (what OpenClaw last wrote, user keys included) with the platform keys laid over it:
@@ -156,6 +233,57 @@ mod tests {
         assert_eq!(merged["agents"]["defaults"]["model"], json!({ "primary": "roost/m1" }));
         assert_eq!(merged["agents"]["defaults"]["workspace"], "/w");
         assert_eq!(merged["meta"]["lastTouchedVersion"], "2026.9.6");
+    }
+
+    #[test]
+    fn the_discord_install_record_is_written_until_openclaw_imported_it() {
+        let state = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        let plugin = runtime.path().join("@openclaw/discord");
+        std::fs::create_dir_all(&plugin).unwrap();
+        assert!(write_discord_install_record(state.path(), &plugin).is_err(), "no package.json");
+        std::fs::write(plugin.join("package.json"), r#"{"name":"@openclaw/discord","version":"2026.9.6"}"#).unwrap();
+        write_discord_install_record(state.path(), &plugin).unwrap();
+        let file = state.path().join(PLUGIN_INSTALLS_FILE);
+        let record: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let discord = &record["installRecords"]["discord"];
+        assert_eq!(discord["source"], "npm");
+        assert_eq!(discord["spec"], "@openclaw/discord@2026.9.6");
+        assert_eq!(discord["installPath"], json!(plugin));
+        assert!(
+            discord.get("sourcePath").is_none() && discord.get("artifactKind").is_none(),
+            "an official npm install"
+        );
+        std::fs::rename(&file, file.with_extension("json.migrated")).unwrap();
+        write_discord_install_record(state.path(), &plugin).unwrap();
+        assert!(!file.exists(), "imported once is enough");
+    }
+
+    #[test]
+    fn channels_whose_token_file_is_gone_are_dropped_on_the_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let telegram = dir.path().join("telegram-1.token");
+        std::fs::write(&telegram, "1:x").unwrap();
+        let discord = dir.path().join("discord-1.token");
+        let mut config = json!({
+            "channels": {
+                "telegram": { "enabled": true, "tokenFile": telegram },
+                "discord": { "enabled": true, "token": { "source": "file", "provider": "roost-discord", "id": "value" } },
+                "slack": { "enabled": true },
+            },
+            "secrets": { "providers": { "roost-discord": { "source": "file", "path": discord, "mode": "singleValue" } } },
+            "plugins": { "entries": { "telegram": { "enabled": true }, "discord": { "enabled": true }, "memory-core": {} } },
+        });
+        prune_channels(&mut config);
+        assert_eq!(config["channels"]["telegram"]["tokenFile"], json!(telegram));
+        assert!(config["channels"].get("discord").is_none() && config["channels"].get("slack").is_none(), "{config}");
+        assert!(config["plugins"]["entries"].get("discord").is_none());
+        assert!(config["secrets"]["providers"].get("roost-discord").is_none());
+        assert!(config["plugins"]["entries"]["memory-core"].is_object());
+        std::fs::remove_file(&telegram).unwrap();
+        prune_channels(&mut config);
+        assert!(config.get("channels").is_none(), "{config}");
+        assert!(config["plugins"]["entries"].get("telegram").is_none());
     }
 
     #[test]

@@ -3,17 +3,22 @@
 //! It writes the platform's OpenClaw config keys and supervises OpenClaw on loopback
 //! ([`supervisor`]), and forwards Roost's connections from the private network to it
 //! ([`proxy`]), admitting only requests that carry the machine's own secret. Its own routes
-//! (readiness now, a files API later) live under `/roost/` ([`router`]).
+//! (readiness, and the secret files bot tokens are read from) live under `/roost/` ([`router`]).
 //!
 //! Without the `sidecar` feature only [`config`] is built: the local provider shares it.
 
 pub mod config;
+pub mod secret_files;
 
 /// The header that carries the per-machine secret; the sidecar strips it before forwarding.
 pub const SECRET_HEADER: &str = "x-roost-agent-secret";
 /// The sidecar's readiness route.
 pub const READY_PATH: &str = "/roost/ready";
+/// The sidecar's secret files: `PUT` (the body is the contents) or `DELETE` `<prefix><name>`.
+pub const SECRETS_PATH: &str = "/roost/secrets/";
 
+#[cfg(feature = "sidecar")]
+pub mod files;
 #[cfg(feature = "sidecar")]
 pub mod proxy;
 #[cfg(feature = "sidecar")]

@@ -42,7 +42,12 @@ async fn main() -> ExitCode {
     let (stage_tx, stage_rx) = watch::channel(Stage::Preparing);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let upstream = SocketAddr::from(([127, 0, 0, 1], settings.openclaw_port));
-    let ctx = Arc::new(Context { secret: settings.secret.clone(), upstream, stage: stage_rx });
+    let ctx = Arc::new(Context {
+        secret: settings.secret.clone(),
+        upstream,
+        stage: stage_rx,
+        state_dir: settings.state_dir.clone(),
+    });
     let server = tokio::spawn(proxy::serve(listener, ctx, settings.max_connections, shutdown_rx.clone()));
     let supervisor = tokio::spawn(supervisor::run(settings, stage_tx, shutdown_rx));
     tokio::select! {

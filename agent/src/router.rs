@@ -1,8 +1,9 @@
 //! Every request: admitted only with the machine's secret (which is then removed), then either
-//! one of the sidecar's own routes under `/roost/` or forwarded to OpenClaw. A later files API
-//! goes next to `/roost/ready` here.
+//! one of the sidecar's own routes under `/roost/` (readiness, secret files) or forwarded to
+//! OpenClaw.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::secret::AgentSecret;
 use crate::supervisor::Stage;
-use crate::{READY_PATH, SECRET_HEADER, proxy, ready};
+use crate::{READY_PATH, SECRET_HEADER, SECRETS_PATH, files, proxy, ready};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -23,6 +24,8 @@ pub struct Context {
     /// OpenClaw on loopback.
     pub upstream: SocketAddr,
     pub stage: watch::Receiver<Stage>,
+    /// OpenClaw's state dir: secret files go in its fixed subdirectory.
+    pub state_dir: PathBuf,
 }
 
 pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
@@ -38,6 +41,9 @@ pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<B
             Method::GET => ready::answer(&ctx).await,
             _ => json(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"Use GET for readiness."}"#),
         };
+    }
+    if path.starts_with(SECRETS_PATH) {
+        return files::handle(req, &ctx).await;
     }
     if path.starts_with("/roost/") {
         return json(StatusCode::NOT_FOUND, r#"{"error":"There is no such sidecar route."}"#);

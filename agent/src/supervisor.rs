@@ -71,7 +71,14 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
     if !settings.plugin_paths.is_empty() {
         platform["plugins"]["load"] = serde_json::json!({ "paths": settings.plugin_paths });
     }
-    let merged = config::merge(existing, &platform);
+    for plugin in settings.plugin_paths.iter().filter(|p| p.ends_with(config::DISCORD_PLUGIN)) {
+        let (state, plugin) = (settings.state_dir.clone(), plugin.clone());
+        tokio::task::spawn_blocking(move || config::write_discord_install_record(&state, &plugin))
+            .await
+            .map_err(std::io::Error::other)??;
+    }
+    let mut merged = config::merge(existing, &platform);
+    config::prune_channels(&mut merged);
     let tmp = path.with_extension("json.roost-tmp");
     tokio::fs::write(&tmp, serde_json::to_vec_pretty(&merged).expect("a JSON value serialises")).await?;
     set_private(&tmp).await?;

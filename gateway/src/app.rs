@@ -104,7 +104,11 @@ impl App {
         };
         let upstreams = Upstreams::new(llm.upstreams)?;
         let catalog = Arc::new(llm.catalog);
-        let machines = Arc::new(build_machines(agents, &db, &secret, &catalog, sandbox).await?);
+        // The Discord plugin reads its API base from `DISCORD_API_URL` (loopback http allowed),
+        // and finds the gateway WebSocket on the same origin.
+        let discord_api_url = (integrations.discord_api_base != crate::integrations::DISCORD_API_BASE)
+            .then(|| integrations.discord_api_base.clone());
+        let machines = Arc::new(build_machines(agents, &db, &secret, &catalog, sandbox, discord_api_url).await?);
         let activity = machines.activity().clone();
         let device = DeviceIdentity::load_or_create(&data_dir)?;
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
@@ -178,6 +182,7 @@ async fn build_machines(
     secret: &Arc<ServerSecret>,
     catalog: &Arc<billing::plans::Catalog>,
     sandbox: Option<Sandbox>,
+    discord_api_url: Option<String>,
 ) -> anyhow::Result<Machines> {
     let reporter = Arc::new(Reporter::new(db.clone()));
     let limits = agents.limits;
@@ -210,6 +215,7 @@ async fn build_machines(
                 helper,
                 sandbox: sandbox.expect("chosen for the local provider"),
                 protected: local.protected,
+                env: discord_api_url.map(|url| ("DISCORD_API_URL".to_string(), url)).into_iter().collect(),
             };
             let provider = provisioner::local::LocalProvider::new(
                 provisioner::local::LocalOptions {

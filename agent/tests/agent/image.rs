@@ -23,6 +23,11 @@ fn the_image_pins_the_local_runtimes_versions_and_uses_the_volume() {
     assert_eq!(args["OPENCLAW_VERSION"], provisioner::local::OPENCLAW_VERSION);
     assert_eq!(
         args["DISCORD_PLUGIN_VERSION"],
+        provisioner::local::DISCORD_PLUGIN_VERSION,
+        "the local runtime's plugin"
+    );
+    assert_eq!(
+        provisioner::local::DISCORD_PLUGIN_VERSION,
         provisioner::local::OPENCLAW_VERSION,
         "plugin and gateway move together"
     );

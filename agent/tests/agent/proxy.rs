@@ -72,7 +72,12 @@ async fn sidecar(upstream: SocketAddr, max_connections: usize) -> Sidecar {
     let addr = listener.local_addr().unwrap();
     let (stage_tx, stage) = watch::channel(Stage::Starting { start: 1 });
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let ctx = Arc::new(Context { secret: AgentSecret::parse(SECRET).unwrap(), upstream, stage });
+    let ctx = Arc::new(Context {
+        secret: AgentSecret::parse(SECRET).unwrap(),
+        upstream,
+        stage,
+        state_dir: std::env::temp_dir().join("roost-agent-proxy-tests-unused"),
+    });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, max_connections, shutdown));
     Sidecar { addr, _shutdown: shutdown_tx, _stage: stage_tx }
 }

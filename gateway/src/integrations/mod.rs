@@ -19,6 +19,9 @@ use crate::settings::IntegrationSettings;
 /// an agent wakes).
 const CALLS_PER_MINUTE: u32 = 30;
 
+/// Discord's own REST API (the `--discord-api-base` default).
+pub const DISCORD_API_BASE: &str = "https://discord.com/api/v10";
+
 /// One call to Telegram or Discord while a user waits.
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 

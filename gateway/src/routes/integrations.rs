@@ -126,6 +126,15 @@ fn agent_error(channel: Channel, e: AgentError) -> AppError {
 fn unsupported(e: provisioner::ProvisionError) -> AppError {
     match e {
         provisioner::ProvisionError::Unsupported(why) => AppError::conflict("unsupported", why),
+        // A Fly machine's sidecar that did not answer or refused: the agent is not reachable.
+        provisioner::ProvisionError::Start(why) => {
+            tracing::info!(error = %why, "the bot token file could not be written on the agent");
+            AppError::conflict(
+                "agent_unreachable",
+                "Roost could not reach your agent. Try again in a moment, or restart it.",
+            )
+            .retry_after(10)
+        }
         other => AppError::internal(anyhow::anyhow!("writing the bot token file: {other}")),
     }
 }
@@ -165,6 +174,8 @@ fn channel_config(state: &App, row: &Integration, token_path: &str) -> Value {
     let mut patch = json!({ "channels": { row.channel.as_str(): config } });
     if row.channel == "discord" {
         patch["secrets"] = json!({ "providers": { "roost-discord": { "source": "file", "path": token_path, "mode": "singleValue" } } });
+        // An external plugin runs only when enabled explicitly (OpenClaw warns and skips it).
+        patch["plugins"] = json!({ "entries": { "discord": { "enabled": true } } });
     }
     patch
 }
@@ -173,6 +184,7 @@ fn removal(channel: Channel) -> Value {
     let mut patch = json!({ "channels": { channel.as_str(): null } });
     if channel == Channel::Discord {
         patch["secrets"] = json!({ "providers": { "roost-discord": null } });
+        patch["plugins"] = json!({ "entries": { "discord": null } });
     }
     patch
 }
@@ -585,17 +597,53 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
     let row = owned(&state, user, channel).await?;
+    let mut not_running = false;
     match Agent::open(&state, user, false).await {
         Ok(mut agent) => {
             let removed = agent.patch_config(&removal(channel)).await;
             agent.close().await;
             removed.map_err(|e| agent_error(channel, e))?;
         }
-        Err(AgentError::Starting) => {}
+        Err(AgentError::Starting) => not_running = true,
         Err(e) => return Err(agent_error(channel, e)),
     }
     state.machines.put_secret_file(user, &row.token_file, None).await.map_err(unsupported)?;
     db::delete(&*state.db.conn()?, user, channel.as_str()).await?;
+    if not_running {
+        // An agent starting now may have read its config (the channel in it) before the token
+        // file went: once it is up, the channel is removed from it too.
+        tokio::spawn(remove_once_up(state.clone(), user.clone(), channel, row.token_file.clone()));
+    }
     tracing::info!(user_id = %user, channel = channel.as_str(), "bot disconnected");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a disconnect watches for a starting agent to come up (a Fly start can take minutes).
+const REMOVE_WATCH: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn remove_once_up(state: AppState, user: UserId, channel: Channel, token_file: String) {
+    let deadline = tokio::time::Instant::now() + REMOVE_WATCH;
+    while tokio::time::Instant::now() < deadline {
+        if state.machines.address_if_ready(&user).await.is_some() {
+            let reconnected = match state.db.conn() {
+                Ok(conn) => db::find(&conn, &user, channel.as_str()).await.map(|r| r.is_some()).unwrap_or(true),
+                Err(_) => true,
+            };
+            if reconnected {
+                return;
+            }
+            // A Fly machine that was down kept the file on its volume; local deletes were done.
+            if let Err(e) = state.machines.put_secret_file(&user, &token_file, None).await {
+                tracing::info!(user_id = %user, error = %e, "deleting a disconnected bot's token file failed");
+            }
+            let Ok(mut agent) = Agent::open(&state, &user, false).await else { return };
+            let stale = agent.channel_config(channel).await.map(|c| !c.is_null()).unwrap_or(false);
+            if stale && let Err(e) = agent.patch_config(&removal(channel)).await {
+                tracing::info!(user_id = %user, error = %e, "removing a disconnected bot from a started agent failed");
+            }
+            agent.close().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

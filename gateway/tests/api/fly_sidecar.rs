@@ -19,11 +19,20 @@ use crate::helpers::TestApp;
 /// A sidecar admitting `secret`, forwarding to `upstream`; it lives as long as the returned
 /// senders.
 async fn sidecar(secret: &str, upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>, watch::Sender<Stage>) {
+    let state_dir = std::env::temp_dir().join(format!("roost-fly-sidecar-{}", uuid::Uuid::new_v4()));
+    sidecar_in(secret, upstream, state_dir).await
+}
+
+async fn sidecar_in(
+    secret: &str,
+    upstream: SocketAddr,
+    state_dir: std::path::PathBuf,
+) -> (SocketAddr, watch::Sender<bool>, watch::Sender<Stage>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stage_tx, stage) = watch::channel(Stage::Starting { start: 1 });
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let ctx = Arc::new(Context { secret: AgentSecret::parse(secret).unwrap(), upstream, stage });
+    let ctx = Arc::new(Context { secret: AgentSecret::parse(secret).unwrap(), upstream, stage, state_dir });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, 64, shutdown));
     (addr, shutdown_tx, stage_tx)
 }
@@ -107,4 +116,40 @@ async fn fly_a_sidecar_that_refuses_roosts_secret_is_shown_to_the_user_and_never
     .await
     .expect("the refusal reaches the user's page");
     assert!(!shown.contains(&theirs), "{shown}");
+}
+
+#[tokio::test]
+async fn fly_bot_token_files_are_written_on_the_volume_through_the_sidecar() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(5)), ..Default::default() }).await;
+    let (forward, target) = late_forwarder().await;
+    let app = fly_app(&format!("ws://{forward}/"), &fake).await;
+    let (cookie, user_id) = app.signed_up_cookie("fly-bot@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let token = gateway::agent_credentials::gateway_token(&app.state.secret, &user);
+    let agent = SimulatedAgent::spawn(AgentOptions { token, ..Default::default() }).await.unwrap();
+    let secret = gateway::agent_credentials::agent_secret(&app.state.secret, &user);
+    let volume = tempfile::tempdir().unwrap();
+    let (sidecar_addr, _shutdown, _stage) = sidecar_in(&secret, agent.addr(), volume.path().to_path_buf()).await;
+    *target.lock().unwrap() = Some(sidecar_addr);
+
+    let bot_token = b"MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs";
+    // Down, a token cannot be written (the connect route starts the agent first).
+    let down = app.state.machines.put_secret_file(&user, "discord-ab12.token", Some(bot_token)).await;
+    assert!(down.is_err(), "{down:?}");
+
+    let mut ws = app.ws(&cookie, "").await;
+    ws.stages_until_ready().await;
+    let path = app.state.machines.put_secret_file(&user, "discord-ab12.token", Some(bot_token)).await.unwrap();
+    let on_volume = volume.path().join("roost-secrets/discord-ab12.token");
+    assert_eq!(path, on_volume.display().to_string(), "the path the agent reads it at");
+    assert_eq!(std::fs::read(&on_volume).unwrap(), bot_token);
+    assert_eq!(std::fs::metadata(&on_volume).unwrap().permissions().mode() & 0o777, 0o600);
+    // Roost's names only: nothing outside the secrets directory.
+    assert!(app.state.machines.put_secret_file(&user, "../openclaw.json", Some(b"{}")).await.is_err());
+    assert!(!volume.path().join("openclaw.json").exists());
+
+    app.state.machines.put_secret_file(&user, "discord-ab12.token", None).await.unwrap();
+    assert!(!on_volume.exists());
 }

@@ -19,6 +19,7 @@ mod ready;
 mod reconcile;
 mod retry;
 mod rollout;
+mod secret_files;
 mod store;
 mod sweep;
 mod token;

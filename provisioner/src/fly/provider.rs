@@ -83,12 +83,15 @@ impl FlyOptions {
     }
 }
 
-/// What this process last saw of a user's machine.
-#[derive(Debug, Clone)]
-struct Live {
-    state: MachineState,
+/// What this process last saw of a user's machine (no `Debug`: it holds the agent secret).
+#[derive(Clone)]
+pub(super) struct Live {
+    pub(super) state: MachineState,
     /// Set once the agent answered as ready.
-    address: Option<String>,
+    pub(super) address: Option<String>,
+    /// What its sidecar admits Roost by, from the spec it was started with (for the secret
+    /// files route); set with the address.
+    pub(super) agent_secret: Option<String>,
 }
 
 pub struct FlyProvider {
@@ -142,7 +145,14 @@ impl FlyProvider {
     }
 
     fn set_live(&self, user_id: &str, state: MachineState, address: Option<String>) {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(user_id.to_string(), Live { state, address });
+        let live = Live { state, address, agent_secret: None };
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(user_id.to_string(), live);
+    }
+
+    fn set_ready(&self, user_id: &str, address: String, agent_secret: &str) {
+        let live =
+            Live { state: MachineState::Ready, address: Some(address), agent_secret: Some(agent_secret.to_string()) };
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(user_id.to_string(), live);
     }
 
     pub(super) fn forget_live(&self, user_id: &str) {
@@ -160,7 +170,7 @@ impl FlyProvider {
         }
     }
 
-    fn live(&self, user_id: &str) -> Option<Live> {
+    pub(super) fn live(&self, user_id: &str) -> Option<Live> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).get(user_id).cloned()
     }
 
@@ -208,7 +218,7 @@ impl FlyProvider {
         progress.report(user, Stage::WaitingReady, "your agent's machine is up; waiting for your agent to answer");
         let address = agent_address(&self.options.agent_address, app, &machine.id, region);
         ready::wait_ready(&self.http, user, &spec.agent_secret, &address, self.options.ready_timeout, progress).await?;
-        self.set_live(user, MachineState::Ready, Some(address.clone()));
+        self.set_ready(user, address.clone(), &spec.agent_secret);
         progress.report(user, Stage::Ready, "your agent is ready");
         Ok(Machine { address, external_id: machine.id.clone() })
     }
@@ -344,6 +354,27 @@ impl Provider for FlyProvider {
 
     async fn address(&self, user_id: &str) -> Option<String> {
         self.live(user_id).filter(|l| l.state == MachineState::Ready).and_then(|l| l.address)
+    }
+
+    /// Through the machine's sidecar (`PUT`/`DELETE /roost/secrets/<name>`), which writes it on
+    /// the volume; only while the agent runs. A delete while it is down is left to the gateway,
+    /// which removes channels it holds no token for once the agent is up again.
+    async fn put_secret_file(
+        &self,
+        user_id: &str,
+        name: &str,
+        contents: Option<&[u8]>,
+    ) -> Result<String, ProvisionError> {
+        let live = self.live(user_id).filter(|l| l.state == MachineState::Ready);
+        let (Some(address), Some(secret)) =
+            (live.as_ref().and_then(|l| l.address.clone()), live.and_then(|l| l.agent_secret))
+        else {
+            if contents.is_none() {
+                return Ok(String::new());
+            }
+            return Err(ProvisionError::Start("the agent's machine is not running".into()));
+        };
+        super::secret_files::put(&self.http, &address, &secret, name, contents).await
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {

@@ -26,7 +26,14 @@ pub async fn agent_command(
 ) -> Result<Command, ProvisionError> {
     // The config lives in the agent's own state dir: OpenClaw rewrites it (config.patch).
     let config_path = dir.join("state/openclaw.json");
-    let mut config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"));
+    let plugins: Vec<_> = runtime.discord_plugin().into_iter().collect();
+    for plugin in &plugins {
+        let (state, plugin) = (dir.join("state"), plugin.clone());
+        tokio::task::spawn_blocking(move || roost_agent::config::write_discord_install_record(&state, &plugin))
+            .await
+            .map_err(|e| ProvisionError::Start(format!("writing the Discord plugin's record failed: {e}")))??;
+    }
+    let mut config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"), &plugins);
     if let Some(previous) = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b)) {
         config::carry_over(&previous, &mut config);
     }
@@ -61,6 +68,7 @@ pub async fn agent_command(
         // OpenClaw raises its children's OOM score by writing /proc/self, which agents may
         // not; the helper raises the whole agent's instead (see `Limits::oom_score_adj`).
         .env("OPENCLAW_CHILD_OOM_SCORE_ADJ", "0")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir.join("home"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

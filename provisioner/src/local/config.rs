@@ -5,50 +5,35 @@
 use std::path::{Path, PathBuf};
 
 use roost_agent::config::{Model, platform_keys};
+use roost_agent::secret_files;
 use serde_json::{Value, json};
 
 use crate::{LlmEndpoint, ProvisionError};
 
 pub use roost_agent::config::LLM_CREDENTIAL_ENV;
 
-pub fn render(port: u16, llm: &LlmEndpoint, log_file: &Path) -> Value {
+/// `plugins` are directories OpenClaw loads plugins from (the runtime's Discord plugin), the
+/// same key the sidecar writes for the image's.
+pub fn render(port: u16, llm: &LlmEndpoint, log_file: &Path, plugins: &[PathBuf]) -> Value {
     let model = Model { base_url: &llm.base_url, api: llm.api, model: &llm.model };
-    platform_keys(port, &model, Some(log_file))
+    let mut keys = platform_keys(port, &model, Some(log_file));
+    if !plugins.is_empty() {
+        keys["plugins"]["load"] = json!({ "paths": plugins });
+    }
+    keys
 }
 
 /// Where secret files for the agent live: inside its state dir, which only it (and Roost) may
 /// read under the sandbox.
 pub fn secrets_dir(user_dir: &Path) -> PathBuf {
-    user_dir.join("state/roost-secrets")
+    secret_files::dir(&user_dir.join("state"))
 }
 
 pub fn secret_file_name(name: &str) -> Result<&str, ProvisionError> {
-    let fine = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if fine { Ok(name) } else { Err(ProvisionError::Start(format!("not a secret file name: {name:?}"))) }
+    secret_files::check_name(name).map_err(ProvisionError::Start)
 }
 
-/// Writes `contents` (mode 0600, replacing any file atomically) or deletes the file.
-pub fn write_secret(path: &Path, contents: Option<&[u8]>) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let Some(contents) = contents else {
-        return match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    };
-    let dir = path.parent().expect("a secret file is in a directory");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let temp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
-}
+pub use secret_files::write as write_secret;
 
 /// The parts of the agent's previous config that Roost patched in at runtime and that must
 /// survive the rewrite before each start: channels (and the secret providers their tokens are
@@ -93,7 +78,11 @@ mod tests {
             credential: "rak_secret".into(),
             model: "m1".into(),
         };
-        let text = render(18801, &llm, Path::new("/data/users/u/state/logs/openclaw.log")).to_string();
+        let plugin = PathBuf::from("/rt/node_modules/@openclaw/discord");
+        let config = render(18801, &llm, Path::new("/data/users/u/state/logs/openclaw.log"), &[plugin]);
+        assert_eq!(config["plugins"]["load"]["paths"], json!(["/rt/node_modules/@openclaw/discord"]));
+        assert!(config["plugins"]["entries"]["memory-core"].is_object(), "the platform's entries stay");
+        let text = config.to_string();
         assert!(!text.contains("rak_secret"));
         assert!(text.contains("${ROOST_LLM_CREDENTIAL}"));
         assert!(text.contains("\"primary\":\"roost/m1\""));

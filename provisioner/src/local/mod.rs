@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 pub use command::NODE_HEAP_LIMIT_MB;
-pub use runtime::{Installer, NODE_VERSION, OPENCLAW_VERSION, Runtime};
+pub use runtime::{DISCORD_PLUGIN, DISCORD_PLUGIN_VERSION, Installer, NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use process::{Agent, AgentLaunch};
@@ -69,6 +69,9 @@ pub struct Launch {
     pub sandbox: sandbox::Sandbox,
     /// Paths no agent may reach even by a granted ancestor: the data dir, database, secret key.
     pub protected: Vec<PathBuf>,
+    /// Extra environment every agent gets (`DISCORD_API_URL` when Roost's Discord API is not
+    /// Discord's own). Never a secret: agents run the user's code.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct LocalProvider {

@@ -78,6 +78,7 @@ async fn provider_with(
             helper: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/local/exec_as_is.sh")),
             sandbox: Sandbox::choose(Support::Missing, true),
             protected: vec![dir.to_path_buf()],
+            env: Vec::new(),
         },
     )
     .await
