@@ -14,6 +14,8 @@ mod browser;
 mod browser_billing;
 mod clerk;
 mod clerk_webhooks;
+mod console;
+mod console_fake;
 mod csrf;
 mod deploy_files;
 mod e2e_credits;
