@@ -123,14 +123,13 @@ async fn bodies_stream_both_ways() {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
     let upload = reqwest::Body::wrap_stream(tokio_stream_from(rx));
     tx.send(Ok(bytes::Bytes::from_static(b"part one;"))).await.unwrap();
-    let res = reqwest::Client::new()
+    let send = reqwest::Client::new()
         .post(app.url("/agent/echo"))
         .header("cookie", &cookie)
         .header("origin", &app.origin)
         .body(upload)
-        .send()
-        .await
-        .unwrap();
+        .send();
+    let res = tokio::time::timeout(Duration::from_secs(10), send).await.expect("an answer before the upload ends").unwrap();
     let mut echoed = res.bytes_stream();
     let first = tokio::time::timeout(Duration::from_secs(10), echoed.next()).await.expect("the echo of part one");
     assert_eq!(first.unwrap().unwrap().as_ref(), b"part one;");
