@@ -18,6 +18,7 @@ mod console;
 mod console_fake;
 mod csrf;
 mod deploy_files;
+mod e2e_console;
 mod e2e_credits;
 mod e2e_fly;
 mod e2e_lifecycle;

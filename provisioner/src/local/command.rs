@@ -26,10 +26,9 @@ pub async fn agent_command(
 ) -> Result<Command, ProvisionError> {
     // The config lives in the agent's own state dir: OpenClaw rewrites it (config.patch).
     let config_path = dir.join("state/openclaw.json");
-    let mut config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"));
-    if let Some(previous) = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b)) {
-        config::carry_over(&previous, &mut config);
-    }
+    let platform = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"));
+    let previous = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b));
+    let config = config::next_config(previous, platform);
     tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
     let paths =
         AgentPaths { agent_dir: dir, users_dir: dir.parent().unwrap_or(dir), protected: &launch.protected, runtime };
