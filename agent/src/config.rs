@@ -27,6 +27,27 @@ pub struct Model<'a> {
     pub model: &'a str,
 }
 
+/// Where Roost serves the agent's own Control UI (`/agent/` on Roost's origin, proxied).
+pub const CONTROL_UI_BASE_PATH: &str = "/agent";
+
+/// Config paths the platform owns, with why, in words a user reads when a change is refused:
+/// Roost refuses `config.patch`/`config.set`/`config.apply` frames from the Control UI that would
+/// change them, and [`merge`] writes them again on every start.
+pub const PLATFORM_OWNED: &[(&[&str], &str)] = &[
+    (&["gateway", "auth"], "Roost reaches your agent with it; changing it would lock Roost out"),
+    (&["gateway", "bind"], "your agent listens only where Roost reaches it"),
+    (&["gateway", "port"], "your agent listens only where Roost reaches it"),
+    (&["gateway", "mode"], "your agent listens only where Roost reaches it"),
+    (&["gateway", "tls"], "Roost reaches your agent on its private connection"),
+    (&["gateway", "trustedProxies"], "Roost reaches your agent as a local client, not through a proxy"),
+    (&["gateway", "controlUi", "enabled"], "Roost serves this console at /agent/"),
+    (&["gateway", "controlUi", "basePath"], "Roost serves this console at /agent/"),
+    (&["models", "providers", PROVIDER_ID], "your agent's model calls go through Roost's LLM proxy, which bills your credits"),
+    (&["agents", "defaults", "model"], "your agent's model calls go through Roost's LLM proxy, which bills your credits"),
+    (&["channels", "telegram"], "connect or disconnect Telegram on Roost's Integrations page"),
+    (&["channels", "discord"], "connect or disconnect Discord on Roost's Integrations page"),
+];
+
 /// Subtrees the platform replaces whole rather than merges into: a user key left inside them
 /// (a `gateway.auth.token` of their own, another `apiKey`) would change who gets in or who pays.
 const OWNED: &[&[&str]] =
@@ -39,8 +60,11 @@ const REMOVED: &[&[&str]] = &[&["gateway", "tls"]];
 /// `config.patch` when the user connects one, and [`merge`] keeps them.
 pub fn platform_keys(port: u16, model: &Model, log_file: Option<&Path>) -> Value {
     let mut keys = json!({
-        // Roost is the only UI; the bundled Control UI would cost ~54 MB per user.
-        "gateway": { "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" }, "controlUi": { "enabled": false } },
+        // The Control UI is the user's agent console, proxied by Roost at the same path.
+        "gateway": {
+            "mode": "local", "bind": "loopback", "port": port, "auth": { "mode": "token" },
+            "controlUi": { "enabled": true, "basePath": CONTROL_UI_BASE_PATH }
+        },
         "update": { "checkOnStart": false },
         "telemetry": { "enabled": false },
         "discovery": { "mdns": { "mode": "off" } },
@@ -223,6 +247,7 @@ mod tests {
         let merged = merge(existing, &platform_keys(18789, &model(), None));
         assert_eq!(merged["gateway"]["bind"], "loopback");
         assert_eq!(merged["gateway"]["port"], 18789);
+        assert_eq!(merged["gateway"]["controlUi"], json!({ "enabled": true, "basePath": "/agent" }));
         assert_eq!(merged["gateway"]["auth"], json!({ "mode": "token" }), "auth is the platform's alone");
         assert!(merged["gateway"].get("tls").is_none());
         assert_eq!(merged["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"], true);

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod db;
 pub mod domain;

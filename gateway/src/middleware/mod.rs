@@ -52,7 +52,9 @@ pub fn apply(state: AppState, router: Router) -> Router {
                     HeaderValue::from_static("nosniff"),
                 ))
                 .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-                .layer(SetResponseHeaderLayer::overriding(
+                // Only the agent console (`/agent/*`) brings its own: the Control UI's, with
+                // the hashes of its inline scripts.
+                .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(CSP),
                 ))

@@ -18,11 +18,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use explain::Explain;
-pub use frames::ALLOWED_METHODS;
+pub use frames::{ALLOWED_METHODS, browser_close};
 pub use hub::{AgentTimings, Hub, RpcError};
 pub use recheck::recheck_credentials;
 pub use socket::upgrade;
-pub use sockets::MAX_SOCKETS_PER_USER;
+pub use sockets::{MAX_SOCKETS_PER_USER, Registration};
 
 use crate::auth::{AuthUser, AuthVia, Revoked};
 use crate::domain::UserId;
@@ -31,7 +31,7 @@ use crate::openclaw::{ConnectError, DeviceIdentity, connect_with_retry};
 use crate::secret::ServerSecret;
 use replay::ReplayBuffer;
 pub use replay_memory::ReplayMemory;
-use sockets::{Registration, Sockets};
+use sockets::Sockets;
 
 /// How long an agent may keep refusing with "starting" before a connect counts as failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(60);
@@ -159,7 +159,7 @@ impl Relays {
     }
 
     /// A place for a new socket of this user, unless they hold `MAX_SOCKETS_PER_USER` already.
-    fn register(&self, auth: &AuthUser) -> Option<Registration> {
+    pub fn register(&self, auth: &AuthUser) -> Option<Registration> {
         self.sockets.register(auth)
     }
 

@@ -14,10 +14,11 @@ mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{any, delete, get, patch, post, put};
 
 use crate::app::AppState;
 use crate::error::AppError;
+pub(crate) use web::file as web_file;
 
 /// JSON bodies on the API are small; webhooks get more room; model calls carry an agent's whole
 /// context (a ~50 KB system prompt plus history).
@@ -73,6 +74,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .nest("/webhooks", webhooks)
         .route("/ws", get(crate::relay::upgrade))
+        .route("/agent", any(crate::console::handle))
+        .route("/agent/", any(crate::console::handle))
+        .route("/agent/{*rest}", any(crate::console::handle))
         .nest("/llm", llm)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));

@@ -65,3 +65,11 @@ fn not_found_page(headers: &HeaderMap) -> Response {
         None => AppError::not_found("There is no such page.").into_response(),
     }
 }
+
+/// One HTML file of `web/`, answered with `status`.
+pub fn file(name: &str, status: StatusCode) -> Option<Response> {
+    let file = Assets::get(name)?;
+    let mut response = (status, file.data.into_owned()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    Some(response)
+}

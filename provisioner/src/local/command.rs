@@ -33,10 +33,9 @@ pub async fn agent_command(
             .await
             .map_err(|e| ProvisionError::Start(format!("writing the Discord plugin's record failed: {e}")))??;
     }
-    let mut config = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"), &plugins);
-    if let Some(previous) = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b)) {
-        config::carry_over(&previous, &mut config);
-    }
+    let platform = config::render(port, &spec.llm, &dir.join("state/logs/openclaw.log"), &plugins);
+    let previous = tokio::fs::read(&config_path).await.ok().and_then(|b| json5_lenient(&b));
+    let config = config::next_config(previous, platform);
     tokio::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).await?;
     let paths =
         AgentPaths { agent_dir: dir, users_dir: dir.parent().unwrap_or(dir), protected: &launch.protected, runtime };

@@ -35,6 +35,26 @@ pub fn secret_file_name(name: &str) -> Result<&str, ProvisionError> {
 
 pub use secret_files::write as write_secret;
 
+/// The config for the next start: the user's own keys from `previous` (what they changed in the
+/// agent console) with the platform's laid over them, as the Fly sidecar does; channels only as
+/// [`carry_over`] keeps them.
+pub fn next_config(previous: Option<Value>, platform: Value) -> Value {
+    let Some(previous) = previous else { return platform };
+    let mut users = previous.clone();
+    if let Some(keys) = users.as_object_mut() {
+        keys.remove("channels");
+        keys.remove("secrets");
+    }
+    for channel in ["telegram", "discord"] {
+        if let Some(entries) = users["plugins"]["entries"].as_object_mut() {
+            entries.remove(channel);
+        }
+    }
+    let mut next = roost_agent::config::merge(users, &platform);
+    carry_over(&previous, &mut next);
+    next
+}
+
 /// The parts of the agent's previous config that Roost patched in at runtime and that must
 /// survive the rewrite before each start: channels (and the secret providers their tokens are
 /// read through), each kept only while its token file still exists.
@@ -113,6 +133,25 @@ mod tests {
         let mut next = json!({ "plugins": { "entries": {} } });
         carry_over(&previous, &mut next);
         assert!(next.get("channels").is_none(), "{next}");
+    }
+
+    #[test]
+    fn the_users_own_keys_survive_a_restart_and_the_platforms_are_written_again() {
+        let llm = LlmEndpoint { base_url: "http://proxy/v1".into(), api: "openai-completions", credential: "c".into(), model: "m1".into() };
+        let platform = render(18801, &llm, Path::new("/l/openclaw.log"), &[]);
+        let previous = json!({
+            "agents": { "entries": { "main": { "identity": { "name": "Pip" } } }, "defaults": { "model": { "primary": "x/y" } } },
+            "gateway": { "controlUi": { "basePath": "/elsewhere" }, "bind": "lan" },
+            "channels": { "slack": { "enabled": true } },
+            "plugins": { "entries": { "telegram": { "enabled": true } } },
+        });
+        let next = next_config(Some(previous), platform.clone());
+        assert_eq!(next["agents"]["entries"]["main"]["identity"]["name"], "Pip");
+        assert_eq!(next["agents"]["defaults"]["model"], json!({ "primary": "roost/m1" }));
+        assert_eq!(next["gateway"]["controlUi"]["basePath"], "/agent");
+        assert_eq!(next["gateway"]["bind"], "loopback");
+        assert!(next.get("channels").is_none() && next["plugins"]["entries"].get("telegram").is_none());
+        assert_eq!(next_config(None, platform.clone()), platform);
     }
 
     #[test]

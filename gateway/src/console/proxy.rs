@@ -1,0 +1,167 @@
+//! HTTP to the user's agent under `/agent/`, on a fresh hyper connection per request: the
+//! browser's credentials and forwarding headers stay here, bodies stream both ways.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::Upstream;
+use crate::error::AppError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Below the request timeout (30 s), so a stuck agent is answered in words.
+const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(25);
+/// The Control UI sends small JSON and the odd upload; nothing near this.
+pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the hop from the browser may carry.
+const DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "cookie",
+    "authorization",
+    "origin",
+    "forwarded",
+    "x-real-ip",
+    "x-api-key",
+];
+
+/// What goes upstream: the browser's headers less credentials, forwarding and hop-by-hop ones.
+pub fn upstream_headers(browser: &HeaderMap) -> HeaderMap {
+    let named_by_connection: Vec<String> = browser
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in browser {
+        let n = name.as_str();
+        if DROPPED.contains(&n)
+            || n.starts_with("x-forwarded-")
+            || n.starts_with("x-roost-")
+            || n.starts_with("fly-")
+            || named_by_connection.iter().any(|c| c == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// What goes back: hop-by-hop headers dropped, and no cookie of the agent's on Roost's origin.
+fn browser_headers(upstream: &mut HeaderMap) {
+    let named: Vec<String> = upstream
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    for name in DROPPED.iter().copied().chain(["set-cookie"]).chain(named.iter().map(String::as_str)) {
+        if let Ok(name) = HeaderName::try_from(name) {
+            upstream.remove(name);
+        }
+    }
+}
+
+pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Response<Body>, AppError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut headers = upstream_headers(&parts.headers);
+    let host = HeaderValue::from_str(&upstream.host_port).map_err(|_| unreachable_agent())?;
+    headers.insert(header::HOST, host);
+    if let Some(secret) = &upstream.agent_secret
+        && let Ok(value) = HeaderValue::from_str(secret)
+    {
+        headers.insert(provisioner::fly::AGENT_SECRET_HEADER, value);
+    }
+    if matches!(parts.method, Method::GET | Method::HEAD)
+        && let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", upstream.token))
+    {
+        // The Control UI's own reads (avatars, media) want the gateway token it does not have.
+        headers.insert(header::AUTHORIZATION, bearer);
+    }
+    let mut outgoing = Request::builder().method(parts.method).uri(path).body(
+        http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed_unsync(),
+    )
+    .map_err(|_| AppError::bad_request("invalid_request", "This request cannot be passed to your agent."))?;
+    *outgoing.headers_mut() = headers;
+
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream.host_port))
+        .await
+        .map_err(|_| unreachable_agent())?
+        .map_err(|_| unreachable_agent())?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| unreachable_agent())?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "agent console connection ended");
+        }
+    });
+    let response = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(outgoing))
+        .await
+        .map_err(|_| {
+            AppError::unavailable("agent_slow", "Your agent did not answer in time. Reload the page to try again.", 5)
+        })?
+        .map_err(|e| {
+            tracing::debug!(error = %e, "agent console request failed");
+            unreachable_agent()
+        })?;
+    let (mut head, body) = response.into_parts();
+    browser_headers(&mut head.headers);
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(unreachable_agent());
+    }
+    Ok(Response::from_parts(head, Body::new(body)))
+}
+
+fn unreachable_agent() -> AppError {
+    AppError::unavailable("agent_unreachable", "Roost could not reach your agent. Reload the page to try again.", 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_forwarding_and_hop_by_hop_headers_stay_behind() {
+        let mut browser = HeaderMap::new();
+        for (name, value) in [
+            ("cookie", "roost_session=s"),
+            ("authorization", "Bearer rst_x"),
+            ("origin", "https://roost.example"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("connection", "keep-alive, x-custom-hop"),
+            ("x-custom-hop", "1"),
+            ("x-roost-agent-secret", "spoofed"),
+            ("accept", "text/html"),
+            ("if-modified-since", "Tue, 01 Dec 2026 00:00:00 GMT"),
+        ] {
+            browser.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let out = upstream_headers(&browser);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept", "if-modified-since"]);
+    }
+}
