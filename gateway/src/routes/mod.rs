@@ -8,6 +8,7 @@ mod llm;
 mod machine;
 mod me;
 mod sessions;
+mod tasks;
 mod tokens;
 mod web;
 mod webhooks;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/machine/restart", post(machine::restart))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/tokens/{id}/webhook-secret", post(tokens::rotate_webhook_secret))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .route("/sessions/{key}", patch(sessions::change).delete(sessions::delete))
         .route("/sessions/{key}/history", get(sessions::history))
@@ -53,6 +55,9 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{channel}/policy", put(integrations::set_policy))
         .route("/integrations/{channel}/pairing", get(integrations::pairing))
         .route("/integrations/{channel}/pairing/{request}/{action}", post(integrations::decide))
+        .route("/v1/tasks", get(tasks::list).post(tasks::create))
+        .route("/v1/tasks/{id}", get(tasks::get))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 

@@ -65,10 +65,11 @@ pub async fn create(
             ),
         ));
     }
+    let webhook_secret = new_webhook_secret(&state, &conn, &auth.user_id, &id).await?;
     tracing::info!(user_id = %auth.user_id, token_id = %id, "API token created");
     let body = json!({
         "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,
-        "created_at": now, "expires_at": expires_at,
+        "webhook_secret": webhook_secret, "created_at": now, "expires_at": expires_at,
     });
     // The secret is shown once: no cache on the way may keep a copy.
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
@@ -90,4 +91,36 @@ pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): P
     } else {
         Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."))
     }
+}
+
+/// A fresh webhook signing secret for the token, sealed in the database; the text is returned
+/// to be shown once.
+async fn new_webhook_secret(
+    state: &AppState,
+    conn: &libsql::Connection,
+    user: &crate::domain::UserId,
+    token_id: &str,
+) -> AppResult<Option<String>> {
+    let secret = format!("whsec_{}", crate::crypto::random_token());
+    let context = crate::tasks::webhook::secret_context(token_id);
+    let sealed = crate::crypto::seal(state.secret.expose(), &context, secret.as_bytes());
+    let stored = api_tokens::set_webhook_secret(conn, user, token_id, &sealed, crate::crypto::SEAL_KEY_VERSION).await?;
+    Ok(stored.then_some(secret))
+}
+
+/// `POST /api/tokens/{id}/webhook-secret`: replaces the token's webhook signing secret and shows
+/// the new one, once (tokens made before webhooks existed have none).
+pub async fn rotate_webhook_secret(
+    state: AppState,
+    SessionUser(auth): SessionUser,
+    Path(id): Path<String>,
+) -> AppResult<([(HeaderName, &'static str); 1], axum::Json<Value>)> {
+    let gone = || AppError::not_found("That token no longer exists. Reload the page to see your tokens.");
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(gone());
+    }
+    let conn = state.db.conn()?;
+    let secret = new_webhook_secret(&state, &conn, &auth.user_id, &id).await?.ok_or_else(gone)?;
+    tracing::info!(user_id = %auth.user_id, token_id = %id, "webhook secret replaced");
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(json!({ "id": id, "webhook_secret": secret }))))
 }

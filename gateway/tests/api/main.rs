@@ -50,4 +50,5 @@ mod sandbox;
 mod sessions;
 mod sessions_meta;
 mod slow_clients;
+mod tasks;
 mod two_instances;
