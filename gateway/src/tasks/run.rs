@@ -70,9 +70,10 @@ impl Progress {
 pub(super) async fn run(state: &AppState, task: Task, cancel: Arc<Notify>) {
     let progress = Arc::new(Mutex::new(Progress::default()));
     let beat = tokio::spawn(heartbeat(state.clone(), task.id.clone(), progress.clone(), cancel.clone()));
+    // Also when this run is aborted at shutdown.
+    let _beat = AbortOnDrop(beat.abort_handle());
     let deadline = Instant::now() + state.tasks.settings.timeout;
     let end = drive(state, &task, &progress, &cancel, deadline).await;
-    beat.abort();
     state.machines.activity().run_event(&task.user_id, &task.id, true);
     let tools = progress.lock().expect("progress lock").json();
     let (status, text, error) = match &end {
@@ -88,6 +89,14 @@ pub(super) async fn run(state: &AppState, task: Task, cancel: Arc<Notify>) {
     match closed {
         Ok(_) => tracing::info!(task_id = %task.id, user_id = %task.user_id, status = status.as_str(), "task finished"),
         Err(e) => tracing::error!(task_id = %task.id, error = %e, "recording a task's end failed"),
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -21,6 +21,7 @@ mod e2e_fly;
 mod e2e_lifecycle;
 mod e2e_openclaw;
 mod e2e_sandbox;
+mod e2e_tasks;
 mod files;
 mod fly_client;
 mod fly_live;

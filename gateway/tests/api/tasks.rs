@@ -353,3 +353,30 @@ async fn webhooks_to_internal_addresses_are_refused() {
     assert_eq!(app.count("tasks").await, 0);
     assert!(hook.got.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn across_a_restart_a_queued_task_runs_and_a_running_one_fails_with_a_sentence() {
+    let app = TestApp::spawn_with(&["--no-prewarm"]).await;
+    let me = scripter(&app, "restart@example.com").await;
+    let warm = submitted(&app, &me.token, &json!({"prompt": "warm"})).await;
+    finished(&app, &me.token, &warm, Duration::from_secs(30)).await;
+    simulated_agent(&app, &me.user_id).await.set_reply(long_reply());
+    let running = submitted(&app, &me.token, &json!({"prompt": "long"})).await;
+    wait_until_within("it runs", Duration::from_secs(20), || async {
+        task(&app, &me.token, &running).await["status"] == "running"
+    })
+    .await;
+    // Another user's agent starts slowly: their task is still queued when Roost stops.
+    let other = scripter(&app, "restart-other@example.com").await;
+    app.state.machines.simulated().unwrap().set_stage_delay(Duration::from_secs(60));
+    let queued = submitted(&app, &other.token, &json!({"prompt": "waiting"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(task(&app, &other.token, &queued).await["status"], "queued");
+
+    let app = app.restart().await;
+    let failed = task(&app, &me.token, &running).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"], gateway::tasks::RESTARTED);
+    let done = finished(&app, &other.token, &queued, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "the queued task ran after the restart: {done}");
+}
