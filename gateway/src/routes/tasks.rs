@@ -55,7 +55,7 @@ fn bad_prompt() -> AppError {
 }
 
 /// `POST /api/v1/tasks`: queues a prompt for the caller's agent; 202 with its id.
-#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = NewTaskBody,
+#[utoipa::path(post, operation_id = "tasks_create", path = "/v1/tasks", tag = "tasks", request_body = NewTaskBody,
     security(("api_token" = [])),
     responses(
         (status = 202, description = "Queued: `{id, status: \"queued\"}`", body = crate::openapi::Object),
@@ -144,7 +144,7 @@ async fn shown(state: &AppState, task: &tasks::Task) -> AppResult<Value> {
 }
 
 /// `GET /api/v1/tasks/{id}`: one of the caller's tasks.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task id")),
+#[utoipa::path(get, operation_id = "tasks_get", path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task id")),
     security(("api_token" = [])),
     responses(
         (status = 200, description = "The task", body = crate::openapi::Task),
@@ -166,7 +166,7 @@ fn parse_cursor(raw: &str) -> Option<(i64, String)> {
 }
 
 /// `GET /api/v1/tasks`: the caller's tasks, newest first.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery), security(("api_token" = [])),
+#[utoipa::path(get, operation_id = "tasks_list", path = "/v1/tasks", tag = "tasks", params(ListQuery), security(("api_token" = [])),
     responses(
         (status = 200, description = "`{tasks: [Task], next_cursor}`", body = crate::openapi::Object),
         (status = 400, description = "Bad status, limit or cursor", body = crate::openapi::ErrorBody),
@@ -201,7 +201,7 @@ pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery
 }
 
 /// `POST /api/v1/tasks/{id}/cancel`: a queued task is cancelled at once, a running one aborted.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
+#[utoipa::path(post, operation_id = "tasks_cancel", path = "/v1/tasks/{id}/cancel", tag = "tasks",
     params(("id" = String, Path, description = "The task id")), security(("api_token" = [])),
     responses(
         (status = 202, description = "Cancelled, or its abort asked for (poll the task)", body = crate::openapi::Task),

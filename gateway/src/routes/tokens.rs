@@ -23,6 +23,7 @@ pub struct CreateToken {
     expires_in_days: Option<u32>,
 }
 
+#[utoipa::path(post, operation_id = "tokens_create", path = "/tokens", tag = "tokens", request_body(content = crate::openapi::Object, description = "`{name, expires_in_days?}`"), security(("session" = [])), responses((status = 201, description = "`{id, name, prefix, token, webhook_secret, created_at, expires_at}`; `token` and `webhook_secret` are shown this once", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn create(
     state: AppState,
     SessionUser(auth): SessionUser,
@@ -75,11 +76,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
 }
 
+#[utoipa::path(get, operation_id = "tokens_list", path = "/tokens", tag = "tokens", security(("session" = [])), responses((status = 200, description = "`{tokens: [{id, name, prefix, created_at, expires_at, last_used_at}]}`", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
     let tokens = api_tokens::list(&*state.db.conn()?, &auth.user_id).await?;
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
+#[utoipa::path(delete, operation_id = "tokens_revoke", path = "/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "The token id")), security(("session" = [])), responses((status = 204, description = "Revoked"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."));
@@ -110,6 +113,7 @@ async fn new_webhook_secret(
 
 /// `POST /api/tokens/{id}/webhook-secret`: replaces the token's webhook signing secret and shows
 /// the new one, once (tokens made before webhooks existed have none).
+#[utoipa::path(post, operation_id = "tokens_rotate_webhook_secret", path = "/tokens/{id}/webhook-secret", tag = "tokens", params(("id" = String, Path, description = "The token id")), security(("session" = [])), responses((status = 200, description = "`{id, webhook_secret}`, shown this once; the old secret no longer signs", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn rotate_webhook_secret(
     state: AppState,
     SessionUser(auth): SessionUser,

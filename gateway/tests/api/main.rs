@@ -39,6 +39,7 @@ mod llm_proxy;
 mod log_secrets;
 mod metrics;
 mod migrations;
+mod openapi;
 mod openclaw_link;
 mod plumbing;
 mod read_paths;
