@@ -185,6 +185,9 @@ async fn drive(
     end
 }
 
+const CANCELLED: &str = "Cancelled while it ran.";
+/// The agent never answered `chat.abort` with the run's `aborted` event.
+const UNCONFIRMED: &str = "Cancelled, but your agent did not confirm that its run stopped.";
 const LOST: &str = "The connection to your agent was lost while the task ran.";
 
 /// Why the run is being aborted: the user cancelled, or it ran out of time.
@@ -221,7 +224,10 @@ async fn follow(
                 continue;
             }
             () = tokio::time::sleep_until(abort_by.unwrap_or(deadline)), if abort_by.is_some() => {
-                return ended_by_abort(state, &aborting);
+                return match aborting {
+                    Aborting::Timeout(_) => End::Failed(timed_out(state)),
+                    _ => End::Cancelled(UNCONFIRMED.into()),
+                };
             }
         };
         let text = match frame {
@@ -265,7 +271,7 @@ async fn follow(
 fn ended_by_abort(state: &AppState, aborting: &Aborting) -> End {
     match aborting {
         Aborting::Timeout(_) => End::Failed(timed_out(state)),
-        _ => End::Cancelled("Cancelled while it ran.".into()),
+        _ => End::Cancelled(CANCELLED.into()),
     }
 }
 

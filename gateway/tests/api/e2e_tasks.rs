@@ -71,6 +71,7 @@ async fn e2e_tasks_run_on_a_real_agent_cancel_mid_run_and_fail_clearly_across_a_
     assert_eq!(res.status(), 202);
     let cancelled = finished(&server.app, &me.token, &id, Duration::from_secs(60)).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["error"], "Cancelled while it ran.", "the agent confirmed the abort: {cancelled}");
 
     // 3. Roost restarts while a task runs: that task is failed with a sentence, not left running.
     let calls = server.llm.requests().len();

@@ -140,6 +140,7 @@ async fn a_running_task_is_cancelled_with_chat_abort_and_a_queued_one_at_once() 
     assert_eq!(res.status(), 202);
     let done = finished(&app, &me.token, &id, Duration::from_secs(20)).await;
     assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["error"], "Cancelled while it ran.", "the agent confirmed the abort: {done}");
     assert_eq!(done["text"], Value::Null);
     assert!(!app.state.machines.activity().is_busy(&user), "the run ended");
     // Cancelling again: it is over.
