@@ -202,10 +202,9 @@ pub async fn heartbeat(
         (id, runner, now, tool_calls),
     )
     .await?;
-    let cancel = first_row(conn.query("SELECT cancel_requested FROM tasks WHERE id = ?1", [id]).await?, |row| {
-        row.get::<i64>(0)
-    })
-    .await?;
+    let cancel =
+        first_row(conn.query("SELECT cancel_requested FROM tasks WHERE id = ?1", [id]).await?, |row| row.get::<i64>(0))
+            .await?;
     Ok(cancel == Some(1))
 }
 
@@ -381,9 +380,5 @@ pub async fn webhook_attempted(
 
 /// Delivered or given-up webhook rows older than `before` go.
 pub async fn sweep_webhooks(conn: &Connection, before: i64) -> Result<u64, libsql::Error> {
-    conn.execute(
-        "DELETE FROM task_webhooks WHERE coalesce(delivered_at, gave_up_at) < ?1",
-        [before],
-    )
-    .await
+    conn.execute("DELETE FROM task_webhooks WHERE coalesce(delivered_at, gave_up_at) < ?1", [before]).await
 }

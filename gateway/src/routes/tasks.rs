@@ -186,7 +186,10 @@ pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery
     let cursor = match query.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(parse_cursor(raw).ok_or_else(|| {
-            AppError::bad_request("invalid_cursor", "That cursor is not one this API gave out. Start from the first page.")
+            AppError::bad_request(
+                "invalid_cursor",
+                "That cursor is not one this API gave out. Start from the first page.",
+            )
         })?),
     };
     let before = cursor.as_ref().map(|(at, id)| (*at, id.as_str()));

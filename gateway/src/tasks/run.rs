@@ -124,13 +124,7 @@ fn timed_out(state: &AppState) -> String {
     )
 }
 
-async fn drive(
-    state: &AppState,
-    task: &Task,
-    progress: &Mutex<Progress>,
-    cancel: &Notify,
-    deadline: Instant,
-) -> End {
+async fn drive(state: &AppState, task: &Task, progress: &Mutex<Progress>, cancel: &Notify, deadline: Instant) -> End {
     let user = &task.user_id;
     state.machines.activity().touch(user);
     // Spawned: concurrent callers share one start, which must not be dropped half-way.
@@ -163,8 +157,7 @@ async fn drive(
         Ok(conn) => tasks::start(&conn, &task.id, &state.tasks.runner, now_secs()).await,
         Err(e) => Err(e),
     };
-    match started
-    {
+    match started {
         Ok(true) => {}
         Ok(false) => return End::Cancelled("Cancelled before it started.".into()),
         Err(e) => {

@@ -83,10 +83,7 @@ pub async fn check(raw: &str, allow_private: bool, resolver: &Resolver) -> Resul
     }
     if !allow_private && let Some(bad) = addrs.iter().find(|a| blocked(a.ip()).is_some()) {
         let class = blocked(bad.ip()).unwrap_or("internal");
-        return Err(Refused(format!(
-            "Webhooks may not go to {class} addresses, and {host} is one ({}).",
-            bad.ip()
-        )));
+        return Err(Refused(format!("Webhooks may not go to {class} addresses, and {host} is one ({}).", bad.ip())));
     }
     Ok(Target { url, host, addrs })
 }

@@ -86,8 +86,7 @@ async fn try_once(state: &AppState, task_id: &str) -> Tried {
     let Ok(Some((sealed, version))) = api_tokens::webhook_secret(&conn, &task.token_id).await else {
         return Tried::Hopeless;
     };
-    let Some(secret) =
-        crate::crypto::open(state.secret.expose(), version, &secret_context(&task.token_id), &sealed)
+    let Some(secret) = crate::crypto::open(state.secret.expose(), version, &secret_context(&task.token_id), &sealed)
     else {
         tracing::error!(task_id, "a token's webhook secret does not open with this server secret");
         return Tried::Hopeless;

@@ -70,7 +70,7 @@ async fn the_document_is_structurally_valid_openapi_3_1() {
                 .collect();
             assert_eq!(declared, templated, "{method} {path}: every path parameter is declared");
             if let Some(id) = op["operationId"].as_str() {
-                assert!(operation_ids.insert(format!("{id}")), "{method} {path}: operationId {id} is unique");
+                assert!(operation_ids.insert(id.to_string()), "{method} {path}: operationId {id} is unique");
             }
         }
     }
@@ -102,12 +102,8 @@ async fn every_documented_operation_is_routed() {
             .join("/");
         for method in item.as_object().unwrap().keys() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let res = client
-                .request(method.clone(), app.url(&concrete))
-                .header("Origin", &app.origin)
-                .send()
-                .await
-                .unwrap();
+            let res =
+                client.request(method.clone(), app.url(&concrete)).header("Origin", &app.origin).send().await.unwrap();
             let status = res.status();
             let body = res.text().await.unwrap();
             assert_ne!(status, 405, "{method} {path} is routed for that method");
@@ -140,6 +136,7 @@ fn no_api_route_is_added_around_the_document() {
         })
         .sum();
     let doc = serde_json::to_value(gateway::routes::openapi()).unwrap();
-    let operations: usize = doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
+    let operations: usize =
+        doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
     assert_eq!(operations, handlers, "one documented operation per routed handler");
 }

@@ -87,7 +87,10 @@ async fn a_task_wakes_the_agent_runs_in_its_own_chat_and_completes_with_the_repl
     let id = submitted(&app, &me.token, &json!({"prompt": "/tool ls -la"})).await;
     let done = finished(&app, &me.token, &id, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["text"], "Hello from your simulated agent. Install OpenClaw with the local provider for a real one.");
+    assert_eq!(
+        done["text"],
+        "Hello from your simulated agent. Install OpenClaw with the local provider for a real one."
+    );
     assert_eq!(done["tool_calls"][0]["name"], "exec", "{done}");
     assert_eq!(done["tool_calls"][0]["args"]["command"], "ls -la");
     assert_eq!(done["tool_calls"][0]["status"], "ok");
@@ -199,7 +202,12 @@ async fn bad_input_is_refused_in_sentences() {
     for (body, status, code) in cases {
         let res = submit(&app, &me.token, &body).await;
         let (got_status, got_code) = error_code(res).await;
-        assert_eq!((got_status, got_code.as_str()), (status, code), "{}", &body.to_string()[..60.min(body.to_string().len())]);
+        assert_eq!(
+            (got_status, got_code.as_str()),
+            (status, code),
+            "{}",
+            &body.to_string()[..60.min(body.to_string().len())]
+        );
     }
     for query in ["status=done", "limit=0", "limit=101", "cursor=garbage"] {
         let res = reqwest::Client::new()
@@ -313,7 +321,8 @@ async fn the_completion_webhook_is_signed_and_retried_after_a_500() {
     let tokens = app.json_as(&me.cookie, "/api/tokens").await;
     let token_id = tokens["tokens"][0]["id"].as_str().unwrap();
     assert!(tokens.to_string().find("whsec_").is_none(), "listing shows no secret");
-    let res = app.send_as(&me.cookie, reqwest::Method::POST, &format!("/api/tokens/{token_id}/webhook-secret"), None).await;
+    let res =
+        app.send_as(&me.cookie, reqwest::Method::POST, &format!("/api/tokens/{token_id}/webhook-secret"), None).await;
     assert_eq!(res.status(), 200);
     let rotated = res.json::<Value>().await.unwrap()["webhook_secret"].as_str().unwrap().to_string();
     let hook2 = receiver(0).await;
