@@ -145,7 +145,7 @@ async fn shown(state: &AppState, task: &tasks::Task) -> AppResult<Value> {
 
 /// `GET /api/v1/tasks/{id}`: one of the caller's tasks.
 #[utoipa::path(get, operation_id = "tasks_get", path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task id")),
-    security(("api_token" = [])),
+    security(("api_token" = []), ("session" = [])),
     responses(
         (status = 200, description = "The task", body = crate::openapi::Task),
         (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody),
@@ -166,7 +166,7 @@ fn parse_cursor(raw: &str) -> Option<(i64, String)> {
 }
 
 /// `GET /api/v1/tasks`: the caller's tasks, newest first.
-#[utoipa::path(get, operation_id = "tasks_list", path = "/v1/tasks", tag = "tasks", params(ListQuery), security(("api_token" = [])),
+#[utoipa::path(get, operation_id = "tasks_list", path = "/v1/tasks", tag = "tasks", params(ListQuery), security(("api_token" = []), ("session" = [])),
     responses(
         (status = 200, description = "`{tasks: [Task], next_cursor}`", body = crate::openapi::Object),
         (status = 400, description = "Bad status, limit or cursor", body = crate::openapi::ErrorBody),
@@ -205,7 +205,7 @@ pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery
 
 /// `POST /api/v1/tasks/{id}/cancel`: a queued task is cancelled at once, a running one aborted.
 #[utoipa::path(post, operation_id = "tasks_cancel", path = "/v1/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = String, Path, description = "The task id")), security(("api_token" = [])),
+    params(("id" = String, Path, description = "The task id")), security(("api_token" = []), ("session" = [])),
     responses(
         (status = 202, description = "Cancelled, or its abort asked for (poll the task)", body = crate::openapi::Task),
         (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody),
@@ -231,7 +231,11 @@ pub async fn cancel(
                 None => not_found(),
             });
         }
-        Some(true) => state.tasks.webhooks_due.notify_one(),
+        Some(true) => {
+            // Its runner may be waking the agent for it: that wait ends now too.
+            state.tasks.cancel_here(&id);
+            state.tasks.webhooks_due.notify_one();
+        }
         Some(false) => state.tasks.cancel_here(&id),
     }
     tracing::info!(user_id = %auth.user_id, task_id = %id, "task cancel asked for");
