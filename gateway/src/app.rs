@@ -64,6 +64,8 @@ pub struct App {
     pub stripe: Option<crate::stripe_sync::StripeBilling>,
     /// Telegram and Discord bots (`--telegram-api-base`, `--discord-api-base`).
     pub integrations: crate::integrations::Integrations,
+    /// The task API (`/api/v1/tasks`): its limits and the runs in progress here.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl App {
@@ -82,6 +84,7 @@ impl App {
             http: _,
             stripe,
             integrations,
+            tasks,
         } = settings;
         let stripe = stripe.map(crate::stripe_sync::StripeBilling::new).transpose()?;
         crate::private_files::dir(&data_dir)?;
@@ -140,6 +143,7 @@ impl App {
             credit_refusals,
             stripe,
             integrations: crate::integrations::Integrations::new(integrations)?,
+            tasks: crate::tasks::Tasks::new(tasks),
         })
     }
 

@@ -149,6 +149,30 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub integrations: IntegrationArgs,
+
+    #[command(flatten)]
+    pub tasks: TaskArgs,
+}
+
+/// The task API (`/api/v1/tasks`) and its completion webhooks.
+#[derive(Debug, Clone, Args)]
+pub struct TaskArgs {
+    /// Let task webhooks go to loopback, private, link-local and other internal addresses (for
+    /// tests and private networks). Off: they are refused, after DNS and on every attempt.
+    #[arg(long, env = "ROOST_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+
+    /// Tasks each API token may submit per minute.
+    #[arg(long, env = "ROOST_TASK_RATE_PER_TOKEN", default_value_t = 30)]
+    pub task_rate_per_token: u32,
+
+    /// Tasks each API token may have queued or running at once.
+    #[arg(long, env = "ROOST_TASK_CONCURRENCY_PER_TOKEN", default_value_t = 4)]
+    pub task_concurrency_per_token: u32,
+
+    /// A task still running after this long is cancelled and failed.
+    #[arg(long, env = "ROOST_TASK_TIMEOUT_SECS", default_value_t = 1800)]
+    pub task_timeout_secs: u64,
 }
 
 /// Telegram and Discord bots connected to agents.

@@ -6,6 +6,7 @@ mod fly;
 mod integrations;
 mod llm;
 mod stripe;
+mod tasks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
 pub use integrations::IntegrationSettings;
 pub use stripe::StripeSettings;
+pub use tasks::TaskSettings;
 
 use crate::auth::clerk::ClerkConfig;
 use crate::config::{AgentProvider, ServeArgs};
@@ -41,6 +43,7 @@ pub struct Settings {
     /// Stripe billing; `None` when it is off (everyone is on the free plan).
     pub stripe: Option<StripeSettings>,
     pub integrations: IntegrationSettings,
+    pub tasks: TaskSettings,
 }
 
 /// What requests are checked against: origins, cookies, sessions, client IPs, `/metrics`.
@@ -187,6 +190,7 @@ impl Settings {
         }
         let stripe = stripe::stripe(&args.stripe, catalog.as_ref().and_then(Option::as_ref), &mut problems);
         let integrations = integrations::integrations(&args.integrations, &mut problems);
+        let tasks = tasks::tasks(&args.tasks, &mut problems);
         let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), Some(integrations), true) =
             (public_origin, secret, upstreams, catalog, stripe, integrations, problems.0.is_empty())
         else {
@@ -236,6 +240,7 @@ impl Settings {
             },
             stripe,
             integrations,
+            tasks,
         })
     }
 }

@@ -86,6 +86,8 @@ impl Server {
         let give_back = tokio::spawn(crate::malloc::give_back_freed_memory());
         let stripe_worker = tokio::spawn(crate::stripe_sync::worker::run(self.state.clone()));
         let bots = tokio::spawn(crate::integrations::wake_bot_agents(self.state.clone()));
+        let tasks = tokio::spawn(crate::tasks::work(self.state.clone()));
+        let task_webhooks = tokio::spawn(crate::tasks::webhook::deliver_due(self.state.clone()));
         let finished_runs = self.state.finished_runs.lock().expect("lock").take();
         let refresher = finished_runs.map(|rx| tokio::spawn(crate::chat::history::refresher(self.state.clone(), rx)));
         let state = self.state.clone();
@@ -112,6 +114,9 @@ impl Server {
         give_back.abort();
         stripe_worker.abort();
         bots.abort();
+        tasks.abort();
+        task_webhooks.abort();
+        state.tasks.shutdown(&state).await;
         for task in refresher.into_iter().chain(metrics) {
             task.abort();
         }

@@ -1,7 +1,7 @@
 //! Rows kept only for a while, deleted by the housekeeping task every ten minutes.
 
 use crate::app::AppState;
-use crate::db::{credits, sessions, stripe_events, webhooks};
+use crate::db::{credits, sessions, stripe_events, tasks, webhooks};
 use crate::domain::now_secs;
 
 /// Svix retries a delivery for about a day and a half; a duplicate after a week is not a retry.
@@ -23,6 +23,7 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
     let (deliveries, revocations) =
         webhooks::sweep(&conn, now - WEBHOOK_RETENTION_SECS, now - REVOCATION_RETENTION_SECS).await?;
     let deliveries = deliveries + stripe_events::sweep(&conn, now - STRIPE_EVENT_RETENTION_SECS).await?;
+    let deliveries = deliveries + tasks::sweep_webhooks(&conn, now - WEBHOOK_RETENTION_SECS).await?;
     if expired + deliveries + revocations > 0 {
         tracing::info!(expired, deliveries, revocations, "removed rows past their retention");
     }

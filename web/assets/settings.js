@@ -12,6 +12,7 @@ export function initSettings({ root, me, onLogout }) {
   const table = root.querySelector('table.tokens');
   const panel = $('#new-token-panel');
   const secretEl = $('#new-token');
+  const webhookSecretEl = $('#new-webhook-secret');
   const createBtn = form.querySelector('button[type="submit"]');
   const nameInput = form.elements.namedItem('name');
   const expiresInput = form.elements.namedItem('expires');
@@ -23,6 +24,7 @@ export function initSettings({ root, me, onLogout }) {
   initAccountSecurity({ root, me });
 
   makeCopyButton($('#copy-token'), () => secretEl.textContent);
+  makeCopyButton($('#copy-webhook-secret'), () => webhookSecretEl.textContent);
   $('#new-token-done').addEventListener('click', hideSecret);
 
   function showError(message) {
@@ -32,6 +34,7 @@ export function initSettings({ root, me, onLogout }) {
 
   function hideSecret() {
     secretEl.textContent = '';
+    webhookSecretEl.textContent = '';
     panel.hidden = true;
   }
 
@@ -105,6 +108,7 @@ export function initSettings({ root, me, onLogout }) {
     try {
       const t = await api('POST', '/api/tokens', body, { redirectOn401: true });
       secretEl.textContent = t.token;
+      webhookSecretEl.textContent = t.webhook_secret || '';
       panel.hidden = false;
       form.reset();
       await load();

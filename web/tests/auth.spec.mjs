@@ -9,6 +9,7 @@ await run('auth', async (t) => {
   const { page, base } = t;
   const email = randomEmail('auth');
   let token = null;
+  let webhookSecret = null;
 
   const bearerMe = (tok) => fetch(`${base}/api/me`, { headers: { Authorization: `Bearer ${tok}` } });
   const pagePath = () => new URL(page.url()).pathname;
@@ -77,6 +78,8 @@ await run('auth', async (t) => {
     await secret.waitFor({ state: 'visible' });
     token = ((await secret.textContent()) || '').trim();
     assert(token.startsWith('rst_'), `new token starts with rst_ (got "${token.slice(0, 8)}")`);
+    webhookSecret = ((await page.getByTestId('new-webhook-secret').textContent()) || '').trim();
+    assert(webhookSecret.startsWith('whsec_'), `its webhook secret is shown once, whsec_… (got "${webhookSecret.slice(0, 6)}")`);
     const row = page.getByTestId('token-row').filter({ hasText: 'ci' });
     await row.first().waitFor();
     const rowText = await row.first().textContent();
@@ -90,6 +93,7 @@ await run('auth', async (t) => {
     assert(!(await page.getByTestId('new-token-panel').isVisible()), 'new-token panel hidden after reload');
     const html = await page.content();
     assert(!html.includes(token), 'full token absent from the page after reload');
+    assert(!html.includes(webhookSecret), 'webhook secret absent from the page after reload');
   });
 
   await t.step('Bearer token works for GET /api/me (from Node)', async () => {

@@ -110,3 +110,38 @@ pub async fn revoke_all(conn: &Connection, user_id: &UserId, now: i64) -> Result
     )
     .await
 }
+
+/// Stores the token's sealed webhook signing secret (replacing any earlier one). False if the
+/// token is not one of the user's live tokens.
+pub async fn set_webhook_secret(
+    conn: &Connection,
+    user_id: &UserId,
+    token_id: &str,
+    sealed: &[u8],
+    key_version: i64,
+) -> Result<bool, libsql::Error> {
+    let changed = conn
+        .execute(
+            "UPDATE api_tokens SET webhook_secret_sealed = ?3, webhook_key_version = ?4
+             WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+            (token_id, user_id.as_str(), sealed.to_vec(), key_version),
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// The token's sealed webhook secret and its key version, if it has one (revoked tokens keep
+/// theirs, so the webhooks of their tasks are still signed).
+pub async fn webhook_secret(conn: &Connection, token_id: &str) -> Result<Option<(Vec<u8>, i64)>, libsql::Error> {
+    let row = first_row(
+        conn.query(
+            "SELECT webhook_secret_sealed, webhook_key_version FROM api_tokens
+             WHERE id = ?1 AND webhook_secret_sealed IS NOT NULL",
+            [token_id],
+        )
+        .await?,
+        |row| Ok((row.get::<Vec<u8>>(0)?, row.get::<i64>(1)?)),
+    )
+    .await?;
+    Ok(row)
+}

@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod sessions;
 pub mod stripe_events;
 pub mod subscriptions;
+pub mod tasks;
 pub mod usage_events;
 pub mod users;
 pub mod webhooks;

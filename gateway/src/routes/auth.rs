@@ -26,6 +26,7 @@ pub struct Credentials {
 type NoStore = [(axum::http::HeaderName, &'static str); 1];
 const NO_STORE: NoStore = [(axum::http::header::CACHE_CONTROL, "no-store")];
 
+#[utoipa::path(post, operation_id = "auth_signup", path = "/auth/signup", tag = "auth", request_body(content = crate::openapi::Object, description = "`{email, password}`"), responses((status = 201, description = "Signed up and signed in: `{user}`, with the session cookie", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody)))]
 pub async fn signup(
     state: AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -58,6 +59,7 @@ pub async fn signup(
     Ok((StatusCode::CREATED, NO_STORE, jar, axum::Json(json!({ "user": user }))))
 }
 
+#[utoipa::path(post, operation_id = "auth_login", path = "/auth/login", tag = "auth", request_body(content = crate::openapi::Object, description = "`{email, password}`"), responses((status = 200, description = "Signed in: `{user}`, with the session cookie", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody)))]
 pub async fn login(
     state: AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -95,6 +97,7 @@ pub async fn login(
     Ok((NO_STORE, jar, axum::Json(json!({ "user": user }))))
 }
 
+#[utoipa::path(post, operation_id = "auth_logout", path = "/auth/logout", tag = "auth", responses((status = 204, description = "Signed out; the cookie is removed")))]
 pub async fn logout(state: AppState, jar: CookieJar) -> AppResult<(StatusCode, CookieJar)> {
     if let Some(cookie) = jar.get(session::cookie_name(&state)) {
         session::end(&state, cookie.value()).await?;
@@ -127,6 +130,7 @@ fn require_local_accounts(app: &App) -> AppResult<()> {
 
 /// `GET /api/auth/session`: whether this browser is signed in, always answered 200, so the
 /// sign-in page can skip its form without a failed request in the console.
+#[utoipa::path(get, operation_id = "auth_session_state", path = "/auth/session", tag = "auth", responses((status = 200, description = "`{signed_in}`", body = crate::openapi::Object)))]
 pub async fn session_state(
     state: AppState,
     mut parts: axum::http::request::Parts,

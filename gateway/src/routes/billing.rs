@@ -19,6 +19,7 @@ use crate::stripe_sync::{self, StripeBilling, call_failed};
 /// Usage by day covers this many days.
 const USAGE_DAYS: i64 = 30;
 
+#[utoipa::path(get, operation_id = "billing_get", path = "/billing", tag = "billing", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Plan, balance, usage and settings", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let user = &auth.user_id;
     let now = now_secs();
@@ -123,6 +124,7 @@ pub struct Budget {
 /// The most a user may set: far beyond any real month, small enough for the database.
 const MAX_BUDGET: u64 = 1_000_000_000;
 
+#[utoipa::path(put, operation_id = "billing_set_budget", path = "/billing/budget", tag = "billing", request_body(content = crate::openapi::Object, description = "`{monthly_credits}` (or null)"), security(("session" = []), ("api_token" = [])), responses((status = 204, description = "Saved"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn set_budget(state: AppState, auth: AuthUser, Json(budget): Json<Budget>) -> AppResult<StatusCode> {
     if budget.monthly_credits.is_some_and(|n| n > MAX_BUDGET) {
         return Err(AppError::bad_request(
@@ -155,6 +157,7 @@ pub struct CheckoutRequest {
 
 /// `{plan}` or `{pack}` → `{url}`: Stripe Checkout, or the Portal for a user who already has a
 /// subscription (a plan change is made there, never with a second subscription).
+#[utoipa::path(post, operation_id = "billing_checkout", path = "/billing/checkout", tag = "billing", request_body(content = crate::openapi::Object, description = "`{plan}` or `{pack}`"), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "`{url}` of a Stripe Checkout page", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn checkout(
     state: AppState,
     auth: AuthUser,
@@ -202,6 +205,7 @@ pub async fn checkout(
 }
 
 /// `{url}` of the Customer Portal: plan changes, cards, invoices, cancellation.
+#[utoipa::path(post, operation_id = "billing_portal", path = "/billing/portal", tag = "billing", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "`{url}` of the Stripe billing portal", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn portal(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let stripe = stripe_of(&state)?;
     let customer =
@@ -234,6 +238,7 @@ pub struct AutoRefill {
 
 /// `{enabled, pack, monthly_cap}`: buy `pack` with the saved card whenever the balance runs low,
 /// at most `monthly_cap` credits a month. Saving again also allows a retry after a failure.
+#[utoipa::path(put, operation_id = "billing_set_auto_refill", path = "/billing/auto-refill", tag = "billing", request_body(content = crate::openapi::Object, description = "`{enabled, pack, below}`"), security(("session" = []), ("api_token" = [])), responses((status = 204, description = "Saved"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn set_auto_refill(state: AppState, auth: AuthUser, Json(body): Json<AutoRefill>) -> AppResult<StatusCode> {
     stripe_of(&state)?;
     let Some(pack) = state.catalog.pack(&body.pack) else {

@@ -202,6 +202,7 @@ async fn settle(agent: &mut Agent, channel: Channel) -> Result<status::ChannelSt
     }
 }
 
+#[utoipa::path(post, operation_id = "integrations_connect", path = "/integrations/{channel}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), request_body(content = crate::openapi::Object, description = "`{token, …}`"), security(("session" = []), ("api_token" = [])), responses((status = 201, description = "Connected", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn connect(
     state: AppState,
     auth: AuthUser,
@@ -417,6 +418,7 @@ fn view(channel: Channel, row: Option<&Integration>, live: Option<&status::Chann
     })
 }
 
+#[utoipa::path(get, operation_id = "integrations_list", path = "/integrations", tag = "integrations", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Each channel's state", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let user = &auth.user_id;
     let rows = db::list(&*state.db.conn()?, user).await?;
@@ -456,6 +458,7 @@ async fn owned(state: &App, user: &UserId, channel: Channel) -> AppResult<Integr
         .ok_or_else(|| AppError::not_found(format!("No {} bot is connected.", channel.label())))
 }
 
+#[utoipa::path(post, operation_id = "integrations_test", path = "/integrations/{channel}/test", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The check's result", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<String>) -> AppResult<axum::Json<Value>> {
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
@@ -497,6 +500,7 @@ pub async fn test(state: AppState, auth: AuthUser, Path(channel_name): Path<Stri
     Ok(axum::Json(json!({ "sent": true, "text": text })))
 }
 
+#[utoipa::path(get, operation_id = "integrations_pairing", path = "/integrations/{channel}/pairing", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Pending DM pairing requests", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn pairing(
     state: AppState,
     auth: AuthUser,
@@ -531,6 +535,7 @@ pub async fn pairing(
     Ok(axum::Json(json!({ "requests": requests })))
 }
 
+#[utoipa::path(post, operation_id = "integrations_decide", path = "/integrations/{channel}/pairing/{request}/{action}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`"), ("request" = String, Path, description = "The request id"), ("action" = String, Path, description = "`approve` or `dismiss`")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Approved or dismissed", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn decide(
     state: AppState,
     auth: AuthUser,
@@ -567,6 +572,7 @@ pub async fn decide(
     Ok(axum::Json(json!({ "approved": approve, "sender_id": sender })))
 }
 
+#[utoipa::path(put, operation_id = "integrations_set_policy", path = "/integrations/{channel}/policy", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), request_body(content = crate::openapi::Object, description = "`{dm_policy, …}`"), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The saved policy", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn set_policy(
     state: AppState,
     auth: AuthUser,
@@ -593,6 +599,7 @@ pub async fn set_policy(
 
 /// Removes the channel from the agent (when it runs; otherwise its next start drops it, since
 /// the token file is gone) and deletes the stored token.
+#[utoipa::path(delete, operation_id = "integrations_disconnect", path = "/integrations/{channel}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), security(("session" = []), ("api_token" = [])), responses((status = 204, description = "Disconnected"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Path<String>) -> AppResult<StatusCode> {
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;

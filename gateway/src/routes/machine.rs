@@ -13,6 +13,7 @@ const HISTORY_SHOWN: u32 = 20;
 /// The "usual" start time is the median of the server's last this many starts.
 const STARTS_MEASURED: u32 = 20;
 
+#[utoipa::path(get, operation_id = "machine_get", path = "/machine", tag = "agent", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The agent's state and stage", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let row = machines::find(&state.db, &auth.user_id).await?;
     let (machine_state, stage, detail, since) = match row {
@@ -51,6 +52,7 @@ fn median(secs: &[i64]) -> Option<i64> {
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
+#[utoipa::path(post, operation_id = "machine_stop", path = "/machine/stop", tag = "agent", security(("session" = []), ("api_token" = [])), responses((status = 204, description = "Stopped"), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
     // Before the stop: each tab then closes as stopped, not as a lost agent to reconnect to.
     state.relays.agent_stopped(&auth.user_id);
@@ -59,6 +61,7 @@ pub async fn stop(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
 }
 
 /// Stops the agent and starts it again in the background; the chat page shows the stages.
+#[utoipa::path(post, operation_id = "machine_restart", path = "/machine/restart", tag = "agent", security(("session" = []), ("api_token" = [])), responses((status = 202, description = "Restarting", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn restart(state: AppState, auth: AuthUser) -> AppResult<StatusCode> {
     if let Some(refusal) = state.machines.start_refusal(&auth.user_id).await {
         return Err(crate::error::AppError::forbidden(refusal.code, refusal.message));

@@ -14,6 +14,7 @@ use crate::auth::{AuthUser, AuthVia, Revoked, SessionUser, session};
 use crate::db::{deletion, users};
 use crate::error::{AppError, AppResult};
 
+#[utoipa::path(get, operation_id = "me_get", path = "/me", tag = "account", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The account: `{user, …}`", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>> {
     let user = users::find_by_id(&*state.db.conn()?, &auth.user_id).await?.ok_or_else(AppError::unauthenticated)?;
     let via = match auth.via {
@@ -35,6 +36,7 @@ pub struct DeleteAccount {
 /// Deletes the account (see `db::deletion` for what goes and what stays), closes every socket
 /// of the user and destroys their agent and its data. Only from a session: a leaked API token
 /// must not be able to delete an account.
+#[utoipa::path(delete, operation_id = "me_delete", path = "/me", tag = "account", request_body(content = crate::openapi::Object, description = "`{password}` (local accounts)"), security(("session" = [])), responses((status = 204, description = "The account and its agent are deleted"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn delete(
     state: AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,6 +112,7 @@ pub struct ChangePassword {
 
 /// Changes the password of a local account and signs out every other session of it (this one
 /// stays). Failures count like login failures, so a stolen session cannot guess the password.
+#[utoipa::path(post, operation_id = "me_change_password", path = "/me/password", tag = "account", request_body(content = crate::openapi::Object, description = "`{current_password, new_password}`"), security(("session" = [])), responses((status = 200, description = "Changed; other sessions are signed out", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn change_password(
     state: AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -147,6 +150,7 @@ pub async fn change_password(
 }
 
 /// `POST /api/me/sign-out-others`: ends every other session of this account (this one stays).
+#[utoipa::path(post, operation_id = "me_sign_out_others", path = "/me/sign-out-others", tag = "account", security(("session" = [])), responses((status = 200, description = "`{signed_out}`: how many other sessions ended", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn sign_out_others(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
     let AuthVia::Session { token_hash } = &auth.via else {
         return Err(AppError::bad_request(

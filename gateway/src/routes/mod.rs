@@ -8,13 +8,16 @@ mod llm;
 mod machine;
 mod me;
 mod sessions;
+mod tasks;
 mod tokens;
 mod web;
 mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, delete, get, patch, post, put};
+use axum::routing::{any, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -26,36 +29,64 @@ const API_BODY_LIMIT: usize = 64 * 1024;
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 pub const LLM_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// The `/api` routes and their OpenAPI document, built from one list: `routes!` takes only
+/// handlers with a `#[utoipa::path]`, so a route cannot be added here without its description.
+/// (Never `.route(…)` in this function: the `openapi` test reads it to make sure.)
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::session_state))
+        .routes(routes!(me::get, me::delete))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::sign_out_others))
+        .routes(routes!(billing::get))
+        .routes(routes!(billing::set_budget))
+        .routes(routes!(billing::set_auto_refill))
+        .routes(routes!(billing::checkout))
+        .routes(routes!(billing::portal))
+        .routes(routes!(machine::get))
+        .routes(routes!(machine::stop))
+        .routes(routes!(machine::restart))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::rotate_webhook_secret))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::change, sessions::delete))
+        .routes(routes!(sessions::history))
+        .routes(routes!(integrations::list))
+        .routes(routes!(integrations::connect, integrations::disconnect))
+        .routes(routes!(integrations::test))
+        .routes(routes!(integrations::set_policy))
+        .routes(routes!(integrations::pairing))
+        .routes(routes!(integrations::decide))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of every `/api` route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::new().nest("/api", api_router()).into_openapi()
+}
+
+static OPENAPI_JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This document: OpenAPI 3.1, describing every `/api` route.
+#[utoipa::path(get, operation_id = "openapi_json", path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = crate::openapi::Object)))]
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    let body = OPENAPI_JSON.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".into()));
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_str())
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/signup", post(auth::signup))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/session", get(auth::session_state))
-        .route("/me", get(me::get).delete(me::delete))
-        .route("/me/password", post(me::change_password))
-        .route("/me/sign-out-others", post(me::sign_out_others))
-        .route("/billing", get(billing::get))
-        .route("/billing/budget", put(billing::set_budget))
-        .route("/billing/auto-refill", put(billing::set_auto_refill))
-        .route("/billing/checkout", post(billing::checkout))
-        .route("/billing/portal", post(billing::portal))
-        .route("/machine", get(machine::get))
-        .route("/machine/stop", post(machine::stop))
-        .route("/machine/restart", post(machine::restart))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", delete(tokens::revoke))
-        .route("/sessions", get(sessions::list).post(sessions::create))
-        .route("/sessions/{key}", patch(sessions::change).delete(sessions::delete))
-        .route("/sessions/{key}/history", get(sessions::history))
-        .route("/integrations", get(integrations::list))
-        .route("/integrations/{channel}", post(integrations::connect).delete(integrations::disconnect))
-        .route("/integrations/{channel}/test", post(integrations::test))
-        .route("/integrations/{channel}/policy", put(integrations::set_policy))
-        .route("/integrations/{channel}/pairing", get(integrations::pairing))
-        .route("/integrations/{channel}/pairing/{request}/{action}", post(integrations::decide))
-        .fallback(api_not_found)
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let (api, doc) = OpenApiRouter::new()
+        .nest("/api", api_router().fallback(api_not_found).layer(DefaultBodyLimit::max(API_BODY_LIMIT)))
+        .split_for_parts();
+    let _ = OPENAPI_JSON.set(doc.to_json().unwrap_or_else(|_| "{}".into()));
 
     let webhooks = Router::new()
         .route("/clerk", post(webhooks::clerk))
@@ -70,8 +101,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(LLM_BODY_LIMIT));
 
-    let mut router = Router::new()
-        .nest("/api", api)
+    let mut router = api
         .nest("/webhooks", webhooks)
         .route("/ws", get(crate::relay::upgrade))
         .route("/agent", any(crate::console::handle))

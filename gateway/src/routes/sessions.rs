@@ -67,6 +67,7 @@ fn clean_title(raw: &str) -> Result<String, AppError> {
 }
 
 /// A read only: the main chat is listed whether or not it has a row yet.
+#[utoipa::path(get, operation_id = "sessions_list", path = "/sessions", tag = "chats", params(("q" = Option<String>, Query, description = "Title search"), ("archived" = Option<String>, Query, description = "`true`: the archived chats")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "`{sessions: [{key, title, created_at, updated_at, titled, archived_at}]}`", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery>) -> AppResult<axum::Json<Value>> {
     let search = match query.q.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -97,6 +98,7 @@ pub async fn list(state: AppState, auth: AuthUser, Query(query): Query<ListQuery
     Ok(axum::Json(json!({ "sessions": list })))
 }
 
+#[utoipa::path(post, operation_id = "sessions_create", path = "/sessions", tag = "chats", request_body(content = crate::openapi::Object, description = "`{title?}`"), security(("session" = []), ("api_token" = [])), responses((status = 201, description = "The new chat (200: an unused one reused)", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody)))]
 pub async fn create(
     state: AppState,
     auth: AuthUser,
@@ -121,6 +123,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(json!(session))))
 }
 
+#[utoipa::path(patch, operation_id = "sessions_change", path = "/sessions/{key}", tag = "chats", params(("key" = String, Path, description = "The chat's key")), request_body(content = crate::openapi::Object, description = "`{title?, archived?}`"), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The chat", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn change(
     state: AppState,
     auth: AuthUser,
@@ -153,6 +156,7 @@ pub async fn change(
     Ok(axum::Json(json!(sessions::find(&conn, &auth.user_id, &key).await?.ok_or_else(gone)?)))
 }
 
+#[utoipa::path(delete, operation_id = "sessions_delete", path = "/sessions/{key}", tag = "chats", params(("key" = String, Path, description = "The chat's key")), security(("session" = []), ("api_token" = [])), responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) -> AppResult<StatusCode> {
     let key = SessionKey::parse(&key)?;
     if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
@@ -184,6 +188,7 @@ async fn delete_on_agent(hub: &crate::relay::Hub, key: &SessionKey) -> anyhow::R
     Ok(())
 }
 
+#[utoipa::path(get, operation_id = "sessions_history", path = "/sessions/{key}/history", tag = "chats", params(("key" = String, Path, description = "The chat's key"), ("limit" = Option<String>, Query, description = "At most this many messages")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "`{messages: [{role, text, ts}], …}`", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn history(
     state: AppState,
     auth: AuthUser,

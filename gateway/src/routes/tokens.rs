@@ -23,6 +23,7 @@ pub struct CreateToken {
     expires_in_days: Option<u32>,
 }
 
+#[utoipa::path(post, operation_id = "tokens_create", path = "/tokens", tag = "tokens", request_body(content = crate::openapi::Object, description = "`{name, expires_in_days?}`"), security(("session" = [])), responses((status = 201, description = "`{id, name, prefix, token, webhook_secret, created_at, expires_at}`; `token` and `webhook_secret` are shown this once", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn create(
     state: AppState,
     SessionUser(auth): SessionUser,
@@ -65,20 +66,23 @@ pub async fn create(
             ),
         ));
     }
+    let webhook_secret = new_webhook_secret(&state, &conn, &auth.user_id, &id).await?;
     tracing::info!(user_id = %auth.user_id, token_id = %id, "API token created");
     let body = json!({
         "id": id, "name": name, "prefix": fresh.visible_prefix, "token": fresh.secret,
-        "created_at": now, "expires_at": expires_at,
+        "webhook_secret": webhook_secret, "created_at": now, "expires_at": expires_at,
     });
     // The secret is shown once: no cache on the way may keep a copy.
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
 }
 
+#[utoipa::path(get, operation_id = "tokens_list", path = "/tokens", tag = "tokens", security(("session" = [])), responses((status = 200, description = "`{tokens: [{id, name, prefix, created_at, expires_at, last_used_at}]}`", body = crate::openapi::Object), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody)))]
 pub async fn list(state: AppState, SessionUser(auth): SessionUser) -> AppResult<axum::Json<Value>> {
     let tokens = api_tokens::list(&*state.db.conn()?, &auth.user_id).await?;
     Ok(axum::Json(json!({ "tokens": tokens })))
 }
 
+#[utoipa::path(delete, operation_id = "tokens_revoke", path = "/tokens/{id}", tag = "tokens", params(("id" = String, Path, description = "The token id")), security(("session" = [])), responses((status = 204, description = "Revoked"), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): Path<String>) -> AppResult<StatusCode> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."));
@@ -90,4 +94,37 @@ pub async fn revoke(state: AppState, SessionUser(auth): SessionUser, Path(id): P
     } else {
         Err(AppError::not_found("That token no longer exists. Reload the page to see your tokens."))
     }
+}
+
+/// A fresh webhook signing secret for the token, sealed in the database; the text is returned
+/// to be shown once.
+async fn new_webhook_secret(
+    state: &AppState,
+    conn: &libsql::Connection,
+    user: &crate::domain::UserId,
+    token_id: &str,
+) -> AppResult<Option<String>> {
+    let secret = format!("whsec_{}", crate::crypto::random_token());
+    let context = crate::tasks::webhook::secret_context(token_id);
+    let sealed = crate::crypto::seal(state.secret.expose(), &context, secret.as_bytes());
+    let stored = api_tokens::set_webhook_secret(conn, user, token_id, &sealed, crate::crypto::SEAL_KEY_VERSION).await?;
+    Ok(stored.then_some(secret))
+}
+
+/// `POST /api/tokens/{id}/webhook-secret`: replaces the token's webhook signing secret and shows
+/// the new one, once (tokens made before webhooks existed have none).
+#[utoipa::path(post, operation_id = "tokens_rotate_webhook_secret", path = "/tokens/{id}/webhook-secret", tag = "tokens", params(("id" = String, Path, description = "The token id")), security(("session" = [])), responses((status = 200, description = "`{id, webhook_secret}`, shown this once; the old secret no longer signs", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
+pub async fn rotate_webhook_secret(
+    state: AppState,
+    SessionUser(auth): SessionUser,
+    Path(id): Path<String>,
+) -> AppResult<([(HeaderName, &'static str); 1], axum::Json<Value>)> {
+    let gone = || AppError::not_found("That token no longer exists. Reload the page to see your tokens.");
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(gone());
+    }
+    let conn = state.db.conn()?;
+    let secret = new_webhook_secret(&state, &conn, &auth.user_id, &id).await?.ok_or_else(gone)?;
+    tracing::info!(user_id = %auth.user_id, token_id = %id, "webhook secret replaced");
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(json!({ "id": id, "webhook_secret": secret }))))
 }

@@ -105,6 +105,18 @@ impl Shared {
         std::thread::spawn(move || drop(self)).join().unwrap();
     }
 
+    /// Stops the server (its agents stop with it, as in production) and starts a new one on the
+    /// same data.
+    pub fn restart(self) -> Self {
+        std::thread::spawn(move || {
+            let Shared { app, llm, runtime } = self;
+            let app = runtime.block_on(app.restart());
+            Shared { app, llm, runtime }
+        })
+        .join()
+        .unwrap()
+    }
+
     /// Runs the future on the server's runtime (for state calls that must stay on it).
     pub fn on_server<F: std::future::Future + Send + 'static>(&self, f: F) -> F::Output
     where
