@@ -42,8 +42,14 @@ pub const PLATFORM_OWNED: &[(&[&str], &str)] = &[
     (&["gateway", "trustedProxies"], "Roost reaches your agent as a local client, not through a proxy"),
     (&["gateway", "controlUi", "enabled"], "Roost serves this console at /agent/"),
     (&["gateway", "controlUi", "basePath"], "Roost serves this console at /agent/"),
-    (&["models", "providers", PROVIDER_ID], "your agent's model calls go through Roost's LLM proxy, which bills your credits"),
-    (&["agents", "defaults", "model"], "your agent's model calls go through Roost's LLM proxy, which bills your credits"),
+    (
+        &["models", "providers", PROVIDER_ID],
+        "your agent's model calls go through Roost's LLM proxy, which bills your credits",
+    ),
+    (
+        &["agents", "defaults", "model"],
+        "your agent's model calls go through Roost's LLM proxy, which bills your credits",
+    ),
     (&["channels", "telegram"], "connect or disconnect Telegram on Roost's Integrations page"),
     (&["channels", "discord"], "connect or disconnect Discord on Roost's Integrations page"),
 ];

@@ -10,9 +10,9 @@ pub mod local;
 mod machine;
 pub mod reconcile;
 
+pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
 /// The OpenClaw config paths Roost owns (refused in the agent console) and the console's path.
 pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
-pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
 
 use async_trait::async_trait;
 

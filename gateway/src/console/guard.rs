@@ -47,7 +47,11 @@ pub fn check_write(method: &str, params: &Value, snapshot: &Snapshot) -> Result<
     };
     let mut touched: Vec<(String, &str)> = Vec::new();
     for (path, why) in provisioner::PLATFORM_OWNED {
-        let after = if method == "config.patch" { patched(snapshot, &written, path) } else { Some(at(&written, path).cloned()) };
+        let after = if method == "config.patch" {
+            patched(snapshot, &written, path)
+        } else {
+            Some(at(&written, path).cloned())
+        };
         let Some(after) = after else { continue };
         if snapshot.is_empty() || !snapshot.unchanged(path, after.as_ref()) {
             touched.push((path.join("."), why));
@@ -123,17 +127,18 @@ impl Secrets {
     /// One frame from the agent, as the browser may see it: credential fields dropped (and
     /// remembered, so a copy elsewhere is caught too), known secrets replaced.
     pub fn scrub(&mut self, frame: &str) -> String {
-        let mut out = if CREDENTIAL_FIELDS.iter().any(|f| memchr::memmem::find(frame.as_bytes(), f.as_bytes()).is_some()) {
-            match serde_json::from_str::<Value>(frame) {
-                Ok(mut value) => {
-                    self.drop_credentials(&mut value);
-                    value.to_string()
+        let mut out =
+            if CREDENTIAL_FIELDS.iter().any(|f| memchr::memmem::find(frame.as_bytes(), f.as_bytes()).is_some()) {
+                match serde_json::from_str::<Value>(frame) {
+                    Ok(mut value) => {
+                        self.drop_credentials(&mut value);
+                        value.to_string()
+                    }
+                    Err(_) => frame.to_string(),
                 }
-                Err(_) => frame.to_string(),
-            }
-        } else {
-            frame.to_string()
-        };
+            } else {
+                frame.to_string()
+            };
         for secret in &self.known {
             if memchr::memmem::find(out.as_bytes(), secret.as_bytes()).is_some() {
                 out = out.replace(secret.as_str(), REDACTED);
@@ -225,7 +230,9 @@ mod tests {
         let out = secrets.scrub(&hello.to_string());
         assert!(!out.contains("dev-token"), "{out}");
         assert!(out.contains("operator.read"));
-        let later = format!(r#"{{"type":"event","event":"log","payload":{{"line":"{token} and dev-token-0123456789abcdef"}}}}"#);
+        let later = format!(
+            r#"{{"type":"event","event":"log","payload":{{"line":"{token} and dev-token-0123456789abcdef"}}}}"#
+        );
         let out = secrets.scrub(&later);
         assert!(!out.contains(token) && !out.contains("dev-token"), "{out}");
         assert_eq!(secrets.scrub(r#"{"type":"event","event":"tick"}"#), r#"{"type":"event","event":"tick"}"#);

@@ -45,11 +45,15 @@ pub fn rewrite_connect(
     }
     let scopes: Vec<&str> = match fields.get("scopes") {
         None => Vec::new(),
-        Some(Value::Array(list)) => list.iter().map(|s| s.as_str().ok_or("scopes must be strings")).collect::<Result<_, _>>()?,
+        Some(Value::Array(list)) => {
+            list.iter().map(|s| s.as_str().ok_or("scopes must be strings")).collect::<Result<_, _>>()?
+        }
         Some(_) => return Err("scopes must be a list"),
     };
     let scopes = scopes.join(",");
-    let Some(client) = fields.get_mut("client").and_then(Value::as_object_mut) else { return Err("client is required") };
+    let Some(client) = fields.get_mut("client").and_then(Value::as_object_mut) else {
+        return Err("client is required");
+    };
     let (Some(id), Some(mode)) = (
         client.get("id").and_then(Value::as_str).map(str::to_string),
         client.get("mode").and_then(Value::as_str).map(str::to_string),
@@ -104,6 +108,9 @@ mod tests {
         assert_eq!(p["scopes"], json!(["operator.read", "operator.admin"]));
         let node = json!({ "type": "req", "id": "c", "method": "connect", "params": { "role": "node", "client": {} } });
         assert!(rewrite_connect(&node, "t", &device, &challenge).is_err());
-        assert!(rewrite_connect(&json!({ "type": "req", "id": "c", "method": "health" }), "t", &device, &challenge).is_err());
+        assert!(
+            rewrite_connect(&json!({ "type": "req", "id": "c", "method": "health" }), "t", &device, &challenge)
+                .is_err()
+        );
     }
 }

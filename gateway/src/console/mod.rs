@@ -80,10 +80,8 @@ async fn upgrade(
         .await
         .map_err(|e| AppError::bad_request("websocket_required", e.body_text()))?;
     // Cross-site WebSocket hijacking: only Roost's own pages may open it.
-    let allowed = parts
-        .headers
-        .get(header::ORIGIN)
-        .is_some_and(|o| o.to_str().is_ok_and(|o| state.site.origin_allowed(o)));
+    let allowed =
+        parts.headers.get(header::ORIGIN).is_some_and(|o| o.to_str().is_ok_and(|o| state.site.origin_allowed(o)));
     if !allowed {
         return Err(AppError::forbidden("cross_origin", "Only Roost's own pages may open the agent console."));
     }

@@ -97,12 +97,15 @@ pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Resp
         // The Control UI's own reads (avatars, media) want the gateway token it does not have.
         headers.insert(header::AUTHORIZATION, bearer);
     }
-    let mut outgoing = Request::builder().method(parts.method).uri(path).body(
-        http_body_util::Limited::new(body, MAX_REQUEST_BODY)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .boxed_unsync(),
-    )
-    .map_err(|_| AppError::bad_request("invalid_request", "This request cannot be passed to your agent."))?;
+    let mut outgoing = Request::builder()
+        .method(parts.method)
+        .uri(path)
+        .body(
+            http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .boxed_unsync(),
+        )
+        .map_err(|_| AppError::bad_request("invalid_request", "This request cannot be passed to your agent."))?;
     *outgoing.headers_mut() = headers;
 
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream.host_port))

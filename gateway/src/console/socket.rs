@@ -3,7 +3,7 @@
 //! keys are refused and credentials never reach the browser ([`super::guard`]).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +15,9 @@ use super::Upstream;
 use super::guard::{self, Secrets, Snapshot};
 use super::handshake::{Challenge, rewrite_connect};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::touch::Touch;
+use crate::auth::{AuthUser, AuthVia};
+use crate::domain::now_secs;
 use crate::openclaw::{AgentSocket, socket_config};
 use crate::relay::browser_close;
 
@@ -26,6 +28,7 @@ const MAX_CONNECT_FRAME: usize = 64 * 1024;
 pub const MAX_BROWSER_MESSAGE: usize = 25 * 1024 * 1024;
 /// `config.get` answers awaited at once (each remembers one request id).
 const MAX_PENDING_READS: usize = 32;
+const SESSION_TOUCH: Duration = Duration::from_secs(60);
 
 type BrowserSink = futures_util::stream::SplitSink<WebSocket, Message>;
 type BrowserStream = futures_util::stream::SplitStream<WebSocket>;
@@ -56,7 +59,11 @@ pub async fn run(state: AppState, auth: AuthUser, mut registration: crate::relay
             return close(&mut sink, 1013, "your agent is not answering yet; retrying").await;
         }
     };
-    let mut secrets = Secrets::new([upstream.token.clone(), crate::agent_credentials::llm_credential(&state.secret, &user)].into_iter().chain(upstream.agent_secret.clone()));
+    let mut secrets = Secrets::new(
+        [upstream.token.clone(), crate::agent_credentials::llm_credential(&state.secret, &user)]
+            .into_iter()
+            .chain(upstream.agent_secret.clone()),
+    );
     match handshake(&state, &upstream, &mut agent, &mut sink, &mut stream, &mut secrets).await {
         Ok(()) => {}
         Err((code, reason)) => {
@@ -64,7 +71,7 @@ pub async fn run(state: AppState, auth: AuthUser, mut registration: crate::relay
             return close(&mut sink, code, reason).await;
         }
     }
-    relay(&mut agent, &mut sink, &mut stream, &mut secrets, &mut registration).await;
+    relay(&state, &auth, &mut agent, &mut sink, &mut stream, &mut secrets, &mut registration).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), agent.close(None)).await;
 }
 
@@ -126,11 +133,15 @@ async fn handshake(
             }
         }
         let (Some(challenge), Some(connect)) = (challenge, connect) else { unreachable!("both arrived") };
-        let rewritten = rewrite_connect(&connect, &upstream.token, state.relays.device(), &challenge).map_err(|why| {
-            tracing::debug!(why, "console: connect refused");
-            (1008, "invalid handshake")
-        })?;
-        agent.send(UpMessage::text(rewritten.to_string())).await.map_err(|_| (1013, "your agent went away; retrying"))?;
+        let rewritten =
+            rewrite_connect(&connect, &upstream.token, state.relays.device(), &challenge).map_err(|why| {
+                tracing::debug!(why, "console: connect refused");
+                (1008, "invalid handshake")
+            })?;
+        agent
+            .send(UpMessage::text(rewritten.to_string()))
+            .await
+            .map_err(|_| (1013, "your agent went away; retrying"))?;
         loop {
             match agent.next().await {
                 Some(Ok(UpMessage::Text(text))) => {
@@ -151,6 +162,8 @@ async fn handshake(
 }
 
 async fn relay(
+    state: &AppState,
+    auth: &AuthUser,
     agent: &mut AgentSocket,
     sink: &mut BrowserSink,
     stream: &mut BrowserStream,
@@ -159,12 +172,20 @@ async fn relay(
 ) {
     let mut snapshot = Snapshot::default();
     let mut reads: HashSet<String> = HashSet::new();
+    let mut last_touch = Instant::now();
     loop {
         tokio::select! {
             from_browser = stream.next() => match from_browser {
                 Some(Ok(Message::Text(text))) => {
                     if text.len() > MAX_BROWSER_MESSAGE {
                         return close(sink, 1009, "message too large").await;
+                    }
+                    // Using the console is using the session (its idle timeout), as chat is.
+                    if let AuthVia::Session { token_hash } = &auth.via
+                        && last_touch.elapsed() >= SESSION_TOUCH
+                    {
+                        state.touches.touch(Touch::Session { token_hash: token_hash.clone(), now: now_secs() });
+                        last_touch = Instant::now();
                     }
                     match check(text.as_str(), &snapshot, &mut reads) {
                         Ok(()) => if agent.send(UpMessage::text(text.as_str())).await.is_err() {

@@ -129,7 +129,8 @@ async fn bodies_stream_both_ways() {
         .header("origin", &app.origin)
         .body(upload)
         .send();
-    let res = tokio::time::timeout(Duration::from_secs(10), send).await.expect("an answer before the upload ends").unwrap();
+    let res =
+        tokio::time::timeout(Duration::from_secs(10), send).await.expect("an answer before the upload ends").unwrap();
     let mut echoed = res.bytes_stream();
     let first = tokio::time::timeout(Duration::from_secs(10), echoed.next()).await.expect("the echo of part one");
     assert_eq!(first.unwrap().unwrap().as_ref(), b"part one;");
@@ -244,10 +245,13 @@ async fn the_console_needs_a_login_and_reaches_only_the_users_own_agent() {
     let (alice, alice_id) = app.signed_up_cookie("alice-console@example.com").await;
     let (bob, bob_id) = app.signed_up_cookie("bob-console@example.com").await;
     // Another site's page may not open it with the user's cookie.
-    let foreign = Client::connect(&format!("ws://{}/agent", app.addr), &[("cookie", &alice), ("origin", "https://evil.example")]).await;
+    let foreign =
+        Client::connect(&format!("ws://{}/agent", app.addr), &[("cookie", &alice), ("origin", "https://evil.example")])
+            .await;
     assert!(foreign.is_err());
     for (cookie, id) in [(&alice, &alice_id), (&bob, &bob_id)] {
-        let res = reqwest::Client::new().get(app.url("/agent/echo")).header("cookie", cookie.as_str()).send().await.unwrap();
+        let res =
+            reqwest::Client::new().get(app.url("/agent/echo")).header("cookie", cookie.as_str()).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let seen = fake.http_seen("/agent/echo");
         assert_eq!(seen.last().unwrap()["authorization"], format!("Bearer {}", token_of(&app, id)).as_str());

@@ -175,7 +175,9 @@ async fn agent_socket(seen: Arc<Seen>, mut socket: WebSocket) {
     if !verified {
         let error = json!({ "type": "res", "id": connect["id"], "ok": false, "error": { "code": "INVALID_REQUEST", "message": "device signature invalid" } });
         let _ = socket.send(Message::Text(error.to_string().into())).await;
-        let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: "device signature invalid".into() }))).await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame { code: 1008, reason: "device signature invalid".into() })))
+            .await;
         return;
     }
     let hello = json!({ "type": "res", "id": connect["id"], "ok": true, "payload": { "type": "hello-ok", "protocol": 4,
@@ -198,7 +200,9 @@ async fn agent_socket(seen: Arc<Seen>, mut socket: WebSocket) {
             // A careless agent answer: the token it was given, and its device token again.
             "status.leaky" => json!({ "echo": format!("token={token} device={DEVICE_TOKEN}") }),
             "test.close4001" => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: "gateway auth changed".into() }))).await;
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame { code: 4001, reason: "gateway auth changed".into() })))
+                    .await;
                 return;
             }
             _ => json!({ "method": method }),

@@ -14,9 +14,15 @@ async fn roost_device_token(shared: &Shared, user: &UserId) -> String {
     shared.on_server(async move {
         let address = state.machines.ensure_ready(&user).await.expect("the agent is up");
         let token = gateway::agent_credentials::gateway_token(&state.secret, &user);
-        let upstream = gateway::openclaw::connect_scoped(&address, &token, state.relays.device(), &gateway::openclaw::SCOPES, None)
-            .await
-            .expect("Roost connects");
+        let upstream = gateway::openclaw::connect_scoped(
+            &address,
+            &token,
+            state.relays.device(),
+            &gateway::openclaw::SCOPES,
+            None,
+        )
+        .await
+        .expect("Roost connects");
         upstream.hello["auth"]["deviceToken"].as_str().expect("a device token is issued").to_string()
     })
 }

@@ -137,7 +137,12 @@ mod tests {
 
     #[test]
     fn the_users_own_keys_survive_a_restart_and_the_platforms_are_written_again() {
-        let llm = LlmEndpoint { base_url: "http://proxy/v1".into(), api: "openai-completions", credential: "c".into(), model: "m1".into() };
+        let llm = LlmEndpoint {
+            base_url: "http://proxy/v1".into(),
+            api: "openai-completions",
+            credential: "c".into(),
+            model: "m1".into(),
+        };
         let platform = render(18801, &llm, Path::new("/l/openclaw.log"), &[]);
         let previous = json!({
             "agents": { "entries": { "main": { "identity": { "name": "Pip" } } }, "defaults": { "model": { "primary": "x/y" } } },
