@@ -1,5 +1,6 @@
-//! A stateful fake of Discord's REST API (`/api/v10`), the calls Roost makes to check a bot
-//! token: `GET /users/@me` and `GET /applications/@me`. Bot tokens work only with
+//! A stateful fake of Discord's REST API (`/api/v10`): the calls Roost makes to check a bot
+//! token (`GET /users/@me`, `GET /applications/@me`), the DM calls a bot replies with, and the
+//! gateway WebSocket on the same origin ([`crate::discord_gateway`]). Bot tokens work only with
 //! `Authorization: Bot <token>`; a user account's token works only bare (and says `bot:false`),
 //! as on Discord. Revoked tokens, 429 with `retry_after` and hangs can be injected.
 
@@ -32,19 +33,26 @@ pub enum Fault {
 }
 
 #[derive(Debug, Clone)]
-struct Account {
-    user_id: String,
-    username: String,
-    bot: bool,
-    revoked: bool,
-    app_id: String,
-    app_flags: u64,
+pub(crate) struct Account {
+    pub(crate) user_id: String,
+    pub(crate) username: String,
+    pub(crate) bot: bool,
+    pub(crate) revoked: bool,
+    pub(crate) app_id: String,
+    pub(crate) app_flags: u64,
     owner_id: String,
 }
 
 #[derive(Default)]
-struct Inner {
-    tokens: HashMap<String, Account>,
+pub(crate) struct Inner {
+    pub(crate) tokens: HashMap<String, Account>,
+    /// Where the fake listens (the gateway URL it hands out is on it).
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) gateway: crate::discord_gateway::GatewayState,
+    /// (method, path) of every request no route knows, for tests to show.
+    unknown: Vec<String>,
+    /// DMs delivered to bots so far (their message ids).
+    messages_in: u64,
     faults: VecDeque<Fault>,
     /// (path, authorization scheme) of every request.
     requests: Vec<(String, String)>,
@@ -54,7 +62,7 @@ struct Inner {
     sent: Vec<(String, String)>,
 }
 
-type Shared = Arc<Mutex<Inner>>;
+pub(crate) type Shared = Arc<Mutex<Inner>>;
 
 pub struct FakeDiscord {
     state: Shared,
@@ -70,9 +78,15 @@ impl FakeDiscord {
             .route("/api/v10/applications/@me", get(applications_me))
             .route("/api/v10/users/@me/channels", axum::routing::post(open_dm))
             .route("/api/v10/channels/{channel}/messages", axum::routing::post(create_message))
-            .fallback(|| async { discord_error(StatusCode::NOT_FOUND, "404: Not Found", 0) })
+            .route("/api/v10/channels/{channel}", get(get_channel))
+            .route("/api/v10/channels/{channel}/typing", axum::routing::post(typing))
+            .route("/api/v10/applications/{app}/commands", get(commands).put(commands))
+            .route("/api/v10/gateway/bot", get(crate::discord_gateway::gateway_bot))
+            .route("/", get(crate::discord_gateway::upgrade))
+            .fallback(unknown)
             .with_state(state.clone());
         let (addr, server) = crate::serve_on_loopback(app, "fake discord").await;
+        state.lock().unwrap().addr = Some(addr);
         Self { state, addr, server }
     }
 
@@ -137,6 +151,81 @@ impl FakeDiscord {
         self.state.lock().unwrap().sent.clone()
     }
 
+    /// A user DMs the bot: MESSAGE_CREATE on every open gateway connection identified with
+    /// `token`. Returns how many connections it went to.
+    pub fn deliver_dm(&self, token: &str, from_id: &str, from_name: &str, content: &str) -> usize {
+        let mut inner = self.state.lock().unwrap();
+        let channel_id = match inner.dm_channels.iter().find(|(_, to)| to.as_str() == from_id) {
+            Some((id, _)) => id.clone(),
+            None => {
+                let id = (1_300_000_000_000_000_000u64 + inner.dm_channels.len() as u64).to_string();
+                inner.dm_channels.insert(id.clone(), from_id.to_string());
+                id
+            }
+        };
+        inner.messages_in += 1;
+        let message_id = (1_400_000_000_000_000_000u64 + inner.messages_in).to_string();
+        let message = json!({
+            "id": message_id, "channel_id": channel_id, "type": 0, "content": content,
+            "author": { "id": from_id, "username": from_name, "discriminator": "0", "global_name": from_name, "avatar": null },
+            "timestamp": "2026-12-01T12:00:00.000000+00:00", "edited_timestamp": null, "tts": false,
+            "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
+            "pinned": false, "flags": 0,
+        });
+        let targets: Vec<usize> = inner
+            .gateway
+            .connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.open && c.token.as_deref() == Some(token))
+            .map(|(i, _)| i)
+            .collect();
+        let mut delivered = 0;
+        for i in targets {
+            if let Some(tx) = inner.gateway.pushers.get(&i)
+                && tx.send(crate::discord_gateway::Push::Dispatch("MESSAGE_CREATE", message.clone())).is_ok()
+            {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Every gateway connection so far, in order.
+    pub fn gateway_connections(&self) -> Vec<crate::discord_gateway::Connection> {
+        self.state.lock().unwrap().gateway.connections.clone()
+    }
+
+    /// Open gateway connections identified with `token`.
+    pub fn gateway_open(&self, token: &str) -> usize {
+        let inner = self.state.lock().unwrap();
+        inner.gateway.connections.iter().filter(|c| c.open && c.token.as_deref() == Some(token)).count()
+    }
+
+    /// The next IDENTIFY is answered by closing with `code` (4004 authentication failed, 4014
+    /// disallowed intents).
+    pub fn close_next_identify(&self, code: u16) {
+        self.state.lock().unwrap().gateway.close_next_identify = Some(code);
+    }
+
+    /// Closes every open connection of `token` with `code`, as Discord does when it ends a session.
+    pub fn close_gateway(&self, token: &str, code: u16) {
+        let inner = self.state.lock().unwrap();
+        for (i, c) in inner.gateway.connections.iter().enumerate() {
+            if c.open
+                && c.token.as_deref() == Some(token)
+                && let Some(tx) = inner.gateway.pushers.get(&i)
+            {
+                let _ = tx.send(crate::discord_gateway::Push::Close(code, "Closed by the fake."));
+            }
+        }
+    }
+
+    /// (method, path) of requests no route of the fake knows.
+    pub fn unknown_requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().unknown.clone()
+    }
+
     /// How many requests arrived (for rate-limit tests).
     pub fn request_count(&self) -> usize {
         self.state.lock().unwrap().requests.len()
@@ -149,12 +238,12 @@ impl Drop for FakeDiscord {
     }
 }
 
-fn discord_error(status: StatusCode, message: &str, code: u64) -> Response {
+pub(crate) fn discord_error(status: StatusCode, message: &str, code: u64) -> Response {
     (status, axum::Json(json!({ "message": message, "code": code }))).into_response()
 }
 
 /// The account the request authenticates as, or the error Discord gives.
-async fn authenticate(state: &Shared, headers: &HeaderMap, path: &str) -> Result<Account, Response> {
+pub(crate) async fn authenticate(state: &Shared, headers: &HeaderMap, path: &str) -> Result<Account, Response> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let (scheme, token) = match auth.split_once(' ') {
         Some(("Bot", t)) => ("Bot", t.to_string()),
@@ -182,6 +271,51 @@ async fn authenticate(state: &Shared, headers: &HeaderMap, path: &str) -> Result
     match account {
         Some(a) if !a.revoked && a.bot == (scheme == "Bot") => Ok(a),
         _ => Err(discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0)),
+    }
+}
+
+async fn unknown(State(state): State<Shared>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    state.lock().unwrap().unknown.push(format!("{method} {}", uri.path()));
+    discord_error(StatusCode::NOT_FOUND, "404: Not Found", 0)
+}
+
+async fn get_channel(
+    State(state): State<Shared>,
+    axum::extract::Path(channel): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match authenticate(&state, &headers, "/channels/{id}").await {
+        Ok(a) if a.bot => {
+            let recipient = state.lock().unwrap().dm_channels.get(&channel).cloned();
+            match recipient {
+                Some(to) => axum::Json(json!({ "id": channel, "type": 1, "last_message_id": null,
+                    "recipients": [{ "id": to, "username": "someone", "discriminator": "0" }] }))
+                .into_response(),
+                None => discord_error(StatusCode::NOT_FOUND, "Unknown Channel", 10003),
+            }
+        }
+        Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
+        Err(res) => res,
+    }
+}
+
+/// The bot's slash commands: none registered, and a bulk overwrite answers what it was given.
+async fn commands(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match authenticate(&state, &headers, "/applications/{id}/commands").await {
+        Ok(a) if a.bot => {
+            let given: Value = serde_json::from_slice(&body).unwrap_or(json!([]));
+            axum::Json(if given.is_array() { given } else { json!([]) }).into_response()
+        }
+        Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
+        Err(res) => res,
+    }
+}
+
+async fn typing(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match authenticate(&state, &headers, "/channels/{id}/typing").await {
+        Ok(a) if a.bot => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => discord_error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0),
+        Err(res) => res,
     }
 }
 

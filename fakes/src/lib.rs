@@ -1,11 +1,12 @@
 //! Stateful stand-ins for Roost's remote parts, speaking their real wire formats: Fly.io's
 //! Machines API (`fakes::fly`), an OpenClaw gateway with failure injection, an
 //! OpenAI/Anthropic-compatible LLM, Stripe's API with signed webhooks, and the Telegram Bot
-//! API and Discord REST calls bot tokens are checked with. Used by the gateway's
+//! API and Discord (REST, and the gateway WebSocket a bot runs on). Used by the gateway's
 //! tests and by the bench, never by the `roost` binary (the simulated agent behind
 //! `--agent-provider fake` is the gateway's own, in `gateway::machines::simulated`).
 
 pub mod discord;
+pub mod discord_gateway;
 pub mod fly;
 pub mod llm;
 pub mod openclaw;

@@ -174,7 +174,8 @@ fn channel_config(state: &App, row: &Integration, token_path: &str) -> Value {
     let mut patch = json!({ "channels": { row.channel.as_str(): config } });
     if row.channel == "discord" {
         patch["secrets"] = json!({ "providers": { "roost-discord": { "source": "file", "path": token_path, "mode": "singleValue" } } });
-        // An external plugin runs only when enabled explicitly (OpenClaw warns and skips it).
+        // An external plugin's channel starts only with the plugin enabled by name; the first
+        // time, the agent's gateway restarts in place to load it (see `confirm`).
         patch["plugins"] = json!({ "entries": { "discord": { "enabled": true } } });
     }
     patch
@@ -199,6 +200,40 @@ async fn settle(agent: &mut Agent, channel: Channel) -> Result<status::ChannelSt
             return Ok(now);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// How long a connect waits for an agent whose gateway restarted to load a plugin.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Reads the channel back and waits for its status. When the patch restarted the agent's
+/// gateway (it loads the Discord plugin the first time), the link drops: it is opened again
+/// until [`RESTART_WAIT`] runs out.
+async fn confirm(
+    state: &App,
+    user: &UserId,
+    agent: &mut Agent,
+    channel: Channel,
+) -> Result<status::ChannelStatus, AgentError> {
+    let deadline = tokio::time::Instant::now() + RESTART_WAIT;
+    loop {
+        let step = async {
+            let read_back = agent.channel_config(channel).await?;
+            if read_back["enabled"] != true {
+                return Err(AgentError::Refused("the channel is not enabled after the patch".into()));
+            }
+            settle(agent, channel).await
+        }
+        .await;
+        match step {
+            Err(AgentError::Unreachable(_) | AgentError::Starting) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Ok(fresh) = Agent::open(state, user, false).await {
+                    std::mem::replace(agent, fresh).close().await;
+                }
+            }
+            other => return other,
+        }
     }
 }
 
@@ -314,15 +349,11 @@ pub async fn connect(
         created_at: previous.as_ref().map_or(now, |p| p.created_at),
         updated_at: now,
     };
-    let pushed = async {
-        agent.patch_config(&channel_config(&state, &row, &token_path)).await?;
-        let read_back = agent.channel_config(channel).await?;
-        if read_back["enabled"] != true {
-            return Err(AgentError::Refused("the channel is not enabled after the patch".into()));
-        }
-        settle(&mut agent, channel).await
-    }
-    .await;
+    let pushed = match agent.patch_config(&channel_config(&state, &row, &token_path)).await {
+        // A restart can cut the link before the patch's answer: reading back tells.
+        Ok(()) | Err(AgentError::Unreachable(_)) => confirm(&state, user, &mut agent, channel).await,
+        Err(e) => Err(e),
+    };
     let live = match pushed {
         Ok(live) if live.state != State::Error => live,
         failed => {

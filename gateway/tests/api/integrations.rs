@@ -302,3 +302,88 @@ async fn bot_tokens_never_reach_a_log_line() {
         assert!(!contains(&logs, secret_part), "part of a token is in the log");
     }
 }
+
+/// The fake Discord gateway speaks the protocol the Discord plugin relies on, and closes the way
+/// Discord does for a bad token (4004) and a Message Content intent the app lacks (4014).
+#[tokio::test]
+async fn the_fake_discord_gateway_identifies_heartbeats_delivers_dms_and_closes_like_discord() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let discord = FakeDiscord::spawn().await;
+    let token = discord.add_bot("gw_bot", fakes::discord::MESSAGE_CONTENT);
+    let no_content = discord.add_bot("plain_bot", 0);
+    let info: Value = reqwest::Client::new()
+        .get(format!("{}/gateway/bot", discord.base_url()))
+        .header("authorization", format!("Bot {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = info["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("ws://127.0.0.1:") && info["shards"] == 1, "{info}");
+
+    type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    async fn next(ws: &mut Ws) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap()
+    }
+    async fn json_of(ws: &mut Ws) -> Value {
+        match next(ws).await {
+            Message::Text(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("not a text frame: {other:?}"),
+        }
+    }
+    async fn open(url: &str) -> Ws {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}/?v=10&encoding=json")).await.unwrap();
+        let hello = json_of(&mut ws).await;
+        assert_eq!(hello["op"], 10);
+        assert!(hello["d"]["heartbeat_interval"].as_u64().unwrap() > 1000);
+        ws
+    }
+    async fn identify(ws: &mut Ws, token: &str, intents: u64) {
+        let frame = json!({ "op": 2, "d": { "token": token, "intents": intents, "properties": {} } });
+        ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+    async fn close_code(ws: &mut Ws) -> u16 {
+        match next(ws).await {
+            Message::Close(Some(frame)) => frame.code.into(),
+            other => panic!("not a close: {other:?}"),
+        }
+    }
+    const CONTENT_INTENT: u64 = 1 << 15;
+
+    let mut ws = open(&url).await;
+    identify(&mut ws, &token, CONTENT_INTENT | 1 << 12).await;
+    let ready = json_of(&mut ws).await;
+    assert_eq!((ready["op"].as_u64(), ready["t"].as_str()), (Some(0), Some("READY")), "{ready}");
+    assert_eq!(ready["d"]["user"]["username"], "gw_bot");
+    ws.send(Message::Text(json!({ "op": 1, "d": ready["s"] }).to_string().into())).await.unwrap();
+    assert_eq!(json_of(&mut ws).await["op"], 11, "a heartbeat is acknowledged");
+    assert_eq!(discord.gateway_open(&token), 1);
+    assert_eq!(discord.deliver_dm(&token, "4242", "Ada", "hi"), 1);
+    let dm = json_of(&mut ws).await;
+    assert_eq!(dm["t"], "MESSAGE_CREATE");
+    assert_eq!((dm["d"]["content"].as_str(), dm["d"]["author"]["id"].as_str()), (Some("hi"), Some("4242")));
+    assert!(dm["d"].get("guild_id").is_none(), "a DM has no guild");
+    assert!(dm["s"].as_u64() > ready["s"].as_u64());
+    // A session can be resumed on a new connection.
+    let session = ready["d"]["session_id"].as_str().unwrap().to_string();
+    drop(ws);
+    let mut ws = open(&url).await;
+    let resume = json!({ "op": 6, "d": { "token": token, "session_id": session, "seq": 2 } });
+    ws.send(Message::Text(resume.to_string().into())).await.unwrap();
+    assert_eq!(json_of(&mut ws).await["t"], "RESUMED");
+
+    let mut bad = open(&url).await;
+    identify(&mut bad, "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs", 0).await;
+    assert_eq!(close_code(&mut bad).await, 4004, "an unknown token");
+    let mut intents = open(&url).await;
+    identify(&mut intents, &no_content, CONTENT_INTENT).await;
+    assert_eq!(close_code(&mut intents).await, 4014, "Message Content without the app's intent");
+    discord.close_next_identify(4014);
+    let mut forced = open(&url).await;
+    identify(&mut forced, &token, 0).await;
+    assert_eq!(close_code(&mut forced).await, 4014, "forced");
+    assert!(discord.gateway_connections().iter().any(|c| c.events.iter().any(|e| e == "closed 4004")));
+}

@@ -36,6 +36,7 @@ mod fly_rig;
 mod fly_sidecar;
 mod fly_two_instances;
 mod integrations;
+mod integrations_discord_e2e;
 mod integrations_e2e;
 mod lifecycle;
 mod lifecycle_history;
