@@ -19,6 +19,7 @@ pub mod machines;
 pub mod malloc;
 mod middleware;
 pub mod openclaw;
+pub mod operator;
 pub mod private_files;
 pub mod relay;
 pub mod routes;

@@ -19,7 +19,7 @@ pub use integrations::IntegrationSettings;
 pub use stripe::StripeSettings;
 
 use crate::auth::clerk::ClerkConfig;
-use crate::config::{AgentProvider, ServeArgs};
+use crate::config::{AgentProvider, ServeArgs, SignupPolicy};
 use crate::http_server::Limits;
 use crate::llm::UpstreamsConfig;
 use crate::secret::{SecretString, ServerSecret};
@@ -53,6 +53,8 @@ pub struct Site {
     pub session_max_secs: i64,
     pub client_ip_header: Option<HeaderName>,
     pub local_accounts: bool,
+    /// Who may create an account, local or through Clerk.
+    pub signups: SignupPolicy,
     pub prewarm: bool,
     pub metrics: MetricsAccess,
 }
@@ -205,6 +207,7 @@ impl Settings {
                 session_max_secs: args.session_max_days as i64 * 86_400,
                 client_ip_header,
                 local_accounts: !args.disable_local_accounts,
+                signups: signup_policy(args),
                 prewarm: !args.agents.no_prewarm,
                 metrics: MetricsAccess {
                     on_main_listener: args.http.metrics_listen.is_none() && args.http.metrics_token.is_some(),
@@ -260,6 +263,12 @@ impl Site {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(peer.ip())
     }
+}
+
+/// `--signups`, or by default `open` on a loopback listener (a machine of one's own) and `invite`
+/// on any other (where strangers could reach it).
+fn signup_policy(args: &ServeArgs) -> SignupPolicy {
+    args.signups.unwrap_or(if args.listen.ip().is_loopback() { SignupPolicy::Open } else { SignupPolicy::Invite })
 }
 
 /// Values that mean nothing, and combinations that cannot work, judged from the flags alone.
@@ -409,6 +418,16 @@ mod tests {
         assert!(matches!(&zero[..], [line] if line.starts_with("--replay-memory-limit-mib is 0")), "{zero:?}");
         let huge = problems_for(&[&format!("--replay-memory-limit-mib={}", u64::MAX)]);
         assert!(matches!(&huge[..], [line] if line.contains("more than this machine")), "{huge:?}");
+    }
+
+    #[test]
+    fn signups_default_to_open_on_loopback_and_invite_elsewhere() {
+        let policy = |flags: &[&str]| parse(flags).map(|s| s.site.signups).ok();
+        assert_eq!(policy(&[]), Some(SignupPolicy::Open));
+        let public = ["--listen", "0.0.0.0:8080", "--public-origin", "https://r.example"];
+        assert_eq!(policy(&public), Some(SignupPolicy::Invite));
+        assert_eq!(policy(&[&public[..], &["--signups", "open"]].concat()), Some(SignupPolicy::Open));
+        assert_eq!(policy(&["--signups", "closed"]), Some(SignupPolicy::Closed));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_integrations", include_str!("../../../migrations/0008_integrations.sql")),
     ("0009_fly_reconcile", include_str!("../../../migrations/0009_fly_reconcile.sql")),
     ("0010_sessions_meta", include_str!("../../../migrations/0010_sessions_meta.sql")),
+    ("0012_admin", include_str!("../../../migrations/0012_admin.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that

@@ -1,5 +1,6 @@
 //! The route table. Handlers live in one module per resource.
 
+mod admin;
 mod auth;
 mod billing;
 mod health;
@@ -31,8 +32,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/session", get(auth::session_state))
+        .route("/auth/policy", get(auth::policy))
+        .route("/auth/reset", post(auth::reset_password))
         .route("/me", get(me::get).delete(me::delete))
         .route("/me/password", post(me::change_password))
+        .route("/me/email", post(me::change_email))
         .route("/me/sign-out-others", post(me::sign_out_others))
         .route("/billing", get(billing::get))
         .route("/billing/budget", put(billing::set_budget))
@@ -53,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{channel}/policy", put(integrations::set_policy))
         .route("/integrations/{channel}/pairing", get(integrations::pairing))
         .route("/integrations/{channel}/pairing/{request}/{action}", post(integrations::decide))
+        .nest("/admin", admin_routes())
         .fallback(api_not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
 
@@ -81,6 +86,20 @@ pub fn router(state: AppState) -> Router {
     }
     let router = router.fallback(web::serve).method_not_allowed_fallback(method_not_allowed).with_state(state.clone());
     crate::middleware::apply(state, router)
+}
+
+fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(admin::users))
+        .route("/users/{id}", get(admin::user))
+        .route("/users/{id}/suspend", post(admin::suspend))
+        .route("/users/{id}/unsuspend", post(admin::unsuspend))
+        .route("/users/{id}/restart", post(admin::restart))
+        .route("/users/{id}/reprovision", post(admin::reprovision))
+        .route("/users/{id}/credits", post(admin::adjust_credits))
+        .route("/invites", get(admin::list_invites).post(admin::create_invite))
+        .route("/invites/{id}", delete(admin::revoke_invite))
+        .route("/audit", get(admin::audit))
 }
 
 /// The `--metrics-listen` listener: `/metrics` and nothing else.
