@@ -24,7 +24,9 @@ impl FromRequestParts<AppState> for AdminUser {
         if admin {
             return Ok(Self(user));
         }
-        let action = format!("{} {}", parts.method, parts.uri.path());
+        // Nested routers see the path without `/api/admin`; the log names the one asked for.
+        let path = parts.extensions.get::<axum::extract::OriginalUri>().map_or(parts.uri.path(), |o| o.0.path());
+        let action = format!("{} {path}", parts.method);
         let detail = if matches!(user.via, AuthVia::ApiToken { .. }) { "with an API token" } else { "not an admin" };
         let entry = admin_audit::Entry {
             actor: admin_audit::Actor::User(&user.user_id),

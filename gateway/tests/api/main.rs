@@ -6,6 +6,8 @@ mod helpers;
 mod ws;
 
 mod account_deletion;
+mod account_recovery;
+mod admin_api;
 mod account_settings;
 mod accounts;
 mod api_tokens;
@@ -49,5 +51,6 @@ mod revocations;
 mod sandbox;
 mod sessions;
 mod sessions_meta;
+mod signup_policy;
 mod slow_clients;
 mod two_instances;
