@@ -21,7 +21,9 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         AuthVia::ApiToken { .. } => "api_token",
         AuthVia::Clerk { .. } => "clerk",
     };
-    Ok(axum::Json(json!({ "id": user.id, "email": user.email, "created_at": user.created_at, "auth": via })))
+    Ok(axum::Json(json!({
+        "id": user.id, "email": user.email, "created_at": user.created_at, "auth": via, "is_admin": user.is_admin,
+    })))
 }
 
 /// `DELETE /api/me`: local accounts confirm with their password; Clerk accounts (which have

@@ -13,6 +13,7 @@ mod accounts;
 mod api_tokens;
 mod billing_stripe;
 mod browser;
+mod browser_admin;
 mod browser_billing;
 mod clerk;
 mod clerk_webhooks;
