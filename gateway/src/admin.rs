@@ -5,8 +5,8 @@ use anyhow::Context;
 use crate::config::{AdminArgs, AdminTask};
 use crate::db::admin_audit::{self, Actor};
 use crate::db::{Db, api_tokens, credits, deletion, invites, migrate, sessions, users};
-use crate::operator;
 use crate::domain::{Email, now_secs};
+use crate::operator;
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
@@ -75,7 +75,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminTask::RevokeInvite { id } => {
-            anyhow::ensure!(operator::revoke_invite(&db, &Actor::Cli, &id).await.map_err(failure)?, "no unrevoked invite {id}");
+            anyhow::ensure!(
+                operator::revoke_invite(&db, &Actor::Cli, &id).await.map_err(failure)?,
+                "no unrevoked invite {id}"
+            );
             println!("revoked {id}");
         }
         AdminTask::Suspend { email } => {
@@ -105,7 +108,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let credentials = users::find_by_email(&conn, &Email::parse(&email)?)
                 .await?
                 .with_context(|| format!("no account for {email}"))?;
-            anyhow::ensure!(credentials.password_hash.is_some(), "{email} signs in through Clerk and has no password here");
+            anyhow::ensure!(
+                credentials.password_hash.is_some(),
+                "{email} signs in through Clerk and has no password here"
+            );
             let link = crate::auth::reset::issue(&conn, &credentials.user.id, &origin).await?;
             operator::audit(&db, &Actor::Cli, "user.reset_link", Some(&credentials.user.id), "").await?;
             println!("{link}");

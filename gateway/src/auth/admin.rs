@@ -20,7 +20,8 @@ impl FromRequestParts<AppState> for AdminUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         let conn = state.db.conn()?;
-        let admin = !matches!(user.via, AuthVia::ApiToken { .. }) && users::is_active_admin(&conn, &user.user_id).await?;
+        let admin =
+            !matches!(user.via, AuthVia::ApiToken { .. }) && users::is_active_admin(&conn, &user.user_id).await?;
         if admin {
             return Ok(Self(user));
         }

@@ -53,8 +53,13 @@ pub async fn ended(
     .await?;
     let ended_clerk =
         matching(conn, "SELECT sid FROM clerk_revoked_sessions WHERE sid IN", &[], &clerk_sessions).await?;
-    let live_users =
-        matching(conn, "SELECT id FROM users WHERE deleted_at IS NULL AND suspended_at IS NULL AND id IN", &[], &clerk_users).await?;
+    let live_users = matching(
+        conn,
+        "SELECT id FROM users WHERE deleted_at IS NULL AND suspended_at IS NULL AND id IN",
+        &[],
+        &clerk_users,
+    )
+    .await?;
     Ok(open
         .iter()
         .filter(|(user, via)| match via {

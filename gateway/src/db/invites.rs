@@ -82,9 +82,8 @@ pub async fn list(conn: &Connection, limit: u32) -> Result<Vec<Invite>, libsql::
 
 /// Revokes an unrevoked invite; false if there is none with this id.
 pub async fn revoke(conn: &Connection, id: &str, now: i64) -> Result<bool, libsql::Error> {
-    let changed = conn
-        .execute("UPDATE invite_codes SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", (id, now))
-        .await?;
+    let changed =
+        conn.execute("UPDATE invite_codes SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", (id, now)).await?;
     Ok(changed > 0)
 }
 

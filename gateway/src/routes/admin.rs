@@ -35,11 +35,7 @@ pub struct Page {
 }
 
 /// `GET /api/admin/users`: accounts with their machine's state, age, memory and last activity.
-pub async fn users(
-    state: AppState,
-    AdminUser(_): AdminUser,
-    Query(page): Query<Page>,
-) -> AppResult<axum::Json<Value>> {
+pub async fn users(state: AppState, AdminUser(_): AdminUser, Query(page): Query<Page>) -> AppResult<axum::Json<Value>> {
     let limit = page.limit.unwrap_or(100).clamp(1, PAGE_MAX);
     let rows = admin_views::users(&*state.db.conn()?, limit, page.offset.unwrap_or(0)).await?;
     let mut users = Vec::with_capacity(rows.len());
@@ -229,7 +225,11 @@ pub async fn create_invite(
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
-pub async fn revoke_invite(state: AppState, AdminUser(admin): AdminUser, Path(id): Path<String>) -> AppResult<StatusCode> {
+pub async fn revoke_invite(
+    state: AppState,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
     if !operator::revoke_invite(&state.db, &Actor::User(&admin.user_id), &id).await? {
         return Err(AppError::not_found("There is no such unrevoked invite code."));
     }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::{App, AppState};
-use crate::config::SignupPolicy;
 use crate::auth::session;
+use crate::config::SignupPolicy;
 use crate::db::users;
 use crate::domain::{Email, Password};
 use crate::error::{AppError, AppResult};
@@ -205,8 +205,7 @@ pub async fn reset_password(
         return Err(unusable());
     }
     let hash = state.hasher.hash(password.expose()).await?;
-    let redeemed =
-        crate::db::password_resets::redeem(&conn, &token_hash, &hash, crate::domain::now_secs()).await?;
+    let redeemed = crate::db::password_resets::redeem(&conn, &token_hash, &hash, crate::domain::now_secs()).await?;
     let Some((user, ended)) = redeemed else {
         return Err(unusable());
     };

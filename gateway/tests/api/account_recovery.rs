@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use crate::helpers::{PASSWORD, TestApp, error_code};
 
 async fn login(app: &TestApp, email: &str, password: &str) -> u16 {
-    let res = app.post(&reqwest::Client::new(), "/api/auth/login", &json!({ "email": email, "password": password })).await;
+    let res =
+        app.post(&reqwest::Client::new(), "/api/auth/login", &json!({ "email": email, "password": password })).await;
     res.status().as_u16()
 }
 
@@ -20,7 +21,8 @@ async fn an_email_change_needs_the_password_a_valid_address_and_a_free_one() {
 
     let res = app.send_as(&cookie, Method::POST, "/api/me/email", Some(&change("new@example.com", "wrong one!"))).await;
     assert_eq!(error_code(res).await, (403, "wrong_password".into()));
-    let res = app.send_as(&cookie, Method::POST, "/api/me/email", Some(&json!({ "new_email": "new@example.com" }))).await;
+    let res =
+        app.send_as(&cookie, Method::POST, "/api/me/email", Some(&json!({ "new_email": "new@example.com" }))).await;
     assert_eq!(error_code(res).await.0, 400, "the password is required");
     let res = app.send_as(&cookie, Method::POST, "/api/me/email", Some(&change("not an email", PASSWORD))).await;
     assert_eq!(error_code(res).await, (400, "invalid_email".into()));

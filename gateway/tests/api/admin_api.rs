@@ -125,8 +125,12 @@ async fn credit_adjustments_go_through_the_ledger_with_a_reason_and_the_books_ba
     let detail: Value = app.json_as(&admin, &format!("/api/admin/users/{user_id}")).await;
     let ledger = detail["ledger"].as_array().unwrap();
     let refs = |r: &Value| r["reference"].as_str().map(str::to_string);
-    assert!(ledger.iter().any(|r| r["delta"] == 500 && r["entry_type"] == "grant" && refs(r) == added["reference"].as_str().map(Into::into)));
-    assert!(ledger.iter().any(|r| r["delta"] == -200 && r["entry_type"] == "adjust" && refs(r) == taken["reference"].as_str().map(Into::into)));
+    assert!(ledger.iter().any(|r| r["delta"] == 500
+        && r["entry_type"] == "grant"
+        && refs(r) == added["reference"].as_str().map(Into::into)));
+    assert!(ledger.iter().any(|r| r["delta"] == -200
+        && r["entry_type"] == "adjust"
+        && refs(r) == taken["reference"].as_str().map(Into::into)));
     let audit = detail["audit"].as_array().unwrap();
     assert_eq!(audit.len(), 3, "one row per adjustment: {audit:?}");
     assert!(audit.iter().all(|r| r["action"] == "credits.adjust" && r["actor_email"] == "boss@example.com"));
@@ -240,7 +244,8 @@ async fn admins_restart_reprovision_invite_and_read_events_and_each_is_audited()
     assert!(reasons.iter().any(|r| r.contains("restarting at an admin's request")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("re-provisioning")), "{reasons:?}");
 
-    let res = app.send_as(&admin, Method::POST, "/api/admin/invites", Some(&json!({ "uses": 3, "expires_in": "2h" }))).await;
+    let res =
+        app.send_as(&admin, Method::POST, "/api/admin/invites", Some(&json!({ "uses": 3, "expires_in": "2h" }))).await;
     assert_eq!(res.status(), 201);
     let made: Value = res.json().await.unwrap();
     assert!(made["code"].as_str().unwrap().starts_with(made["id"].as_str().unwrap()));

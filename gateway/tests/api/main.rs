@@ -7,9 +7,9 @@ mod ws;
 
 mod account_deletion;
 mod account_recovery;
-mod admin_api;
 mod account_settings;
 mod accounts;
+mod admin_api;
 mod api_tokens;
 mod billing_stripe;
 mod browser;
