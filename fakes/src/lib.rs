@@ -9,6 +9,7 @@ pub mod discord;
 pub mod fly;
 pub mod llm;
 pub mod openclaw;
+pub mod smtp;
 pub mod stripe;
 pub mod telegram;
 

@@ -64,6 +64,8 @@ pub struct App {
     pub stripe: Option<crate::stripe_sync::StripeBilling>,
     /// Telegram and Discord bots (`--telegram-api-base`, `--discord-api-base`).
     pub integrations: crate::integrations::Integrations,
+    /// "Forgot password" mail (`--smtp-url`); `None`: users ask the operator for a link.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl App {
@@ -120,6 +122,7 @@ impl App {
             llm_limiter: KeyedLimiter::per_minute(llm.rate_per_user),
             clerk: auth.clerk.map(|config| ClerkVerifier::new(config, http.clone())),
             clerk_webhook_key: auth.clerk_webhook_key,
+            mailer: auth.mail.map(crate::mail::Mailer::new).transpose()?.map(Arc::new),
             secret: secret.clone(),
             metrics: metrics_handle(),
             http,

@@ -141,6 +141,9 @@ pub struct ServeArgs {
     pub http: HttpArgs,
 
     #[command(flatten)]
+    pub mail: MailArgs,
+
+    #[command(flatten)]
     pub clerk: ClerkArgs,
 
     #[command(flatten)]
@@ -171,6 +174,23 @@ pub struct IntegrationArgs {
     /// bans an IP after 10 000 refused requests in 10 minutes).
     #[arg(long, env = "ROOST_BOT_CHECK_FAILURES_PER_HOUR", default_value_t = 20)]
     pub bot_check_failures_per_hour: u32,
+}
+
+/// Outgoing mail, for "forgot password" links. Off without `--smtp-url`.
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// SMTP server, e.g. `smtps://user:pass@smtp.example.com` (TLS), `smtp://…?tls=required`
+    /// (STARTTLS) or `smtp://127.0.0.1:25` (plain, for a local relay).
+    #[arg(long, env = "ROOST_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The sender of Roost's mail, e.g. `Roost <roost@example.com>`.
+    #[arg(long, env = "ROOST_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// How long one delivery to the SMTP server may take.
+    #[arg(long, env = "ROOST_SMTP_TIMEOUT_SECS", default_value_t = 15, hide = true)]
+    pub smtp_timeout_secs: u64,
 }
 
 /// Connection limits and where `/metrics` is served.

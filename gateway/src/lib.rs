@@ -15,6 +15,7 @@ pub mod integrations;
 pub mod json;
 pub mod lifecycle;
 pub mod llm;
+pub mod mail;
 pub mod machines;
 pub mod malloc;
 mod middleware;

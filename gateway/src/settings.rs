@@ -5,6 +5,7 @@ mod agents;
 mod fly;
 mod integrations;
 mod llm;
+mod mail;
 mod stripe;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, HeaderName};
 
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
+pub use mail::MailSettings;
 pub use integrations::IntegrationSettings;
 pub use stripe::StripeSettings;
 
@@ -80,6 +82,8 @@ pub struct Auth {
     pub clerk: Option<ClerkConfig>,
     /// The decoded Svix secret that signs Clerk's webhooks.
     pub clerk_webhook_key: Option<Vec<u8>>,
+    /// Where "forgot password" links are mailed from; `None`: no mail, users ask the operator.
+    pub mail: Option<MailSettings>,
 }
 
 pub struct Llm {
@@ -189,8 +193,17 @@ impl Settings {
         }
         let stripe = stripe::stripe(&args.stripe, catalog.as_ref().and_then(Option::as_ref), &mut problems);
         let integrations = integrations::integrations(&args.integrations, &mut problems);
-        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), Some(integrations), true) =
-            (public_origin, secret, upstreams, catalog, stripe, integrations, problems.0.is_empty())
+        let mail = mail::mail(&args.mail, &mut problems);
+        let (
+            Some(public_origin),
+            Some(secret),
+            Some(upstreams),
+            Some(catalog),
+            Some(stripe),
+            Some(integrations),
+            Some(mail),
+            true,
+        ) = (public_origin, secret, upstreams, catalog, stripe, integrations, mail, problems.0.is_empty())
         else {
             return Err(problems);
         };
@@ -224,6 +237,7 @@ impl Settings {
                 failures_per_email: args.auth_rate_per_email,
                 clerk,
                 clerk_webhook_key,
+                mail,
             },
             llm: Llm { upstreams, rate_per_user: args.llm_rate_per_user, catalog },
             agents,
@@ -428,6 +442,18 @@ mod tests {
         assert_eq!(policy(&public), Some(SignupPolicy::Invite));
         assert_eq!(policy(&[&public[..], &["--signups", "open"]].concat()), Some(SignupPolicy::Open));
         assert_eq!(policy(&["--signups", "closed"]), Some(SignupPolicy::Closed));
+    }
+
+    #[test]
+    fn smtp_flags_go_together_and_are_checked_without_echoing_the_url() {
+        let found = problems_for(&["--smtp-url=smtp://user:hunter22@mail.example"]);
+        assert!(matches!(&found[..], [line] if line.contains("go together")), "{found:?}");
+        let found = problems_for(&["--smtp-url=ftp://user:hunter22@mail.example", "--smtp-from=not an address"]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|l| !l.contains("hunter22")), "{found:?}");
+        let ok = parse(&["--smtp-url=smtps://u:p@mail.example", "--smtp-from=Roost <roost@example.com>"]);
+        assert!(ok.is_ok_and(|s| s.auth.mail.is_some()));
+        assert!(parse(&[]).is_ok_and(|s| s.auth.mail.is_none()), "off by default");
     }
 
     #[test]

@@ -161,12 +161,13 @@ pub async fn session_state(
     (NO_STORE, axum::Json(json!({ "signed_in": signed_in })))
 }
 
-/// `GET /api/auth/policy`: what the sign-in and sign-up pages offer: local accounts and who
-/// may sign up.
+/// `GET /api/auth/policy`: what the sign-in and sign-up pages offer: local accounts, who may
+/// sign up, and whether a forgotten password can be mailed.
 pub async fn policy(state: AppState) -> axum::Json<Value> {
     axum::Json(json!({
         "local_accounts": state.site.local_accounts,
         "signups": state.site.signups,
+        "password_reset_mail": state.mailer.is_some(),
     }))
 }
 
@@ -214,4 +215,51 @@ pub async fn reset_password(
     }
     tracing::info!(user_id = %user, "password reset with a link; every session ended");
     Ok((NO_STORE, axum::Json(json!({ "reset": true }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    email: String,
+}
+
+/// The one answer to `POST /api/auth/forgot`, whether the address has an account or not.
+const FORGOT_ANSWER: &str =
+    "If an account uses this email, a link to set a new password is on its way. It works once, for 30 minutes.";
+
+/// Mails a reset link when mail is configured. Answers the same sentence for every well-formed
+/// address, at once: the lookup and the delivery happen in the background.
+pub async fn forgot_password(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<ForgotRequest>,
+) -> AppResult<(StatusCode, axum::Json<Value>)> {
+    require_local_accounts(&state)?;
+    let Some(mailer) = state.mailer.clone() else {
+        return Err(AppError::not_found(
+            "This server sends no mail. Ask its operator for a link to set a new password.",
+        ));
+    };
+    let email = Email::parse(&body.email)?;
+    state.auth_limiter.attempt(state.site.client_ip(&headers, peer))?;
+    if mailer.take_turn(&email) {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let link = async {
+                let conn = state.db.conn()?;
+                let Some(found) = users::find_by_email(&conn, &email).await? else { return anyhow::Ok(None) };
+                if found.password_hash.is_none() || found.suspended_at.is_some() {
+                    return Ok(None);
+                }
+                Ok(Some(crate::auth::reset::issue(&conn, &found.user.id, &state.site.public_origin).await?))
+            };
+            match link.await {
+                Ok(Some(link)) => mailer.send_reset_link(&email, &link).await,
+                Ok(None) => tracing::info!("a reset link was asked for an address with no local account"),
+                Err(e) => tracing::warn!(error = %e, "making a reset link failed"),
+            }
+        });
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "message": FORGOT_ANSWER }))))
 }

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/session", get(auth::session_state))
         .route("/auth/policy", get(auth::policy))
         .route("/auth/reset", post(auth::reset_password))
+        .route("/auth/forgot", post(auth::forgot_password))
         .route("/me", get(me::get).delete(me::delete))
         .route("/me/password", post(me::change_password))
         .route("/me/email", post(me::change_email))

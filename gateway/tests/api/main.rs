@@ -42,6 +42,7 @@ mod log_secrets;
 mod metrics;
 mod migrations;
 mod openclaw_link;
+mod password_mail;
 mod plumbing;
 mod read_paths;
 mod relay;
