@@ -55,9 +55,12 @@ api('GET', '/api/auth/policy')
       }
       const code = new URLSearchParams(location.search).get('invite');
       if (inviteInput && code) inviteInput.value = code;
-    } else if (signups === 'closed') {
-      const line = document.getElementById('to-signup-line');
-      if (line) line.hidden = true;
+    } else {
+      if (signups === 'closed') {
+        const line = document.getElementById('to-signup-line');
+        if (line) line.hidden = true;
+      }
+      if (p.password_reset_mail) initForgot();
     }
   })
   .catch(() => {});
@@ -105,3 +108,30 @@ form.addEventListener('submit', async (ev) => {
     submit.textContent = submitLabel;
   }
 });
+
+/** "Forgot password" by mail, when the server sends mail: always the server's one sentence. */
+function initForgot() {
+  const forgotForm = document.getElementById('forgot-form');
+  const hint = document.querySelector('[data-testid="forgot"]');
+  if (!forgotForm) return;
+  if (hint) hint.hidden = true;
+  forgotForm.hidden = false;
+  const input = forgotForm.elements.namedItem('forgot_email');
+  const status = document.getElementById('forgot-status');
+  forgotForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const email = input.value.trim() || emailInput.value.trim();
+    if (!validEmail(email)) {
+      status.textContent = 'Enter a valid email address, like name@example.com.';
+      input.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    input.removeAttribute('aria-invalid');
+    try {
+      const res = await api('POST', '/api/auth/forgot', { email });
+      status.textContent = res.message;
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  });
+}

@@ -24,3 +24,20 @@ async fn the_admin_page_and_a_reset_link_work_in_chromium() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_page_mails_a_reset_link_when_the_server_sends_mail_in_chromium() {
+    let smtp = fakes::smtp::FakeSmtp::spawn().await;
+    let app = TestApp::spawn_with(&["--smtp-url", &smtp.url(), "--smtp-from", "roost@example.com"]).await;
+    let member = "mailed@example.com";
+    app.signed_up_cookie(member).await;
+    let origin = app.origin.clone();
+    tokio::task::spawn_blocking(move || crate::browser::run_spec_at(&origin, "forgot.spec.mjs", &[("MEMBER_EMAIL", member)]))
+        .await
+        .unwrap();
+    crate::helpers::wait_until("the mail arrived", || async { !smtp.mails().is_empty() }).await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "only the account's address got mail");
+    assert_eq!(mails[0].to, [member]);
+    drop(app);
+}
