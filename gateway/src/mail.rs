@@ -27,8 +27,9 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(settings: MailSettings) -> anyhow::Result<Self> {
-        let transport =
-            AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.url.expose())?.timeout(Some(settings.timeout)).build();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(settings.url.expose())?
+            .timeout(Some(settings.timeout))
+            .build();
         Ok(Self {
             transport,
             from: settings.from,

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, HeaderName};
 
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
-pub use mail::MailSettings;
 pub use integrations::IntegrationSettings;
+pub use mail::MailSettings;
 pub use stripe::StripeSettings;
 
 use crate::auth::clerk::ClerkConfig;

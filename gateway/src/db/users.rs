@@ -68,7 +68,8 @@ pub enum Admission<'a> {
 const FIRST_ACCOUNT: &str = "NOT EXISTS (SELECT 1 FROM users)";
 
 /// Creates a local account. With an invite, one use of the code is taken in the same
-/// transaction as the insert, so a refused insert (a taken email) uses nothing.
+/// transaction as the insert, so a refused insert (a taken email) uses nothing. Without one it
+/// is a single statement (the bench seeder runs it inside a transaction of its own).
 pub async fn create_local(
     conn: &Connection,
     email: &Email,
@@ -77,31 +78,48 @@ pub async fn create_local(
     invite: Option<&str>,
 ) -> Result<User, CreateError> {
     let now = now_secs();
+    let Some(code_hash) = invite else {
+        return insert_local(conn, email, password_hash, accounts, now).await;
+    };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await.map_err(CreateError::Db)?;
-    if let Some(code_hash) = invite
-        && !super::invites::take_one(&tx, code_hash, now).await.map_err(CreateError::Db)?
-    {
+    if !super::invites::take_one(&tx, code_hash, now).await.map_err(CreateError::Db)? {
         tx.rollback().await.map_err(CreateError::Db)?;
         return Err(CreateError::InviteInvalid);
     }
+    match insert_local(&tx, email, password_hash, accounts, now).await {
+        Ok(user) => {
+            tx.commit().await.map_err(CreateError::Db)?;
+            Ok(user)
+        }
+        Err(e) => {
+            tx.rollback().await.map_err(CreateError::Db)?;
+            Err(e)
+        }
+    }
+}
+
+async fn insert_local(
+    conn: &Connection,
+    email: &Email,
+    password_hash: &str,
+    accounts: Accounts,
+    now: i64,
+) -> Result<User, CreateError> {
     let id = UserId::generate();
     let sql = format!(
         "INSERT INTO users (id, email, password_hash, created_at, is_admin) SELECT ?1, ?2, ?3, ?4, {FIRST_ACCOUNT} \
          WHERE {} RETURNING is_admin",
         no_other_account(5)
     );
-    let inserted = tx
+    let taken = |e: libsql::Error| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) };
+    let inserted = conn
         .query(&sql, (id.as_str(), email.as_str(), password_hash, now, accounts == Accounts::Sole))
         .await
-        .map_err(|e| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) })?;
-    let is_admin = first_row(inserted, |row| row.get::<i64>(0))
-        .await
-        .map_err(|e| if is_unique_violation(&e) { CreateError::EmailTaken } else { CreateError::Db(e) })?;
+        .map_err(taken)?;
+    let is_admin = first_row(inserted, |row| row.get::<i64>(0)).await.map_err(taken)?;
     let Some(is_admin) = is_admin else {
-        tx.rollback().await.map_err(CreateError::Db)?;
         return Err(CreateError::AccountLimit);
     };
-    tx.commit().await.map_err(CreateError::Db)?;
     Ok(User { id, email: Some(email.as_str().to_string()), created_at: now, is_admin: is_admin != 0 })
 }
 

@@ -31,7 +31,8 @@ pub fn mail(args: &MailArgs, problems: &mut super::Problems) -> Option<Option<Ma
             let from = match from.parse::<lettre::message::Mailbox>() {
                 Ok(from) => Some(from),
                 Err(e) => {
-                    problems.push(format!("--smtp-from {from:?} is not an address like Roost <roost@example.com>: {e}"));
+                    problems
+                        .push(format!("--smtp-from {from:?} is not an address like Roost <roost@example.com>: {e}"));
                     None
                 }
             };

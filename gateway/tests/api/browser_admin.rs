@@ -32,9 +32,11 @@ async fn the_login_page_mails_a_reset_link_when_the_server_sends_mail_in_chromiu
     let member = "mailed@example.com";
     app.signed_up_cookie(member).await;
     let origin = app.origin.clone();
-    tokio::task::spawn_blocking(move || crate::browser::run_spec_at(&origin, "forgot.spec.mjs", &[("MEMBER_EMAIL", member)]))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        crate::browser::run_spec_at(&origin, "forgot.spec.mjs", &[("MEMBER_EMAIL", member)])
+    })
+    .await
+    .unwrap();
     crate::helpers::wait_until("the mail arrived", || async { !smtp.mails().is_empty() }).await;
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "only the account's address got mail");
