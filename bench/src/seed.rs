@@ -39,12 +39,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     conn.execute("BEGIN", ()).await?;
     for i in 0..args.users {
         let email = Email::parse(&format!("bench{i}@bench.example")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let user = match users::create_local(&conn, &email, &hash, users::Accounts::Many).await {
+        let user = match users::create_local(&conn, &email, &hash, users::Accounts::Many, None).await {
             Ok(user) => user,
             Err(users::CreateError::EmailTaken) => {
                 anyhow::bail!("{} exists already: seed a fresh data dir", email.as_str())
             }
-            Err(users::CreateError::AccountLimit) => unreachable!("seeding allows many accounts"),
+            Err(users::CreateError::AccountLimit | users::CreateError::InviteInvalid) => {
+                unreachable!("seeding allows many accounts and needs no invite")
+            }
             Err(users::CreateError::Db(e)) => return Err(e).context("creating a user"),
         };
         let secret = random_token();

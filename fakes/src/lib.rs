@@ -10,6 +10,7 @@ pub mod discord_gateway;
 pub mod fly;
 pub mod llm;
 pub mod openclaw;
+pub mod smtp;
 pub mod stripe;
 pub mod telegram;
 

@@ -3,8 +3,10 @@
 use anyhow::Context;
 
 use crate::config::{AdminArgs, AdminTask};
-use crate::db::{Db, api_tokens, credits, deletion, migrate, sessions, users};
+use crate::db::admin_audit::{self, Actor};
+use crate::db::{Db, api_tokens, credits, deletion, invites, migrate, sessions, users};
 use crate::domain::{Email, now_secs};
+use crate::operator;
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let db = Db::open(&args.db.database_location(), args.db.database_token.as_deref()).await?;
@@ -13,7 +15,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.task {
         AdminTask::Users => {
             for user in users::list(&conn).await? {
-                println!("{}\t{}\t{}", user.id, user.email.as_deref().unwrap_or("-"), user.created_at);
+                let role = if user.is_admin { "admin" } else { "-" };
+                println!("{}\t{}\t{}\t{role}", user.id, user.email.as_deref().unwrap_or("-"), user.created_at);
             }
         }
         AdminTask::RevokeSessions { email } => {
@@ -36,8 +39,101 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             anyhow::ensure!(found.is_empty(), "{} credit records do not balance", found.len());
             println!("every credits balance matches its grants and its ledger");
         }
+        AdminTask::GrantAdmin { email } => {
+            let user = find(&conn, &email).await?;
+            users::set_admin(&conn, &user.id, true).await?;
+            operator::audit(&db, &Actor::Cli, "user.grant_admin", Some(&user.id), "").await?;
+            println!("{email} is an admin now");
+        }
+        AdminTask::RevokeAdmin { email } => {
+            let user = find(&conn, &email).await?;
+            users::set_admin(&conn, &user.id, false).await?;
+            operator::audit(&db, &Actor::Cli, "user.revoke_admin", Some(&user.id), "").await?;
+            println!("{email} is no longer an admin");
+        }
+        AdminTask::CreateInvite { uses, expires_in } => {
+            let made = operator::create_invite(&db, &Actor::Cli, uses, &expires_in).await.map_err(failure)?;
+            println!("{}", made.code);
+            eprintln!(
+                "invite {} for {} account(s), valid until {} (Unix time); the code is not shown again",
+                made.id, made.uses, made.expires_at
+            );
+        }
+        AdminTask::Invites => {
+            for i in invites::list(&conn, 1000).await? {
+                let state = if i.revoked_at.is_some() {
+                    "revoked"
+                } else if i.uses_left == 0 {
+                    "used up"
+                } else if i.expires_at.is_some_and(|t| t <= now_secs()) {
+                    "expired"
+                } else {
+                    "live"
+                };
+                let expires = i.expires_at.map_or("-".to_string(), |t| t.to_string());
+                println!("{}\t{}/{} left\t{state}\texpires {expires}", i.id, i.uses_left, i.uses);
+            }
+        }
+        AdminTask::RevokeInvite { id } => {
+            anyhow::ensure!(
+                operator::revoke_invite(&db, &Actor::Cli, &id).await.map_err(failure)?,
+                "no unrevoked invite {id}"
+            );
+            println!("revoked {id}");
+        }
+        AdminTask::Suspend { email } => {
+            let user = find(&conn, &email).await?;
+            if operator::suspend(&db, &Actor::Cli, &user.id).await.map_err(failure)? {
+                // The running server closes its sockets and stops its agent within seconds.
+                println!("suspended {email}; a running Roost closes its chats and stops its agent within seconds");
+            } else {
+                println!("{email} was suspended already");
+            }
+        }
+        AdminTask::Unsuspend { email } => {
+            let user = find(&conn, &email).await?;
+            if operator::unsuspend(&db, &Actor::Cli, &user.id).await.map_err(failure)? {
+                println!("{email} may sign in again");
+            } else {
+                println!("{email} was not suspended");
+            }
+        }
+        AdminTask::AdjustCredits { email, delta, reason } => {
+            let user = find(&conn, &email).await?;
+            let done = operator::adjust_credits(&db, &Actor::Cli, &user.id, delta, &reason).await.map_err(failure)?;
+            println!("moved {:+} credits for {email} ({})", done.moved, done.reference);
+        }
+        AdminTask::ResetPassword { email, public_origin } => {
+            let origin = crate::settings::normalize_origin(&public_origin).context("--public-origin")?;
+            let credentials = users::find_by_email(&conn, &Email::parse(&email)?)
+                .await?
+                .with_context(|| format!("no account for {email}"))?;
+            anyhow::ensure!(
+                credentials.password_hash.is_some(),
+                "{email} signs in through Clerk and has no password here"
+            );
+            let link = crate::auth::reset::issue(&conn, &credentials.user.id, &origin).await?;
+            operator::audit(&db, &Actor::Cli, "user.reset_link", Some(&credentials.user.id), "").await?;
+            println!("{link}");
+            eprintln!("the link works once, for 30 minutes; using it signs {email} out everywhere");
+        }
+        AdminTask::Audit { limit } => {
+            for row in admin_audit::recent(&conn, None, limit.min(10_000)).await?.into_iter().rev() {
+                let actor = row.actor_email.as_deref().unwrap_or(&row.actor);
+                let outcome = if row.allowed { "" } else { "REFUSED " };
+                let target = row.target_user_id.as_deref().unwrap_or("-");
+                println!("{}\t{actor}\t{outcome}{}\t{target}\t{}", row.at, row.action, row.detail);
+            }
+        }
     }
     Ok(())
+}
+
+fn failure(failure: operator::Failure) -> anyhow::Error {
+    match failure {
+        operator::Failure::Refused(refused) => anyhow::anyhow!(refused.0),
+        operator::Failure::Db(e) => e.into(),
+    }
 }
 
 async fn find(conn: &libsql::Connection, email: &str) -> anyhow::Result<users::User> {

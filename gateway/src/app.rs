@@ -66,6 +66,8 @@ pub struct App {
     pub integrations: crate::integrations::Integrations,
     /// The task API (`/api/v1/tasks`): its limits and the runs in progress here.
     pub tasks: crate::tasks::Tasks,
+    /// "Forgot password" mail (`--smtp-url`); `None`: users ask the operator for a link.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl App {
@@ -127,6 +129,7 @@ impl App {
             llm_limiter: KeyedLimiter::per_minute(llm.rate_per_user),
             clerk: auth.clerk.map(|config| ClerkVerifier::new(config, http.clone())),
             clerk_webhook_key: auth.clerk_webhook_key,
+            mailer: auth.mail.map(crate::mail::Mailer::new).transpose()?.map(Arc::new),
             secret: secret.clone(),
             metrics: metrics_handle(),
             http,

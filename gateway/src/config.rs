@@ -132,8 +132,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ROOST_DISABLE_LOCAL_ACCOUNTS")]
     pub disable_local_accounts: bool,
 
+    /// Who may create an account (local or Clerk): anyone, holders of an invite code from an
+    /// admin, or nobody. Default: `open` when listening on a loopback address, else `invite`.
+    #[arg(long, env = "ROOST_SIGNUPS", value_enum)]
+    pub signups: Option<SignupPolicy>,
+
     #[command(flatten)]
     pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub mail: MailArgs,
 
     #[command(flatten)]
     pub clerk: ClerkArgs,
@@ -190,6 +198,23 @@ pub struct IntegrationArgs {
     /// bans an IP after 10 000 refused requests in 10 minutes).
     #[arg(long, env = "ROOST_BOT_CHECK_FAILURES_PER_HOUR", default_value_t = 20)]
     pub bot_check_failures_per_hour: u32,
+}
+
+/// Outgoing mail, for "forgot password" links. Off without `--smtp-url`.
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// SMTP server, e.g. `smtps://user:pass@smtp.example.com` (TLS), `smtp://…?tls=required`
+    /// (STARTTLS) or `smtp://127.0.0.1:25` (plain, for a local relay).
+    #[arg(long, env = "ROOST_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// The sender of Roost's mail, e.g. `Roost <roost@example.com>`.
+    #[arg(long, env = "ROOST_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// How long one delivery to the SMTP server may take.
+    #[arg(long, env = "ROOST_SMTP_TIMEOUT_SECS", default_value_t = 15, hide = true)]
+    pub smtp_timeout_secs: u64,
 }
 
 /// Connection limits and where `/metrics` is served.
@@ -313,6 +338,14 @@ pub struct AgentArgs {
     /// instance takes over a dead one's agents this long after it died).
     #[arg(long, env = "ROOST_AGENT_LEASE_TTL_MS", default_value_t = 15_000, hide = true)]
     pub agent_lease_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupPolicy {
+    Open,
+    Invite,
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -467,6 +500,48 @@ pub enum AdminTask {
     /// Check that every credits balance equals its grants and its ledger, and that every model
     /// call was debited what it cost; exits non-zero, naming each account, if not.
     ReconcileCredits,
+    /// Give an account the admin role (`/api/admin/*` and the Admin page).
+    GrantAdmin { email: String },
+    /// Take the admin role away from an account.
+    RevokeAdmin { email: String },
+    /// Make an invite code for `--signups invite`; it is printed once.
+    CreateInvite {
+        /// How many accounts the code may create.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long the code is valid (`7d`, `12h`, `30m`).
+        #[arg(long, default_value = "7d")]
+        expires_in: String,
+    },
+    /// List invite codes (their ids, never the codes).
+    Invites,
+    /// Revoke an invite code by its id (`inv_…`).
+    RevokeInvite { id: String },
+    /// Suspend an account: it cannot sign in, use API tokens or chat, and its agent is stopped.
+    Suspend { email: String },
+    /// Lift a suspension.
+    Unsuspend { email: String },
+    /// Add credits (positive) or take them back (negative), with a reason kept in the audit log.
+    AdjustCredits {
+        email: String,
+        #[arg(allow_hyphen_values = true)]
+        delta: i64,
+        /// Why, in a few words (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print a one-time link, valid 30 minutes, that sets a new password and signs out every session.
+    ResetPassword {
+        email: String,
+        /// The URL users open, for the link (as `serve --public-origin`).
+        #[arg(long, env = "ROOST_PUBLIC_ORIGIN", default_value = "http://127.0.0.1:8080")]
+        public_origin: String,
+    },
+    /// Show the newest entries of the admin audit log.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 /// Secret `serve` flags present in `argv` itself. Every local process, agents included, can read

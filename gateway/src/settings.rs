@@ -5,6 +5,7 @@ mod agents;
 mod fly;
 mod integrations;
 mod llm;
+mod mail;
 mod stripe;
 mod tasks;
 
@@ -17,11 +18,12 @@ use axum::http::{HeaderMap, HeaderName};
 pub use agents::{AgentModel, Agents, FakeAgents, LocalAgents, Runner};
 pub use fly::FlyAgents;
 pub use integrations::IntegrationSettings;
+pub use mail::MailSettings;
 pub use stripe::StripeSettings;
 pub use tasks::TaskSettings;
 
 use crate::auth::clerk::ClerkConfig;
-use crate::config::{AgentProvider, ServeArgs};
+use crate::config::{AgentProvider, ServeArgs, SignupPolicy};
 use crate::http_server::Limits;
 use crate::llm::UpstreamsConfig;
 use crate::secret::{SecretString, ServerSecret};
@@ -56,6 +58,8 @@ pub struct Site {
     pub session_max_secs: i64,
     pub client_ip_header: Option<HeaderName>,
     pub local_accounts: bool,
+    /// Who may create an account, local or through Clerk.
+    pub signups: SignupPolicy,
     pub prewarm: bool,
     pub metrics: MetricsAccess,
 }
@@ -81,6 +85,8 @@ pub struct Auth {
     pub clerk: Option<ClerkConfig>,
     /// The decoded Svix secret that signs Clerk's webhooks.
     pub clerk_webhook_key: Option<Vec<u8>>,
+    /// Where "forgot password" links are mailed from; `None`: no mail, users ask the operator.
+    pub mail: Option<MailSettings>,
 }
 
 pub struct Llm {
@@ -191,8 +197,17 @@ impl Settings {
         let stripe = stripe::stripe(&args.stripe, catalog.as_ref().and_then(Option::as_ref), &mut problems);
         let integrations = integrations::integrations(&args.integrations, &mut problems);
         let tasks = tasks::tasks(&args.tasks, &mut problems);
-        let (Some(public_origin), Some(secret), Some(upstreams), Some(catalog), Some(stripe), Some(integrations), true) =
-            (public_origin, secret, upstreams, catalog, stripe, integrations, problems.0.is_empty())
+        let mail = mail::mail(&args.mail, &mut problems);
+        let (
+            Some(public_origin),
+            Some(secret),
+            Some(upstreams),
+            Some(catalog),
+            Some(stripe),
+            Some(integrations),
+            Some(mail),
+            true,
+        ) = (public_origin, secret, upstreams, catalog, stripe, integrations, mail, problems.0.is_empty())
         else {
             return Err(problems);
         };
@@ -209,6 +224,7 @@ impl Settings {
                 session_max_secs: args.session_max_days as i64 * 86_400,
                 client_ip_header,
                 local_accounts: !args.disable_local_accounts,
+                signups: signup_policy(args),
                 prewarm: !args.agents.no_prewarm,
                 metrics: MetricsAccess {
                     on_main_listener: args.http.metrics_listen.is_none() && args.http.metrics_token.is_some(),
@@ -225,6 +241,7 @@ impl Settings {
                 failures_per_email: args.auth_rate_per_email,
                 clerk,
                 clerk_webhook_key,
+                mail,
             },
             llm: Llm { upstreams, rate_per_user: args.llm_rate_per_user, catalog },
             agents,
@@ -265,6 +282,12 @@ impl Site {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(peer.ip())
     }
+}
+
+/// `--signups`, or by default `open` on a loopback listener (a machine of one's own) and `invite`
+/// on any other (where strangers could reach it).
+fn signup_policy(args: &ServeArgs) -> SignupPolicy {
+    args.signups.unwrap_or(if args.listen.ip().is_loopback() { SignupPolicy::Open } else { SignupPolicy::Invite })
 }
 
 /// Values that mean nothing, and combinations that cannot work, judged from the flags alone.
@@ -414,6 +437,28 @@ mod tests {
         assert!(matches!(&zero[..], [line] if line.starts_with("--replay-memory-limit-mib is 0")), "{zero:?}");
         let huge = problems_for(&[&format!("--replay-memory-limit-mib={}", u64::MAX)]);
         assert!(matches!(&huge[..], [line] if line.contains("more than this machine")), "{huge:?}");
+    }
+
+    #[test]
+    fn signups_default_to_open_on_loopback_and_invite_elsewhere() {
+        let policy = |flags: &[&str]| parse(flags).map(|s| s.site.signups).ok();
+        assert_eq!(policy(&[]), Some(SignupPolicy::Open));
+        let public = ["--listen", "0.0.0.0:8080", "--public-origin", "https://r.example"];
+        assert_eq!(policy(&public), Some(SignupPolicy::Invite));
+        assert_eq!(policy(&[&public[..], &["--signups", "open"]].concat()), Some(SignupPolicy::Open));
+        assert_eq!(policy(&["--signups", "closed"]), Some(SignupPolicy::Closed));
+    }
+
+    #[test]
+    fn smtp_flags_go_together_and_are_checked_without_echoing_the_url() {
+        let found = problems_for(&["--smtp-url=smtp://user:hunter22@mail.example"]);
+        assert!(matches!(&found[..], [line] if line.contains("go together")), "{found:?}");
+        let found = problems_for(&["--smtp-url=ftp://user:hunter22@mail.example", "--smtp-from=not an address"]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|l| !l.contains("hunter22")), "{found:?}");
+        let ok = parse(&["--smtp-url=smtps://u:p@mail.example", "--smtp-from=Roost <roost@example.com>"]);
+        assert!(ok.is_ok_and(|s| s.auth.mail.is_some()));
+        assert!(parse(&[]).is_ok_and(|s| s.auth.mail.is_none()), "off by default");
     }
 
     #[test]

@@ -7,6 +7,7 @@ import { initUsage } from '/assets/usage.js';
 import { initIntegrations } from '/assets/integrations.js';
 import { initLowBalance } from '/assets/low-balance.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
+import { initAdmin } from '/assets/admin.js';
 
 const ROUTES = {
   '/': 'chat',
@@ -15,8 +16,9 @@ const ROUTES = {
   '/billing': 'usage',
   '/integrations': 'integrations',
   '/settings': 'settings',
+  '/admin': 'admin',
 };
-const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', settings: 'Settings' };
+const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', settings: 'Settings', admin: 'Admin' };
 const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', failed: 'Stopped', stopped: 'Stopped' };
 
 const bootEl = document.getElementById('boot');
@@ -97,10 +99,15 @@ function start(me) {
     usage: initUsage({ root: viewEls.usage }),
     integrations: initIntegrations({ root: viewEls.integrations }),
   };
+  if (me.is_admin) {
+    views.admin = initAdmin({ root: viewEls.admin, me });
+    document.querySelector('[data-testid="nav-admin"]').hidden = false;
+  }
 
   let current = null;
   function route() {
-    const name = ROUTES[location.pathname] || 'chat';
+    let name = ROUTES[location.pathname] || 'chat';
+    if (!views[name]) name = 'chat';
     if (name === current) return;
     if (current && views[current]) views[current].hide();
     for (const [n, el] of Object.entries(viewEls)) el.hidden = n !== name;

@@ -1,5 +1,6 @@
 // Login and signup pages. The form's data-mode says which one this is.
 import { api } from '/assets/api.js';
+import { validEmail } from '/assets/email.js';
 
 const MIN_PASSWORD = 8;
 const AFTER_AUTH = '/chat';
@@ -12,15 +13,7 @@ const submitLabel = submit.textContent;
 const emailInput = form.elements.namedItem('email');
 const passwordInput = form.elements.namedItem('password');
 
-/** The server's rule (`Email::parse`): one @, a dotted domain, no spaces, at most 254 bytes. */
-export function validEmail(raw) {
-  const email = raw.trim().toLowerCase();
-  if (!email || new TextEncoder().encode(email).length > 254 || /[\s\p{Cc}]/u.test(email)) return false;
-  const at = email.indexOf('@');
-  if (at <= 0) return false;
-  const domain = email.slice(at + 1);
-  return domain.length > 0 && !domain.includes('@') && domain.includes('.') && !domain.startsWith('.') && !domain.endsWith('.');
-}
+export { validEmail };
 
 errorEl.id = 'form-error';
 for (const input of [emailInput, passwordInput]) input.setAttribute('aria-describedby', 'form-error');
@@ -28,7 +21,7 @@ for (const input of [emailInput, passwordInput]) input.setAttribute('aria-descri
 function showError(message, field = null) {
   errorEl.textContent = message;
   errorEl.hidden = !message;
-  for (const input of [emailInput, passwordInput]) {
+  for (const input of [emailInput, passwordInput, form.elements.namedItem('invite_code')].filter(Boolean)) {
     if (message && (field === input || field === null)) input.setAttribute('aria-invalid', 'true');
     else input.removeAttribute('aria-invalid');
   }
@@ -45,6 +38,32 @@ if (params.has('expired')) {
     .then((s) => { if (s && s.signed_in) location.replace(AFTER_AUTH); })
     .catch(() => {});
 }
+
+// What the server allows: the invite field, or no sign-up at all.
+const inviteField = document.getElementById('invite-field');
+const inviteInput = form.elements.namedItem('invite_code');
+let signups = 'open';
+api('GET', '/api/auth/policy')
+  .then((p) => {
+    signups = p.signups;
+    if (mode === 'signup') {
+      if (inviteField) inviteField.hidden = signups !== 'invite';
+      const closed = document.getElementById('signups-closed');
+      if (closed && signups === 'closed') {
+        closed.hidden = false;
+        submit.disabled = true;
+      }
+      const code = new URLSearchParams(location.search).get('invite');
+      if (inviteInput && code) inviteInput.value = code;
+    } else {
+      if (signups === 'closed') {
+        const line = document.getElementById('to-signup-line');
+        if (line) line.hidden = true;
+      }
+      if (p.password_reset_mail) initForgot();
+    }
+  })
+  .catch(() => {});
 
 form.addEventListener('input', () => showError(''));
 
@@ -69,11 +88,19 @@ form.addEventListener('submit', async (ev) => {
     return;
   }
 
+  if (mode === 'signup' && signups === 'invite' && !inviteInput.value.trim()) {
+    showError('Enter the invite code you were given.', inviteInput);
+    inviteInput.focus();
+    return;
+  }
+
   submit.disabled = true;
   submit.textContent = mode === 'signup' ? 'Creating account…' : 'Signing in…';
   showError('');
   try {
-    await api('POST', mode === 'signup' ? '/api/auth/signup' : '/api/auth/login', { email, password });
+    const body = { email, password };
+    if (mode === 'signup' && signups === 'invite') body.invite_code = inviteInput.value.trim();
+    await api('POST', mode === 'signup' ? '/api/auth/signup' : '/api/auth/login', body);
     location.assign(AFTER_AUTH);
   } catch (err) {
     showError(err.message);
@@ -81,3 +108,30 @@ form.addEventListener('submit', async (ev) => {
     submit.textContent = submitLabel;
   }
 });
+
+/** "Forgot password" by mail, when the server sends mail: always the server's one sentence. */
+function initForgot() {
+  const forgotForm = document.getElementById('forgot-form');
+  const hint = document.querySelector('[data-testid="forgot"]');
+  if (!forgotForm) return;
+  if (hint) hint.hidden = true;
+  forgotForm.hidden = false;
+  const input = forgotForm.elements.namedItem('forgot_email');
+  const status = document.getElementById('forgot-status');
+  forgotForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const email = input.value.trim() || emailInput.value.trim();
+    if (!validEmail(email)) {
+      status.textContent = 'Enter a valid email address, like name@example.com.';
+      input.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    input.removeAttribute('aria-invalid');
+    try {
+      const res = await api('POST', '/api/auth/forgot', { email });
+      status.textContent = res.message;
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  });
+}

@@ -12,6 +12,7 @@ use tokio::sync::RwLock;
 
 use super::extract::{AuthUser, AuthVia};
 use crate::app::App;
+use crate::config::SignupPolicy;
 use crate::db::{users, webhooks};
 use crate::error::AppError;
 
@@ -136,15 +137,27 @@ impl ClerkVerifier {
         Self { validation, authorized_parties: config.authorized_parties, keys }
     }
 
-    pub async fn authenticate(&self, app: &App, token: &str) -> Result<AuthUser, AppError> {
+    /// `invite`: a code the request brought, for a user new to Roost when sign-ups need one.
+    pub async fn authenticate(&self, app: &App, token: &str, invite: Option<&str>) -> Result<AuthUser, AppError> {
         let (clerk_user_id, session_id) = self.verify(token).await?;
         let conn = app.db.conn()?;
         if webhooks::is_clerk_session_revoked(&conn, &session_id).await? {
             tracing::debug!("rejected: Clerk session was revoked");
             return Err(invalid());
         }
-        let user = match users::find_or_create_clerk(&conn, &clerk_user_id, app.accounts).await? {
+        let invite_hash = invite.map(super::invite::hash);
+        let admission = match app.site.signups {
+            SignupPolicy::Open => users::Admission::Open,
+            SignupPolicy::Invite => users::Admission::Invite(invite_hash.as_deref()),
+            SignupPolicy::Closed => users::Admission::Closed,
+        };
+        let user = match users::find_or_create_clerk(&conn, &clerk_user_id, app.accounts, admission).await? {
             users::ClerkUser::Found(user) => user,
+            users::ClerkUser::Suspended => return Err(super::extract::suspended()),
+            users::ClerkUser::Refused(refusal) => {
+                tracing::info!(?refusal, "a new Clerk user was not let in by the sign-up policy");
+                return Err(super::signup_refusal(refusal));
+            }
             users::ClerkUser::Deleted => {
                 tracing::debug!("rejected: Clerk user was deleted");
                 return Err(invalid());

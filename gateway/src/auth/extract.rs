@@ -65,7 +65,7 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
             return result;
         }
         if let Some(clerk) = &app.clerk {
-            return clerk.authenticate(app, bearer).await;
+            return clerk.authenticate(app, bearer, invite_header(&parts.headers)).await;
         }
         tracing::debug!("rejected: unknown bearer credential");
         return Err(AppError::unauthenticated());
@@ -80,9 +80,16 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<AuthUser, AppError> {
     if let Some(clerk) = &app.clerk
         && let Some(cookie) = jar.get("__session")
     {
-        return clerk.authenticate(app, cookie.value()).await;
+        return clerk.authenticate(app, cookie.value(), invite_header(&parts.headers)).await;
     }
     Err(AppError::unauthenticated())
+}
+
+/// A Clerk user new to Roost brings an invite code in this header when sign-ups need one.
+pub const INVITE_HEADER: &str = "roost-invite";
+
+fn invite_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(INVITE_HEADER)?.to_str().ok().map(str::trim).filter(|code| !code.is_empty())
 }
 
 /// The credential of an `Authorization: Bearer …` header. Other schemes (a proxy's Basic
@@ -124,8 +131,19 @@ async fn from_api_token(app: &App, secret: &str) -> Result<AuthUser, AppError> {
             "This API token is not valid: it has expired or was revoked. Create a new one in Settings.",
         ));
     };
+    if owner.suspended {
+        return Err(suspended());
+    }
     if owner.last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_SECS) {
         app.touches.touch(Touch::ApiToken { token_id: owner.token_id.clone(), now });
     }
     Ok(AuthUser { user_id: owner.user_id, via: AuthVia::ApiToken { token_id: owner.token_id } })
+}
+
+/// What a suspended account is told wherever it tries to get in.
+pub fn suspended() -> AppError {
+    AppError::forbidden(
+        "account_suspended",
+        "This account is suspended, so it cannot sign in, use API tokens or chat. Ask the operator of this server.",
+    )
 }

@@ -67,23 +67,25 @@ pub struct TokenOwner {
     pub token_id: String,
     pub user_id: UserId,
     pub last_used_at: Option<i64>,
+    /// The owner's account is suspended: the token stays, but authorizes nothing meanwhile.
+    pub suspended: bool,
 }
 
 /// The owner of a live (unrevoked, unexpired) token with this hash.
 pub async fn find_live(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<TokenOwner>, libsql::Error> {
     let row = first_row(
         conn.query(
-            "SELECT t.id, t.user_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+            "SELECT t.id, t.user_id, t.last_used_at, u.suspended_at IS NOT NULL FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                AND u.deleted_at IS NULL",
             (token_hash, now),
         )
         .await?,
-        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<Option<i64>>(2)?)),
+        |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?, row.get::<Option<i64>>(2)?, row.get::<i64>(3)?)),
     )
     .await?;
-    Ok(row.and_then(|(token_id, user_id, last_used_at)| {
-        Some(TokenOwner { token_id, user_id: UserId::parse(&user_id).ok()?, last_used_at })
+    Ok(row.and_then(|(token_id, user_id, last_used_at, suspended)| {
+        Some(TokenOwner { token_id, user_id: UserId::parse(&user_id).ok()?, last_used_at, suspended: suspended != 0 })
     }))
 }
 

@@ -36,7 +36,8 @@ pub async fn ended(
     let live_sessions = matching(
         conn,
         "SELECT s.token_hash FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.expires_at > ?1 AND s.last_seen_at + ?2 > ?1 AND u.deleted_at IS NULL AND s.token_hash IN",
+         WHERE s.expires_at > ?1 AND s.last_seen_at + ?2 > ?1 AND u.deleted_at IS NULL
+         AND u.suspended_at IS NULL AND s.token_hash IN",
         &[now.into(), session_idle_secs.into()],
         &sessions,
     )
@@ -45,15 +46,20 @@ pub async fn ended(
         conn,
         "SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?1) AND u.deleted_at IS NULL
-         AND t.id IN",
+         AND u.suspended_at IS NULL AND t.id IN",
         &[now.into()],
         &tokens,
     )
     .await?;
     let ended_clerk =
         matching(conn, "SELECT sid FROM clerk_revoked_sessions WHERE sid IN", &[], &clerk_sessions).await?;
-    let live_users =
-        matching(conn, "SELECT id FROM users WHERE deleted_at IS NULL AND id IN", &[], &clerk_users).await?;
+    let live_users = matching(
+        conn,
+        "SELECT id FROM users WHERE deleted_at IS NULL AND suspended_at IS NULL AND id IN",
+        &[],
+        &clerk_users,
+    )
+    .await?;
     Ok(open
         .iter()
         .filter(|(user, via)| match via {

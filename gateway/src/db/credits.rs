@@ -270,6 +270,95 @@ pub async fn record_and_debit(
     Ok(Some(debit))
 }
 
+/// Takes `amount` credits away by hand (an admin's adjustment, `reference` naming it): from the
+/// user's live grants in spending order, one `adjust` ledger row per grant, in this process's
+/// turn to write. Never more than they hold: returns what was taken, `None` if `reference` was
+/// used before.
+pub async fn take_back_in_turn(
+    db: &Db,
+    user: &UserId,
+    amount: u64,
+    reference: &str,
+    now: i64,
+) -> Result<Option<i64>, libsql::Error> {
+    let _turn = db.write_turn().await;
+    let conn = db.conn()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
+    let seen = tx.query("SELECT 1 FROM credit_ledger WHERE ref = ?1", [reference]).await?;
+    if first_row(seen, |_| Ok(())).await?.is_some() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    ensure_account(&tx, user, now).await?;
+    let mut live = tx
+        .query(
+            "SELECT id, remaining FROM credit_grants
+              WHERE user_id = ?1 AND remaining > 0 AND voided_at IS NULL
+                AND effective_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
+              ORDER BY priority, expires_at IS NULL, expires_at, id",
+            (user.as_str(), now),
+        )
+        .await?;
+    let wanted = credits(amount);
+    let mut plan = Vec::new();
+    let mut taken = 0i64;
+    while taken < wanted
+        && let Some(row) = live.next().await?
+    {
+        let (id, remaining): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let take = remaining.min(wanted - taken);
+        plan.push((id, take));
+        taken += take;
+    }
+    drop(live);
+    for (grant_id, take) in plan {
+        tx.execute(
+            "UPDATE credit_grants SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2",
+            (grant_id, take),
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO credit_ledger (user_id, entry_type, delta, grant_id, ref, created_at)
+             VALUES (?1, 'adjust', ?2, ?3, ?4, ?5)",
+            (user.as_str(), -take, grant_id, reference, now),
+        )
+        .await?;
+    }
+    if taken > 0 {
+        tx.execute(
+            "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3 WHERE user_id = ?1",
+            (user.as_str(), taken, now),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(taken))
+}
+
+/// One row of a user's ledger, as the admin view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerRow {
+    pub at: i64,
+    pub entry_type: String,
+    pub delta: i64,
+    pub reference: Option<String>,
+}
+
+/// The user's newest ledger rows first, at most `limit`.
+pub async fn ledger(conn: &Connection, user: &UserId, limit: u32) -> Result<Vec<LedgerRow>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT created_at, entry_type, delta, ref FROM credit_ledger WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+            (user.as_str(), limit),
+        )
+        .await?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().await? {
+        found.push(LedgerRow { at: row.get(0)?, entry_type: row.get(1)?, delta: row.get(2)?, reference: row.get(3)? });
+    }
+    Ok(found)
+}
+
 /// Closes grants whose time is up: their remaining credits leave the balance, with an `expire`
 /// row each. At most `batch` grants per call; returns how many were closed.
 pub async fn expire_due(conn: &Connection, now: i64, batch: u32) -> Result<usize, libsql::Error> {

@@ -37,7 +37,15 @@ pub async fn delete_account_in(tx: &Connection, user: &UserId) -> Result<bool, l
             (id, now_secs()),
         )
         .await?;
-    for table in ["sessions", "api_tokens", "chat_messages", "chat_sessions", "machine_events", "integrations"] {
+    for table in [
+        "sessions",
+        "api_tokens",
+        "chat_messages",
+        "chat_sessions",
+        "machine_events",
+        "integrations",
+        "password_resets",
+    ] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [id]).await?;
     }
     tx.execute(

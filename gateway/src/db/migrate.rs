@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_fly_reconcile", include_str!("../../../migrations/0009_fly_reconcile.sql")),
     ("0010_sessions_meta", include_str!("../../../migrations/0010_sessions_meta.sql")),
     ("0011_tasks", include_str!("../../../migrations/0011_tasks.sql")),
+    ("0012_admin", include_str!("../../../migrations/0012_admin.sql")),
     ("0015_chat_message_tools", include_str!("../../../migrations/0015_chat_message_tools.sql")),
 ];
 

@@ -1,5 +1,7 @@
 //! libSQL access: a local file (WAL, busy timeout) or a remote Turso database.
 
+pub mod admin_audit;
+pub mod admin_views;
 pub mod agent_holds;
 pub mod api_tokens;
 pub mod auto_refills;
@@ -12,10 +14,12 @@ pub mod credits;
 pub mod deletion;
 pub mod fly_machines;
 pub mod integrations;
+pub mod invites;
 pub mod leases;
 pub mod machine_events;
 pub mod machines;
 pub mod migrate;
+pub mod password_resets;
 pub mod sessions;
 pub mod stripe_events;
 pub mod subscriptions;

@@ -37,7 +37,8 @@ pub async fn find_live(
     let row = first_row(
         conn.query(
             "SELECT s.user_id, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at + ?3 > ?2 AND u.deleted_at IS NULL",
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at + ?3 > ?2 AND u.deleted_at IS NULL
+               AND u.suspended_at IS NULL",
             (token_hash, now, idle_secs),
         )
         .await?,

@@ -69,5 +69,26 @@ pub async fn sweep_deleted_users(state: AppState) {
             }
             Err(e) => tracing::warn!(error = %e, "looking for agents of deleted accounts failed"),
         }
+        stop_suspended(&state).await;
+    }
+}
+
+/// Keeps the agents of suspended accounts stopped, whoever suspended them (`roost admin` too).
+async fn stop_suspended(state: &AppState) {
+    let found = match state.db.conn() {
+        Ok(conn) => crate::db::users::suspended(&conn, deletion::SWEEP_BATCH).await,
+        Err(e) => Err(e),
+    };
+    let users = match found {
+        Ok(users) => users,
+        Err(e) => return tracing::warn!(error = %e, "looking for suspended accounts failed"),
+    };
+    for user in users {
+        if state.machines.is_up(&user).await || state.machines.is_starting(&user) {
+            state.relays.revoke(Revoked::User(user.clone()));
+            if state.machines.stop_because(&user, "stopped: the account was suspended").await.is_ok() {
+                tracing::info!(user_id = %user, "stopped the agent of a suspended account");
+            }
+        }
     }
 }

@@ -96,6 +96,13 @@ impl StartError {
         }
     }
 
+    fn suspended() -> Self {
+        Self {
+            message: "This account is suspended, so its agent does not start. Ask the operator of this server.".into(),
+            code: "account_suspended",
+        }
+    }
+
     fn subscription_ended(hold: &crate::db::agent_holds::Hold, now: i64) -> Self {
         let message = if hold.destroyed_at.is_some() {
             "Your subscription has ended, and your agent's data was deleted after the retention period. \
@@ -280,8 +287,16 @@ impl Machines {
         }
     }
 
-    /// Why the user's agent may not start now: it is held because their subscription ended.
+    /// Why the user's agent may not start now: the account is suspended, or the agent is held
+    /// because their subscription ended.
     pub async fn start_refusal(&self, user: &UserId) -> Option<StartError> {
+        let suspended = match self.reporter.db.conn() {
+            Ok(conn) => crate::db::users::is_suspended(&conn, user).await,
+            Err(e) => Err(e),
+        };
+        if suspended.unwrap_or(false) {
+            return Some(StartError::suspended());
+        }
         let hold = match self.reporter.db.conn() {
             Ok(conn) => crate::db::agent_holds::find(&conn, user).await,
             Err(e) => Err(e),

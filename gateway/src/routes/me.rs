@@ -22,7 +22,9 @@ pub async fn get(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value>
         AuthVia::ApiToken { .. } => "api_token",
         AuthVia::Clerk { .. } => "clerk",
     };
-    Ok(axum::Json(json!({ "id": user.id, "email": user.email, "created_at": user.created_at, "auth": via })))
+    Ok(axum::Json(json!({
+        "id": user.id, "email": user.email, "created_at": user.created_at, "auth": via, "is_admin": user.is_admin,
+    })))
 }
 
 /// `DELETE /api/me`: local accounts confirm with their password; Clerk accounts (which have
@@ -168,4 +170,60 @@ async fn sign_out_others_of(state: &AppState, user: &crate::domain::UserId, keep
         state.relays.revoke(Revoked::Session { user: user.clone(), token_hash: token_hash.clone() });
     }
     Ok(ended.len())
+}
+
+/// `POST /api/me/email`: a new email, the password re-entered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEmail {
+    new_email: String,
+    password: String,
+}
+
+/// Changes the email of a local account. The new one is checked as at sign-up and must be
+/// free; a wrong password counts like a failed login.
+#[utoipa::path(post, operation_id = "me_change_email", path = "/me/email", tag = "account", request_body(content = crate::openapi::Object, description = "`{new_email, password}`"), security(("session" = [])), responses((status = 200, description = "The new email", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 409, description = "The email is taken", body = crate::openapi::ErrorBody)))]
+pub async fn change_email(
+    state: AppState,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    SessionUser(auth): SessionUser,
+    crate::json::Json(body): crate::json::Json<ChangeEmail>,
+) -> AppResult<axum::Json<Value>> {
+    if !matches!(auth.via, AuthVia::Session { .. }) {
+        return Err(AppError::bad_request(
+            "no_password",
+            "This account signs in through Clerk. Change its email in your Clerk account.",
+        ));
+    }
+    let new_email = crate::domain::Email::parse(&body.new_email)?;
+    let user = &auth.user_id;
+    let conn = state.db.conn()?;
+    let account = users::credentials_by_id(&conn, user).await?.ok_or_else(AppError::unauthenticated)?;
+    let ip = state.site.client_ip(&headers, peer);
+    let key = account.user.email.clone().unwrap_or_else(|| user.to_string());
+    state.auth_limiter.login_allowed(ip, &key)?;
+    if !state.hasher.verify(&body.password, account.password_hash).await? {
+        state.auth_limiter.login_failed(ip, &key);
+        return Err(AppError::forbidden(
+            "wrong_password",
+            "That password is not right, so your email did not change. Type your current password.",
+        ));
+    }
+    if account.user.email.as_deref() == Some(new_email.as_str()) {
+        return Err(AppError::bad_request("same_email", "That is already your email address."));
+    }
+    match users::set_email(&conn, user, &new_email).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AppError::unauthenticated()),
+        Err(users::SetEmailError::Taken) => {
+            return Err(AppError::conflict(
+                "email_taken",
+                "Another account already uses this email. Choose a different one.",
+            ));
+        }
+        Err(users::SetEmailError::Db(e)) => return Err(e.into()),
+    }
+    tracing::info!(user_id = %user, "email changed");
+    Ok(axum::Json(json!({ "email": new_email.as_str() })))
 }

@@ -1,5 +1,6 @@
 //! The route table. Handlers live in one module per resource.
 
+mod admin;
 mod auth;
 mod billing;
 mod health;
@@ -38,8 +39,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::session_state))
+        .routes(routes!(auth::policy))
+        .routes(routes!(auth::reset_password))
+        .routes(routes!(auth::forgot_password))
         .routes(routes!(me::get, me::delete))
         .routes(routes!(me::change_password))
+        .routes(routes!(me::change_email))
         .routes(routes!(me::sign_out_others))
         .routes(routes!(billing::get))
         .routes(routes!(billing::set_budget))
@@ -64,6 +69,16 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::list, tasks::create))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::user))
+        .routes(routes!(admin::suspend))
+        .routes(routes!(admin::unsuspend))
+        .routes(routes!(admin::restart))
+        .routes(routes!(admin::reprovision))
+        .routes(routes!(admin::adjust_credits))
+        .routes(routes!(admin::list_invites, admin::create_invite))
+        .routes(routes!(admin::revoke_invite))
+        .routes(routes!(admin::audit))
         .routes(routes!(openapi_json))
 }
 

@@ -15,9 +15,10 @@ struct Assets;
 /// Page paths and the file each one serves; the app frame routes in the browser.
 fn file_for(path: &str) -> &str {
     match path {
-        "/" | "/chat" | "/settings" | "/usage" | "/billing" | "/integrations" => "index.html",
+        "/" | "/chat" | "/settings" | "/usage" | "/billing" | "/integrations" | "/admin" => "index.html",
         "/login" => "login.html",
         "/signup" => "signup.html",
+        "/reset" => "reset.html",
         other => other.trim_start_matches('/'),
     }
 }
