@@ -52,6 +52,7 @@ mod openclaw_link;
 mod password_mail;
 mod plumbing;
 mod read_paths;
+mod readme_examples;
 mod relay;
 mod relay_limits;
 mod relay_resume;
