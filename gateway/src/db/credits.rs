@@ -178,6 +178,36 @@ pub struct Debit {
     pub shortfall: i64,
 }
 
+/// Which live grants `wanted` credits come from, in spending order (lowest priority number
+/// first, then soonest to expire), as `(grant id, credits)`, and how many they cover in all.
+async fn spending_plan(
+    tx: &libsql::Transaction,
+    user: &UserId,
+    now: i64,
+    wanted: i64,
+) -> Result<(Vec<(i64, i64)>, i64), libsql::Error> {
+    let mut live = tx
+        .query(
+            "SELECT id, remaining FROM credit_grants
+              WHERE user_id = ?1 AND remaining > 0 AND voided_at IS NULL
+                AND effective_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
+              ORDER BY priority, expires_at IS NULL, expires_at, id",
+            (user.as_str(), now),
+        )
+        .await?;
+    let mut plan = Vec::new();
+    let mut covered = 0i64;
+    while covered < wanted
+        && let Some(row) = live.next().await?
+    {
+        let (id, remaining): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let take = remaining.min(wanted - covered);
+        plan.push((id, take));
+        covered += take;
+    }
+    Ok((plan, covered))
+}
+
 /// Records the call and debits its `cost` from the user's live grants (lowest priority number
 /// first, then soonest to expire), in one transaction. `None`: this key was recorded already,
 /// and nothing was written again.
@@ -195,27 +225,8 @@ pub async fn record_and_debit(
         return Ok(None);
     }
     ensure_account(&tx, user, now).await?;
-    let mut live = tx
-        .query(
-            "SELECT id, remaining FROM credit_grants
-              WHERE user_id = ?1 AND remaining > 0 AND voided_at IS NULL
-                AND effective_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
-              ORDER BY priority, expires_at IS NULL, expires_at, id",
-            (user.as_str(), now),
-        )
-        .await?;
     let cost = credits(cost);
-    let mut plan = Vec::new();
-    let mut covered = 0i64;
-    while covered < cost
-        && let Some(row) = live.next().await?
-    {
-        let (id, remaining): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let take = remaining.min(cost - covered);
-        plan.push((id, take));
-        covered += take;
-    }
-    drop(live);
+    let (plan, covered) = spending_plan(&tx, user, now, cost).await?;
     let debit = Debit { credits: cost, from_grants: covered, shortfall: cost - covered };
     let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let usage_id = first_row(
@@ -290,27 +301,7 @@ pub async fn take_back_in_turn(
         return Ok(None);
     }
     ensure_account(&tx, user, now).await?;
-    let mut live = tx
-        .query(
-            "SELECT id, remaining FROM credit_grants
-              WHERE user_id = ?1 AND remaining > 0 AND voided_at IS NULL
-                AND effective_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
-              ORDER BY priority, expires_at IS NULL, expires_at, id",
-            (user.as_str(), now),
-        )
-        .await?;
-    let wanted = credits(amount);
-    let mut plan = Vec::new();
-    let mut taken = 0i64;
-    while taken < wanted
-        && let Some(row) = live.next().await?
-    {
-        let (id, remaining): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let take = remaining.min(wanted - taken);
-        plan.push((id, take));
-        taken += take;
-    }
-    drop(live);
+    let (plan, taken) = spending_plan(&tx, user, now, credits(amount)).await?;
     for (grant_id, take) in plan {
         tx.execute(
             "UPDATE credit_grants SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2",

@@ -131,17 +131,16 @@ pub async fn change_password(
     let new_password = crate::domain::Password::parse(body.new_password)?;
     let user = &auth.user_id;
     let conn = state.db.conn()?;
-    let account = users::credentials_by_id(&conn, user).await?.ok_or_else(AppError::unauthenticated)?;
     let ip = state.site.client_ip(&headers, peer);
-    let key = account.user.email.clone().unwrap_or_else(|| user.to_string());
-    state.auth_limiter.login_allowed(ip, &key)?;
-    if !state.hasher.verify(&body.current_password, account.password_hash).await? {
-        state.auth_limiter.login_failed(ip, &key);
-        return Err(AppError::forbidden(
-            "wrong_password",
-            "Your current password is not right, so nothing changed. Type it again.",
-        ));
-    }
+    confirm_password(
+        &state,
+        &conn,
+        ip,
+        user,
+        &body.current_password,
+        "Your current password is not right, so nothing changed. Type it again.",
+    )
+    .await?;
     let hash = state.hasher.hash(new_password.expose()).await?;
     if !users::set_password_hash(&conn, user, &hash).await? {
         return Err(AppError::unauthenticated());
@@ -180,6 +179,26 @@ pub struct ChangeEmail {
     password: String,
 }
 
+/// Checks the account's own password as a login does: limited per (client IP, email), and a
+/// wrong one counts as a failed login. `wrong` is what the user is told then.
+async fn confirm_password(
+    state: &AppState,
+    conn: &libsql::Connection,
+    ip: std::net::IpAddr,
+    user: &crate::domain::UserId,
+    password: &str,
+    wrong: &'static str,
+) -> AppResult<users::Credentials> {
+    let account = users::credentials_by_id(conn, user).await?.ok_or_else(AppError::unauthenticated)?;
+    let key = account.user.email.clone().unwrap_or_else(|| user.to_string());
+    state.auth_limiter.login_allowed(ip, &key)?;
+    if !state.hasher.verify(password, account.password_hash.clone()).await? {
+        state.auth_limiter.login_failed(ip, &key);
+        return Err(AppError::forbidden("wrong_password", wrong));
+    }
+    Ok(account)
+}
+
 /// Changes the email of a local account. The new one is checked as at sign-up and must be
 /// free; a wrong password counts like a failed login.
 #[utoipa::path(post, operation_id = "me_change_email", path = "/me/email", tag = "account", request_body(content = crate::openapi::Object, description = "`{new_email, password}`"), security(("session" = [])), responses((status = 200, description = "The new email", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 409, description = "The email is taken", body = crate::openapi::ErrorBody)))]
@@ -199,17 +218,16 @@ pub async fn change_email(
     let new_email = crate::domain::Email::parse(&body.new_email)?;
     let user = &auth.user_id;
     let conn = state.db.conn()?;
-    let account = users::credentials_by_id(&conn, user).await?.ok_or_else(AppError::unauthenticated)?;
     let ip = state.site.client_ip(&headers, peer);
-    let key = account.user.email.clone().unwrap_or_else(|| user.to_string());
-    state.auth_limiter.login_allowed(ip, &key)?;
-    if !state.hasher.verify(&body.password, account.password_hash).await? {
-        state.auth_limiter.login_failed(ip, &key);
-        return Err(AppError::forbidden(
-            "wrong_password",
-            "That password is not right, so your email did not change. Type your current password.",
-        ));
-    }
+    let account = confirm_password(
+        &state,
+        &conn,
+        ip,
+        user,
+        &body.password,
+        "That password is not right, so your email did not change. Type your current password.",
+    )
+    .await?;
     if account.user.email.as_deref() == Some(new_email.as_str()) {
         return Err(AppError::bad_request("same_email", "That is already your email address."));
     }
