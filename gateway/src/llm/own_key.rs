@@ -102,11 +102,9 @@ pub fn check_serves_agents(app: &App, provider: LlmApi) -> AppResult<()> {
 pub async fn list_models(app: &App, provider: LlmApi, key: &ProviderKey) -> AppResult<Vec<String>> {
     let settings = app.llm.own_keys();
     let call = match provider {
-        LlmApi::OpenAi => app
-            .llm
-            .client()
-            .get(format!("{}/models", settings.openai_base_url))
-            .bearer_auth(key.0.expose()),
+        LlmApi::OpenAi => {
+            app.llm.client().get(format!("{}/models", settings.openai_base_url)).bearer_auth(key.0.expose())
+        }
         LlmApi::Anthropic => app
             .llm
             .client()
@@ -141,7 +139,10 @@ pub async fn list_models(app: &App, provider: LlmApi, key: &ProviderKey) -> AppR
             return Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "llm_key_refused",
-                format!("{name} does not accept this key: it is wrong, revoked or lacks access. {}", where_keys(provider)),
+                format!(
+                    "{name} does not accept this key: it is wrong, revoked or lacks access. {}",
+                    where_keys(provider)
+                ),
             ));
         }
         429 => {
@@ -152,11 +153,17 @@ pub async fn list_models(app: &App, provider: LlmApi, key: &ProviderKey) -> AppR
             ));
         }
         other => {
-            tracing::info!(provider = name, status = other, "checking a user's own key: the provider answered an error");
+            tracing::info!(
+                provider = name,
+                status = other,
+                "checking a user's own key: the provider answered an error"
+            );
             return Err(AppError::new(
                 StatusCode::BAD_GATEWAY,
                 "llm_key_check_failed",
-                format!("{name} answered with an error (status {other}), so the key could not be checked. Try again later."),
+                format!(
+                    "{name} answered with an error (status {other}), so the key could not be checked. Try again later."
+                ),
             ));
         }
     }
@@ -218,7 +225,12 @@ fn model_ids(body: &[u8]) -> Vec<String> {
 
 /// The model the user's calls will use: the one they asked for, if the key offers it; else the
 /// operator's model, if the key offers that.
-pub fn choose_model(provider: LlmApi, asked: Option<&str>, offered: &[String], operator: Option<&str>) -> AppResult<String> {
+pub fn choose_model(
+    provider: LlmApi,
+    asked: Option<&str>,
+    offered: &[String],
+    operator: Option<&str>,
+) -> AppResult<String> {
     let list = || {
         let mut shown = offered.iter().take(MODELS_SHOWN).cloned().collect::<Vec<_>>().join(", ");
         if offered.len() > MODELS_SHOWN {
@@ -282,7 +294,8 @@ impl OwnKey {
                 "Your own API key can no longer be read on this server. Add it again in Settings, or remove it.",
             ));
         };
-        let key = String::from_utf8(plain).map_err(|_| AppError::internal(anyhow::anyhow!("an own key is not UTF-8")))?;
+        let key =
+            String::from_utf8(plain).map_err(|_| AppError::internal(anyhow::anyhow!("an own key is not UTF-8")))?;
         Ok(Some(Self {
             provider,
             model: row.model,

@@ -27,9 +27,7 @@ pub(super) fn upstreams(args: &LlmArgs, problems: &mut Problems) -> Option<Upstr
     };
     let anthropic_base = problems.check("--llm-anthropic-base-url", normalize_base_url(&args.llm_anthropic_base_url));
     let anthropic = match (&args.llm_anthropic_api_key, &anthropic_base) {
-        (Some(key), Some(url)) => {
-            problems.check("--llm-anthropic-api-key", Upstream::new(LlmApi::Anthropic, url, key))
-        }
+        (Some(key), Some(url)) => problems.check("--llm-anthropic-api-key", Upstream::new(LlmApi::Anthropic, url, key)),
         _ => None,
     };
     let openai_base = match &args.llm_openai_base_url {
