@@ -341,3 +341,47 @@ async fn removing_the_key_returns_the_user_to_the_operators_model_at_once() {
     assert_eq!((call.api_key(), call.body["model"].as_str()), (Some(OPERATOR_KEY), Some(OPERATOR_MODEL)));
     assert_eq!(byok.app.count("user_llm_keys").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_page_adds_refuses_replaces_shows_failing_and_removes_the_key() {
+    const SECOND_KEY: &str = "sk-ant-second-key-Pq4T";
+    let byok = Byok::start(1_000, &[]).await;
+    byok.fake.accept_key(USER_KEY);
+    byok.fake.accept_key(SECOND_KEY);
+    byok.user("page@example.com").await;
+    // A second user whose key the provider stopped accepting after it was saved.
+    let failing = byok.user("failing@example.com").await;
+    byok.fake.accept_key(OTHER_KEY);
+    let res = byok.save(&failing, json!({ "provider": "anthropic", "key": OTHER_KEY, "model": OWN_MODEL })).await;
+    assert_eq!(res.status(), 200);
+    byok.fake.revoke_key(OTHER_KEY);
+    assert_eq!(byok.chat(&failing).await.0, 400);
+
+    let Byok { app, fake, _plans } = byok;
+    tokio::task::spawn_blocking(move || {
+        let env = [
+            ("EMAIL", "page@example.com"),
+            ("PASSWORD", crate::helpers::PASSWORD),
+            ("GOOD_KEY", USER_KEY),
+            ("GOOD_KEY2", SECOND_KEY),
+            ("BAD_KEY", "sk-ant-not-accepted-0000"),
+            ("MODEL", OWN_MODEL),
+            ("FAILING_EMAIL", "failing@example.com"),
+        ];
+        crate::browser::run_spec(&app, "byok.spec.mjs", &env);
+        drop((app, fake));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_account_deletes_its_key() {
+    let byok = Byok::start(1_000, &[]).await;
+    byok.fake.accept_key(USER_KEY);
+    let user = byok.user("gone@example.com").await;
+    assert_eq!(byok.save(&user, anthropic_key(Some(OWN_MODEL))).await.status(), 200);
+    let body = json!({ "password": crate::helpers::PASSWORD });
+    assert_eq!(byok.app.send_as(&user.cookie, Method::DELETE, "/api/me", Some(&body)).await.status(), 204);
+    assert_eq!(byok.app.count("user_llm_keys").await, 0);
+}
