@@ -51,6 +51,7 @@ await run('byok', async (t) => {
     await page.reload();
     await page.getByTestId('llm-key-current').waitFor();
     await noKeyInPage(GOOD_KEY);
+    await page.getByTestId('llm-key-card').scrollIntoViewIfNeeded();
     await t.shot('byok-saved');
   });
 
@@ -74,6 +75,7 @@ await run('byok', async (t) => {
     await page.getByTestId('llm-key-current').waitFor();
     await page.waitForFunction(() => document.querySelector('[data-testid="llm-key-status"]')?.dataset.status === 'failing');
     assert((await text('llm-key-status')).startsWith('Failing'), await text('llm-key-status'));
+    await page.getByTestId('llm-key-card').scrollIntoViewIfNeeded();
     await t.shot('byok-failing');
   });
 
