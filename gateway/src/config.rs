@@ -439,6 +439,15 @@ pub struct LlmArgs {
     #[arg(long, env = "ROOST_LLM_UPSTREAM_TIMEOUT_SECS", default_value_t = 600, hide = true)]
     pub llm_upstream_timeout_secs: u64,
 
+    /// Charge credits for model calls made with a user's own provider key too (their usage is
+    /// recorded either way). Off: a user with their own key chats without spending credits.
+    #[arg(long, env = "ROOST_BYOK_DEBIT")]
+    pub byok_debit: bool,
+
+    /// How long checking a newly saved user key (one model-list call) may take.
+    #[arg(long, env = "ROOST_BYOK_CHECK_TIMEOUT_SECS", default_value_t = 10, hide = true)]
+    pub byok_check_timeout_secs: u64,
+
     /// Plans, credit packs and model prices (TOML; see `billing/plans.example.toml`). Without it,
     /// everyone gets 1,000 free credits a month and only `--llm-model` is offered, at $3 / $15
     /// per million tokens (300 / 1,500 credits).

@@ -11,6 +11,10 @@ use anyhow::Context;
 pub struct SecretString(String);
 
 impl SecretString {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -2,6 +2,7 @@
 import { api, h, formatTime, makeCopyButton } from '/assets/api.js';
 import { initDeleteAccount } from '/assets/settings-delete.js';
 import { initAccountSecurity } from '/assets/settings-account.js';
+import { initLlmKey } from '/assets/settings-llm-key.js';
 
 export function initSettings({ root, me, onLogout }) {
   const $ = (sel) => root.querySelector(sel);
@@ -22,6 +23,7 @@ export function initSettings({ root, me, onLogout }) {
   $('#settings-logout').addEventListener('click', onLogout);
   const deletion = initDeleteAccount({ root, me });
   initAccountSecurity({ root, me });
+  initLlmKey({ root });
 
   makeCopyButton($('#copy-token'), () => secretEl.textContent);
   makeCopyButton($('#copy-webhook-secret'), () => webhookSecretEl.textContent);

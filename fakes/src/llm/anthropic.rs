@@ -19,8 +19,7 @@ pub(super) async fn anthropic_messages(
     body: Bytes,
 ) -> Response {
     let req = record(&shared, &method, &uri, &headers, &body);
-    let key_ok = headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(shared.api_key.as_str());
-    if !key_ok {
+    if !shared.accepts(headers.get("x-api-key").and_then(|v| v.to_str().ok())) {
         return provider_error(Flavor::Anthropic, 401, "invalid x-api-key");
     }
     if !headers.contains_key("anthropic-version") {

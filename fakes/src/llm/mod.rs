@@ -1,8 +1,10 @@
 //! Stateful in-process fake LLM provider: OpenAI-compatible (`/v1/chat/completions`,
 //! `/v1/models`) and Anthropic-compatible (`/v1/messages`), streaming and non-streaming,
-//! with a failure-injection queue and a request log.
+//! with a failure-injection queue and a request log. It keeps the set of API keys it accepts
+//! (the operator's, plus any a test adds or revokes: users' own keys) and refuses any other with
+//! the provider's real 401.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -82,6 +84,11 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The API key the call presented: `Authorization: Bearer <key>` or `x-api-key: <key>`.
+    pub fn api_key(&self) -> Option<&str> {
+        self.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).or_else(|| self.header("x-api-key"))
+    }
+
     /// First value of a header (name matched case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
@@ -90,7 +97,11 @@ impl RecordedRequest {
 }
 
 pub(super) struct Shared {
-    api_key: String,
+    api_keys: Mutex<HashSet<String>>,
+    /// Listed by `/v1/models` after `model`.
+    more_models: Mutex<Vec<String>>,
+    /// `/v1/models` accepts and never answers (a provider that hangs while a key is checked).
+    hang_model_lists: Mutex<bool>,
     model: String,
     chunk_delay: Duration,
     reply: Mutex<Option<String>>,
@@ -98,6 +109,18 @@ pub(super) struct Shared {
     tool_calls: Mutex<VecDeque<ToolCall>>,
     requests: Mutex<Vec<RecordedRequest>>,
     shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(super) fn accepts(&self, key: Option<&str>) -> bool {
+        key.is_some_and(|k| lock(&self.api_keys).contains(k))
+    }
+
+    pub(super) fn listed_models(&self) -> Vec<String> {
+        let mut models = vec![self.model.clone()];
+        models.extend(lock(&self.more_models).iter().cloned());
+        models
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,7 +139,9 @@ impl FakeLlm {
     pub async fn spawn(opts: FakeLlmOptions) -> FakeLlm {
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            api_key: opts.api_key,
+            api_keys: Mutex::new(HashSet::from([opts.api_key])),
+            more_models: Mutex::new(Vec::new()),
+            hang_model_lists: Mutex::new(false),
             model: opts.model,
             chunk_delay: opts.chunk_delay,
             reply: Mutex::new(opts.reply),
@@ -143,6 +168,26 @@ impl FakeLlm {
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Accepts `key` as well, from now on (a user's own key).
+    pub fn accept_key(&self, key: &str) {
+        lock(&self.shared.api_keys).insert(key.to_owned());
+    }
+
+    /// Refuses `key` from now on, with the provider's 401 (a key its owner revoked).
+    pub fn revoke_key(&self, key: &str) {
+        lock(&self.shared.api_keys).remove(key);
+    }
+
+    /// Lists these models too in `/v1/models`.
+    pub fn offer_models(&self, models: &[&str]) {
+        lock(&self.shared.more_models).extend(models.iter().map(|m| m.to_string()));
+    }
+
+    /// Makes `/v1/models` hang (until the fake shuts down), or answer again.
+    pub fn hang_model_lists(&self, hang: bool) {
+        *lock(&self.shared.hang_model_lists) = hang;
     }
 
     /// Queues a failure for the next generation request (FIFO, one per request).

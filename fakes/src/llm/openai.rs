@@ -20,6 +20,14 @@ pub(super) async fn not_found(uri: Uri) -> Response {
     )
 }
 
+const OPENAI_BAD_KEY: &str =
+    "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The model list in either provider's shape: Anthropic's when called with `x-api-key`.
 pub(super) async fn models(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -27,11 +35,33 @@ pub(super) async fn models(
     headers: HeaderMap,
 ) -> Response {
     record(&shared, &method, &uri, &headers, &Bytes::new());
-    json_response(
-        StatusCode::OK,
-        &[],
-        &json!({"object": "list", "data": [{"id": shared.model, "object": "model", "created": 0, "owned_by": "fake"}]}),
-    )
+    if *lock(&shared.hang_model_lists) {
+        let mut rx = shared.shutdown.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+        return provider_error(Flavor::OpenAi, 503, "fake llm shutting down");
+    }
+    let models = shared.listed_models();
+    if let Some(key) = headers.get("x-api-key") {
+        if !shared.accepts(key.to_str().ok()) {
+            return provider_error(Flavor::Anthropic, 401, "invalid x-api-key");
+        }
+        let data: Vec<Value> = models
+            .iter()
+            .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"}))
+            .collect();
+        let (first, last) = (models.first(), models.last());
+        return json_response(
+            StatusCode::OK,
+            &[],
+            &json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+        );
+    }
+    if !shared.accepts(bearer(&headers)) {
+        return provider_error(Flavor::OpenAi, 401, OPENAI_BAD_KEY);
+    }
+    let data: Vec<Value> =
+        models.iter().map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake"})).collect();
+    json_response(StatusCode::OK, &[], &json!({"object": "list", "data": data}))
 }
 
 pub(super) async fn chat_completions(
@@ -42,12 +72,8 @@ pub(super) async fn chat_completions(
     body: Bytes,
 ) -> Response {
     let req = record(&shared, &method, &uri, &headers, &body);
-    let expected = format!("Bearer {}", shared.api_key);
-    let auth_ok = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
-    if !auth_ok {
-        let msg =
-            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
-        return provider_error(Flavor::OpenAi, 401, msg);
+    if !shared.accepts(bearer(&headers)) {
+        return provider_error(Flavor::OpenAi, 401, OPENAI_BAD_KEY);
     }
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
         return provider_error(Flavor::OpenAi, 400, "'messages' is a required property");

@@ -44,6 +44,7 @@ pub async fn delete_account_in(tx: &Connection, user: &UserId) -> Result<bool, l
         "chat_sessions",
         "machine_events",
         "integrations",
+        "user_llm_keys",
         "password_resets",
     ] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [id]).await?;

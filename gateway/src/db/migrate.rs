@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_sessions_meta", include_str!("../../../migrations/0010_sessions_meta.sql")),
     ("0011_tasks", include_str!("../../../migrations/0011_tasks.sql")),
     ("0012_admin", include_str!("../../../migrations/0012_admin.sql")),
+    ("0013_llm_keys", include_str!("../../../migrations/0013_llm_keys.sql")),
     ("0015_chat_message_tools", include_str!("../../../migrations/0015_chat_message_tools.sql")),
 ];
 

@@ -16,6 +16,7 @@ pub mod fly_machines;
 pub mod integrations;
 pub mod invites;
 pub mod leases;
+pub mod llm_keys;
 pub mod machine_events;
 pub mod machines;
 pub mod migrate;

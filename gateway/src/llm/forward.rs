@@ -1,5 +1,5 @@
-//! Sends a checked call to its provider with the operator's key and streams the answer back as
-//! it arrives. Only the body and the headers named here cross: never the agent's credential,
+//! Sends a checked call to its provider with the operator's key (or the user's own) and streams
+//! the answer back as it arrives. Only the body and the headers named here cross: never the agent's credential,
 //! cookies or other headers on the way up, never the provider's other headers on the way down.
 
 use axum::body::Body;
@@ -9,7 +9,8 @@ use billing::plans::ModelPrice;
 use billing::usage::{Framing, UsageMeter};
 
 use super::metered_body::MeteredBody;
-use super::usage_recorder::{self, UsageCall};
+use super::own_key::OwnKey;
+use super::usage_recorder::{self, Tally, UsageCall};
 use super::{LlmApi, ModelRequest, Upstream};
 use crate::app::App;
 use crate::domain::UserId;
@@ -23,15 +24,19 @@ const DEFAULT_ANTHROPIC_VERSION: HeaderValue = HeaderValue::from_static("2023-06
 const PASSED_BACK: [HeaderName; 3] = [header::CONTENT_TYPE, header::CACHE_CONTROL, header::RETRY_AFTER];
 
 /// Forwards a model call; its usage is recorded once, whatever happens after this starts.
+/// `own_key` is the user's own key that `upstream` presents, if it is theirs.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward_model_call(
     app: &App,
     upstream: &Upstream,
+    own_key: Option<&OwnKey>,
     api: LlmApi,
     user: UserId,
     request: ModelRequest,
     price: ModelPrice,
     agent_headers: &HeaderMap,
 ) -> AppResult<Response> {
+    let user_id = user.clone();
     // The agent is busy (not idle) until the answer has been streamed to it.
     let in_flight = app.machines.activity().model_call(&user);
     let report = usage_recorder::start(app.db.clone(), UsageCall { user, api, model: request.model, price });
@@ -56,6 +61,23 @@ pub async fn forward_model_call(
     // Dropping `report` unsent (an error here, or the agent leaving) records the call as unanswered.
     let answer = call.body(request.body).send().await.map_err(|e| unreachable_provider(api, e))?;
     let status = answer.status();
+    if let Some(own) = own_key {
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            report.send(Tally { upstream_status: status.as_u16(), usage: Default::default(), complete: false });
+            own.mark_failing(app, &user_id).await;
+            // A 400, not the provider's 401: OpenClaw would lock the credential for minutes.
+            return Err(AppError::bad_request(
+                "llm_key_refused",
+                format!(
+                    "{} refused your own API key, so your agent cannot answer. Replace or remove the key in Settings.",
+                    super::own_key::label(own.provider)
+                ),
+            ));
+        }
+        if status.is_success() {
+            own.mark_working(app, &user_id).await;
+        }
+    }
     let headers = passed_back(answer.headers());
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let meter = UsageMeter::new(api, Framing::from_content_type(content_type));

@@ -60,6 +60,20 @@ fn ask_for_usage(fields: &mut Map<String, Value>) {
     options["include_usage"] = Value::Bool(true);
 }
 
+impl ModelRequest {
+    /// The same call for another model (the one the user chose for their own key); the rest of
+    /// the body is kept as the agent sent it.
+    pub fn with_model(self, model: &str) -> AppResult<Self> {
+        if self.model == model {
+            return Ok(self);
+        }
+        let mut json: Value = serde_json::from_slice(&self.body)
+            .map_err(|_| AppError::bad_request("invalid_json", "The request body is not valid JSON."))?;
+        json["model"] = Value::String(model.to_owned());
+        Ok(Self { model: model.to_owned(), body: Bytes::from(json.to_string()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -95,6 +109,15 @@ mod tests {
             assert_eq!(parsed.body, raw.as_bytes());
             assert_eq!(parsed.model, "m");
         }
+    }
+
+    #[test]
+    fn another_model_replaces_only_the_model() {
+        let parsed = parse(LlmApi::Anthropic, &json!({"model": "m", "messages": [], "max_tokens": 9})).unwrap();
+        let mine = parsed.with_model("claude-own").unwrap();
+        assert_eq!(mine.model, "claude-own");
+        let sent: Value = serde_json::from_slice(&mine.body).unwrap();
+        assert_eq!(sent, json!({"model": "claude-own", "messages": [], "max_tokens": 9}));
     }
 
     #[test]

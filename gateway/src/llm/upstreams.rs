@@ -15,7 +15,21 @@ pub struct Upstreams {
     anthropic: Option<Upstream>,
     preferred: Option<LlmApi>,
     default_model: Option<String>,
+    own_keys: OwnKeySettings,
     client: reqwest::Client,
+}
+
+/// Users' own keys: where they are sent, and whether their calls cost credits.
+#[derive(Clone, Debug)]
+pub struct OwnKeySettings {
+    /// OpenAI's API base for users' OpenAI keys: `--llm-openai-base-url`, else OpenAI's own.
+    pub openai_base_url: String,
+    /// Anthropic's API base for users' Anthropic keys: `--llm-anthropic-base-url`.
+    pub anthropic_base_url: String,
+    /// `--byok-debit`: calls with a user's own key are charged in credits as well.
+    pub debit: bool,
+    /// How long the one check call of a newly saved key may take.
+    pub check_timeout: Duration,
 }
 
 /// One provider: where it is, and how the operator's key is presented to it.
@@ -31,6 +45,7 @@ pub struct UpstreamsConfig {
     pub openai: Option<Upstream>,
     pub anthropic: Option<Upstream>,
     pub default_model: Option<String>,
+    pub own_keys: OwnKeySettings,
     /// How long a provider may stay silent: before its response headers, and between chunks.
     pub read_timeout: Duration,
 }
@@ -58,8 +73,8 @@ impl Upstreams {
             .build()
             .context("LLM HTTP client")?;
         let preferred = config.preferred_api();
-        let UpstreamsConfig { openai, anthropic, default_model, .. } = config;
-        Ok(Self { openai, anthropic, preferred, default_model, client })
+        let UpstreamsConfig { openai, anthropic, default_model, own_keys, .. } = config;
+        Ok(Self { openai, anthropic, preferred, default_model, own_keys, client })
     }
 
     pub fn upstream(&self, api: LlmApi) -> Option<&Upstream> {
@@ -76,6 +91,10 @@ impl Upstreams {
 
     pub fn default_model(&self) -> Option<&str> {
         self.default_model.as_deref()
+    }
+
+    pub fn own_keys(&self) -> &OwnKeySettings {
+        &self.own_keys
     }
 
     pub(super) fn client(&self) -> &reqwest::Client {

@@ -7,6 +7,9 @@ use bytes::Bytes;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use billing::plans::ModelPrice;
+
+use crate::llm::own_key::OwnKey;
 use crate::llm::{self, LlmApi, ModelRequest, Upstream};
 
 pub async fn openai_chat_completions(state: AppState, headers: HeaderMap, body: Request) -> Response {
@@ -29,18 +32,35 @@ pub async fn openai_models(state: AppState, headers: HeaderMap) -> Response {
 }
 
 /// The caller is checked before the body is read, and the body before anything goes upstream.
+/// A user with their own key is served with it (and their model), never with the operator's.
 async fn model_call(state: &AppState, api: LlmApi, headers: &HeaderMap, body: Request) -> AppResult<Response> {
     let user = llm::authenticate(state, headers, api).await?;
-    let upstream = configured(state, api)?;
+    let own_key = OwnKey::of(state, &user).await?;
+    let own_upstream = own_key.as_ref().map(|own| own.upstream(state, api)).transpose()?;
+    let upstream = match &own_upstream {
+        Some(upstream) => upstream,
+        None => configured(state, api)?,
+    };
     let body = Bytes::from_request(body, state).await.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
         }
         _ => AppError::bad_request("invalid_body", "The request body could not be read. Send it again."),
     })?;
-    let request = ModelRequest::parse(api, body)?;
-    let price = llm::credit_check::check(state, &user, &request.model).await?;
-    llm::forward_model_call(state, upstream, api, user, request, price, headers).await
+    let mut request = ModelRequest::parse(api, body)?;
+    let price = match &own_key {
+        Some(own) => {
+            request = request.with_model(&own.model)?;
+            if state.llm.own_keys().debit {
+                llm::credit_check::check(state, &user, &own.model).await?
+            } else {
+                // Recorded on the usage page like any call, at no cost in credits.
+                ModelPrice { input_per_million: 0, output_per_million: 0 }
+            }
+        }
+        None => llm::credit_check::check(state, &user, &request.model).await?,
+    };
+    llm::forward_model_call(state, upstream, own_key.as_ref(), api, user, request, price, headers).await
 }
 
 fn configured(state: &AppState, api: LlmApi) -> AppResult<&Upstream> {

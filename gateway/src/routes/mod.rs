@@ -6,6 +6,7 @@ mod billing;
 mod health;
 mod integrations;
 mod llm;
+mod llm_key;
 mod machine;
 mod me;
 mod sessions;
@@ -46,6 +47,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(me::change_password))
         .routes(routes!(me::change_email))
         .routes(routes!(me::sign_out_others))
+        .routes(routes!(llm_key::get, llm_key::put, llm_key::delete))
         .routes(routes!(billing::get))
         .routes(routes!(billing::set_budget))
         .routes(routes!(billing::set_auto_refill))

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use super::Problems;
 use crate::config::LlmArgs;
-use crate::llm::{LlmApi, Upstream, UpstreamsConfig, normalize_base_url};
+use crate::llm::{LlmApi, OwnKeySettings, Upstream, UpstreamsConfig, normalize_base_url};
+
+/// Where users' own OpenAI keys go when the operator has no OpenAI-compatible base URL.
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 pub(super) fn upstreams(args: &LlmArgs, problems: &mut Problems) -> Option<UpstreamsConfig> {
     let before = problems.lines().len();
@@ -23,21 +26,33 @@ pub(super) fn upstreams(args: &LlmArgs, problems: &mut Problems) -> Option<Upstr
         (None, None) => None,
     };
     let anthropic_base = problems.check("--llm-anthropic-base-url", normalize_base_url(&args.llm_anthropic_base_url));
-    let anthropic = match (&args.llm_anthropic_api_key, anthropic_base) {
-        (Some(key), Some(url)) => {
-            problems.check("--llm-anthropic-api-key", Upstream::new(LlmApi::Anthropic, &url, key))
-        }
+    let anthropic = match (&args.llm_anthropic_api_key, &anthropic_base) {
+        (Some(key), Some(url)) => problems.check("--llm-anthropic-api-key", Upstream::new(LlmApi::Anthropic, url, key)),
         _ => None,
     };
+    let openai_base = match &args.llm_openai_base_url {
+        Some(url) => problems.check("--llm-openai-base-url", normalize_base_url(url)),
+        None => Some(OPENAI_BASE_URL.to_owned()),
+    };
+    if args.byok_check_timeout_secs == 0 {
+        problems.push("--byok-check-timeout-secs must be at least 1");
+    }
     if args.llm_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
         problems.push("--llm-model must not be empty");
     }
     if args.llm_upstream_timeout_secs == 0 {
         problems.push("--llm-upstream-timeout-secs must be at least 1");
     }
+    let own_keys = OwnKeySettings {
+        openai_base_url: openai_base.unwrap_or_default(),
+        anthropic_base_url: anthropic_base.unwrap_or_default(),
+        debit: args.byok_debit,
+        check_timeout: Duration::from_secs(args.byok_check_timeout_secs),
+    };
     (problems.lines().len() == before).then(|| UpstreamsConfig {
         openai,
         anthropic,
+        own_keys,
         default_model: args.llm_model.as_ref().map(|m| m.trim().to_owned()),
         read_timeout: Duration::from_secs(args.llm_upstream_timeout_secs),
     })

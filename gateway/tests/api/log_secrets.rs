@@ -15,6 +15,8 @@ const OPERATOR_KEY: &str = "sk-operator-never-logged-4242";
 const SECRET_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const PASSWORD: &str = "password-never-logged-7777";
 const METRICS_TOKEN: &str = "metrics-token-never-logged-5555";
+const USER_LLM_KEY: &str = "sk-ant-own-key-never-logged-3333";
+const REFUSED_LLM_KEY: &str = "sk-ant-refused-key-never-logged-2222";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_a_credential() {
@@ -100,6 +102,30 @@ async fn logs_never_contain_a_credential() {
         .unwrap();
     assert_eq!(res.status(), 200, "the proxy call went through");
     res.text().await.unwrap();
+
+    // The user's own key: refused, then saved, then used for a model call.
+    llm.accept_key(USER_LLM_KEY);
+    for (key, status) in [(REFUSED_LLM_KEY, 422), (USER_LLM_KEY, 200)] {
+        let res = http
+            .put(format!("{origin}/api/me/llm-key"))
+            .header("Origin", &origin)
+            .header("cookie", &login_cookie)
+            .json(&json!({ "provider": "openai", "key": key, "model": "fake-model" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "saving the own key {key}");
+    }
+    let res = http
+        .post(format!("{origin}/llm/openai/v1/chat/completions"))
+        .bearer_auth(&llm_credential)
+        .json(&json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the call with the user's own key went through");
+    res.text().await.unwrap();
+    assert_eq!(llm.requests().last().unwrap().header("authorization"), Some(&*format!("Bearer {USER_LLM_KEY}")));
     let metrics = http.get(format!("{origin}/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     // The model call's usage is recorded after its answer: the last thing this session logs.
@@ -107,7 +133,7 @@ async fn logs_never_contain_a_credential() {
     let conn = db.connect().unwrap();
     wait_until("the model call's usage is recorded", || async {
         let mut rows = conn.query("SELECT count(*) FROM usage_events WHERE complete = 1", ()).await.unwrap();
-        rows.next().await.unwrap().is_some_and(|row| row.get::<i64>(0).unwrap() >= 1)
+        rows.next().await.unwrap().is_some_and(|row| row.get::<i64>(0).unwrap() >= 2)
     })
     .await;
 
@@ -145,6 +171,8 @@ async fn logs_never_contain_a_credential() {
         ("agent LLM credential", llm_credential.as_str()),
         ("agent gateway token", gateway_token.as_str()),
         ("metrics token", METRICS_TOKEN),
+        ("user's own LLM key", USER_LLM_KEY),
+        ("refused own LLM key", REFUSED_LLM_KEY),
     ] {
         assert!(!logs.contains(secret), "the {what} appeared in the logs");
     }

@@ -15,6 +15,7 @@ mod billing_stripe;
 mod browser;
 mod browser_admin;
 mod browser_billing;
+mod byok;
 mod clerk;
 mod clerk_webhooks;
 mod console;
