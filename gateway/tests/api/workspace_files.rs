@@ -41,7 +41,8 @@ async fn files_are_listed_uploaded_downloaded_and_deleted() {
     std::fs::create_dir(workspace(&app, &user).join("site")).unwrap();
     std::fs::write(workspace(&app, &user).join("site/index.html"), b"<script>alert(1)</script>").unwrap();
     let list: Value = call(&app, &client, Method::GET, "/api/files", vec![]).await.json().await.unwrap();
-    let names: Vec<_> = list["entries"].as_array().unwrap().iter().map(|e| (e["name"].clone(), e["kind"].clone())).collect();
+    let names: Vec<_> =
+        list["entries"].as_array().unwrap().iter().map(|e| (e["name"].clone(), e["kind"].clone())).collect();
     assert_eq!(names, [("site".into(), "dir".into()), ("notes.md".into(), "file".into())], "{list}");
     assert_eq!(list["entries"][1]["size"], 7);
 
@@ -80,7 +81,8 @@ async fn files_are_listed_uploaded_downloaded_and_deleted() {
         .await
         .unwrap();
     assert_eq!(put.status(), 201);
-    let read = Client::new().get(app.url("/api/files/content?path=from-ci.txt")).bearer_auth(&token).send().await.unwrap();
+    let read =
+        Client::new().get(app.url("/api/files/content?path=from-ci.txt")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(read.text().await.unwrap(), "ci");
 }
 
