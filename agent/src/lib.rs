@@ -5,10 +5,12 @@
 //! ([`proxy`]), admitting only requests that carry the machine's own secret. Its own routes
 //! (readiness, and the secret files bot tokens are read from) live under `/roost/` ([`router`]).
 //!
-//! Without the `sidecar` feature only [`config`] is built: the local provider shares it.
+//! Without the `sidecar` feature only [`config`], [`secret_files`] and [`workspace`] are built:
+//! the local provider shares them.
 
 pub mod config;
 pub mod secret_files;
+pub mod workspace;
 
 /// The header that carries the per-machine secret; the sidecar strips it before forwarding.
 pub const SECRET_HEADER: &str = "x-roost-agent-secret";
@@ -16,6 +18,9 @@ pub const SECRET_HEADER: &str = "x-roost-agent-secret";
 pub const READY_PATH: &str = "/roost/ready";
 /// The sidecar's secret files: `PUT` (the body is the contents) or `DELETE` `<prefix><name>`.
 pub const SECRETS_PATH: &str = "/roost/secrets/";
+/// The sidecar's workspace files: `GET <prefix>list?path=`, `GET`/`PUT <prefix>content?path=`,
+/// `DELETE <prefix>content?path=[&recursive=true]` ([`workspace`]).
+pub const FILES_PATH: &str = "/roost/files/";
 
 #[cfg(feature = "sidecar")]
 pub mod files;
@@ -31,3 +36,5 @@ pub mod secret;
 pub mod settings;
 #[cfg(feature = "sidecar")]
 pub mod supervisor;
+#[cfg(feature = "sidecar")]
+pub mod workspace_files;

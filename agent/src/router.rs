@@ -1,5 +1,5 @@
 //! Every request: admitted only with the machine's secret (which is then removed), then either
-//! one of the sidecar's own routes under `/roost/` (readiness, secret files) or forwarded to
+//! one of the sidecar's own routes under `/roost/` (readiness, secret files, workspace files) or forwarded to
 //! OpenClaw.
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::secret::AgentSecret;
 use crate::supervisor::Stage;
-use crate::{READY_PATH, SECRET_HEADER, SECRETS_PATH, files, proxy, ready};
+use crate::{FILES_PATH, READY_PATH, SECRET_HEADER, SECRETS_PATH, files, proxy, ready, workspace_files};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -24,7 +24,8 @@ pub struct Context {
     /// OpenClaw on loopback.
     pub upstream: SocketAddr,
     pub stage: watch::Receiver<Stage>,
-    /// OpenClaw's state dir: secret files go in its fixed subdirectory.
+    /// OpenClaw's state dir: secret files go in its fixed subdirectory, and its workspace is
+    /// the `workspace` one.
     pub state_dir: PathBuf,
 }
 
@@ -44,6 +45,9 @@ pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<B
     }
     if path.starts_with(SECRETS_PATH) {
         return files::handle(req, &ctx).await;
+    }
+    if path.starts_with(FILES_PATH) {
+        return workspace_files::handle(req, &ctx).await;
     }
     if path.starts_with("/roost/") {
         return json(StatusCode::NOT_FOUND, r#"{"error":"There is no such sidecar route."}"#);

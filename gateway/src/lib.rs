@@ -33,3 +33,4 @@ pub mod stripe_sync;
 pub mod sweeps;
 pub mod tasks;
 pub mod telemetry;
+pub mod workspace;

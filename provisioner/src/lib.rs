@@ -3,6 +3,7 @@
 //! Storage is the caller's: progress and results are reported through [`Progress`], and this
 //! crate never touches a database.
 
+pub mod files;
 pub mod fly;
 pub mod lease;
 pub mod lifecycle;
@@ -15,6 +16,9 @@ pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, Provi
 pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
 
 use async_trait::async_trait;
+use files::{ByteStream, Download, FileError, Listing, WorkspacePath};
+
+const NO_FILES: &str = "Files cannot be reached on this server's agent provider.";
 
 /// Where agents run. Every method is idempotent and safe to retry after a crash at any point.
 #[async_trait]
@@ -52,6 +56,29 @@ pub trait Provider: Send + Sync + 'static {
         _contents: Option<&[u8]>,
     ) -> Result<String, ProvisionError> {
         Err(ProvisionError::Unsupported("Bots cannot be connected to agents on this server's provider yet."))
+    }
+
+    /// The names in a folder of the agent's workspace ([`files`]).
+    async fn list_files(&self, _user_id: &str, _path: &WorkspacePath) -> Result<Listing, FileError> {
+        Err(FileError::Unsupported(NO_FILES))
+    }
+
+    /// A file of the agent's workspace, streamed.
+    async fn read_file(&self, _user_id: &str, _path: &WorkspacePath) -> Result<Download, FileError> {
+        Err(FileError::Unsupported(NO_FILES))
+    }
+
+    /// Writes a file of the agent's workspace from a streamed body of at most
+    /// [`files::MAX_UPLOAD_BYTES`], replacing it whole; returns its size. Nothing is kept of a
+    /// refused or broken upload. The folder must exist.
+    async fn write_file(&self, _user_id: &str, _path: &WorkspacePath, _body: ByteStream) -> Result<u64, FileError> {
+        Err(FileError::Unsupported(NO_FILES))
+    }
+
+    /// Deletes a file, a symlink or an empty folder of the agent's workspace; with `recursive`,
+    /// a folder and everything in it.
+    async fn delete_file(&self, _user_id: &str, _path: &WorkspacePath, _recursive: bool) -> Result<(), FileError> {
+        Err(FileError::Unsupported(NO_FILES))
     }
 
     /// Stops the machine and deletes everything kept for it.

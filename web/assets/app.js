@@ -8,17 +8,19 @@ import { initIntegrations } from '/assets/integrations.js';
 import { initLowBalance } from '/assets/low-balance.js';
 import { initMachinePanel } from '/assets/machine-panel.js';
 import { initAdmin } from '/assets/admin.js';
+import { initFiles } from '/assets/files.js';
 
 const ROUTES = {
   '/': 'chat',
   '/chat': 'chat',
   '/usage': 'usage',
+  '/files': 'files',
   '/billing': 'usage',
   '/integrations': 'integrations',
   '/settings': 'settings',
   '/admin': 'admin',
 };
-const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', settings: 'Settings', admin: 'Admin' };
+const TITLES = { chat: 'Chat', usage: 'Usage', integrations: 'Integrations', files: 'Files', settings: 'Settings', admin: 'Admin' };
 const CONN_LABELS = { connected: 'Connected', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline', failed: 'Stopped', stopped: 'Stopped' };
 
 const bootEl = document.getElementById('boot');
@@ -98,6 +100,7 @@ function start(me) {
     settings: initSettings({ root: viewEls.settings, me, onLogout: logout }),
     usage: initUsage({ root: viewEls.usage }),
     integrations: initIntegrations({ root: viewEls.integrations }),
+    files: initFiles({ root: viewEls.files }),
   };
   if (me.is_admin) {
     views.admin = initAdmin({ root: viewEls.admin, me });

@@ -156,7 +156,7 @@ await run('access', async (t) => {
       return { text: label.textContent, shown: label.getBoundingClientRect().width > 0 && getComputedStyle(label).display !== 'none' && label.scrollWidth <= label.clientWidth,
         top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height, width: r.width };
     }));
-    assert(tabs.length === 5 && tabs.every((b) => b.shown), `every tab shows its label (${JSON.stringify(tabs)})`);
+    assert(tabs.length === 6 && tabs.every((b) => b.shown), `every tab shows its label (${JSON.stringify(tabs)})`);
     assert(tabs.every((b) => b.height >= 44 && b.width >= 44 && b.bottom <= 844 && b.top > 600 && b.left >= 0 && b.right <= 390),
       `the tabs are 44 px targets at the bottom, on screen (${JSON.stringify(tabs)})`);
     const composerNow = await p.getByTestId('composer').boundingBox();

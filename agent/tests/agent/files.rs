@@ -16,14 +16,14 @@ use tokio::sync::watch;
 
 use crate::SECRET;
 
-struct Sidecar {
-    addr: SocketAddr,
-    state: tempfile::TempDir,
+pub struct Sidecar {
+    pub addr: SocketAddr,
+    pub state: tempfile::TempDir,
     _shutdown: watch::Sender<bool>,
     _stage: watch::Sender<Stage>,
 }
 
-async fn sidecar() -> Sidecar {
+pub async fn sidecar() -> Sidecar {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -42,7 +42,7 @@ async fn sidecar() -> Sidecar {
 }
 
 /// One request on a fresh connection; the whole answer.
-async fn send(addr: SocketAddr, method: &str, path: &str, secret: Option<&str>, body: &[u8]) -> String {
+pub async fn send(addr: SocketAddr, method: &str, path: &str, secret: Option<&str>, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let secret = secret.map(|s| format!("x-roost-agent-secret: {s}\r\n")).unwrap_or_default();
     let head = format!(

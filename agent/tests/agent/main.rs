@@ -1,11 +1,12 @@
 //! The `roost-agent` sidecar: its admission and forwarding against a fake upstream (`proxy`),
-//! its secret files route (`files`),
+//! its secret files route (`files`), its workspace files routes (`workspace_files`),
 //! and the whole binary in front of the real Node + OpenClaw runtime (`e2e_openclaw`).
 
 mod e2e_openclaw;
 mod files;
 mod image;
 mod proxy;
+mod workspace_files;
 
 pub const SECRET: &str = "agent-secret-0123456789abcdef0123456789";
 

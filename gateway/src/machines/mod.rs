@@ -11,6 +11,7 @@ mod turn;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use provisioner::files::{ByteStream, Download, FileError, Listing, WorkspacePath};
 use provisioner::lease::Leases;
 use provisioner::{AgentSpec, MachineState, Progress, Provider, ProvisionError, Stage};
 use serde::Serialize;
@@ -206,6 +207,26 @@ impl Machines {
         contents: Option<&[u8]>,
     ) -> Result<String, provisioner::ProvisionError> {
         self.provider.put_secret_file(user.as_str(), name, contents).await
+    }
+
+    /// The names in a folder of the user's agent's workspace.
+    pub async fn list_files(&self, user: &UserId, path: &WorkspacePath) -> Result<Listing, FileError> {
+        self.provider.list_files(user.as_str(), path).await
+    }
+
+    /// A file of the user's agent's workspace, streamed.
+    pub async fn read_file(&self, user: &UserId, path: &WorkspacePath) -> Result<Download, FileError> {
+        self.provider.read_file(user.as_str(), path).await
+    }
+
+    /// Writes a file of the user's agent's workspace from a streamed body (at most 100 MB).
+    pub async fn write_file(&self, user: &UserId, path: &WorkspacePath, body: ByteStream) -> Result<u64, FileError> {
+        self.provider.write_file(user.as_str(), path, body).await
+    }
+
+    /// Deletes a file or a folder (with `recursive`, and what is in it) of the user's workspace.
+    pub async fn delete_file(&self, user: &UserId, path: &WorkspacePath, recursive: bool) -> Result<(), FileError> {
+        self.provider.delete_file(user.as_str(), path, recursive).await
     }
 
     /// The agent's resident memory at its last sample, when its provider measures it.

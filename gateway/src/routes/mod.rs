@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod billing;
+mod files;
 mod health;
 mod integrations;
 mod llm;
@@ -68,6 +69,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(integrations::set_policy))
         .routes(routes!(integrations::pairing))
         .routes(routes!(integrations::decide))
+        .routes(routes!(files::list, files::delete))
+        .routes(routes!(files::download, files::upload))
         .routes(routes!(tasks::list, tasks::create))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))

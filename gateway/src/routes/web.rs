@@ -15,7 +15,7 @@ struct Assets;
 /// Page paths and the file each one serves; the app frame routes in the browser.
 fn file_for(path: &str) -> &str {
     match path {
-        "/" | "/chat" | "/settings" | "/usage" | "/billing" | "/integrations" | "/admin" => "index.html",
+        "/" | "/chat" | "/settings" | "/usage" | "/billing" | "/integrations" | "/files" | "/admin" => "index.html",
         "/login" => "login.html",
         "/signup" => "signup.html",
         "/reset" => "reset.html",

@@ -226,3 +226,38 @@ async fn the_pages_pass_axe_in_light_and_dark_and_fit_a_phone_in_chromium() {
     let app = TestApp::spawn().await;
     tokio::task::spawn_blocking(move || run_spec(&app, "access.spec.mjs", &[])).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_page_browses_previews_uploads_and_deletes_in_chromium() {
+    let app = TestApp::spawn_with(&[
+        "--agent-provider",
+        "local",
+        "--agent-exec-bin",
+        env!("CARGO_BIN_EXE_roost"),
+        "--no-prewarm",
+    ])
+    .await;
+    let (client, user) = app.signed_up_user("files-page@example.com").await;
+    let listed = client.get(app.url("/api/files")).send().await.unwrap();
+    assert_eq!(listed.status(), 200, "the workspace is made");
+    let workspace = app.dir.path().join("users").join(user).join("state/workspace");
+    std::fs::create_dir(workspace.join("reports")).unwrap();
+    std::fs::write(
+        workspace.join("reports/summary.md"),
+        "# Weekly summary\n\nAll **done**.\n\n<script>window.__ran = true</script>\n<img src=x onerror=\"window.__ran = true\">\n",
+    )
+    .unwrap();
+    // A 1×1 PNG.
+    const PNG: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00,
+        0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff,
+        0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    std::fs::write(workspace.join("chart.png"), PNG).unwrap();
+    tokio::task::spawn_blocking(move || {
+        run_spec(&app, "files.spec.mjs", &[("EMAIL", "files-page@example.com"), ("PASSWORD", crate::helpers::PASSWORD)])
+    })
+    .await
+    .unwrap();
+}

@@ -153,3 +153,55 @@ async fn fly_bot_token_files_are_written_on_the_volume_through_the_sidecar() {
     app.state.machines.put_secret_file(&user, "discord-ab12.token", None).await.unwrap();
     assert!(!on_volume.exists());
 }
+
+#[tokio::test]
+async fn fly_workspace_files_go_through_the_sidecar_and_need_a_running_machine() {
+    let fake =
+        FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(5)), ..Default::default() }).await;
+    let (forward, target) = late_forwarder().await;
+    let app = fly_app(&format!("ws://{forward}/"), &fake).await;
+    let (cookie, user_id) = app.signed_up_cookie("fly-files@example.com").await;
+    let user = gateway::domain::UserId::parse(&user_id).unwrap();
+    let token = gateway::agent_credentials::gateway_token(&app.state.secret, &user);
+    let agent = SimulatedAgent::spawn(AgentOptions { token, ..Default::default() }).await.unwrap();
+    let secret = gateway::agent_credentials::agent_secret(&app.state.secret, &user);
+    let volume = tempfile::tempdir().unwrap();
+    let (sidecar_addr, _shutdown, _stage) = sidecar_in(&secret, agent.addr(), volume.path().to_path_buf()).await;
+    *target.lock().unwrap() = Some(sidecar_addr);
+    let send = |method: reqwest::Method, path: &str, body: &'static [u8]| {
+        reqwest::Client::new()
+            .request(method, app.url(path))
+            .header("cookie", &cookie)
+            .header("origin", &app.origin)
+            .body(body)
+            .send()
+    };
+
+    // Stopped: a plain sentence, and the machine is not woken for it.
+    let down = send(reqwest::Method::GET, "/api/files", b"").await.unwrap();
+    assert_eq!(crate::helpers::error_code(down).await, (409, "agent_stopped".to_string()));
+
+    let mut ws = app.ws(&cookie, "").await;
+    ws.stages_until_ready().await;
+    let put = send(reqwest::Method::PUT, "/api/files/content?path=notes.md", b"# On the volume").await.unwrap();
+    assert_eq!(put.status(), 201);
+    let on_volume = volume.path().join("workspace/notes.md");
+    assert_eq!(std::fs::read(&on_volume).unwrap(), b"# On the volume");
+    let listed: serde_json::Value = send(reqwest::Method::GET, "/api/files", b"").await.unwrap().json().await.unwrap();
+    assert_eq!(listed["entries"][0]["name"], "notes.md", "{listed}");
+    let read = send(reqwest::Method::GET, "/api/files/content?path=notes.md", b"").await.unwrap();
+    assert_eq!(read.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(read.text().await.unwrap(), "# On the volume");
+
+    // The sidecar's own refusals come back as the same answers the local provider gives.
+    std::fs::write(volume.path().join("openclaw.json"), b"{}").unwrap();
+    std::os::unix::fs::symlink(volume.path().join("openclaw.json"), volume.path().join("workspace/cfg")).unwrap();
+    let out = send(reqwest::Method::GET, "/api/files/content?path=cfg", b"").await.unwrap();
+    assert_eq!(crate::helpers::error_code(out).await, (403, "outside".to_string()));
+    let missing = send(reqwest::Method::GET, "/api/files/content?path=gone.md", b"").await.unwrap();
+    assert_eq!(crate::helpers::error_code(missing).await, (404, "not_found".to_string()));
+
+    let deleted = send(reqwest::Method::DELETE, "/api/files?path=notes.md", b"").await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert!(!on_volume.exists());
+}

@@ -66,3 +66,4 @@ mod signup_policy;
 mod slow_clients;
 mod tasks;
 mod two_instances;
+mod workspace_files;

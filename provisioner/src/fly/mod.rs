@@ -25,6 +25,7 @@ mod sweep;
 mod token;
 mod types;
 mod volumes;
+mod workspace_files;
 
 pub use client::{DEFAULT_BASE_URL, FlyClient, FlyConfig, Timeouts, parse_retry_after};
 pub use error::{ApiError, FlyError, TransportKind};

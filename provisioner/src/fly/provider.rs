@@ -19,7 +19,9 @@ use super::ready::{self, agent_address};
 use super::retry::Sleeper;
 use super::store::{FlyRecord, FlyStore, new_provision_id};
 use super::types::{Guest, Machine as FlyMachine, StopRequest, WaitState};
+use super::workspace_files::Sidecar;
 use super::{WaitOptions, names};
+use crate::files::{ByteStream, Download, FileError, Listing, WorkspacePath};
 use crate::reconcile::{IdleAction, idle_action};
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 
@@ -168,6 +170,18 @@ impl FlyProvider {
         if let Some(stops) = self.stops.lock().unwrap_or_else(|e| e.into_inner()).get(user_id) {
             stops.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Workspace files are on the machine's volume, reached through its sidecar only while
+    /// the agent runs; a stopped machine is not woken for them (the user is told to start it).
+    fn sidecar(&self, user_id: &str) -> Result<Sidecar, FileError> {
+        let live = self.live(user_id).filter(|l| l.state == MachineState::Ready);
+        let (Some(address), Some(secret)) =
+            (live.as_ref().and_then(|l| l.address.clone()), live.and_then(|l| l.agent_secret))
+        else {
+            return Err(FileError::NotRunning);
+        };
+        Ok(Sidecar { http: self.http.clone(), address, secret })
     }
 
     pub(super) fn live(&self, user_id: &str) -> Option<Live> {
@@ -375,6 +389,22 @@ impl Provider for FlyProvider {
             return Err(ProvisionError::Start("the agent's machine is not running".into()));
         };
         super::secret_files::put(&self.http, &address, &secret, name, contents).await
+    }
+
+    async fn list_files(&self, user_id: &str, path: &WorkspacePath) -> Result<Listing, FileError> {
+        self.sidecar(user_id)?.list(path).await
+    }
+
+    async fn read_file(&self, user_id: &str, path: &WorkspacePath) -> Result<Download, FileError> {
+        self.sidecar(user_id)?.read(path).await
+    }
+
+    async fn write_file(&self, user_id: &str, path: &WorkspacePath, body: ByteStream) -> Result<u64, FileError> {
+        self.sidecar(user_id)?.write(path, body).await
+    }
+
+    async fn delete_file(&self, user_id: &str, path: &WorkspacePath, recursive: bool) -> Result<(), FileError> {
+        self.sidecar(user_id)?.delete(path, recursive).await
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {

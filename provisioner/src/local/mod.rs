@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 pub use command::NODE_HEAP_LIMIT_MB;
 pub use runtime::{DISCORD_PLUGIN, DISCORD_PLUGIN_VERSION, Installer, NODE_VERSION, OPENCLAW_VERSION, Runtime};
 
+use crate::files::{self, ByteStream, Download, FileError, Listing, Workspace, WorkspacePath};
 use crate::{AgentSpec, Machine, MachineState, Progress, Provider, ProvisionError, Stage};
 use process::{Agent, AgentLaunch};
 
@@ -96,6 +97,13 @@ impl LocalProvider {
 
     fn user_dir(&self, user_id: &str) -> PathBuf {
         self.options.data_dir.join("users").join(user_id)
+    }
+
+    /// The agent's workspace, on disk whether or not the agent runs (OpenClaw's state dir is
+    /// `<user dir>/state`). Roost reaches it from outside the agent's sandbox.
+    async fn workspace(&self, user_id: &str) -> Result<Workspace, FileError> {
+        let state = self.user_dir(user_id).join("state");
+        Ok(files::blocking(move || Workspace::open(&state).map_err(Into::into)).await?)
     }
 }
 
@@ -194,6 +202,32 @@ impl Provider for LocalProvider {
             .await
             .map_err(|e| ProvisionError::Start(format!("writing a secret file failed: {e}")))??;
         Ok(path.display().to_string())
+    }
+
+    async fn list_files(&self, user_id: &str, path: &WorkspacePath) -> Result<Listing, FileError> {
+        let workspace = self.workspace(user_id).await?;
+        let path = path.clone();
+        Ok(files::blocking(move || workspace.list(&path)).await?)
+    }
+
+    async fn read_file(&self, user_id: &str, path: &WorkspacePath) -> Result<Download, FileError> {
+        let workspace = self.workspace(user_id).await?;
+        let path = path.clone();
+        let (file, size) = files::blocking(move || workspace.open_file(&path)).await?;
+        Ok(Download { size, body: files::stream_file(file) })
+    }
+
+    async fn write_file(&self, user_id: &str, path: &WorkspacePath, body: ByteStream) -> Result<u64, FileError> {
+        let workspace = self.workspace(user_id).await?;
+        let path = path.clone();
+        let upload = files::blocking(move || workspace.create_upload(&path)).await?;
+        files::pump(upload, body).await
+    }
+
+    async fn delete_file(&self, user_id: &str, path: &WorkspacePath, recursive: bool) -> Result<(), FileError> {
+        let workspace = self.workspace(user_id).await?;
+        let path = path.clone();
+        Ok(files::blocking(move || workspace.delete(&path, recursive)).await?)
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
