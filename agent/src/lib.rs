@@ -7,6 +7,7 @@
 //!
 //! Without the `sidecar` feature only [`config`] is built: the local provider shares it.
 
+pub mod archive;
 pub mod config;
 pub mod secret_files;
 
