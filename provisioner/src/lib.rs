@@ -3,6 +3,7 @@
 //! Storage is the caller's: progress and results are reported through [`Progress`], and this
 //! crate never touches a database.
 
+pub mod backup;
 pub mod fly;
 pub mod lease;
 pub mod lifecycle;
@@ -13,6 +14,8 @@ pub mod reconcile;
 pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
 /// The OpenClaw config paths Roost owns (refused in the agent console) and the console's path.
 pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
+/// The backup archive format, shared with the Fly sidecar.
+pub use roost_agent::archive;
 
 use async_trait::async_trait;
 
@@ -52,6 +55,19 @@ pub trait Provider: Send + Sync + 'static {
         _contents: Option<&[u8]>,
     ) -> Result<String, ProvisionError> {
         Err(ProvisionError::Unsupported("Bots cannot be connected to agents on this server's provider yet."))
+    }
+
+    /// Streams a backup of the agent's state ([`archive`]: config without the platform's keys,
+    /// transcripts, workspace), running or not.
+    async fn export(&self, _user_id: &str) -> Result<backup::ArchiveChunks, ProvisionError> {
+        Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
+    }
+
+    /// Replaces the agent's state with the archive in `archive` (checked again as it is
+    /// unpacked), keeping the machine's platform-owned parts. The caller stops the agent first
+    /// and starts it after. A refused archive changes nothing.
+    async fn import(&self, _user_id: &str, _archive: std::fs::File) -> Result<archive::Manifest, ProvisionError> {
+        Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
     }
 
     /// Stops the machine and deletes everything kept for it.
