@@ -21,6 +21,7 @@ mod console;
 mod console_fake;
 mod csrf;
 mod deploy_files;
+mod export;
 mod e2e_chat_browser;
 mod e2e_console;
 mod e2e_credits;
