@@ -638,7 +638,11 @@ mod tests {
     fn manifest_for(files: &[(&str, &[u8])]) -> Vec<u8> {
         let files = files
             .iter()
-            .map(|(p, d)| FileEntry { path: p.to_string(), size: d.len() as u64, sha256: hex::encode(Sha256::digest(d)) })
+            .map(|(p, d)| FileEntry {
+                path: p.to_string(),
+                size: d.len() as u64,
+                sha256: hex::encode(Sha256::digest(d)),
+            })
             .collect();
         Manifest { roost_version: "0.1.0".into(), openclaw_version: None, created_unix: 1, files }.to_json()
     }
@@ -680,7 +684,8 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let fresh = other.path().join("state");
         std::fs::create_dir_all(&fresh).unwrap();
-        let platform = json!({ "gateway": { "port": 5200, "auth": { "mode": "token" } }, "logging": { "file": "/new" } });
+        let platform =
+            json!({ "gateway": { "port": 5200, "auth": { "mode": "token" } }, "logging": { "file": "/new" } });
         std::fs::write(fresh.join(CONFIG), platform.to_string()).unwrap();
         std::fs::write(fresh.join("stale.txt"), "from before").unwrap();
         secret_files::write(&secret_files::dir(&fresh).join("discord-b.token"), Some(b"new-bot")).unwrap();

@@ -12,10 +12,10 @@ mod machine;
 pub mod reconcile;
 
 pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
-/// The OpenClaw config paths Roost owns (refused in the agent console) and the console's path.
-pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
 /// The backup archive format, shared with the Fly sidecar.
 pub use roost_agent::archive;
+/// The OpenClaw config paths Roost owns (refused in the agent console) and the console's path.
+pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
 
 use async_trait::async_trait;
 

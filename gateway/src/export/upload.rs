@@ -48,5 +48,9 @@ pub async fn receive(body: Body, scratch: &std::path::Path, declared: Option<u64
 }
 
 fn too_large() -> AppError {
-    AppError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, archive::Refusal::TooLarge.code(), archive::Refusal::TooLarge.message())
+    AppError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        archive::Refusal::TooLarge.code(),
+        archive::Refusal::TooLarge.message(),
+    )
 }

@@ -95,7 +95,9 @@ fn provider_error(auth: &AuthUser, e: ProvisionError) -> AppError {
             AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backup_failed",
-                format!("The backup or restore did not complete; nothing was changed. If it keeps happening, give the operator this error id: {error_id}."),
+                format!(
+                    "The backup or restore did not complete; nothing was changed. If it keeps happening, give the operator this error id: {error_id}."
+                ),
             )
         }
     }

@@ -69,6 +69,9 @@ fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// An archive's entries as a test edits them: path, kind, data.
+type Entries = Vec<(String, Kind, Vec<u8>)>;
+
 #[derive(Clone, Copy)]
 enum Kind {
     File,
@@ -141,13 +144,14 @@ async fn every_tampered_backup_is_refused_and_nothing_changes() {
     let archive = download(&app, &cookie).await;
     let good = entries(&archive);
     let manifest = good[0].1.clone();
-    let with = |changes: &dyn Fn(&mut Vec<(String, Kind, Vec<u8>)>)| {
-        let mut list: Vec<(String, Kind, Vec<u8>)> = good.iter().map(|(p, d)| (p.clone(), Kind::File, d.clone())).collect();
+    let with = |changes: &dyn Fn(&mut Entries)| {
+        let mut list: Entries = good.iter().map(|(p, d)| (p.clone(), Kind::File, d.clone())).collect();
         changes(&mut list);
         let borrowed: Vec<(&str, Kind, &[u8])> = list.iter().map(|(p, k, d)| (p.as_str(), *k, d.as_slice())).collect();
         pack(&borrowed)
     };
-    let plan = |list: &Vec<(String, Kind, Vec<u8>)>| list.iter().position(|e| e.0 == "workspace/notes/plan.md").unwrap();
+    let plan =
+        |list: &Vec<(String, Kind, Vec<u8>)>| list.iter().position(|e| e.0 == "workspace/notes/plan.md").unwrap();
     let oversize = {
         let mut m: Value = serde_json::from_slice(&manifest).unwrap();
         m["files"][0]["size"] = json!(2u64 << 30);
@@ -155,14 +159,56 @@ async fn every_tampered_backup_is_refused_and_nothing_changes() {
     };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("not gzip", b"PK\x03\x04 not a backup".to_vec(), 422, "not_gzip"),
-        ("checksum changed", with(&|l| { let i = plan(l); l[i].2 = b"MINE".to_vec() }), 422, "checksum_mismatch"),
-        ("extra file", with(&|l| l.push(("workspace/evil.sh".into(), Kind::File, b"rm -rf".to_vec()))), 422, "file_extra"),
-        ("symlink", with(&|l| { let i = plan(l); l[i].1 = Kind::Symlink; l[i].2.clear() }), 422, "not_a_regular_file"),
-        ("dot-dot path", with(&|l| l.push(("workspace/../../../escape".into(), Kind::File, b"x".to_vec()))), 422, "bad_path"),
+        (
+            "checksum changed",
+            with(&|l| {
+                let i = plan(l);
+                l[i].2 = b"MINE".to_vec()
+            }),
+            422,
+            "checksum_mismatch",
+        ),
+        (
+            "extra file",
+            with(&|l| l.push(("workspace/evil.sh".into(), Kind::File, b"rm -rf".to_vec()))),
+            422,
+            "file_extra",
+        ),
+        (
+            "symlink",
+            with(&|l| {
+                let i = plan(l);
+                l[i].1 = Kind::Symlink;
+                l[i].2.clear()
+            }),
+            422,
+            "not_a_regular_file",
+        ),
+        (
+            "dot-dot path",
+            with(&|l| l.push(("workspace/../../../escape".into(), Kind::File, b"x".to_vec()))),
+            422,
+            "bad_path",
+        ),
         ("absolute path", with(&|l| l.push(("/tmp/roost-escape".into(), Kind::File, b"x".to_vec()))), 422, "bad_path"),
-        ("missing file", with(&|l| { let i = plan(l); l.remove(i); }), 422, "file_missing"),
+        (
+            "missing file",
+            with(&|l| {
+                let i = plan(l);
+                l.remove(i);
+            }),
+            422,
+            "file_missing",
+        ),
         ("oversize", with(&|l| l[0].2 = oversize.clone()), 422, "too_large"),
-        ("no manifest", with(&|l| { l.remove(0); }), 422, "no_manifest"),
+        (
+            "no manifest",
+            with(&|l| {
+                l.remove(0);
+            }),
+            422,
+            "no_manifest",
+        ),
     ];
     for (name, archive, status, code) in cases {
         assert_eq!(error_code(upload(&app, &cookie, archive).await).await, (status, code.to_string()), "{name}");

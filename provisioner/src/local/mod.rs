@@ -199,7 +199,9 @@ impl Provider for LocalProvider {
     async fn export(&self, user_id: &str) -> Result<crate::backup::ArchiveChunks, ProvisionError> {
         let state = self.user_dir(user_id).join("state");
         if !tokio::fs::try_exists(&state).await? {
-            return Err(ProvisionError::Unsupported("Your agent has not been started yet, so there is nothing to back up."));
+            return Err(ProvisionError::Unsupported(
+                "Your agent has not been started yet, so there is nothing to back up.",
+            ));
         }
         // The scratch copy stays on the data disk, outside every agent's reach.
         let scratch = self.options.data_dir.clone();

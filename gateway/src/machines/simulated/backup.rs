@@ -20,9 +20,12 @@ pub(super) fn write_sessions(state_dir: &Path, transcripts: &Transcripts) -> std
     std::fs::create_dir_all(&dir)?;
     let sessions = lock(&transcripts.0);
     for (key, session) in sessions.iter() {
-        let mut lines = vec![json!({ "type": "session", "key": key, "id": session.session_id, "updatedAt": session.updated_at })];
+        let mut lines =
+            vec![json!({ "type": "session", "key": key, "id": session.session_id, "updatedAt": session.updated_at })];
         for m in &session.messages {
-            lines.push(json!({ "type": "message", "role": m.role, "text": m.text, "timestamp": m.timestamp, "raw": m.raw }));
+            lines.push(
+                json!({ "type": "message", "role": m.role, "text": m.text, "timestamp": m.timestamp, "raw": m.raw }),
+            );
         }
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         std::fs::write(dir.join(format!("{}.jsonl", session.session_id)), text)?;
@@ -55,7 +58,8 @@ pub(super) fn read_sessions(state_dir: &Path, transcripts: &Transcripts) -> std:
                 _ => continue,
             };
             let timestamp = line["timestamp"].as_u64().unwrap_or(0);
-            let mut message = StoredMessage::text(role, line["text"].as_str().unwrap_or_default().to_string(), timestamp, None);
+            let mut message =
+                StoredMessage::text(role, line["text"].as_str().unwrap_or_default().to_string(), timestamp, None);
             message.raw = line.get("raw").filter(|r| !r.is_null()).cloned();
             session.messages.push(message);
         }
