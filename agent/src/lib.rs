@@ -8,6 +8,7 @@
 //! Without the `sidecar` feature only [`config`], [`secret_files`] and [`workspace`] are built:
 //! the local provider shares them.
 
+pub mod archive;
 pub mod config;
 pub mod secret_files;
 pub mod workspace;

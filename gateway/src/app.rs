@@ -68,6 +68,8 @@ pub struct App {
     pub tasks: crate::tasks::Tasks,
     /// "Forgot password" mail (`--smtp-url`); `None`: users ask the operator for a link.
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// Agent backups and restores in progress, and their scratch dir (`<data-dir>/backups`).
+    pub backups: crate::export::Backups,
 }
 
 impl App {
@@ -130,6 +132,7 @@ impl App {
             clerk: auth.clerk.map(|config| ClerkVerifier::new(config, http.clone())),
             clerk_webhook_key: auth.clerk_webhook_key,
             mailer: auth.mail.map(crate::mail::Mailer::new).transpose()?.map(Arc::new),
+            backups: crate::export::Backups::new(&data_dir)?,
             secret: secret.clone(),
             metrics: metrics_handle(),
             http,

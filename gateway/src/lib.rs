@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod export;
 mod http_server;
 pub mod integrations;
 pub mod json;

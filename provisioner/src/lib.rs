@@ -3,6 +3,7 @@
 //! Storage is the caller's: progress and results are reported through [`Progress`], and this
 //! crate never touches a database.
 
+pub mod backup;
 pub mod files;
 pub mod fly;
 pub mod lease;
@@ -12,6 +13,8 @@ mod machine;
 pub mod reconcile;
 
 pub use machine::{AgentSpec, LlmEndpoint, Machine, MachineState, Progress, ProvisionError, Stage};
+/// The backup archive format, shared with the Fly sidecar.
+pub use roost_agent::archive;
 /// The OpenClaw config paths Roost owns (refused in the agent console) and the console's path.
 pub use roost_agent::config::{CONTROL_UI_BASE_PATH, PLATFORM_OWNED};
 
@@ -79,6 +82,19 @@ pub trait Provider: Send + Sync + 'static {
     /// a folder and everything in it.
     async fn delete_file(&self, _user_id: &str, _path: &WorkspacePath, _recursive: bool) -> Result<(), FileError> {
         Err(FileError::Unsupported(NO_FILES))
+    }
+
+    /// Streams a backup of the agent's state ([`archive`]: config without the platform's keys,
+    /// transcripts, workspace), running or not.
+    async fn export(&self, _user_id: &str) -> Result<backup::ArchiveChunks, ProvisionError> {
+        Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
+    }
+
+    /// Replaces the agent's state with the archive in `archive` (checked again as it is
+    /// unpacked), keeping the machine's platform-owned parts. The caller stops the agent first
+    /// and starts it after. A refused archive changes nothing.
+    async fn import(&self, _user_id: &str, _archive: std::fs::File) -> Result<archive::Manifest, ProvisionError> {
+        Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
     }
 
     /// Stops the machine and deletes everything kept for it.

@@ -213,6 +213,9 @@ pub enum ProvisionError {
     /// The provider cannot do what was asked; the text is written for users.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A backup archive failed its checks; nothing was changed.
+    #[error("{0}")]
+    Refused(roost_agent::archive::Refusal),
 }
 
 impl ProvisionError {
@@ -230,6 +233,7 @@ impl ProvisionError {
             }
             Self::Storage(_) => "Your agent could not be started.".into(),
             Self::Unsupported(why) => (*why).into(),
+            Self::Refused(refusal) => refusal.message().into(),
         }
     }
 }

@@ -1,8 +1,9 @@
-// Settings view: account info, API tokens and account deletion.
+// Settings view: account info, backups, API tokens and account deletion.
 import { api, h, formatTime, makeCopyButton } from '/assets/api.js';
 import { initDeleteAccount } from '/assets/settings-delete.js';
 import { initAccountSecurity } from '/assets/settings-account.js';
 import { initLlmKey } from '/assets/settings-llm-key.js';
+import { initBackup } from '/assets/settings-backup.js';
 
 export function initSettings({ root, me, onLogout }) {
   const $ = (sel) => root.querySelector(sel);
@@ -24,6 +25,7 @@ export function initSettings({ root, me, onLogout }) {
   const deletion = initDeleteAccount({ root, me });
   initAccountSecurity({ root, me });
   initLlmKey({ root });
+  initBackup({ root });
 
   makeCopyButton($('#copy-token'), () => secretEl.textContent);
   makeCopyButton($('#copy-webhook-secret'), () => webhookSecretEl.textContent);

@@ -81,6 +81,13 @@ pub struct StartError {
     pub code: &'static str,
 }
 
+/// A restore that did not happen: the agent would not stop, or the provider refused or failed.
+#[derive(Debug)]
+pub enum ImportError {
+    Stop(StartError),
+    Restore(provisioner::ProvisionError),
+}
+
 /// The reason of a stop the user asked for; their open pages then wait for their Restart.
 pub const STOPPED_BY_YOU: &str = "stopped by you";
 
@@ -227,6 +234,25 @@ impl Machines {
     /// Deletes a file or a folder (with `recursive`, and what is in it) of the user's workspace.
     pub async fn delete_file(&self, user: &UserId, path: &WorkspacePath, recursive: bool) -> Result<(), FileError> {
         self.provider.delete_file(user.as_str(), path, recursive).await
+    }
+
+    /// Streams a backup of the user's agent state, running or not.
+    pub async fn export(
+        &self,
+        user: &UserId,
+    ) -> Result<provisioner::backup::ArchiveChunks, provisioner::ProvisionError> {
+        self.provider.export(user.as_str()).await
+    }
+
+    /// Stops the user's agent and replaces its state with `archive` (already checked; the
+    /// provider checks it again as it unpacks). The agent is left stopped: the caller starts it.
+    pub async fn import(
+        &self,
+        user: &UserId,
+        archive: std::fs::File,
+    ) -> Result<provisioner::archive::Manifest, ImportError> {
+        self.stop_because(user, "restoring a backup").await.map_err(ImportError::Stop)?;
+        self.provider.import(user.as_str(), archive).await.map_err(ImportError::Restore)
     }
 
     /// The agent's resident memory at its last sample, when its provider measures it.

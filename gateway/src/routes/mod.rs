@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod billing;
+mod export;
 mod files;
 mod health;
 mod integrations;
@@ -57,6 +58,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(machine::get))
         .routes(routes!(machine::stop))
         .routes(routes!(machine::restart))
+        .routes(routes!(export::export))
+        .routes(routes!(export::import))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(tokens::rotate_webhook_secret))

@@ -230,6 +230,28 @@ impl Provider for LocalProvider {
         Ok(files::blocking(move || workspace.delete(&path, recursive)).await?)
     }
 
+    async fn export(&self, user_id: &str) -> Result<crate::backup::ArchiveChunks, ProvisionError> {
+        let state = self.user_dir(user_id).join("state");
+        if !tokio::fs::try_exists(&state).await? {
+            return Err(ProvisionError::Unsupported(
+                "Your agent has not been started yet, so there is nothing to back up.",
+            ));
+        }
+        // The scratch copy stays on the data disk, outside every agent's reach.
+        let scratch = self.options.data_dir.clone();
+        // The pinned OpenClaw, unless the operator runs their own build.
+        let openclaw = self.options.openclaw_bin.is_none().then(|| OPENCLAW_VERSION.to_string());
+        let versions = crate::archive::Versions { roost: env!("CARGO_PKG_VERSION").to_string(), openclaw };
+        Ok(crate::backup::stream(state, scratch, versions))
+    }
+
+    async fn import(&self, user_id: &str, archive: std::fs::File) -> Result<crate::archive::Manifest, ProvisionError> {
+        self.stop(user_id).await?;
+        let state = self.user_dir(user_id).join("state");
+        tokio::fs::create_dir_all(&state).await?;
+        crate::backup::restore(archive, state).await
+    }
+
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
         match tokio::fs::remove_dir_all(self.user_dir(user_id)).await {

@@ -9,6 +9,7 @@
 //! Failure injection is not here: the test doubles in the `fakes` crate add it through
 //! [`Hooks`].
 
+mod backup;
 mod channels;
 mod chat;
 mod connection;

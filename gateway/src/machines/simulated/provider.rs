@@ -29,6 +29,15 @@ pub struct SimulatedProvider {
     /// Receives stages that happen outside a start (a simulated failure), like the local
     /// provider's `background`.
     background: Option<Arc<dyn Progress>>,
+    /// Each user's state dir (transcripts written as session files at a backup, and workspace
+    /// files), in a temporary dir of this provider's own, removed with it.
+    state_root: std::path::PathBuf,
+}
+
+impl Drop for SimulatedProvider {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_root);
+    }
 }
 
 impl SimulatedProvider {
@@ -43,7 +52,14 @@ impl SimulatedProvider {
             external: None,
             failed: Mutex::new(HashSet::new()),
             background: None,
+            state_root: unique_state_root(),
         }
+    }
+
+    /// The simulated agent's state dir (OpenClaw's layout: `workspace/`, `agents/…`), created
+    /// on first use; tests put workspace files here.
+    pub fn state_dir(&self, user_id: &str) -> std::path::PathBuf {
+        self.state_root.join(user_id)
     }
 
     /// Connects or disconnects a chat channel (`telegram`, `discord`) on the user's agent, as
@@ -169,8 +185,39 @@ impl Provider for SimulatedProvider {
         self.agents.lock().await.get(user_id).map(|a| a.ws_url())
     }
 
+    async fn export(&self, user_id: &str) -> Result<provisioner::backup::ArchiveChunks, ProvisionError> {
+        let transcripts = self.transcripts.lock().await.entry(user_id.to_string()).or_default().clone();
+        let state = self.state_dir(user_id);
+        let written = state.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&written)?;
+            super::backup::write_sessions(&written, &transcripts)
+        })
+        .await
+        .map_err(|e| ProvisionError::Start(format!("writing the simulated sessions stopped: {e}")))??;
+        let versions = provisioner::archive::Versions { roost: env!("CARGO_PKG_VERSION").to_string(), openclaw: None };
+        Ok(provisioner::backup::stream(state, self.state_root.clone(), versions))
+    }
+
+    async fn import(
+        &self,
+        user_id: &str,
+        archive: std::fs::File,
+    ) -> Result<provisioner::archive::Manifest, ProvisionError> {
+        self.stop(user_id).await?;
+        let state = self.state_dir(user_id);
+        tokio::fs::create_dir_all(&state).await?;
+        let manifest = provisioner::backup::restore(archive, state.clone()).await?;
+        let transcripts = self.transcripts.lock().await.entry(user_id.to_string()).or_default().clone();
+        tokio::task::spawn_blocking(move || super::backup::read_sessions(&state, &transcripts))
+            .await
+            .map_err(|e| ProvisionError::Start(format!("reading the simulated sessions stopped: {e}")))??;
+        Ok(manifest)
+    }
+
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
+        let _ = tokio::fs::remove_dir_all(self.state_dir(user_id)).await;
         self.transcripts.lock().await.remove(user_id);
         self.channels.lock().await.remove(user_id);
         Ok(())
@@ -181,4 +228,11 @@ impl Provider for SimulatedProvider {
             agent.shutdown();
         }
     }
+}
+
+/// A fresh directory name per provider (several run in one test process).
+fn unique_state_root() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("roost-simulated-{}-{n}", std::process::id()))
 }
