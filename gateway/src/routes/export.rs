@@ -30,8 +30,7 @@ pub async fn export(state: AppState, auth: AuthUser) -> AppResult<Response> {
     let stream = futures_util::stream::unfold((chunks, running), |(mut chunks, running)| async move {
         chunks.recv().await.map(|chunk| (chunk, (chunks, running)))
     });
-    let day = crate::domain::now_secs() / 86_400;
-    let disposition = format!("attachment; filename=\"roost-backup-{}.tar.gz\"", civil_date(day));
+    let disposition = format!("attachment; filename=\"roost-backup-{}.tar.gz\"", utc_date(crate::domain::now_secs()));
     let mut res = Body::from_stream(stream).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -103,26 +102,19 @@ fn provider_error(auth: &AuthUser, e: ProvisionError) -> AppError {
     }
 }
 
-/// `YYYY-MM-DD` of a day count since 1970 (Howard Hinnant's civil-from-days).
-fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+/// `YYYY-MM-DD`, in UTC, of a unix time.
+fn utc_date(unix_secs: i64) -> String {
+    let day = time::OffsetDateTime::from_unix_timestamp(unix_secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).date();
+    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn days_read_as_dates() {
-        assert_eq!(super::civil_date(0), "1970-01-01");
-        assert_eq!(super::civil_date(20_789), "2026-12-01");
-        assert_eq!(super::civil_date(11_016), "2000-02-29");
+    fn backups_are_named_by_their_utc_day() {
+        assert_eq!(super::utc_date(0), "1970-01-01");
+        assert_eq!(super::utc_date(1_796_169_599), "2026-12-01");
+        assert_eq!(super::utc_date(1_796_169_600), "2026-12-02");
+        assert_eq!(super::utc_date(951_782_400), "2000-02-29");
     }
 }
