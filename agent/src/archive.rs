@@ -325,22 +325,10 @@ fn exported_config(path: &Path) -> io::Result<Vec<u8>> {
     Ok(serde_json::to_vec_pretty(&config).expect("a JSON value serialises"))
 }
 
+use crate::config::remove;
+
 fn platform_paths() -> impl Iterator<Item = &'static [&'static str]> {
     PLATFORM_OWNED.iter().map(|(path, _)| *path).chain(PLATFORM_WRITTEN.iter().copied())
-}
-
-fn remove(value: &mut Value, path: &[&str]) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut at = value;
-    for key in parents {
-        match at.get_mut(*key) {
-            Some(next) => at = next,
-            None => return,
-        }
-    }
-    if let Some(object) = at.as_object_mut() {
-        object.remove(*last);
-    }
 }
 
 fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {

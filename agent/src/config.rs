@@ -208,7 +208,8 @@ fn overlay(target: &mut Value, top: &Value) {
     }
 }
 
-fn remove(value: &mut Value, path: &[&str]) {
+/// Deletes the key at `path`, if it is there.
+pub(crate) fn remove(value: &mut Value, path: &[&str]) {
     let Some((last, parents)) = path.split_last() else { return };
     let mut at = value;
     for key in parents {
