@@ -130,9 +130,35 @@ pub async fn next_text(ws: &mut Ws) -> anyhow::Result<usize> {
     }
 }
 
-/// A browser-shaped `chat.send` request of exactly `size` bytes.
-pub fn request_frame(size: usize) -> String {
-    let head = r#"{"type":"req","id":"b1","method":"chat.send","params":{"sessionKey":"main","idempotencyKey":"b1","message":""#;
+/// What a relayed frame exercises: the agent's answer to it comes back as a `chat` event
+/// (numbered, kept for resume, fanned out: a streamed reply) or as a `res` routed back by id
+/// (`chat.send` acks, `sessions.*` and `chat.history` answers).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Kind {
+    Events,
+    Responses,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Responses => "responses",
+        }
+    }
+}
+
+/// A browser-shaped request of exactly `size` bytes: a `chat.send` (the echo upstream answers
+/// it with an event) or a `chat.history` (answered with a `res`).
+pub fn request_frame(size: usize, kind: Kind) -> String {
+    let head = match kind {
+        Kind::Events => {
+            r#"{"type":"req","id":"b1","method":"chat.send","params":{"sessionKey":"main","idempotencyKey":"b1","message":""#
+        }
+        Kind::Responses => {
+            r#"{"type":"req","id":"b1","method":"chat.history","params":{"sessionKey":"main","cursor":""#
+        }
+    };
     let tail = r#""}}"#;
     let filler_len = size.checked_sub(head.len() + tail.len()).expect("frame size too small");
     let words = "the quick brown fox jumps over the lazy dog ";
@@ -226,11 +252,13 @@ pub fn total_rss_kib(pids: &[u32]) -> u64 {
 mod tests {
     #[test]
     fn frames_have_the_exact_size_and_are_valid_requests() {
-        for size in [256, 1024, 65536] {
-            let frame = super::request_frame(size);
-            assert_eq!(frame.len(), size);
-            let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
-            assert_eq!(v["method"], "chat.send");
+        for (kind, method) in [(super::Kind::Events, "chat.send"), (super::Kind::Responses, "chat.history")] {
+            for size in [256, 1024, 65536] {
+                let frame = super::request_frame(size, kind);
+                assert_eq!(frame.len(), size);
+                let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+                assert_eq!(v["method"], method);
+            }
         }
     }
 }

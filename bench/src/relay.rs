@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::conn::{self, Target, Ws};
+use crate::conn::{self, Kind, Target, Ws};
 use crate::report::{self, Table, fmt_rate, fmt_us};
 use crate::stats::{self, Summary};
 
@@ -36,6 +36,9 @@ pub struct Args {
     users: PathBuf,
     #[arg(long, value_delimiter = ',', default_value = "1024,65536")]
     sizes: Vec<usize>,
+    /// Which answers each frame gets: `events` (a `chat` event) and/or `responses` (a `res`).
+    #[arg(long, value_delimiter = ',', default_value = "events,responses")]
+    kinds: Vec<Kind>,
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     conns: Vec<usize>,
     /// Measured seconds per cell (after the warm-up).
@@ -77,8 +80,8 @@ struct RoostMemory {
     /// Anonymous memory only (no pages of the executable, which a run pages in).
     before_anon: Option<u64>,
     after_anon: Option<u64>,
-    /// `(frame size, sockets, RSS)` per Roost cell.
-    cells: Vec<(usize, usize, u64)>,
+    /// `(kind, frame size, sockets, RSS)` per Roost cell.
+    cells: Vec<(Kind, usize, usize, u64)>,
     after: Option<u64>,
 }
 
@@ -127,6 +130,7 @@ impl Pids {
 struct Cell {
     cpu: CpuPerMsg,
     path: &'static str,
+    kind: Kind,
     size: usize,
     conns: usize,
     msgs_per_s: f64,
@@ -159,12 +163,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for &n in &args.conns {
         for target in &targets {
             let mut sockets = conn::open_many(target, n, 64).await?;
-            for &size in &args.sizes {
-                let (back, cell) = closed_loop(target.name(), sockets, size, warmup, duration, &pids).await;
+            for (&kind, &size) in args.kinds.iter().flat_map(|k| args.sizes.iter().map(move |s| (k, s))) {
+                let (back, cell) = closed_loop(target.name(), kind, sockets, size, warmup, duration, &pids).await;
                 sockets = back;
                 eprintln!(
-                    "  {:>6} {:>6} B x {:>5}: {:>8} msg/s  p50 {:>9}  p99 {:>9}  p99.9 {:>9}  errors {}",
+                    "  {:>6} {:>9} {:>6} B x {:>5}: {:>8} msg/s  p50 {:>9}  p99 {:>9}  p99.9 {:>9}  errors {}",
                     cell.path,
+                    cell.kind.name(),
                     cell.size,
                     cell.conns,
                     fmt_rate(cell.msgs_per_s),
@@ -176,7 +181,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 if cell.path == "roost"
                     && let Some(now) = rss(args.roost_pid)
                 {
-                    memory.cells.push((size, n, now));
+                    memory.cells.push((kind, size, n, now));
                 }
                 cells.push(cell);
             }
@@ -185,11 +190,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let mut paced = Vec::new();
-    if args.paced_conns > 0 {
-        for target in &targets {
+    let paced_cells = args.kinds.iter().flat_map(|&k| targets.iter().map(move |t| (k, t)));
+    for (kind, target) in paced_cells.filter(|_| args.paced_conns > 0) {
+        {
             let sockets = conn::open_many(target, args.paced_conns, 64).await?;
             let (sockets, result) = paced_run(
                 target.name(),
+                kind,
                 sockets,
                 args.paced_size,
                 args.paced_rate,
@@ -198,8 +205,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await;
             eprintln!(
-                "  paced {:>6}: sent {} got {} ({} msg/s)  p50 {}  p99 {}  p99.9 {}",
+                "  paced {:>6} {:>9}: sent {} got {} ({} msg/s)  p50 {}  p99 {}  p99.9 {}",
                 result.path,
+                result.kind.name(),
                 result.sent,
                 result.received,
                 fmt_rate(result.achieved),
@@ -225,13 +233,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Every socket runs request → echo → request … for warm-up + duration; samples count after warm-up.
 async fn closed_loop(
     path: &'static str,
+    kind: Kind,
     sockets: Vec<Ws>,
     size: usize,
     warmup: Duration,
     duration: Duration,
     pids: &Pids,
 ) -> (Vec<Ws>, Cell) {
-    let frame = Utf8Bytes::from(conn::request_frame(size));
+    let frame = Utf8Bytes::from(conn::request_frame(size, kind));
     let conns = sockets.len();
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -298,11 +307,12 @@ async fn closed_loop(
         }
     }
     let msgs_per_s = all.len() as f64 / duration.as_secs_f64();
-    (back, Cell { cpu, path, size, conns, msgs_per_s, errors, rtt: stats::summarize(all) })
+    (back, Cell { cpu, path, kind, size, conns, msgs_per_s, errors, rtt: stats::summarize(all) })
 }
 
 struct Paced {
     path: &'static str,
+    kind: Kind,
     conns: usize,
     rate: f64,
     size: usize,
@@ -317,13 +327,14 @@ struct Paced {
 /// Each socket sends every `1/rate` s (phases spread evenly); latency counts from the due time.
 async fn paced_run(
     path: &'static str,
+    kind: Kind,
     sockets: Vec<Ws>,
     size: usize,
     rate: f64,
     warmup: Duration,
     duration: Duration,
 ) -> (Vec<Ws>, Paced) {
-    let frame = Utf8Bytes::from(conn::request_frame(size));
+    let frame = Utf8Bytes::from(conn::request_frame(size, kind));
     let conns = sockets.len();
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
@@ -400,6 +411,7 @@ async fn paced_run(
     let received = all.len();
     let result = Paced {
         path,
+        kind,
         conns,
         rate,
         size,
@@ -419,11 +431,13 @@ fn print_and_save(
     roost_peak_rss_kib: Option<u64>,
     memory: &RoostMemory,
 ) -> anyhow::Result<()> {
-    let direct =
-        |size: usize, conns: usize| cells.iter().find(|c| c.path == "direct" && c.size == size && c.conns == conns);
+    let direct = |kind: Kind, size: usize, conns: usize| {
+        cells.iter().find(|c| c.path == "direct" && c.kind == kind && c.size == size && c.conns == conns)
+    };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let mut table = Table::new(&[
         "path",
+        "answer",
         "frame",
         "sockets",
         "msgs/s",
@@ -433,14 +447,22 @@ fn print_and_save(
         "p99.9",
         "p99 x direct",
         "errors",
+        "x nginx",
+        "proxy CPU/msg",
+        "upstream CPU/msg",
+        "generator CPU/msg",
     ]);
+    let nginx = |kind: Kind, size: usize, conns: usize| {
+        cells.iter().find(|c| c.path == "nginx" && c.kind == kind && c.size == size && c.conns == conns)
+    };
     let mut rows = Vec::new();
     for c in cells {
-        let d = direct(c.size, c.conns).context("direct cell")?;
+        let d = direct(c.kind, c.size, c.conns).context("direct cell")?;
         let tput_ratio = ratio(c.msgs_per_s, d.msgs_per_s);
         let p99_ratio = ratio(c.rtt.p99_us, d.rtt.p99_us);
         table.row(vec![
             c.path.into(),
+            c.kind.name().into(),
             format!("{} KiB", c.size / 1024),
             c.conns.to_string(),
             fmt_rate(c.msgs_per_s),
@@ -450,22 +472,27 @@ fn print_and_save(
             fmt_us(c.rtt.p999_us),
             format!("{p99_ratio:.2}"),
             c.errors.to_string(),
+            match (c.path, nginx(c.kind, c.size, c.conns)) {
+                ("roost", Some(n)) => format!("{:.2}", ratio(c.msgs_per_s, n.msgs_per_s)),
+                _ => "-".into(),
+            },
             if c.path == "direct" { "-".into() } else { format!("{:.1} µs", c.cpu.proxy) },
             format!("{:.1} µs", c.cpu.upstream),
             format!("{:.1} µs", c.cpu.generator),
         ]);
         rows.push(json!({
-            "path": c.path, "frame_bytes": c.size, "sockets": c.conns, "msgs_per_s": stats::round(c.msgs_per_s),
+            "path": c.path, "answer": c.kind.name(), "frame_bytes": c.size, "sockets": c.conns, "msgs_per_s": stats::round(c.msgs_per_s),
             "throughput_vs_direct": stats::round(tput_ratio * 100.0) / 100.0, "rtt": c.rtt.json(),
             "p99_vs_direct": stats::round(p99_ratio * 100.0) / 100.0, "errors": c.errors,
             "cpu_us_per_msg": { "proxy": stats::round(c.cpu.proxy), "upstream": stats::round(c.cpu.upstream),
                                 "generator": stats::round(c.cpu.generator) },
         }));
     }
-    table.print("Relay, closed loop (one request in flight per socket; round trip = request -> echoed chat event)");
+    table.print("Relay, closed loop (one request in flight per socket; round trip = request -> its echo as a chat event or a res)");
 
     let mut paced_table = Table::new(&[
         "path",
+        "answer",
         "sockets x rate",
         "sent",
         "received",
@@ -476,12 +503,13 @@ fn print_and_save(
         "added p99",
         "sender late p99",
     ]);
-    let direct_paced = paced.iter().find(|p| p.path == "direct");
     let mut paced_rows = Vec::new();
     for p in paced {
+        let direct_paced = paced.iter().find(|d| d.path == "direct" && d.kind == p.kind);
         let added = direct_paced.map(|d| p.latency.p99_us - d.latency.p99_us).unwrap_or(f64::NAN);
         paced_table.row(vec![
             p.path.into(),
+            p.kind.name().into(),
             format!("{} x {}/s", p.conns, p.rate),
             p.sent.to_string(),
             p.received.to_string(),
@@ -493,7 +521,7 @@ fn print_and_save(
             fmt_us(p.lateness.p99_us),
         ]);
         paced_rows.push(json!({
-            "path": p.path, "sockets": p.conns, "rate_per_socket": p.rate, "frame_bytes": p.size,
+            "path": p.path, "answer": p.kind.name(), "sockets": p.conns, "rate_per_socket": p.rate, "frame_bytes": p.size,
             "sent": p.sent, "received": p.received, "msgs_per_s": stats::round(p.achieved),
             "latency": p.latency.json(), "added_p99_us_vs_direct": stats::round(added),
             "sender_lateness": p.lateness.json(),
@@ -508,11 +536,12 @@ fn print_and_save(
     let mib = |kib: Option<u64>| kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     if memory.before.is_some() {
         println!("Roost RSS before any socket: {} ({} anonymous)", mib(memory.before), mib(memory.before_anon));
-        for &(size, conns, kib) in &memory.cells {
+        for &(kind, size, conns, kib) in &memory.cells {
             let per_user = memory.per_user_kib(conns, kib).unwrap_or(f64::NAN);
             println!(
-                "  after {conns} sockets x {} KiB frames: {} ({per_user:.1} KiB per user above before)",
+                "  after {conns} sockets x {} KiB frames ({}): {} ({per_user:.1} KiB per user above before)",
                 size / 1024,
+                kind.name(),
                 mib(Some(kib))
             );
         }
@@ -529,13 +558,14 @@ fn print_and_save(
         &args.json,
         &json!({
             "bench": "relay", "machine": report::machine(),
-            "settings": { "duration_s": args.duration, "warmup_s": args.warmup, "sizes": args.sizes, "conns": args.conns },
+            "settings": { "duration_s": args.duration, "warmup_s": args.warmup, "sizes": args.sizes, "conns": args.conns,
+                          "answers": args.kinds.iter().map(|k| k.name()).collect::<Vec<_>>() },
             "closed_loop": rows, "paced": paced_rows, "roost_peak_rss_kib": roost_peak_rss_kib,
             "roost_rss_kib": {
                 "before": memory.before, "after_settle": memory.after, "settle_s": args.settle_secs,
                 "before_anon": memory.before_anon, "after_settle_anon": memory.after_anon,
-                "cells": memory.cells.iter().map(|&(size, conns, kib)| json!({
-                    "frame_bytes": size, "sockets": conns, "rss_kib": kib,
+                "cells": memory.cells.iter().map(|&(kind, size, conns, kib)| json!({
+                    "answer": kind.name(), "frame_bytes": size, "sockets": conns, "rss_kib": kib,
                     "per_user_above_before_kib": memory.per_user_kib(conns, kib),
                 })).collect::<Vec<_>>(),
             },

@@ -128,7 +128,7 @@ async fn hold(target: &Target, pids: Vec<u32>, count: usize, hold_secs: u64) -> 
     let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
     let live = Arc::new(AtomicUsize::new(0));
     let checked = Arc::new(AtomicUsize::new(0));
-    let frame = Utf8Bytes::from(conn::request_frame(256));
+    let frame = Utf8Bytes::from(conn::request_frame(256, conn::Kind::Events));
     let tasks: Vec<_> = sockets
         .into_iter()
         .map(|ws| tokio::spawn(holder(ws, phase_rx.clone(), frame.clone(), live.clone(), checked.clone())))

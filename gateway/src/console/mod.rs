@@ -7,6 +7,8 @@ mod handshake;
 mod proxy;
 mod socket;
 
+use std::time::Duration;
+
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -57,13 +59,19 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     if parts.headers.contains_key(header::UPGRADE) {
         return upgrade(state, user, parts).await.unwrap_or_else(IntoResponse::into_response);
     }
-    let Some(address) = state.machines.address_if_ready(&user.user_id).await else {
-        if wants_page && parts.method == Method::GET {
-            return waiting_page();
+    let address = match state.machines.address_if_ready(&user.user_id).await {
+        Some(address) => address,
+        None if wants_page && parts.method == Method::GET => return waiting_page(),
+        // A script or image the open console asks for while its agent wakes waits for it, so
+        // the page does not break on a failed import.
+        None if matches!(parts.method, Method::GET | Method::HEAD) => match wake(&state, &user.user_id).await {
+            Some(address) => address,
+            None => return starting().into_response(),
+        },
+        None => {
+            state.machines.prewarm(&user.user_id);
+            return starting().into_response();
         }
-        state.machines.prewarm(&user.user_id);
-        return AppError::unavailable("agent_starting", "Your agent is starting. Try again in a few seconds.", 5)
-            .into_response();
     };
     let Some(upstream) = Upstream::for_user(&state, &user.user_id, &address) else {
         return AppError::internal(anyhow::anyhow!("unusable agent address")).into_response();
@@ -99,6 +107,24 @@ async fn upgrade(
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024);
     Ok(ws.on_upgrade(move |socket| socket::run(state, user, registration, socket)))
+}
+
+/// How long a read waits for a waking agent (the request timeout is 30 s).
+const WAKE_WAIT: Duration = Duration::from_secs(20);
+
+/// Starts the agent if needed and waits (at most [`WAKE_WAIT`]) until it is ready. The start
+/// goes on after the wait; the waiting page or the next request picks it up.
+async fn wake(state: &AppState, user: &UserId) -> Option<String> {
+    let (machines, user) = (state.machines.clone(), user.clone());
+    let start = tokio::spawn(async move { machines.ensure_ready(&user).await });
+    match tokio::time::timeout(WAKE_WAIT, start).await {
+        Ok(Ok(Ok(address))) => Some(address),
+        _ => None,
+    }
+}
+
+fn starting() -> AppError {
+    AppError::unavailable("agent_starting", "Your agent is starting. Try again in a few seconds.", 5)
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {

@@ -15,7 +15,10 @@ use crate::error::AppError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Below the request timeout (30 s), so a stuck agent is answered in words.
-const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(25);
+const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a read (GET, HEAD) keeps trying an agent that refuses connections.
+const READ_RETRY_WITHIN: Duration = Duration::from_secs(8);
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// The Control UI sends small JSON and the odd upload; nothing near this.
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
@@ -82,7 +85,7 @@ fn browser_headers(upstream: &mut HeaderMap) {
 
 pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Response<Body>, AppError> {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let mut headers = upstream_headers(&parts.headers);
     let host = HeaderValue::from_str(&upstream.host_port).map_err(|_| unreachable_agent())?;
     headers.insert(header::HOST, host);
@@ -91,50 +94,92 @@ pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Resp
     {
         headers.insert(provisioner::fly::AGENT_SECRET_HEADER, value);
     }
-    if matches!(parts.method, Method::GET | Method::HEAD)
-        && let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", upstream.token))
-    {
+    let read = matches!(parts.method, Method::GET | Method::HEAD);
+    if read && let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", upstream.token)) {
         // The Control UI's own reads (avatars, media) want the gateway token it does not have.
         headers.insert(header::AUTHORIZATION, bearer);
     }
-    let mut outgoing = Request::builder()
-        .method(parts.method)
-        .uri(path)
-        .body(
-            http_body_util::Limited::new(body, MAX_REQUEST_BODY)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .boxed_unsync(),
-        )
-        .map_err(|_| AppError::bad_request("invalid_request", "This request cannot be passed to your agent."))?;
-    *outgoing.headers_mut() = headers;
-
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream.host_port))
-        .await
-        .map_err(|_| unreachable_agent())?
-        .map_err(|_| unreachable_agent())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| unreachable_agent())?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "agent console connection ended");
+    let build = |body: UpstreamBody| {
+        let mut outgoing =
+            Request::builder().method(parts.method.clone()).uri(path.as_str()).body(body).map_err(|_| {
+                AppError::bad_request("invalid_request", "This request cannot be passed to your agent.")
+            })?;
+        *outgoing.headers_mut() = headers.clone();
+        Ok::<_, AppError>(outgoing)
+    };
+    let response = if read {
+        // An agent restarting its gateway (after a settings change) refuses connections for a
+        // few seconds; the page's lazily loaded scripts wait that out rather than fail.
+        let retry_until = tokio::time::Instant::now() + READ_RETRY_WITHIN;
+        loop {
+            let outgoing = build(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())?;
+            match send(upstream, outgoing).await {
+                Err(Attempt::Unreachable) if tokio::time::Instant::now() < retry_until => {
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                }
+                result => break result.map_err(Attempt::into_error)?,
+            }
         }
-    });
-    let response = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(outgoing))
-        .await
-        .map_err(|_| {
-            AppError::unavailable("agent_slow", "Your agent did not answer in time. Reload the page to try again.", 5)
-        })?
-        .map_err(|e| {
-            tracing::debug!(error = %e, "agent console request failed");
-            unreachable_agent()
-        })?;
+    } else {
+        let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed_unsync();
+        send(upstream, build(body)?).await.map_err(Attempt::into_error)?
+    };
     let (mut head, body) = response.into_parts();
     browser_headers(&mut head.headers);
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(unreachable_agent());
     }
     Ok(Response::from_parts(head, Body::new(body)))
+}
+
+type UpstreamBody = http_body_util::combinators::UnsyncBoxBody<axum::body::Bytes, std::io::Error>;
+
+enum Attempt {
+    /// No connection, or it broke before the answer began.
+    Unreachable,
+    /// Connected, but no answer in time.
+    Slow,
+}
+
+impl Attempt {
+    fn into_error(self) -> AppError {
+        match self {
+            Self::Unreachable => unreachable_agent(),
+            Self::Slow => AppError::unavailable(
+                "agent_slow",
+                "Your agent did not answer in time. Reload the page to try again.",
+                5,
+            ),
+        }
+    }
+}
+
+/// One request on a fresh connection.
+async fn send(
+    upstream: &Upstream,
+    outgoing: Request<UpstreamBody>,
+) -> Result<Response<hyper::body::Incoming>, Attempt> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream.host_port))
+        .await
+        .map_err(|_| Attempt::Unreachable)?
+        .map_err(|_| Attempt::Unreachable)?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| Attempt::Unreachable)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "agent console connection ended");
+        }
+    });
+    tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(outgoing))
+        .await
+        .map_err(|_| Attempt::Slow)?
+        .map_err(|e| {
+            tracing::debug!(error = %e, "agent console request failed");
+            Attempt::Unreachable
+        })
 }
 
 fn unreachable_agent() -> AppError {

@@ -222,7 +222,7 @@ const MAX_MESSAGE_IN_EVENT: usize = crate::chat::history::MAX_MESSAGE_BYTES;
 
 /// A user's own message, for their other sockets (the agent does not echo it). `None` for a
 /// `chat.send` without a text message or an idempotency key: there is nothing to show or match.
-/// Only chat sends pay for this parse.
+/// Only chat sends the agent accepted pay for this parse.
 pub fn user_message_event(text: &str, now_secs: i64) -> Option<String> {
     let frame: Value = serde_json::from_str(text).ok()?;
     let params = &frame["params"];

@@ -26,8 +26,10 @@ use crate::openclaw::Upstream;
 const SOCKET_QUEUE: usize = 256;
 /// Requests waiting to go upstream; senders wait when it is full (backpressure).
 const AGENT_QUEUE: usize = 64;
-/// Chat sends awaiting the agent's answer, per link; past this a send is not relayed to other tabs.
+/// Chat sends awaiting the agent's answer, per link, and their bytes; past either a send is not
+/// relayed to other tabs.
 const PENDING_SENDS: usize = 256;
+const PENDING_SEND_BYTES: usize = 8 * 1024 * 1024;
 /// What browsers hear when Roost closes the link itself: resume (on this or another instance).
 const DRAINING: (u16, &str) = (1012, "Roost is restarting; reconnect to resume");
 
@@ -72,9 +74,12 @@ struct HubState {
     draining: bool,
     /// Since when no socket has used the link (`None` while one is subscribed).
     idle_since: Option<Instant>,
-    /// Routed id of a chat send -> its `roost.message`, published once the agent accepts it (a
-    /// refused message never appears in the user's other tabs).
-    sends: HashMap<String, String>,
+    /// Routed id of a chat send -> the send (its frame and when it was sent), made a
+    /// `roost.message` once the agent accepts it (a refused message never appears in the user's
+    /// other tabs). The frame is shared, not copied, and only an accepted one is read.
+    sends: HashMap<String, (Utf8Bytes, i64)>,
+    /// The bytes of the frames in `sends`.
+    send_bytes: usize,
 }
 
 pub struct Subscription {
@@ -232,6 +237,7 @@ impl Hub {
         state.remove_socket(socket);
         if !state.sends.is_empty() {
             state.sends.retain(|id, _| !matches!(frames::parse_route(id), Route::Socket(s, _) if s == socket));
+            state.send_bytes = state.sends.values().map(|(frame, _)| frame.len()).sum();
         }
         drop(state);
         self.changed();
@@ -329,6 +335,9 @@ impl Hub {
                     let mut state = self.state.lock().expect("hub lock");
                     // Only answers to chat sends find anything here; the rest pay one emptiness check.
                     let accepted = if state.sends.is_empty() { None } else { state.sends.remove(id) };
+                    if let Some((frame, _)) = &accepted {
+                        state.send_bytes -= frame.len();
+                    }
                     let mut dropped = false;
                     if let Some(tx) = state.sockets.get(&socket)
                         && tx.try_send(Outbound::Frame(frame)).is_err()
@@ -340,8 +349,9 @@ impl Hub {
                     if dropped {
                         self.changed();
                     }
-                    if let Some(event) = accepted
+                    if let Some((frame, sent_at)) = accepted
                         && frames::is_ok_response(text)
+                        && let Some(event) = frames::user_message_event(frame.as_str(), sent_at)
                     {
                         self.publish(socket, &event);
                     }
@@ -357,12 +367,16 @@ impl Hub {
         }
     }
 
-    /// Publishes `event` (see [`Hub::publish`]) when the agent answers the request routed as
-    /// `routed` with `ok:true`. Called before the request is sent, so the answer cannot come first.
-    pub fn on_accepted(&self, routed: String, event: String) {
+    /// Publishes the user's message in the chat send `frame` (see [`Hub::publish`]) when the
+    /// agent answers the request routed as `routed` with `ok:true`. Called before the request is
+    /// sent, so the answer cannot come first.
+    pub fn on_accepted(&self, routed: String, frame: Utf8Bytes, sent_at: i64) {
         let mut state = self.state.lock().expect("hub lock");
-        if state.sends.len() < PENDING_SENDS {
-            state.sends.insert(routed, event);
+        if state.sends.len() < PENDING_SENDS && state.send_bytes + frame.len() <= PENDING_SEND_BYTES {
+            state.send_bytes += frame.len();
+            if let Some((replaced, _)) = state.sends.insert(routed, (frame, sent_at)) {
+                state.send_bytes -= replaced.len();
+            }
         } else {
             tracing::debug!("too many chat sends awaiting an answer; this one is not relayed to other tabs");
         }
@@ -409,6 +423,7 @@ impl Hub {
         }
         state.rpcs.clear();
         state.sends.clear();
+        state.send_bytes = 0;
         state.idle_since = Some(Instant::now());
         drop(state);
         self.changed();

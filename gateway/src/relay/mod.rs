@@ -224,12 +224,9 @@ impl Relays {
             let run_ends = self.run_ends.clone();
             let on_run: hub::OnRun = Arc::new(move |run, error| {
                 activity.run_event(&owner, run.run_id, run.ended());
+                // A stopped or failed reply is cached too, so the saved view matches the agent's.
                 if let (true, Some(key)) = (run.ended(), run.session_key) {
                     run_ends.record(&owner, key, run.state, error);
-                }
-                if run.state == "final"
-                    && let Some(key) = run.session_key
-                {
                     let _ = finished.try_send((owner.clone(), key.to_string()));
                 }
             });

@@ -259,12 +259,10 @@ async fn relay(
                         };
                         match checked {
                             Ok(request) => {
-                                // Only chat sends pay for reading the message, for the user's other tabs
-                                // once the agent accepts it.
-                                if request.method == "chat.send"
-                                    && let Some(event) = frames::user_message_event(&text, now_secs())
-                                {
-                                    hub.on_accepted(frames::socket_route(socket, &request.id), event);
+                                // A chat send goes to the user's other tabs once the agent accepts it;
+                                // only then is its message read.
+                                if request.method == "chat.send" {
+                                    hub.on_accepted(frames::socket_route(socket, &request.id), text.clone(), now_secs());
                                 }
                                 match hub.try_send(request.routed(socket)) {
                                 Ok(()) => {}

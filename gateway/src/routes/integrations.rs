@@ -638,7 +638,7 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     let mut not_running = false;
     match Agent::open(&state, user, false).await {
         Ok(mut agent) => {
-            let removed = agent.patch_config(&removal(channel)).await;
+            let removed = remove_and_check(&mut agent, channel).await;
             agent.close().await;
             removed.map_err(|e| agent_error(channel, e))?;
         }
@@ -655,6 +655,26 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     tracing::info!(user_id = %user, channel = channel.as_str(), "bot disconnected");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Removes the channel from the agent's config and reads it back: an agent busy restarting its
+/// gateway (after an earlier change) can answer a patch and then write its older config over
+/// it, so the removal is made again until the read-back shows it gone.
+async fn remove_and_check(agent: &mut Agent, channel: Channel) -> Result<(), AgentError> {
+    for attempt in 0..REMOVE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        agent.patch_config(&removal(channel)).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if agent.channel_config(channel).await?.is_null() {
+            return Ok(());
+        }
+        tracing::info!(channel = channel.as_str(), attempt, "the agent still lists a removed bot; removing it again");
+    }
+    Err(AgentError::Refused("the channel stayed in the agent's config after its removal".into()))
+}
+
+const REMOVE_ATTEMPTS: u32 = 3;
 
 /// How long a disconnect watches for a starting agent to come up (a Fly start can take minutes).
 const REMOVE_WATCH: std::time::Duration = std::time::Duration::from_secs(300);

@@ -262,3 +262,36 @@ async fn the_console_needs_a_login_and_reaches_only_the_users_own_agent() {
     }
     assert_ne!(token_of(&app, &alice_id), token_of(&app, &bob_id));
 }
+
+/// The open console's lazily loaded scripts must not fail while its agent wakes or restarts.
+#[tokio::test]
+async fn a_script_asked_for_while_the_agent_sleeps_or_restarts_waits_for_it() {
+    let (fake, app) = app_with_fake().await;
+    let (cookie, user_id) = app.signed_up_cookie("lazy@example.com").await;
+    let user = UserId::parse(&user_id).unwrap();
+    let get = || reqwest::Client::new().get(app.url("/agent/echo")).header("cookie", &cookie).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+
+    app.state.machines.stop(&user).await.unwrap();
+    assert!(app.state.machines.address_if_ready(&user).await.is_none(), "the agent is stopped");
+    let woken = get().await.unwrap();
+    assert_eq!(woken.status(), 200, "the read waited for the wake: {:?}", woken.text().await);
+    assert!(app.state.machines.address_if_ready(&user).await.is_some(), "the read woke the agent");
+
+    // OpenClaw restarting its gateway refuses connections for a moment.
+    fake.restart(Duration::from_millis(1500));
+    let during = get().await.unwrap();
+    assert_eq!(during.status(), 200, "the read outlasted the restart: {:?}", during.text().await);
+
+    // A write is never sent twice: it fails in words at once.
+    fake.restart(Duration::from_millis(1500));
+    let write = reqwest::Client::new()
+        .post(app.url("/agent/echo"))
+        .header("cookie", &cookie)
+        .header("origin", &app.origin)
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::helpers::error_code(write).await, (503, "agent_unreachable".into()));
+}

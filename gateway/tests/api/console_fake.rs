@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use axum::Router;
@@ -38,30 +39,47 @@ pub struct Seen {
 pub struct ConsoleFake {
     pub addr: SocketAddr,
     pub seen: Arc<Seen>,
-    server: tokio::task::JoinHandle<()>,
+    server: Mutex<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for ConsoleFake {
     fn drop(&mut self) {
-        self.server.abort();
+        self.server.lock().unwrap().abort();
     }
+}
+
+fn router(seen: Arc<Seen>) -> Router {
+    Router::new()
+        .route("/agent", any(page))
+        .route("/agent/", any(page))
+        .route("/agent/echo", any(echo))
+        .route("/agent/stream", any(stream))
+        .with_state(seen)
 }
 
 impl ConsoleFake {
     pub async fn spawn() -> Self {
         let seen = Arc::new(Seen::default());
-        let app = Router::new()
-            .route("/agent", any(page))
-            .route("/agent/", any(page))
-            .route("/agent/echo", any(echo))
-            .route("/agent/stream", any(stream))
-            .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let app = router(seen.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, seen, server }
+        Self { addr, seen, server: Mutex::new(server) }
+    }
+
+    /// Stops listening (connections are refused, as while OpenClaw restarts its gateway) and
+    /// listens again on the same port after `down`.
+    pub fn restart(&self, down: Duration) {
+        let mut server = self.server.lock().unwrap();
+        server.abort();
+        let (addr, app) = (self.addr, router(self.seen.clone()));
+        *server = tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            let listener = tokio::net::TcpListener::bind(addr).await.expect("the fake listens again");
+            let _ = axum::serve(listener, app).await;
+        });
     }
 
     pub fn ws_url(&self) -> String {

@@ -229,11 +229,8 @@ async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>
             },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    let mut event = String::with_capacity(text.len() + 48);
-                    event.push_str(r#"{"type":"event","event":"chat","payload":"#);
-                    event.push_str(text.as_str());
-                    event.push('}');
-                    if socket.send(Message::Text(event.into())).await.is_err() { return; }
+                    let echo = echo_frame(text.as_str());
+                    if socket.send(Message::Text(echo.into())).await.is_err() { return; }
                 }
                 Some(Ok(m @ Message::Binary(_))) => {
                     if socket.send(m).await.is_err() { return; }
@@ -245,10 +242,54 @@ async fn echo_loop(socket: &mut WebSocket, rx: &mut mpsc::UnboundedReceiver<Out>
     }
 }
 
+/// The echo of one frame, built without parsing it: a `chat.history` request (in the shape
+/// browsers send, `{"type":"req","id":"…","method":"chat.history",…}`) is answered with a `res`
+/// carrying it (the request → response path); anything else comes back as a `chat` event
+/// carrying it (the event path).
+fn echo_frame(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let history_id = text
+        .strip_prefix(r#"{"type":"req","id":""#)
+        .and_then(|rest| rest.split_once('"'))
+        .filter(|(id, rest)| !id.contains('\\') && rest.starts_with(r#","method":"chat.history""#))
+        .map(|(id, _)| id);
+    match history_id {
+        Some(id) => {
+            out.push_str(r#"{"type":"res","id":""#);
+            out.push_str(id);
+            out.push_str(r#"","ok":true,"payload":"#);
+        }
+        None => out.push_str(r#"{"type":"event","event":"chat","payload":"#),
+    }
+    out.push_str(text);
+    out.push('}');
+    out
+}
+
 /// Whether a `connect` request lists `tool-events` in `params.caps`.
 fn declares_tool_events(connect: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(connect)
         .ok()
         .and_then(|v| v["params"]["caps"].as_array().map(|caps| caps.iter().any(|c| c == "tool-events")))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::echo_frame;
+
+    #[test]
+    fn a_history_request_is_answered_and_anything_else_comes_back_as_an_event() {
+        let history = r#"{"type":"req","id":"s7:b1","method":"chat.history","params":{}}"#;
+        let answer: serde_json::Value = serde_json::from_str(&echo_frame(history)).unwrap();
+        assert_eq!(
+            (answer["type"].as_str(), answer["id"].as_str(), answer["ok"].as_bool()),
+            (Some("res"), Some("s7:b1"), Some(true))
+        );
+        assert_eq!(answer["payload"]["method"], "chat.history");
+        let send = r#"{"type":"req","id":"b1","method":"chat.send","params":{}}"#;
+        let event: serde_json::Value = serde_json::from_str(&echo_frame(send)).unwrap();
+        assert_eq!((event["type"].as_str(), event["event"].as_str()), (Some("event"), Some("chat")));
+        assert_eq!(event["payload"]["method"], "chat.send");
+    }
 }

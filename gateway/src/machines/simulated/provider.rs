@@ -22,6 +22,8 @@ pub struct SimulatedProvider {
     echo: bool,
     /// Every user's agent is this running upstream (benchmarks); nothing is spawned.
     external: Option<String>,
+    /// With `external`: users whose agent was stopped, until it is started again.
+    stopped_external: Mutex<HashSet<String>>,
     /// Time spent in each simulated stage, so waiting UIs show real stage changes.
     stage_delay_ms: std::sync::atomic::AtomicU64,
     /// Users whose agent [`SimulatedProvider::fail`] made fail, until a stop or a start.
@@ -50,6 +52,7 @@ impl SimulatedProvider {
             stage_delay_ms: std::sync::atomic::AtomicU64::new(stage_delay.as_millis() as u64),
             echo: false,
             external: None,
+            stopped_external: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashSet::new()),
             background: None,
             state_root: unique_state_root(),
@@ -133,6 +136,7 @@ impl Provider for SimulatedProvider {
 
     async fn start(&self, spec: &AgentSpec, progress: &dyn Progress) -> Result<Machine, ProvisionError> {
         if let Some(url) = &self.external {
+            self.stopped_external.lock().await.remove(&spec.user_id);
             return Ok(Machine { address: url.clone(), external_id: "external".into() });
         }
         if let Some(agent) = self.agents.lock().await.get(&spec.user_id) {
@@ -162,6 +166,9 @@ impl Provider for SimulatedProvider {
 
     async fn stop(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.failed.lock().await.remove(user_id);
+        if self.external.is_some() {
+            self.stopped_external.lock().await.insert(user_id.to_string());
+        }
         if let Some(agent) = self.agents.lock().await.remove(user_id) {
             agent.shutdown();
         }
@@ -170,7 +177,8 @@ impl Provider for SimulatedProvider {
 
     async fn status(&self, user_id: &str) -> MachineState {
         if self.external.is_some() {
-            return MachineState::Ready;
+            let stopped = self.stopped_external.lock().await.contains(user_id);
+            return if stopped { MachineState::IdleStopped } else { MachineState::Ready };
         }
         if self.failed.lock().await.contains(user_id) {
             return MachineState::Failed;
@@ -180,7 +188,8 @@ impl Provider for SimulatedProvider {
 
     async fn address(&self, user_id: &str) -> Option<String> {
         if let Some(url) = &self.external {
-            return Some(url.clone());
+            let stopped = self.stopped_external.lock().await.contains(user_id);
+            return (!stopped).then(|| url.clone());
         }
         self.agents.lock().await.get(user_id).map(|a| a.ws_url())
     }
@@ -217,6 +226,7 @@ impl Provider for SimulatedProvider {
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         self.stop(user_id).await?;
+        self.stopped_external.lock().await.remove(user_id);
         let _ = tokio::fs::remove_dir_all(self.state_dir(user_id)).await;
         self.transcripts.lock().await.remove(user_id);
         self.channels.lock().await.remove(user_id);
