@@ -213,6 +213,25 @@ impl Refusal {
         }
     }
 
+    pub const ALL: [Refusal; 11] = [
+        Self::NotGzip,
+        Self::NotTar,
+        Self::NoManifest,
+        Self::BadManifest,
+        Self::UnknownVersion,
+        Self::TooLarge,
+        Self::NotRegularFile,
+        Self::BadPath,
+        Self::Mismatch,
+        Self::Missing,
+        Self::Extra,
+    ];
+
+    /// The refusal a [`Self::code`] names (the Fly sidecar answers codes).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// A stable name for logs and API error codes.
     pub fn code(self) -> &'static str {
         match self {
