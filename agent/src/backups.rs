@@ -62,9 +62,17 @@ async fn export(ctx: &Context) -> Response<Body> {
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "a backup could not be written");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", "The backup could not be written on the agent's machine.")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "export_failed",
+                "The backup could not be written on the agent's machine.",
+            )
         }
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "export_failed", "The backup could not be written on the agent's machine."),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "export_failed",
+            "The backup could not be written on the agent's machine.",
+        ),
     }
 }
 
@@ -132,7 +140,11 @@ async fn receive(mut body: Incoming, scratch: PathBuf) -> Result<std::fs::File, 
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return Err(error(StatusCode::BAD_REQUEST, "cut_off", "The backup was cut off before it ended; nothing was changed."));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "cut_off",
+                "The backup was cut off before it ended; nothing was changed.",
+            ));
         };
         let Ok(chunk) = frame.into_data() else { continue };
         total += chunk.len() as u64;
@@ -162,7 +174,8 @@ fn restore_error(e: RestoreError) -> Response<Body> {
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {
-    let status = if refusal == Refusal::TooLarge { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status =
+        if refusal == Refusal::TooLarge { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
     error(status, refusal.code(), refusal.message())
 }
 

@@ -24,8 +24,14 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     Preparing,
-    Starting { start: u32 },
-    Restarting { start: u32, exit: String, delay_secs: u64 },
+    Starting {
+        start: u32,
+    },
+    Restarting {
+        start: u32,
+        exit: String,
+        delay_secs: u64,
+    },
     Stopping,
     /// Stopped for a [`Pause`] (a restore), and started again when it ends.
     Paused,

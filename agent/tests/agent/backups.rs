@@ -174,9 +174,15 @@ async fn a_refused_archive_changes_nothing_and_openclaw_keeps_running() {
         assert!(message.ends_with('.') && !message.contains('/'), "{name}: a sentence, no path: {message}");
     }
     // Declared larger than any backup: refused before a byte is stored.
-    let (status, body) =
-        request(sidecar.addr, "PUT", "/roost/import", Some(SECRET), b"", Some(roost_agent::archive::MAX_ARCHIVE_BYTES + 1))
-            .await;
+    let (status, body) = request(
+        sidecar.addr,
+        "PUT",
+        "/roost/import",
+        Some(SECRET),
+        b"",
+        Some(roost_agent::archive::MAX_ARCHIVE_BYTES + 1),
+    )
+    .await;
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
     let (status, _) = request(sidecar.addr, "POST", "/roost/export", Some(SECRET), b"", None).await;
     assert_eq!(status, 405);

@@ -266,7 +266,11 @@ async fn the_backup_card_downloads_restores_and_refuses_a_tampered_file_in_chrom
     }
     spec.await.unwrap();
     if runs {
-        assert_eq!(std::fs::read_to_string(&plan).unwrap(), "1. paint the door", "restored, and the tampered one refused");
+        assert_eq!(
+            std::fs::read_to_string(&plan).unwrap(),
+            "1. paint the door",
+            "restored, and the tampered one refused"
+        );
     }
 }
 
