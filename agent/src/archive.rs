@@ -78,6 +78,17 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// What a restore of this archive brought back, in a few numbers.
+    pub fn summary(&self) -> Restored {
+        Restored {
+            files: self.files.len() as u64,
+            bytes: self.total_bytes(),
+            roost_version: short(&self.roost_version),
+            openclaw_version: self.openclaw_version.as_deref().map(short),
+            created_unix: self.created_unix,
+        }
+    }
+
     fn to_json(&self) -> Vec<u8> {
         let files: Vec<Value> =
             self.files.iter().map(|f| json!({ "path": f.path, "size": f.size, "sha256": f.sha256 })).collect();
@@ -131,6 +142,44 @@ impl Manifest {
     }
 }
 
+/// What a restore brought back: the user is shown it, and the Fly sidecar answers it as JSON
+/// (the whole manifest stays on the machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub files: u64,
+    pub bytes: u64,
+    pub roost_version: String,
+    pub openclaw_version: Option<String>,
+    pub created_unix: u64,
+}
+
+impl Restored {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "files": self.files, "bytes": self.bytes, "roost_version": self.roost_version,
+            "openclaw_version": self.openclaw_version, "created_unix": self.created_unix,
+        })
+    }
+
+    /// `None`: not a summary (the numbers are bounded as a real archive's are).
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let files = value["files"].as_u64().filter(|n| *n <= MAX_FILES as u64)?;
+        let bytes = value["bytes"].as_u64().filter(|n| *n <= MAX_TOTAL_BYTES)?;
+        let roost_version = value["roost_version"].as_str().filter(|v| v.chars().count() <= 64)?.to_string();
+        let openclaw_version = match &value["openclaw_version"] {
+            Value::Null => None,
+            Value::String(v) if v.chars().count() <= 64 => Some(v.clone()),
+            _ => return None,
+        };
+        Some(Self { files, bytes, roost_version, openclaw_version, created_unix: value["created_unix"].as_u64()? })
+    }
+}
+
+/// A version as shown: at most 64 characters (a manifest's own are any length).
+fn short(version: &str) -> String {
+    version.chars().take(64).collect()
+}
+
 /// Why an archive is refused, each in a sentence the user reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -162,6 +211,25 @@ impl Refusal {
             Self::Missing => "This backup is incomplete: a file its manifest lists is missing.",
             Self::Extra => "This backup holds a file its manifest does not list.",
         }
+    }
+
+    pub const ALL: [Refusal; 11] = [
+        Self::NotGzip,
+        Self::NotTar,
+        Self::NoManifest,
+        Self::BadManifest,
+        Self::UnknownVersion,
+        Self::TooLarge,
+        Self::NotRegularFile,
+        Self::BadPath,
+        Self::Mismatch,
+        Self::Missing,
+        Self::Extra,
+    ];
+
+    /// The refusal a [`Self::code`] names (the Fly sidecar answers codes).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
     }
 
     /// A stable name for logs and API error codes.

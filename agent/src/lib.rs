@@ -22,7 +22,13 @@ pub const SECRETS_PATH: &str = "/roost/secrets/";
 /// The sidecar's workspace files: `GET <prefix>list?path=`, `GET`/`PUT <prefix>content?path=`,
 /// `DELETE <prefix>content?path=[&recursive=true]` ([`workspace`]).
 pub const FILES_PATH: &str = "/roost/files/";
+/// The sidecar's backup of the agent's state: `GET` streams the archive ([`archive`]).
+pub const EXPORT_PATH: &str = "/roost/export";
+/// The sidecar's restore: `PUT` an archive; OpenClaw is paused while the state is replaced.
+pub const IMPORT_PATH: &str = "/roost/import";
 
+#[cfg(feature = "sidecar")]
+pub mod backups;
 #[cfg(feature = "sidecar")]
 pub mod files;
 #[cfg(feature = "sidecar")]

@@ -1,6 +1,6 @@
 //! Every request: admitted only with the machine's secret (which is then removed), then either
-//! one of the sidecar's own routes under `/roost/` (readiness, secret files, workspace files) or forwarded to
-//! OpenClaw.
+//! one of the sidecar's own routes under `/roost/` (readiness, secret files, workspace files,
+//! backups) or forwarded to OpenClaw.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +14,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
 use crate::secret::AgentSecret;
-use crate::supervisor::Stage;
-use crate::{FILES_PATH, READY_PATH, SECRET_HEADER, SECRETS_PATH, files, proxy, ready, workspace_files};
+use crate::supervisor::{Pause, Stage};
+use crate::{
+    EXPORT_PATH, FILES_PATH, IMPORT_PATH, READY_PATH, SECRET_HEADER, SECRETS_PATH, backups, files, proxy, ready,
+    workspace_files,
+};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -27,6 +30,10 @@ pub struct Context {
     /// OpenClaw's state dir: secret files go in its fixed subdirectory, and its workspace is
     /// the `workspace` one.
     pub state_dir: PathBuf,
+    /// Stops OpenClaw while a backup is restored ([`crate::supervisor::run`] watches it).
+    pub pause: Pause,
+    /// The OpenClaw version this image runs, written into backups' manifests.
+    pub openclaw_version: Option<String>,
 }
 
 pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
@@ -48,6 +55,9 @@ pub async fn handle(mut req: Request<Incoming>, ctx: Arc<Context>) -> Response<B
     }
     if path.starts_with(FILES_PATH) {
         return workspace_files::handle(req, &ctx).await;
+    }
+    if path == EXPORT_PATH || path == IMPORT_PATH {
+        return backups::handle(req, &ctx).await;
     }
     if path.starts_with("/roost/") {
         return json(StatusCode::NOT_FOUND, r#"{"error":"There is no such sidecar route."}"#);

@@ -1,6 +1,8 @@
 //! Writes the platform's config keys, then runs OpenClaw and keeps it running: a crash is
 //! followed by a restart after a growing pause, and a stop (SIGTERM to the sidecar) becomes
 //! SIGTERM to OpenClaw's whole process group, then SIGKILL if it outlasts the stop timeout.
+//! A [`Pause`] (a backup being restored) stops OpenClaw the same way and keeps it stopped, with
+//! the sidecar still serving, until the pause ends; then OpenClaw starts again on the new state.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,9 +24,17 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     Preparing,
-    Starting { start: u32 },
-    Restarting { start: u32, exit: String, delay_secs: u64 },
+    Starting {
+        start: u32,
+    },
+    Restarting {
+        start: u32,
+        exit: String,
+        delay_secs: u64,
+    },
     Stopping,
+    /// Stopped for a [`Pause`] (a restore), and started again when it ends.
+    Paused,
     Stopped,
 }
 
@@ -38,12 +48,61 @@ impl Stage {
                 format!("OpenClaw {exit}; restarting it in {delay_secs} s")
             }
             Self::Stopping => "OpenClaw is stopping".into(),
+            Self::Paused => "OpenClaw is paused while a backup is restored".into(),
             Self::Stopped => "OpenClaw is stopped".into(),
         }
     }
 
+    /// OpenClaw is down on purpose (readiness then says so without asking it).
     pub fn stopping(&self) -> bool {
-        matches!(self, Self::Stopping | Self::Stopped)
+        matches!(self, Self::Stopping | Self::Paused | Self::Stopped)
+    }
+}
+
+/// The sidecar's hold on OpenClaw while a backup is restored: one restore at a time
+/// ([`Pause::begin`]), OpenClaw stopped cleanly for it ([`Restoring::pause`]) and started again
+/// when the [`Restoring`] is dropped, whatever happened in between.
+pub struct Pause {
+    requested: watch::Sender<bool>,
+    one: tokio::sync::Mutex<()>,
+    /// How long OpenClaw may take to be down (the stop timeout, and some).
+    within: Duration,
+}
+
+/// A restore under way; dropping it lets OpenClaw run again.
+pub struct Restoring<'a> {
+    pause: &'a Pause,
+    _one: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Pause {
+    /// The pause, and the receiver [`run`] watches.
+    pub fn new(within: Duration) -> (Self, watch::Receiver<bool>) {
+        let (requested, watched) = watch::channel(false);
+        (Self { requested, one: tokio::sync::Mutex::new(()), within }, watched)
+    }
+
+    /// `None`: another restore is under way.
+    pub fn begin(&self) -> Option<Restoring<'_>> {
+        let one = self.one.try_lock().ok()?;
+        Some(Restoring { pause: self, _one: one })
+    }
+}
+
+impl Restoring<'_> {
+    /// Stops OpenClaw and waits until the supervisor says it is down (`stage` is
+    /// [`Stage::Paused`]); `false` if that did not happen in time.
+    pub async fn pause(&mut self, stage: &watch::Receiver<Stage>) -> bool {
+        self.pause.requested.send_replace(true);
+        let mut stage = stage.clone();
+        matches!(tokio::time::timeout(self.pause.within, stage.wait_for(|s| *s == Stage::Paused)).await, Ok(Ok(_)))
+    }
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        // Only a pause that was asked for is ended (the supervisor sees no change otherwise).
+        self.pause.requested.send_if_modified(|paused| std::mem::replace(paused, false));
     }
 }
 
@@ -164,13 +223,38 @@ pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
 
-/// Runs until `shutdown` turns true, then stops OpenClaw and returns.
-pub async fn run(settings: Settings, stage: watch::Sender<Stage>, mut shutdown: watch::Receiver<bool>) {
+/// Returns once the flag is `want`; never, once its sender is gone (a pause nobody can end or
+/// ask for again must not spin the loop).
+async fn until_is(flag: &mut watch::Receiver<bool>, want: bool) {
+    if flag.wait_for(|set| *set == want).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs until `shutdown` turns true, then stops OpenClaw and returns. While `paused` is true
+/// OpenClaw is kept stopped (see [`Pause`]).
+pub async fn run(
+    settings: Settings,
+    stage: watch::Sender<Stage>,
+    mut shutdown: watch::Receiver<bool>,
+    mut paused: watch::Receiver<bool>,
+) {
     let mut backoff = FIRST_BACKOFF;
     let mut start = 0u32;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if *paused.borrow() {
+            let _ = stage.send(Stage::Paused);
+            tracing::info!("OpenClaw is paused for a restore");
+            tokio::select! {
+                _ = until_is(&mut paused, false) => {}
+                _ = crate::supervisor::until_set(&mut shutdown) => break,
+            }
+            // A fresh start on the restored state, not a crash.
+            backoff = FIRST_BACKOFF;
+            continue;
         }
         start += 1;
         let _ = stage.send(Stage::Preparing);
@@ -201,6 +285,12 @@ pub async fn run(settings: Settings, stage: watch::Sender<Stage>, mut shutdown: 
                         tracing::info!(how = %ended, "OpenClaw stopped");
                         break;
                     }
+                    _ = until_is(&mut paused, true) => {
+                        let _ = stage.send(Stage::Stopping);
+                        let ended = terminate(&mut child, settings.stop_timeout).await;
+                        tracing::info!(how = %ended, "OpenClaw stopped for a restore");
+                        continue;
+                    }
                 }
             }
             Err(e) => e,
@@ -210,8 +300,88 @@ pub async fn run(settings: Settings, stage: watch::Sender<Stage>, mut shutdown: 
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = crate::supervisor::until_set(&mut shutdown) => break,
+            _ = until_is(&mut paused, true) => continue,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     let _ = stage.send(Stage::Stopped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings whose "node" is `sh` running `script`: a child that records its pid and sleeps.
+    fn settings(dir: &Path, script: &Path) -> Settings {
+        Settings {
+            listen: "127.0.0.1:1".parse().unwrap(),
+            openclaw_port: 2,
+            state_dir: dir.join("state"),
+            home_dir: dir.join("home"),
+            node: PathBuf::from("/bin/sh"),
+            openclaw: script.to_path_buf(),
+            heap_mb: 256,
+            max_connections: 1,
+            stop_timeout: Duration::from_secs(5),
+            openclaw_log_file: None,
+            plugin_paths: Vec::new(),
+            secret: crate::secret::AgentSecret::parse(&"s".repeat(32)).unwrap(),
+            gateway_token: "t".repeat(16),
+            llm_base_url: "http://127.0.0.1:3/v1".into(),
+            llm_api: "openai-completions".into(),
+            llm_model: "m".into(),
+            llm_credential: "c".into(),
+        }
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    async fn pid_in(file: &Path) -> i32 {
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(file)
+                && let Ok(pid) = text.trim().parse()
+            {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the child never started");
+    }
+
+    #[tokio::test]
+    async fn a_pause_stops_openclaw_cleanly_keeps_it_down_and_starts_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = dir.path().join("openclaw.sh");
+        std::fs::write(&script, format!("echo $$ > {}\nexec sleep 60\n", pid_file.display())).unwrap();
+        let (stage_tx, mut stage) = watch::channel(Stage::Preparing);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (pause, paused) = Pause::new(Duration::from_secs(10));
+        let supervisor = tokio::spawn(run(settings(dir.path(), &script), stage_tx, shutdown, paused));
+        let first = pid_in(&pid_file).await;
+        std::fs::remove_file(&pid_file).unwrap();
+
+        let mut restoring = pause.begin().expect("the first restore");
+        assert!(pause.begin().is_none(), "one restore at a time");
+        assert!(restoring.pause(&stage).await, "OpenClaw went down");
+        assert!(!alive(first), "the child was stopped");
+        assert!(stage.borrow().stopping(), "readiness says not ready while paused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!pid_file.exists(), "nothing starts while paused");
+        assert_eq!(*stage.borrow_and_update(), Stage::Paused);
+
+        drop(restoring);
+        let second = pid_in(&pid_file).await;
+        assert_ne!(first, second);
+        assert!(alive(second));
+        stage.wait_for(|s| matches!(s, Stage::Starting { start: 2 })).await.unwrap();
+        assert!(pause.begin().is_some(), "the next restore may begin");
+
+        shutdown_tx.send(true).unwrap();
+        supervisor.await.unwrap();
+        assert!(!alive(second), "a stop still stops it");
+    }
 }

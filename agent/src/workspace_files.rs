@@ -99,7 +99,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, FsError> +
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(FsError::Io(std::io::Error::other(e))))
 }
 
-fn download(file: std::fs::File, size: u64) -> Response<Body> {
+/// A file's bytes as a response, with their length (the backup route streams its archive so).
+pub(crate) fn download(file: std::fs::File, size: u64) -> Response<Body> {
     let body = FileBody { file: tokio::fs::File::from_std(file), remaining: size, buf: vec![0; READ_CHUNK] };
     let mut res = Response::new(body.boxed());
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));

@@ -84,16 +84,30 @@ pub trait Provider: Send + Sync + 'static {
         Err(FileError::Unsupported(NO_FILES))
     }
 
+    /// Whether backups reach the agent's state only through its running machine (Fly: the
+    /// sidecar on its volume), so the caller wakes the agent before [`Self::export`] and
+    /// [`Self::import`]. `false`: the state is on this host, reachable stopped or running.
+    fn backups_need_running(&self) -> bool {
+        false
+    }
+
     /// Streams a backup of the agent's state ([`archive`]: config without the platform's keys,
-    /// transcripts, workspace), running or not.
+    /// transcripts, workspace): running or not, or, with [`Self::backups_need_running`], once the
+    /// caller has woken it.
     async fn export(&self, _user_id: &str) -> Result<backup::ArchiveChunks, ProvisionError> {
         Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
     }
 
-    /// Replaces the agent's state with the archive in `archive` (checked again as it is
-    /// unpacked), keeping the machine's platform-owned parts. The caller stops the agent first
-    /// and starts it after. A refused archive changes nothing.
-    async fn import(&self, _user_id: &str, _archive: std::fs::File) -> Result<archive::Manifest, ProvisionError> {
+    /// Replaces the agent's state with the archive in `archive` (checked already by the caller,
+    /// and again as it is unpacked), keeping the machine's platform-owned parts. A refused
+    /// archive changes nothing.
+    ///
+    /// Who stops what is [`Self::backups_need_running`]'s answer. `false`: the caller stops the
+    /// agent first (it frees its slot and tells its pages; the provider makes sure it is down)
+    /// and starts it after. `true`: the caller wakes the machine first, and the provider pauses
+    /// only the agent on it for the swap (stopping the machine would stop what reaches its
+    /// volume) and starts it again; the caller then waits for it to be ready as for any start.
+    async fn import(&self, _user_id: &str, _archive: std::fs::File) -> Result<archive::Restored, ProvisionError> {
         Err(ProvisionError::Unsupported("Backups are not available for agents on this server's provider yet."))
     }
 

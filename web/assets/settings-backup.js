@@ -30,7 +30,7 @@ export function initBackup({ root }) {
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) show(`Uploading the backup: ${Math.floor((e.loaded / e.total) * 100)}%`);
     };
-    xhr.upload.onload = () => show('Checking the backup, then stopping your agent and restoring it…');
+    xhr.upload.onload = () => show('Checking the backup, then restoring it (your agent restarts; a sleeping one is woken first)…');
     xhr.onerror = () => { button.disabled = false; show('The upload was cut off. Nothing was changed; try again.', true); };
     xhr.onload = () => {
       button.disabled = false;

@@ -3,13 +3,13 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roost_agent::router::Context;
 use roost_agent::secret::AgentSecret;
-use roost_agent::supervisor::Stage;
+use roost_agent::supervisor::{Pause, Stage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -18,27 +18,67 @@ use crate::SECRET;
 
 pub struct Sidecar {
     pub addr: SocketAddr,
-    pub state: tempfile::TempDir,
+    /// The volume: the state dir is `state/openclaw`, scratch files go beside it.
+    pub volume: tempfile::TempDir,
+    pub state: PathBuf,
+    /// Every stage the stand-in supervisor went through.
+    pub stages: Arc<Mutex<Vec<Stage>>>,
     _shutdown: watch::Sender<bool>,
-    _stage: watch::Sender<Stage>,
 }
 
 pub async fn sidecar() -> Sidecar {
+    sidecar_obeying(true).await
+}
+
+/// A sidecar whose stand-in supervisor stops "OpenClaw" for a pause only if it `obeys`.
+pub async fn sidecar_obeying(obeys: bool) -> Sidecar {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = tempfile::tempdir().unwrap();
+    let volume = tempfile::tempdir().unwrap();
+    let state = volume.path().join("openclaw");
+    std::fs::create_dir(&state).unwrap();
     let (stage_tx, stage) = watch::channel(Stage::Starting { start: 1 });
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let (pause, paused) = Pause::new(Duration::from_millis(500));
+    let stages = follow_pause(paused, stage_tx, obeys);
     // Nothing listens upstream: a request that reached OpenClaw would answer 502.
     let upstream = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
     let ctx = Arc::new(Context {
         secret: AgentSecret::parse(SECRET).unwrap(),
         upstream,
         stage,
-        state_dir: state.path().to_path_buf(),
+        state_dir: state.clone(),
+        pause,
+        openclaw_version: Some("2026.1.1".into()),
     });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, 8, shutdown));
-    Sidecar { addr, state, _shutdown: shutdown_tx, _stage: stage_tx }
+    Sidecar { addr, volume, state, stages, _shutdown: shutdown_tx }
+}
+
+/// Stands in for the supervisor: "OpenClaw" goes down when a pause is asked for (if `obeys`)
+/// and starts again when it ends. Returns the stages it went through.
+fn follow_pause(mut paused: watch::Receiver<bool>, stage: watch::Sender<Stage>, obeys: bool) -> Arc<Mutex<Vec<Stage>>> {
+    let stages = Arc::new(Mutex::new(vec![Stage::Starting { start: 1 }]));
+    let seen = stages.clone();
+    tokio::spawn(async move {
+        let mut start = 1;
+        while paused.changed().await.is_ok() {
+            let now = if *paused.borrow_and_update() {
+                if !obeys {
+                    continue;
+                }
+                Stage::Paused
+            } else {
+                start += 1;
+                Stage::Starting { start }
+            };
+            if seen.lock().unwrap().last() != Some(&now) {
+                seen.lock().unwrap().push(now.clone());
+                let _ = stage.send(now);
+            }
+        }
+    });
+    stages
 }
 
 /// One request on a fresh connection; the whole answer.
@@ -84,7 +124,7 @@ async fn secret_files_are_written_private_and_deleted_with_the_machines_secret()
     let token = b"MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs";
     let put = send(sidecar.addr, "PUT", "/roost/secrets/discord-ab12.token", Some(SECRET), token).await;
     assert!(put.starts_with("HTTP/1.1 200"), "{put}");
-    let path = sidecar.state.path().join("roost-secrets/discord-ab12.token");
+    let path = sidecar.state.as_path().join("roost-secrets/discord-ab12.token");
     assert!(put.contains(&format!("\"path\":\"{}\"", path.display())), "it answers where the agent reads it: {put}");
     assert!(!put.contains("ZnCjm1XVW7"), "the contents are not echoed: {put}");
     assert_eq!(std::fs::read(&path).unwrap(), token);
@@ -110,8 +150,8 @@ async fn without_the_secret_nothing_is_written_or_deleted() {
         let put = send(sidecar.addr, "PUT", "/roost/secrets/telegram-ab.token", secret, b"x").await;
         assert!(put.starts_with("HTTP/1.1 401"), "{secret:?}: {put}");
     }
-    assert!(files_under(sidecar.state.path()).is_empty());
-    let path = sidecar.state.path().join("roost-secrets/telegram-ab.token");
+    assert!(files_under(sidecar.state.as_path()).is_empty());
+    let path = sidecar.state.as_path().join("roost-secrets/telegram-ab.token");
     roost_agent::secret_files::write(&path, Some(b"kept")).unwrap();
     let delete = send(sidecar.addr, "DELETE", "/roost/secrets/telegram-ab.token", Some("wrong"), b"").await;
     assert!(delete.starts_with("HTTP/1.1 401"), "{delete}");
@@ -140,5 +180,5 @@ async fn names_that_leave_the_directory_and_large_bodies_are_refused() {
     let exact = vec![b'a'; roost_agent::secret_files::MAX_BYTES];
     let put = send(sidecar.addr, "PUT", "/roost/secrets/discord-big.token", Some(SECRET), &exact).await;
     assert!(put.starts_with("HTTP/1.1 200"), "{put}");
-    assert_eq!(files_under(sidecar.state.path()), vec!["roost-secrets/discord-big.token".to_string()]);
+    assert_eq!(files_under(sidecar.state.as_path()), vec!["roost-secrets/discord-big.token".to_string()]);
 }

@@ -1,7 +1,9 @@
 //! The `roost-agent` sidecar: its admission and forwarding against a fake upstream (`proxy`),
-//! its secret files route (`files`), its workspace files routes (`workspace_files`),
+//! its secret files route (`files`), its workspace files routes (`workspace_files`), its backup
+//! routes (`backups`),
 //! and the whole binary in front of the real Node + OpenClaw runtime (`e2e_openclaw`).
 
+mod backups;
 mod e2e_openclaw;
 mod files;
 mod image;

@@ -77,6 +77,8 @@ async fn sidecar(upstream: SocketAddr, max_connections: usize) -> Sidecar {
         upstream,
         stage,
         state_dir: std::env::temp_dir().join("roost-agent-proxy-tests-unused"),
+        pause: roost_agent::supervisor::Pause::new(Duration::from_secs(1)).0,
+        openclaw_version: None,
     });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, max_connections, shutdown));
     Sidecar { addr, _shutdown: shutdown_tx, _stage: stage_tx }

@@ -15,7 +15,7 @@ fn body(answer: &str) -> &str {
 #[tokio::test]
 async fn files_are_listed_read_uploaded_and_deleted_with_the_machines_secret() {
     let sidecar = sidecar().await;
-    let workspace = sidecar.state.path().join("workspace");
+    let workspace = sidecar.state.as_path().join("workspace");
 
     let put = send(sidecar.addr, "PUT", "/roost/files/content?path=notes.md", Some(SECRET), b"# Hello").await;
     assert_eq!(status(&put), "200", "{put}");
@@ -51,7 +51,7 @@ async fn files_are_listed_read_uploaded_and_deleted_with_the_machines_secret() {
 #[tokio::test]
 async fn without_the_secret_nothing_is_read_written_or_deleted() {
     let sidecar = sidecar().await;
-    let workspace = sidecar.state.path().join("workspace");
+    let workspace = sidecar.state.as_path().join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
     std::fs::write(workspace.join("kept.txt"), b"private").unwrap();
     for secret in [None, Some("nope"), Some(&SECRET[..SECRET.len() - 1])] {
@@ -73,12 +73,12 @@ async fn without_the_secret_nothing_is_read_written_or_deleted() {
 #[tokio::test]
 async fn paths_that_leave_the_workspace_are_refused() {
     let sidecar = sidecar().await;
-    let workspace = sidecar.state.path().join("workspace");
+    let workspace = sidecar.state.as_path().join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
     // Outside the workspace but inside the state dir: OpenClaw's config, say.
-    std::fs::write(sidecar.state.path().join("openclaw.json"), b"{\"secret\":1}").unwrap();
-    std::os::unix::fs::symlink(sidecar.state.path(), workspace.join("up")).unwrap();
-    std::os::unix::fs::symlink(sidecar.state.path().join("openclaw.json"), workspace.join("config.json")).unwrap();
+    std::fs::write(sidecar.state.as_path().join("openclaw.json"), b"{\"secret\":1}").unwrap();
+    std::os::unix::fs::symlink(sidecar.state.as_path(), workspace.join("up")).unwrap();
+    std::os::unix::fs::symlink(sidecar.state.as_path().join("openclaw.json"), workspace.join("config.json")).unwrap();
     let long = "a".repeat(256);
     let cases = [
         ("..%2Fopenclaw.json", "400"),
@@ -102,12 +102,12 @@ async fn paths_that_leave_the_workspace_are_refused() {
     }
     let listed = send(sidecar.addr, "GET", "/roost/files/list?path=up", Some(SECRET), b"").await;
     assert_eq!(status(&listed), "403", "{listed}");
-    assert_eq!(std::fs::read(sidecar.state.path().join("openclaw.json")).unwrap(), b"{\"secret\":1}");
+    assert_eq!(std::fs::read(sidecar.state.as_path().join("openclaw.json")).unwrap(), b"{\"secret\":1}");
     // Deleting a symlink removes the link, never what it points to.
     let unlinked = send(sidecar.addr, "DELETE", "/roost/files/content?path=config.json", Some(SECRET), b"").await;
     assert_eq!(status(&unlinked), "200", "{unlinked}");
     assert!(!workspace.join("config.json").exists());
-    assert_eq!(std::fs::read(sidecar.state.path().join("openclaw.json")).unwrap(), b"{\"secret\":1}");
+    assert_eq!(std::fs::read(sidecar.state.as_path().join("openclaw.json")).unwrap(), b"{\"secret\":1}");
 }
 
 #[tokio::test]
@@ -125,7 +125,7 @@ async fn an_upload_declared_over_the_limit_is_refused_and_nothing_is_stored() {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut got)).await;
     let answer = String::from_utf8_lossy(&got);
     assert_eq!(status(&answer), "413", "{answer}");
-    let workspace = sidecar.state.path().join("workspace");
+    let workspace = sidecar.state.as_path().join("workspace");
     let kept = std::fs::read_dir(&workspace).map_or(0, |d| d.count());
     assert_eq!(kept, 0, "nothing kept, not even a temporary file");
 }

@@ -81,11 +81,12 @@ pub struct StartError {
     pub code: &'static str,
 }
 
-/// A restore that did not happen: the agent would not stop, or the provider refused or failed.
+/// A backup or restore that did not happen: the agent would not stop (or, where backups need
+/// it running, start), or the provider refused or failed.
 #[derive(Debug)]
-pub enum ImportError {
-    Stop(StartError),
-    Restore(provisioner::ProvisionError),
+pub enum BackupError {
+    Agent(StartError),
+    Provider(provisioner::ProvisionError),
 }
 
 /// The reason of a stop the user asked for; their open pages then wait for their Restart.
@@ -236,23 +237,31 @@ impl Machines {
         self.provider.delete_file(user.as_str(), path, recursive).await
     }
 
-    /// Streams a backup of the user's agent state, running or not.
-    pub async fn export(
-        &self,
-        user: &UserId,
-    ) -> Result<provisioner::backup::ArchiveChunks, provisioner::ProvisionError> {
-        self.provider.export(user.as_str()).await
+    /// Streams a backup of the user's agent state. Where only the running machine reaches it
+    /// (Fly), the agent is woken first, its stages shown on the user's pages as for any start.
+    pub async fn export(&self, user: &UserId) -> Result<provisioner::backup::ArchiveChunks, BackupError> {
+        if self.provider.backups_need_running() {
+            self.ensure_ready(user).await.map_err(BackupError::Agent)?;
+        }
+        self.provider.export(user.as_str()).await.map_err(BackupError::Provider)
     }
 
-    /// Stops the user's agent and replaces its state with `archive` (already checked; the
-    /// provider checks it again as it unpacks). The agent is left stopped: the caller starts it.
+    /// Replaces the user's agent state with `archive` (already checked; the provider checks it
+    /// again as it unpacks). Where the state is on this host the agent is stopped first and
+    /// left stopped; where only the running machine reaches it (Fly) the machine is woken and
+    /// its provider pauses the agent on it. Either way the caller starts it after
+    /// ([`Self::ensure_ready`] then also waits for a paused agent to be ready again).
     pub async fn import(
         &self,
         user: &UserId,
         archive: std::fs::File,
-    ) -> Result<provisioner::archive::Manifest, ImportError> {
-        self.stop_because(user, "restoring a backup").await.map_err(ImportError::Stop)?;
-        self.provider.import(user.as_str(), archive).await.map_err(ImportError::Restore)
+    ) -> Result<provisioner::archive::Restored, BackupError> {
+        if self.provider.backups_need_running() {
+            self.ensure_ready(user).await.map_err(BackupError::Agent)?;
+        } else {
+            self.stop_because(user, "restoring a backup").await.map_err(BackupError::Agent)?;
+        }
+        self.provider.import(user.as_str(), archive).await.map_err(BackupError::Provider)
     }
 
     /// The agent's resident memory at its last sample, when its provider measures it.

@@ -4,7 +4,10 @@
 //! line, and its body is bounded by chunk and in whole (`crate::workspace::upload`). And so is a
 //! restore (`POST /api/import`): a 1 GiB upload, then stopping the agent and unpacking; its
 //! upload is bounded the same way (`crate::export::upload`) and its stop by the provider's own
-//! timeouts. And so is connecting a bot (`POST /api/integrations/{channel}`): the first Discord
+//! timeouts. And so is a backup (`GET /api/export`): on Fly a sleeping machine is woken first
+//! and its sidecar writes the whole archive before the first byte, bounded by the provider's
+//! start and ready deadlines and the sidecar call's own timeouts (`provisioner::fly::backups`).
+//! And so is connecting a bot (`POST /api/integrations/{channel}`): the first Discord
 //! bot restarts the agent's gateway to load its plugin, and the connect waits for it within its
 //! own bounds (`routes::integrations`: 10 s per provider call, 20 s per agent call, 90 s for the
 //! restart, 20 s for the bot's status).
@@ -22,6 +25,7 @@ pub async fn limit(request: Request, next: Next) -> Response {
     let (method, path) = (request.method(), request.uri().path());
     let upload = (method == axum::http::Method::PUT && path == "/api/files/content")
         || (method == axum::http::Method::POST && path == "/api/import")
+        || (method == axum::http::Method::GET && path == "/api/export")
         || (method == axum::http::Method::POST && is_bot_connect(path));
     if upload || request.uri().path().starts_with("/llm/") {
         return next.run(request).await;

@@ -13,7 +13,7 @@ use crate::auth::AuthUser;
 use crate::auth::SessionUser;
 use crate::error::{AppError, AppResult};
 use crate::json::Query;
-use crate::machines::ImportError;
+use crate::machines::BackupError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,10 +22,10 @@ pub struct ImportQuery {
     confirm: Option<String>,
 }
 
-#[utoipa::path(get, operation_id = "export_get", path = "/export", tag = "agent", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The backup, `application/gzip` (a tar.gz whose first entry is `manifest.json`)"), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 409, description = "A backup or restore is running", body = crate::openapi::ErrorBody), (status = 501, description = "The provider cannot make backups", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, operation_id = "export_get", path = "/export", tag = "agent", security(("session" = []), ("api_token" = [])), responses((status = 200, description = "The backup, `application/gzip` (a tar.gz whose first entry is `manifest.json`)"), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 409, description = "A backup or restore is running", body = crate::openapi::ErrorBody), (status = 501, description = "The provider cannot make backups", body = crate::openapi::ErrorBody), (status = 503, description = "The agent could not be woken, or the backup failed", body = crate::openapi::ErrorBody)))]
 pub async fn export(state: AppState, auth: AuthUser) -> AppResult<Response> {
     let running = state.backups.begin(&auth.user_id)?;
-    let chunks = state.machines.export(&auth.user_id).await.map_err(|e| provider_error(&auth, e))?;
+    let chunks = state.machines.export(&auth.user_id).await.map_err(|e| backup_error(&auth, e))?;
     // The guard travels with the stream: the next backup of this user waits for this one.
     let stream = futures_util::stream::unfold((chunks, running), |(mut chunks, running)| async move {
         chunks.recv().await.map(|chunk| (chunk, (chunks, running)))
@@ -40,7 +40,7 @@ pub async fn export(state: AppState, auth: AuthUser) -> AppResult<Response> {
     Ok(res)
 }
 
-#[utoipa::path(post, operation_id = "import_post", path = "/import", tag = "agent", params(("confirm" = String, Query, description = "`replace`: the agent's chats and files are replaced")), request_body(content = crate::openapi::Object, description = "The backup file (`application/gzip`), at most 1 GiB of files", content_type = "application/gzip"), security(("session" = [])), responses((status = 200, description = "Restored; the agent is starting: `{restored: {files, bytes, roost_version, openclaw_version, created_unix}}`", body = crate::openapi::Object), (status = 400, description = "Not confirmed, or the upload failed", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 409, description = "A backup or restore is running", body = crate::openapi::ErrorBody), (status = 413, description = "Larger than a backup can be", body = crate::openapi::ErrorBody), (status = 422, description = "The archive was refused; nothing changed", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, operation_id = "import_post", path = "/import", tag = "agent", params(("confirm" = String, Query, description = "`replace`: the agent's chats and files are replaced")), request_body(content = crate::openapi::Object, description = "The backup file (`application/gzip`), at most 1 GiB of files", content_type = "application/gzip"), security(("session" = [])), responses((status = 200, description = "Restored; the agent is starting: `{restored: {files, bytes, roost_version, openclaw_version, created_unix}}`", body = crate::openapi::Object), (status = 400, description = "Not confirmed, or the upload failed", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 403, description = "Needs a browser session, not an API token", body = crate::openapi::ErrorBody), (status = 409, description = "A backup or restore is running", body = crate::openapi::ErrorBody), (status = 413, description = "Larger than a backup can be", body = crate::openapi::ErrorBody), (status = 422, description = "The archive was refused; nothing changed", body = crate::openapi::ErrorBody), (status = 503, description = "The agent could not be stopped or woken, or the restore failed; nothing changed", body = crate::openapi::ErrorBody)))]
 pub async fn import(
     state: AppState,
     SessionUser(auth): SessionUser,
@@ -72,16 +72,16 @@ pub async fn import(
             tracing::warn!(user_id = %user, error = %e, "the agent did not start after a restore");
         }
     });
-    let restored = restored.map_err(|e| match e {
-        ImportError::Stop(e) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.code, e.message),
-        ImportError::Restore(e) => provider_error(&auth, e),
-    })?;
+    let restored = restored.map_err(|e| backup_error(&auth, e))?;
     tracing::info!(user_id = %auth.user_id, files = manifest.files.len(), "a backup was restored");
-    Ok(axum::Json(json!({ "restored": {
-        "files": restored.files.len(), "bytes": restored.total_bytes(),
-        "roost_version": restored.roost_version, "openclaw_version": restored.openclaw_version,
-        "created_unix": restored.created_unix,
-    } })))
+    Ok(axum::Json(json!({ "restored": restored.to_json() })))
+}
+
+fn backup_error(auth: &AuthUser, e: BackupError) -> AppError {
+    match e {
+        BackupError::Agent(e) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.code, e.message),
+        BackupError::Provider(e) => provider_error(auth, e),
+    }
 }
 
 fn provider_error(auth: &AuthUser, e: ProvisionError) -> AppError {

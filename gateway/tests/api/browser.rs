@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::helpers::TestApp;
 
@@ -15,12 +16,16 @@ pub fn run_spec(app: &TestApp, spec: &str, env: &[(&str, &str)]) {
     run_spec_at(&app.origin, spec, env)
 }
 
+/// The browser toolchain is here (else [`run_spec`] skips, outside CI).
+fn browser_ready() -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    repo_root().join("web/tests/node_modules/playwright-core").exists() && PathBuf::from(&chromium).exists()
+}
+
 pub fn run_spec_at(origin: &str, spec: &str, env: &[(&str, &str)]) {
     let root = repo_root();
     let tests_dir = root.join("web/tests");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests_dir.join("node_modules/playwright-core").exists() && PathBuf::from(&chromium).exists();
-    if !ready {
+    if !browser_ready() {
         let msg = "browser tests need `npm ci --prefix web/tests` and Debian chromium (run .ci/run)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}");
@@ -225,6 +230,48 @@ async fn the_chat_page_shows_start_up_tools_code_and_plain_errors_in_chromium() 
 async fn the_pages_pass_axe_in_light_and_dark_and_fit_a_phone_in_chromium() {
     let app = TestApp::spawn().await;
     tokio::task::spawn_blocking(move || run_spec(&app, "access.spec.mjs", &[])).await.unwrap();
+}
+
+/// The Settings "Backup" card, with the simulated agent (its state on disk, the real archive
+/// code): download, a confirmed restore with its progress, and a tampered file refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_card_downloads_restores_and_refuses_a_tampered_file_in_chromium() {
+    let app = TestApp::spawn().await;
+    let email = "backup-card@example.com";
+    let (cookie, user_id) = app.signed_up_cookie(email).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    ws.chat("main", "remember the blue door").await;
+    drop(ws);
+    let plan = app.state.machines.simulated().unwrap().state_dir(&user_id).join("workspace/notes/plan.md");
+    std::fs::create_dir_all(plan.parent().unwrap()).unwrap();
+    std::fs::write(&plan, "1. paint the door").unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.tar.gz");
+    let env_backup = backup.display().to_string();
+    let spec = tokio::task::spawn_blocking(move || {
+        let env = [("EMAIL", email), ("PASSWORD", crate::helpers::PASSWORD), ("BACKUP_FILE", env_backup.as_str())];
+        run_spec(&app, "backup.spec.mjs", &env);
+    });
+    // Once the page has its backup, the agent's file changes; the restore must bring it back.
+    let runs = browser_ready();
+    if runs {
+        crate::helpers::wait_until_within("the page downloaded its backup", Duration::from_secs(60), || {
+            let backup = backup.clone();
+            async move { backup.exists() }
+        })
+        .await;
+        std::fs::write(&plan, "changed since the backup").unwrap();
+        std::fs::write(scratch.path().join("backup.tar.gz.changed"), "").unwrap();
+    }
+    spec.await.unwrap();
+    if runs {
+        assert_eq!(
+            std::fs::read_to_string(&plan).unwrap(),
+            "1. paint the door",
+            "restored, and the tampered one refused"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

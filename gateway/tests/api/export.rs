@@ -23,7 +23,7 @@ fn workspace_file(app: &TestApp, user_id: &str) -> std::path::PathBuf {
     app.state.machines.simulated().unwrap().state_dir(user_id).join("workspace/notes/plan.md")
 }
 
-async fn download(app: &TestApp, cookie: &str) -> Vec<u8> {
+pub async fn download(app: &TestApp, cookie: &str) -> Vec<u8> {
     let res = reqwest::Client::new().get(app.url("/api/export")).header("cookie", cookie).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/gzip");
@@ -31,7 +31,7 @@ async fn download(app: &TestApp, cookie: &str) -> Vec<u8> {
     res.bytes().await.unwrap().to_vec()
 }
 
-async fn upload(app: &TestApp, cookie: &str, archive: Vec<u8>) -> reqwest::Response {
+pub async fn upload(app: &TestApp, cookie: &str, archive: Vec<u8>) -> reqwest::Response {
     reqwest::Client::new()
         .post(app.url("/api/import?confirm=replace"))
         .header("Origin", &app.origin)
@@ -44,7 +44,7 @@ async fn upload(app: &TestApp, cookie: &str, archive: Vec<u8>) -> reqwest::Respo
 }
 
 /// The newest history straight from the agent (not Roost's cache), once it runs again.
-async fn fresh_history(app: &TestApp, cookie: &str) -> Value {
+pub async fn fresh_history(app: &TestApp, cookie: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {
         last = app.json_as(cookie, "/api/sessions/main/history").await;
@@ -56,7 +56,7 @@ async fn fresh_history(app: &TestApp, cookie: &str) -> Value {
     panic!("the agent never answered history: {last}");
 }
 
-fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     tar.entries()
         .unwrap()

@@ -32,12 +32,15 @@ async fn sidecar_in(
     let addr = listener.local_addr().unwrap();
     let (stage_tx, stage) = watch::channel(Stage::Starting { start: 1 });
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let ctx = Arc::new(Context { secret: AgentSecret::parse(secret).unwrap(), upstream, stage, state_dir });
+    // Nothing here pauses OpenClaw: backups on Fly are `fly_export`'s.
+    let pause = roost_agent::supervisor::Pause::new(Duration::from_secs(1)).0;
+    let secret = AgentSecret::parse(secret).unwrap();
+    let ctx = Arc::new(Context { secret, upstream, stage, state_dir, pause, openclaw_version: None });
     tokio::spawn(roost_agent::proxy::serve(listener, ctx, 64, shutdown));
     (addr, shutdown_tx, stage_tx)
 }
 
-async fn fly_app(address: &str, fake: &FakeFly) -> TestApp {
+pub async fn fly_app(address: &str, fake: &FakeFly) -> TestApp {
     let base = fake.base_url();
     TestApp::spawn_with(&[
         "--agent-provider",

@@ -34,6 +34,7 @@ mod e2e_tasks;
 mod export;
 mod files;
 mod fly_client;
+mod fly_export;
 mod fly_live;
 mod fly_plan;
 mod fly_provider;

@@ -9,6 +9,7 @@
 //! idempotent steps, with what must survive a crash kept through a [`FlyStore`].
 
 mod apps;
+mod backups;
 mod client;
 mod error;
 mod machines;

@@ -407,6 +407,26 @@ impl Provider for FlyProvider {
         self.sidecar(user_id)?.delete(path, recursive).await
     }
 
+    /// The state is on the machine's volume: only its running sidecar reaches it.
+    fn backups_need_running(&self) -> bool {
+        true
+    }
+
+    async fn export(&self, user_id: &str) -> Result<crate::backup::ArchiveChunks, ProvisionError> {
+        self.sidecar(user_id).map_err(not_running)?.export().await
+    }
+
+    /// The sidecar checks the archive, pauses OpenClaw, swaps the state and starts OpenClaw
+    /// again; the machine keeps running. The agent is then `Starting` here, so the caller's next
+    /// start waits until it answers as ready again.
+    async fn import(&self, user_id: &str, archive: std::fs::File) -> Result<crate::archive::Restored, ProvisionError> {
+        let restored = self.sidecar(user_id).map_err(not_running)?.import(archive).await;
+        if !matches!(restored, Err(ProvisionError::Refused(_))) {
+            self.set_live(user_id, MachineState::Starting, None);
+        }
+        restored
+    }
+
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
         // A start in progress ends first, or it could recreate what is being deleted.
         self.signal_stop(user_id);
@@ -451,6 +471,11 @@ impl Provider for FlyProvider {
 
 pub(super) fn cloud(what: &str, error: FlyError) -> ProvisionError {
     ProvisionError::Cloud(format!("{what}: {error}"))
+}
+
+/// The gateway wakes the machine before a backup; it went down again meanwhile.
+fn not_running(_: FileError) -> ProvisionError {
+    ProvisionError::Start("the agent's machine stopped before its backup or restore".into())
 }
 
 fn storage(error: super::store::StoreError) -> ProvisionError {

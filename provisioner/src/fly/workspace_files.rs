@@ -23,13 +23,21 @@ pub(super) struct Sidecar {
 }
 
 impl Sidecar {
+    /// `ws://host:port/…` → `http://host:port/<path>` (a route of the sidecar's own).
+    pub fn route(&self, path: &str) -> Option<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.address).ok()?;
+        let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+        url.set_scheme(scheme).ok()?;
+        url.set_path(path);
+        url.set_query(None);
+        Some(url)
+    }
+
     /// `ws://host:port/…` → `http://host:port/roost/files/<route>?path=…`.
     fn url(&self, route: &str, path: &WorkspacePath, recursive: bool) -> Result<reqwest::Url, FileError> {
-        let mut url = reqwest::Url::parse(&self.address).map_err(|_| FileError::Agent("a bad agent address".into()))?;
-        let scheme = if url.scheme() == "wss" { "https" } else { "http" };
-        url.set_scheme(scheme).map_err(|()| FileError::Agent("a bad agent address".into()))?;
-        url.set_path(&format!("{}{route}", roost_agent::FILES_PATH));
-        url.set_query(None);
+        let mut url = self
+            .route(&format!("{}{route}", roost_agent::FILES_PATH))
+            .ok_or_else(|| FileError::Agent("a bad agent address".into()))?;
         url.query_pairs_mut().append_pair("path", path.as_str());
         if recursive {
             url.query_pairs_mut().append_pair("recursive", "true");
@@ -88,7 +96,7 @@ impl Sidecar {
     }
 }
 
-async fn bounded_json(res: reqwest::Response) -> Result<serde_json::Value, FileError> {
+pub(super) async fn bounded_json(res: reqwest::Response) -> Result<serde_json::Value, FileError> {
     if res.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
         return Err(FileError::Agent("its answer is too long".into()));
     }

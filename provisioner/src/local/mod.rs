@@ -245,11 +245,11 @@ impl Provider for LocalProvider {
         Ok(crate::backup::stream(state, scratch, versions))
     }
 
-    async fn import(&self, user_id: &str, archive: std::fs::File) -> Result<crate::archive::Manifest, ProvisionError> {
+    async fn import(&self, user_id: &str, archive: std::fs::File) -> Result<crate::archive::Restored, ProvisionError> {
         self.stop(user_id).await?;
         let state = self.user_dir(user_id).join("state");
         tokio::fs::create_dir_all(&state).await?;
-        crate::backup::restore(archive, state).await
+        Ok(crate::backup::restore(archive, state).await?.summary())
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {

@@ -14,7 +14,7 @@ use super::{Transcripts, lock};
 const SESSIONS: &str = "agents/main/sessions";
 
 /// Writes `transcripts` as session files under `state_dir`, replacing the ones there. Blocking.
-pub(super) fn write_sessions(state_dir: &Path, transcripts: &Transcripts) -> std::io::Result<()> {
+pub fn write_sessions(state_dir: &Path, transcripts: &Transcripts) -> std::io::Result<()> {
     let dir = state_dir.join(SESSIONS);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -35,7 +35,7 @@ pub(super) fn write_sessions(state_dir: &Path, transcripts: &Transcripts) -> std
 
 /// Reads the session files under `state_dir` back into `transcripts` (replacing every chat).
 /// Blocking. A file that is not a session file is skipped.
-pub(super) fn read_sessions(state_dir: &Path, transcripts: &Transcripts) -> std::io::Result<()> {
+pub fn read_sessions(state_dir: &Path, transcripts: &Transcripts) -> std::io::Result<()> {
     let mut restored = HashMap::new();
     let entries = match std::fs::read_dir(state_dir.join(SESSIONS)) {
         Ok(entries) => entries.collect::<Result<Vec<_>, _>>()?,

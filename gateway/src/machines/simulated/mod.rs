@@ -9,7 +9,7 @@
 //! Failure injection is not here: the test doubles in the `fakes` crate add it through
 //! [`Hooks`].
 
-mod backup;
+pub mod backup;
 mod channels;
 mod chat;
 mod connection;

@@ -212,7 +212,7 @@ impl Provider for SimulatedProvider {
         &self,
         user_id: &str,
         archive: std::fs::File,
-    ) -> Result<provisioner::archive::Manifest, ProvisionError> {
+    ) -> Result<provisioner::archive::Restored, ProvisionError> {
         self.stop(user_id).await?;
         let state = self.state_dir(user_id);
         tokio::fs::create_dir_all(&state).await?;
@@ -221,7 +221,7 @@ impl Provider for SimulatedProvider {
         tokio::task::spawn_blocking(move || super::backup::read_sessions(&state, &transcripts))
             .await
             .map_err(|e| ProvisionError::Start(format!("reading the simulated sessions stopped: {e}")))??;
-        Ok(manifest)
+        Ok(manifest.summary())
     }
 
     async fn destroy(&self, user_id: &str) -> Result<(), ProvisionError> {
