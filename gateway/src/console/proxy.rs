@@ -19,6 +19,9 @@ const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a read (GET, HEAD) keeps trying an agent that refuses connections.
 const READ_RETRY_WITHIN: Duration = Duration::from_secs(8);
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// A read answer up to this size is held whole before it is passed on (the Control UI's
+/// largest script is about 1 MB).
+const MAX_WHOLE_READ: usize = 8 * 1024 * 1024;
 /// The Control UI sends small JSON and the odd upload; nothing near this.
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
@@ -107,31 +110,60 @@ pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Resp
         *outgoing.headers_mut() = headers.clone();
         Ok::<_, AppError>(outgoing)
     };
-    let response = if read {
-        // An agent restarting its gateway (after a settings change) refuses connections for a
-        // few seconds; the page's lazily loaded scripts wait that out rather than fail.
+    if read {
+        // An agent restarting its gateway (after a settings change) refuses connections, or cuts
+        // an answer off, for a few seconds; the page's lazily loaded scripts wait that out
+        // rather than fail. A script or style of known, bounded size is read whole first, so
+        // one cut off midway is asked for again instead of reaching the page broken.
         let retry_until = tokio::time::Instant::now() + READ_RETRY_WITHIN;
         loop {
             let outgoing = build(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())?;
-            match send(upstream, outgoing).await {
+            let attempt = match send(upstream, outgoing).await {
+                Ok(response) if bounded(&response) => read_whole(response).await,
+                other => other.map(|response| response.map(Body::new)),
+            };
+            match attempt {
                 Err(Attempt::Unreachable) if tokio::time::Instant::now() < retry_until => {
                     tokio::time::sleep(READ_RETRY_PAUSE).await;
                 }
-                result => break result.map_err(Attempt::into_error)?,
+                result => return result.map(to_browser).map_err(Attempt::into_error)?,
             }
         }
-    } else {
-        let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .boxed_unsync();
-        send(upstream, build(body)?).await.map_err(Attempt::into_error)?
-    };
+    }
+    let body = http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .boxed_unsync();
+    let response = send(upstream, build(body)?).await.map_err(Attempt::into_error)?;
+    to_browser(response.map(Body::new))
+}
+
+/// A successful answer with a length small enough to hold ([`MAX_WHOLE_READ`]).
+fn bounded(response: &Response<hyper::body::Incoming>) -> bool {
+    response.status() == StatusCode::OK
+        && response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|len| len <= MAX_WHOLE_READ)
+}
+
+async fn read_whole(response: Response<hyper::body::Incoming>) -> Result<Response<Body>, Attempt> {
+    let (head, body) = response.into_parts();
+    let collected =
+        tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, http_body_util::Limited::new(body, MAX_WHOLE_READ).collect())
+            .await
+            .map_err(|_| Attempt::Slow)?
+            .map_err(|_| Attempt::Unreachable)?;
+    Ok(Response::from_parts(head, Body::from(collected.to_bytes())))
+}
+
+fn to_browser(response: Response<Body>) -> Result<Response<Body>, AppError> {
     let (mut head, body) = response.into_parts();
     browser_headers(&mut head.headers);
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(unreachable_agent());
     }
-    Ok(Response::from_parts(head, Body::new(body)))
+    Ok(Response::from_parts(head, body))
 }
 
 type UpstreamBody = http_body_util::combinators::UnsyncBoxBody<axum::body::Bytes, std::io::Error>;

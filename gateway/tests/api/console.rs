@@ -283,6 +283,13 @@ async fn a_script_asked_for_while_the_agent_sleeps_or_restarts_waits_for_it() {
     let during = get().await.unwrap();
     assert_eq!(during.status(), 200, "the read outlasted the restart: {:?}", during.text().await);
 
+    // An answer cut off midway is asked for again, not passed on broken.
+    let script =
+        reqwest::Client::new().get(app.url("/agent/cut-once.js")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.text().await.unwrap().starts_with("export const ok"), "the whole script arrived");
+    assert_eq!(fake.seen.cut_requests.load(std::sync::atomic::Ordering::SeqCst), 2, "asked for twice");
+
     // A write is never sent twice: it fails in words at once.
     fake.restart(Duration::from_millis(1500));
     let write = reqwest::Client::new()

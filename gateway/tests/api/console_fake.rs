@@ -34,6 +34,8 @@ pub struct Seen {
     pub requests: Mutex<Vec<(String, Value)>>,
     /// Lets `/agent/stream` send its second half.
     pub release: Notify,
+    /// How often `/agent/cut-once.js` was asked for (the first answer is cut off midway).
+    pub cut_requests: std::sync::atomic::AtomicUsize,
 }
 
 pub struct ConsoleFake {
@@ -54,6 +56,7 @@ fn router(seen: Arc<Seen>) -> Router {
         .route("/agent/", any(page))
         .route("/agent/echo", any(echo))
         .route("/agent/stream", any(stream))
+        .route("/agent/cut-once.js", any(cut_once))
         .with_state(seen)
 }
 
@@ -128,6 +131,33 @@ async fn page(
 async fn echo(State(seen): State<Arc<Seen>>, request: Request) -> Response {
     record(&seen, &request);
     Response::new(Body::new(request.into_body()))
+}
+
+/// A 64-byte script whose first answer breaks off after 8 bytes, as when the agent restarts.
+async fn cut_once(State(seen): State<Arc<Seen>>) -> Response {
+    let first = seen.cut_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+    let script = bytes::Bytes::from_static(b"export const ok = true; // padding padding padding padding pad\n");
+    let len = script.len();
+    // The break comes after the head and the first bytes are on their way.
+    let body = futures_util::stream::unfold(0, move |step| {
+        let script = script.clone();
+        async move {
+            match (step, first) {
+                (0, true) => Some((Ok(script.slice(..8)), 1)),
+                (1, true) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err(std::io::Error::other("the agent restarted")), 2))
+                }
+                (0, false) => Some((Ok(script), 2)),
+                _ => None,
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/javascript")
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::from_stream(body))
+        .unwrap()
 }
 
 async fn stream(State(seen): State<Arc<Seen>>, request: Request) -> Response {
