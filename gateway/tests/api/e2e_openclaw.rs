@@ -28,9 +28,10 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// Agents may start this many at a time across all e2e tests.
+/// Real-agent tests run one at a time: two OpenClaw agents (and Chromium) on two cores made
+/// model runs outlast the tests' waits (a reply still "Thinking…" after 60 s).
 pub fn agent_slots() -> &'static Semaphore {
-    static SLOTS: Semaphore = Semaphore::const_new(2);
+    static SLOTS: Semaphore = Semaphore::const_new(1);
     &SLOTS
 }
 

@@ -58,7 +58,8 @@ async fn a_hostile_model_reaches_no_secret_no_other_user_and_not_roost() {
     if !available() {
         return;
     }
-    let _slots = agent_slots().acquire_many(2).await.unwrap();
+    // The only permit: this test runs two agents, so nothing else may start one meanwhile.
+    let _slots = agent_slots().acquire().await.unwrap();
     let server = tokio::task::spawn_blocking(|| start(true)).await.unwrap();
     let app = &server.app;
     let data = app.dir.path().to_path_buf();
