@@ -635,21 +635,28 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
     let row = owned(&state, user, channel).await?;
-    let mut not_running = false;
+    // Whether the agent may still hold the channel: then, once it is up, it is removed from it.
+    let mut unconfirmed = false;
     match Agent::open(&state, user, false).await {
         Ok(mut agent) => {
-            let removed = remove_and_check(&mut agent, channel).await;
+            let removed = remove_and_check(&state, user, &mut agent, channel, REMOVE_WAIT).await;
             agent.close().await;
-            removed.map_err(|e| agent_error(channel, e))?;
+            match removed {
+                Ok(()) => {}
+                // The agent's gateway went away mid-removal (a restart): the token file still
+                // goes now, and the watch below finishes the removal once it is back.
+                Err(AgentError::Unreachable(_) | AgentError::Starting) => unconfirmed = true,
+                Err(e) => return Err(agent_error(channel, e)),
+            }
         }
-        Err(AgentError::Starting) => not_running = true,
+        // An agent starting now may have read its config (the channel in it) before the token
+        // file goes.
+        Err(AgentError::Starting) => unconfirmed = true,
         Err(e) => return Err(agent_error(channel, e)),
     }
     state.machines.put_secret_file(user, &row.token_file, None).await.map_err(unsupported)?;
     db::delete(&*state.db.conn()?, user, channel.as_str()).await?;
-    if not_running {
-        // An agent starting now may have read its config (the channel in it) before the token
-        // file went: once it is up, the channel is removed from it too.
+    if unconfirmed {
         tokio::spawn(remove_once_up(state.clone(), user.clone(), channel, row.token_file.clone()));
     }
     tracing::info!(user_id = %user, channel = channel.as_str(), "bot disconnected");
@@ -658,29 +665,71 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
 
 /// Removes the channel from the agent's config and reads it back: an agent busy restarting its
 /// gateway (after an earlier change) can answer a patch and then write its older config over
-/// it, so the removal is made again until the read-back shows it gone.
-async fn remove_and_check(agent: &mut Agent, channel: Channel) -> Result<(), AgentError> {
-    for attempt in 0..REMOVE_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+/// it, so the removal is made again until the read-back shows it gone. A patch can itself
+/// restart the gateway and drop the link: the link is opened again until `within` runs out.
+async fn remove_and_check(
+    state: &App,
+    user: &UserId,
+    agent: &mut Agent,
+    channel: Channel,
+    within: std::time::Duration,
+) -> Result<(), AgentError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut patches = 0;
+    let mut patch_next = true;
+    loop {
+        let step = async {
+            if patch_next {
+                agent.patch_config(&removal(channel)).await?;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            agent.channel_config(channel).await
         }
-        agent.patch_config(&removal(channel)).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if agent.channel_config(channel).await?.is_null() {
-            return Ok(());
+        .await;
+        match step {
+            Ok(config) if config.is_null() => return Ok(()),
+            Ok(_) => {
+                patches += 1;
+                if patches >= REMOVE_ATTEMPTS {
+                    return Err(AgentError::Refused(
+                        "the channel stayed in the agent's config after its removal".into(),
+                    ));
+                }
+                tracing::info!(
+                    channel = channel.as_str(),
+                    patches,
+                    "the agent still lists a removed bot; removing it again"
+                );
+                patch_next = true;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(AgentError::Unreachable(_) | AgentError::Starting) if tokio::time::Instant::now() < deadline => {
+                // Whether the patch landed is unknown: the fresh link reads before it patches.
+                patch_next = false;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Ok(fresh) = Agent::open(state, user, false).await {
+                    std::mem::replace(agent, fresh).close().await;
+                }
+            }
+            Err(e) => return Err(e),
         }
-        tracing::info!(channel = channel.as_str(), attempt, "the agent still lists a removed bot; removing it again");
     }
-    Err(AgentError::Refused("the channel stayed in the agent's config after its removal".into()))
 }
 
 const REMOVE_ATTEMPTS: u32 = 3;
 
+/// How long a disconnect waits for the agent's gateway to come back within its request (which
+/// has 30 s in all); past it, [`remove_once_up`] finishes the removal.
+const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// How long a disconnect watches for a starting agent to come up (a Fly start can take minutes).
 const REMOVE_WATCH: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Once the agent is up, removes a disconnected channel from it (unless it was connected again
+/// meanwhile), retrying until the read-back shows it gone or [`REMOVE_WATCH`] runs out.
 async fn remove_once_up(state: AppState, user: UserId, channel: Channel, token_file: String) {
     let deadline = tokio::time::Instant::now() + REMOVE_WATCH;
+    let mut file_deleted = false;
     while tokio::time::Instant::now() < deadline {
         if state.machines.address_if_ready(&user).await.is_some() {
             let reconnected = match state.db.conn() {
@@ -691,17 +740,26 @@ async fn remove_once_up(state: AppState, user: UserId, channel: Channel, token_f
                 return;
             }
             // A Fly machine that was down kept the file on its volume; local deletes were done.
-            if let Err(e) = state.machines.put_secret_file(&user, &token_file, None).await {
-                tracing::info!(user_id = %user, error = %e, "deleting a disconnected bot's token file failed");
+            if !file_deleted {
+                match state.machines.put_secret_file(&user, &token_file, None).await {
+                    Ok(_) => file_deleted = true,
+                    Err(e) => {
+                        tracing::info!(user_id = %user, error = %e, "deleting a disconnected bot's token file failed")
+                    }
+                }
             }
-            let Ok(mut agent) = Agent::open(&state, &user, false).await else { return };
-            let stale = agent.channel_config(channel).await.map(|c| !c.is_null()).unwrap_or(false);
-            if stale && let Err(e) = agent.patch_config(&removal(channel)).await {
-                tracing::info!(user_id = %user, error = %e, "removing a disconnected bot from a started agent failed");
+            if let Ok(mut agent) = Agent::open(&state, &user, false).await {
+                let removed = remove_and_check(&state, &user, &mut agent, channel, REMOVE_WAIT).await;
+                agent.close().await;
+                match removed {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::info!(user_id = %user, error = %e, "removing a disconnected bot from the agent failed; trying again")
+                    }
+                }
             }
-            agent.close().await;
-            return;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
+    tracing::warn!(user_id = %user, channel = channel.as_str(), "a disconnected bot could not be removed from the agent");
 }

@@ -66,7 +66,7 @@ async fn the_chat_page_talks_to_a_real_openclaw_agent_in_chromium() {
         return;
     }
     let shared = crate::e2e_openclaw::shared();
-    let _slot = crate::e2e_openclaw::agent_slots().acquire().await.unwrap();
+    let _slot = crate::e2e_openclaw::agent_slot("the_chat_page_talks_to_a_real_openclaw_agent_in_chromium").await;
     let origin = shared.app.origin.clone();
     tokio::task::spawn_blocking(move || {
         run_spec_at(

@@ -7,7 +7,7 @@ use fakes::llm::ToolCall;
 use serde_json::json;
 
 use crate::browser::run_spec_at;
-use crate::e2e_openclaw::{READY_WAIT, agent_slots, available, start_with};
+use crate::e2e_openclaw::{READY_WAIT, agent_slot, available, start_with};
 
 /// A real agent's replies take seconds, more on a busy machine.
 const WAIT: (&str, &str) = ("WAIT_MS", "60000");
@@ -17,7 +17,8 @@ async fn e2e_the_chat_page_keeps_its_promises_and_shows_tool_cards_with_a_real_a
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot =
+        agent_slot("e2e_the_chat_page_keeps_its_promises_and_shows_tool_cards_with_a_real_agent_in_chromium").await;
     // Pings every second, so a silenced link is noticed within a few.
     let server = tokio::task::spawn_blocking(|| start_with(true, &["--browser-ping-secs", "1"])).await.unwrap();
     let app = &server.app;

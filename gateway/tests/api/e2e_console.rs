@@ -5,7 +5,7 @@
 
 use gateway::domain::UserId;
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, Shared, agent_slots, available, shared};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, Shared, agent_slot, available, shared};
 
 /// Roost's device token on this agent, as the agent hands it out (Roost never keeps it).
 async fn roost_device_token(shared: &Shared, user: &UserId) -> String {
@@ -76,7 +76,7 @@ async fn e2e_the_agent_console_runs_the_real_control_ui_without_a_token_in_chrom
     }
     let shared = shared();
     let app = &shared.app;
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_the_agent_console_runs_the_real_control_ui_without_a_token_in_chromium").await;
     let (cookie, user_id) = app.signed_up_cookie("console-e2e@example.com").await;
     let user = UserId::parse(&user_id).unwrap();
     let dump = app.dir.path().join("console-dump.json");

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slots, available, start_with};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slot, available, start_with};
 use fakes::stripe::{FakeStripe, FakeStripeOptions};
 
 use crate::billing_stripe::{SECRET_KEY, WEBHOOK_SECRET};
@@ -15,7 +15,7 @@ async fn a_real_agents_model_calls_are_debited_and_out_of_credits_shows_in_the_c
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("a_real_agents_model_calls_are_debited_and_out_of_credits_shows_in_the_chat").await;
     let dir = tempfile::tempdir().unwrap();
     // One credit a month: the first call goes (and costs far more), the next is refused.
     let plans = crate::helpers::plans_file(dir.path(), 1, "fake-model");

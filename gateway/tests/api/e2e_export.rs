@@ -7,14 +7,14 @@ use std::io::Read;
 use gateway::domain::UserId;
 use serde_json::Value;
 
-use crate::e2e_openclaw::{READY_WAIT, agent_slots, available, shared};
+use crate::e2e_openclaw::{READY_WAIT, agent_slot, available, shared};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_a_real_agents_backup_survives_deleting_its_machine() {
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_a_real_agents_backup_survives_deleting_its_machine").await;
     let server = tokio::task::spawn_blocking(shared).await.unwrap();
     let app = &server.app;
     let (cookie, user_id) = app.signed_up_cookie("e2e-backup@example.com").await;

@@ -18,7 +18,7 @@ use provisioner::{Progress, Stage};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slots, available};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slot, available};
 use crate::fly_rig::late_forwarder;
 use crate::helpers::{PASSWORD, TestApp, wait_until, wait_until_within};
 
@@ -129,7 +129,7 @@ async fn e2e_fly_a_real_openclaw_behind_roost_agent_chats_idles_wakes_and_is_del
     }
     let bin = roost_agent_bin();
     let runtime = runtime().await;
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_fly_a_real_openclaw_behind_roost_agent_chats_idles_wakes_and_is_deleted").await;
     let fake =
         FakeFly::spawn(FakeFlyOptions { transition_step: Some(Duration::from_millis(5)), ..Default::default() }).await;
     let llm = FakeLlm::spawn(FakeLlmOptions { api_key: "sk-operator".into(), ..FakeLlmOptions::default() }).await;

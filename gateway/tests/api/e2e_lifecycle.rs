@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slots, available, start_with};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slot, available, start_with};
 use crate::helpers::wait_until_within;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,7 +13,7 @@ async fn a_real_agent_stops_when_idle_and_wakes_with_its_history() {
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("a_real_agent_stops_when_idle_and_wakes_with_its_history").await;
     let server = tokio::task::spawn_blocking(|| start_with(true, &["--agent-idle-timeout", "3s"])).await.unwrap();
     let app = &server.app;
     let (cookie, user_id) = app.signed_up_cookie("napper@example.com").await;

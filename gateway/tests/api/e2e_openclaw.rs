@@ -3,7 +3,7 @@
 //!
 //! Each real agent costs about 1 GB and 15-30 s to start, so one Roost server (and each user's
 //! agent) is shared by these tests, on a runtime that outlives any single test, and at most
-//! two agents start at once.
+//! one agent starts at a time ([`agent_slot`]).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -30,9 +30,37 @@ fn repo_root() -> PathBuf {
 
 /// Real-agent tests run one at a time: two OpenClaw agents (and Chromium) on two cores made
 /// model runs outlast the tests' waits (a reply still "Thinking…" after 60 s).
-pub fn agent_slots() -> &'static Semaphore {
+fn agent_slots() -> &'static Semaphore {
     static SLOTS: Semaphore = Semaphore::const_new(1);
     &SLOTS
+}
+
+/// The real-agent slot, held for one test. Dropping it prints (uncaptured, so CI logs show
+/// where the suite's time goes) how long the test waited for it and held it.
+pub struct AgentSlot {
+    _permit: tokio::sync::SemaphorePermit<'static>,
+    test: &'static str,
+    waited: Duration,
+    since: std::time::Instant,
+}
+
+pub async fn agent_slot(test: &'static str) -> AgentSlot {
+    let asked = std::time::Instant::now();
+    let permit = agent_slots().acquire().await.unwrap();
+    AgentSlot { _permit: permit, test, waited: asked.elapsed(), since: std::time::Instant::now() }
+}
+
+impl Drop for AgentSlot {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let line = format!(
+            "[agent slot] {}: waited {:.0} s, held {:.0} s\n",
+            self.test,
+            self.waited.as_secs_f64(),
+            self.since.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
 }
 
 /// Whether e2e tests can run here: they need npm (to install the runtime) unless it is installed.
@@ -135,7 +163,7 @@ async fn a_new_user_chats_with_a_real_agent_and_resumes_mid_reply() {
     }
     let shared = shared();
     let app = &shared.app;
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("a_new_user_chats_with_a_real_agent_and_resumes_mid_reply").await;
     let (cookie, user_id) = app.signed_up_cookie("e2e@example.com").await;
     let signed_up = std::time::Instant::now();
     let mut ws = app.ws(&cookie, "").await;
@@ -300,7 +328,7 @@ async fn without_a_model_the_agent_answers_with_a_clear_error() {
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("without_a_model_the_agent_answers_with_a_clear_error").await;
     let server = tokio::task::spawn_blocking(|| start(false)).await.unwrap();
     let app = &server.app;
     let (cookie, _) = app.signed_up_cookie("nomodel@example.com").await;

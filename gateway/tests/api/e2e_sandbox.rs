@@ -7,7 +7,7 @@ use std::time::Duration;
 use fakes::llm::ToolCall;
 use serde_json::{Value, json};
 
-use crate::e2e_openclaw::{READY_WAIT, agent_slots, available, start};
+use crate::e2e_openclaw::{READY_WAIT, agent_slot, available, start};
 use crate::helpers::{TestApp, contains};
 
 /// What an attempt must show: refused by the kernel, or allowed (the agent's own files).
@@ -59,7 +59,7 @@ async fn a_hostile_model_reaches_no_secret_no_other_user_and_not_roost() {
         return;
     }
     // The only permit: this test runs two agents, so nothing else may start one meanwhile.
-    let _slots = agent_slots().acquire().await.unwrap();
+    let _slots = agent_slot("a_hostile_model_reaches_no_secret_no_other_user_and_not_roost").await;
     let server = tokio::task::spawn_blocking(|| start(true)).await.unwrap();
     let app = &server.app;
     let data = app.dir.path().to_path_buf();

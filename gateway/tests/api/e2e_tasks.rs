@@ -8,7 +8,7 @@ use std::time::Duration;
 use fakes::llm::{FailMode, ToolCall};
 use serde_json::json;
 
-use crate::e2e_openclaw::{REPLY_PREFIX, agent_slots, available, start_with};
+use crate::e2e_openclaw::{REPLY_PREFIX, agent_slot, available, start_with};
 use crate::helpers::wait_until_within;
 use crate::tasks::{finished, scripter, submitted, task};
 
@@ -19,7 +19,7 @@ async fn e2e_tasks_run_on_a_real_agent_cancel_mid_run_and_fail_clearly_across_a_
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_tasks_run_on_a_real_agent_cancel_mid_run_and_fail_clearly_across_a_restart").await;
     let dir = tempfile::tempdir().unwrap();
     let plans = crate::helpers::plans_file(dir.path(), 10_000_000, "fake-model");
     let server = tokio::task::spawn_blocking(move || start_with(true, &["--plans", &plans])).await.unwrap();

@@ -8,7 +8,7 @@ use fakes::discord::{FakeDiscord, MESSAGE_CONTENT};
 use fakes::llm::{FakeLlm, FakeLlmOptions};
 use serde_json::{Value, json};
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slots, available};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slot, available};
 use crate::helpers::{TestApp, wait_until_within};
 use crate::integrations_e2e::poll_json;
 
@@ -102,7 +102,7 @@ async fn e2e_a_discord_bot_connects_pairs_answers_through_the_agent_and_disconne
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_a_discord_bot_connects_pairs_answers_through_the_agent_and_disconnects").await;
     let discord = FakeDiscord::spawn().await;
     let llm = FakeLlm::spawn(FakeLlmOptions {
         api_key: "sk-operator".into(),

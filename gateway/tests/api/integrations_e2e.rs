@@ -8,7 +8,7 @@ use fakes::llm::{FakeLlm, FakeLlmOptions};
 use fakes::telegram::FakeTelegram;
 use serde_json::{Value, json};
 
-use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slots, available};
+use crate::e2e_openclaw::{READY_WAIT, REPLY_PREFIX, agent_slot, available};
 use crate::helpers::{TestApp, wait_until_within};
 
 const STRANGER: i64 = 4242;
@@ -104,7 +104,7 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     if !available() {
         return;
     }
-    let _slot = agent_slots().acquire().await.unwrap();
+    let _slot = agent_slot("e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconnects").await;
     let telegram = FakeTelegram::spawn().await;
     // A fixed reply: OpenClaw trims the echoed message envelope off the fake's default one.
     let llm = FakeLlm::spawn(FakeLlmOptions {
