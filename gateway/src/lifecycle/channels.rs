@@ -11,26 +11,44 @@ use crate::domain::UserId;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether the user's agent reports a channel running. An agent that cannot say (not ready, no
-/// answer, an error) has none that Roost can vouch for.
-pub async fn has_live_channel(state: &AppState, user: &UserId) -> bool {
-    let Some(address) = state.machines.address_if_ready(user).await else { return false };
+/// What the user's agent says about its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// A channel runs: the agent is in use.
+    Yes,
+    /// None runs, or the agent is not up to have one.
+    No,
+    /// The agent is up but did not say: no answer in time (a busy agent stalls its event loop
+    /// for seconds), or it is restarting its gateway. Asking again later tells.
+    Unknown,
+}
+
+/// Whether the user's agent reports a channel running.
+pub async fn live_channel(state: &AppState, user: &UserId) -> Live {
+    let Some(address) = state.machines.address_if_ready(user).await else { return Live::No };
     let answer = match state.relays.hub(user, &address).await {
         Ok(hub) => hub.call("channels.status", json!({ "probe": false }), RPC_TIMEOUT).await,
         Err(e) => {
             tracing::debug!(user_id = %user, error = %e, "could not ask the agent about its channels");
-            return false;
+            return Live::Unknown;
         }
     };
     match answer {
-        Ok(res) if res["ok"] == true => any_running(&res["payload"]),
+        Ok(res) if res["ok"] == true => {
+            if any_running(&res["payload"]) {
+                Live::Yes
+            } else {
+                Live::No
+            }
+        }
+        Ok(res) if res["error"]["code"] == "UNAVAILABLE" => Live::Unknown,
         Ok(res) => {
             tracing::debug!(user_id = %user, error = %res["error"], "channels.status failed");
-            false
+            Live::No
         }
         Err(e) => {
             tracing::debug!(user_id = %user, error = %e, "channels.status failed");
-            false
+            Live::Unknown
         }
     }
 }

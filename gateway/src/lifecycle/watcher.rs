@@ -3,8 +3,10 @@
 //! in progress or a model call is in flight, or while a chat channel runs on it; such an agent is
 //! never stopped here.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::channels::Live;
 use super::describe;
 use crate::app::AppState;
 use crate::domain::UserId;
@@ -18,6 +20,9 @@ pub async fn watch(state: AppState) {
     let tick =
         shortest.map_or(Duration::from_secs(30), |t| (t / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)));
     let slots = state.machines.slots().clone();
+    // Agents about to stop that did not say whether a channel runs, and how many times in a row.
+    // Only agents in this round's idle list stay in it, so it is bounded by the running agents.
+    let mut unanswered: HashMap<UserId, u32> = HashMap::new();
     loop {
         // While someone waits, look every second: a chat closing can free a slot for them.
         let wait = if slots.waiting() > 0 { tick.min(Duration::from_secs(1)) } else { tick };
@@ -27,6 +32,7 @@ pub async fn watch(state: AppState) {
         }
         let mut idle = idle_agents(&state).await;
         idle.sort_by_key(|(_, since)| *since);
+        unanswered.retain(|user, _| idle.iter().any(|(u, _)| u == user));
         // Least recently used first: each stop frees a slot for someone in line.
         let mut room_needed = slots.waiting();
         for (user, since) in idle {
@@ -37,10 +43,24 @@ pub async fn watch(state: AppState) {
                 continue;
             }
             // Asked only of agents about to stop: the question costs an RPC.
-            if super::channels::has_live_channel(&state, &user).await {
-                state.machines.activity().touch(&user);
-                continue;
+            match super::channels::live_channel(&state, &user).await {
+                Live::Yes => {
+                    unanswered.remove(&user);
+                    state.machines.activity().touch(&user);
+                    continue;
+                }
+                // A busy agent may be answering a bot right now: it is asked again next round,
+                // and stopped only once it has not answered several rounds running.
+                Live::Unknown => {
+                    let times = unanswered.entry(user.clone()).or_default();
+                    *times += 1;
+                    if *times < UNANSWERED_BEFORE_STOP {
+                        continue;
+                    }
+                }
+                Live::No => {}
             }
+            unanswered.remove(&user);
             let reason = match due {
                 Some(timeout) => format!("stopped after {} idle", describe(timeout)),
                 None => "stopped while idle, to make room for someone waiting".to_string(),
@@ -51,6 +71,10 @@ pub async fn watch(state: AppState) {
         }
     }
 }
+
+/// How many rounds in a row an agent may leave the channel question unanswered before it is
+/// stopped anyway (one that never answers must not run for ever).
+const UNANSWERED_BEFORE_STOP: u32 = 3;
 
 /// Running agents that are not in use, with when they last were.
 async fn idle_agents(state: &AppState) -> Vec<(UserId, Instant)> {

@@ -164,6 +164,22 @@ async fn an_agent_with_a_live_channel_is_never_stopped_for_idleness() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(machine_row(&app, &user_id).await.0, "ready", "stopped while its bot was connected");
     }
+    // An agent that cannot say (restarting its gateway, or too busy to answer) is asked again
+    // next round, not stopped mid-reply: rounds are a second apart, and the third goes ahead.
+    simulated.set_channels_unavailable(&user_id, true).await;
+    let unanswered = std::time::Instant::now();
+    while unanswered.elapsed() < Duration::from_millis(1800) {
+        assert_eq!(machine_row(&app, &user_id).await.0, "ready", "stopped when it did not say");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_until("an agent that keeps not saying is stopped", || async {
+        machine_row(&app, &user_id).await.0 == "idle_stopped"
+    })
+    .await;
+    simulated.set_channels_unavailable(&user_id, false).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
     simulated.set_channel(&user_id, "telegram", false).await;
     wait_until("the agent stops once its bot is disconnected", || async {
         machine_row(&app, &user_id).await == ("idle_stopped".to_string(), "stopped after 1 s idle".to_string())

@@ -10,27 +10,45 @@ use super::now_ms;
 use super::requests::ConnCtx;
 
 /// The chat channels (`telegram`, `discord`) connected on a user's agent, kept by the provider
-/// across stops as a real agent keeps its config.
+/// across stops as a real agent keeps its config; and whether `channels.status` answers at all.
 #[derive(Clone, Default, Debug)]
-pub struct Channels(Arc<Mutex<BTreeSet<String>>>);
+pub struct Channels(Arc<Mutex<ChannelState>>);
+
+#[derive(Default, Debug)]
+struct ChannelState {
+    connected: BTreeSet<String>,
+    /// Answers `UNAVAILABLE`, as OpenClaw does while it restarts its gateway.
+    unavailable: bool,
+}
 
 impl Channels {
     pub fn set(&self, channel: &str, connected: bool) {
-        let mut channels = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if connected {
-            channels.insert(channel.to_string());
+            state.connected.insert(channel.to_string());
         } else {
-            channels.remove(channel);
+            state.connected.remove(channel);
         }
     }
 
-    fn connected(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).unavailable = unavailable;
+    }
+
+    fn connected(&self) -> Option<Vec<String>> {
+        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (!state.unavailable).then(|| state.connected.iter().cloned().collect())
     }
 }
 
 pub(super) fn channels_status(ctx: &ConnCtx, id: &Value) {
-    let connected = ctx.shared.channels.connected();
+    let Some(connected) = ctx.shared.channels.connected() else {
+        ctx.res_err(
+            id,
+            json!({"code": "UNAVAILABLE", "message": "channels.status unavailable during gateway restart"}),
+        );
+        return;
+    };
     let mut channels = Map::new();
     let mut accounts = Map::new();
     for name in &connected {

@@ -71,6 +71,12 @@ impl SimulatedProvider {
         self.channels.lock().await.entry(user_id.to_string()).or_default().set(channel, connected);
     }
 
+    /// Makes the user's agent answer `channels.status` with `UNAVAILABLE` (as OpenClaw does
+    /// while restarting its gateway), or answer it again.
+    pub async fn set_channels_unavailable(&self, user_id: &str, unavailable: bool) {
+        self.channels.lock().await.entry(user_id.to_string()).or_default().set_unavailable(unavailable);
+    }
+
     /// How long each simulated stage takes from now on: a slow start shows what a waiting page
     /// says (tests, demos).
     pub fn set_stage_delay(&self, delay: Duration) {
