@@ -64,11 +64,14 @@ impl Agent {
         Ok(Self { link })
     }
 
-    /// Merges `patch` into the agent's config (`null` deletes a key); retries once when the
-    /// config changed between `config.get` and `config.patch`.
+    /// Merges `patch` into the agent's config (`null` deletes a key); retries when the config
+    /// changed between `config.get` and `config.patch` (an agent finishing its start writes it).
     pub async fn patch_config(&mut self, patch: &Value) -> Result<(), AgentError> {
         let mut last = None;
-        for _ in 0..2 {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
             let current = self.link.call("config.get", json!({}), RPC_TIMEOUT).await?;
             let Some(hash) = current["hash"].as_str().map(str::to_string) else {
                 return Err(AgentError::Refused("config.get gave no hash".into()));

@@ -208,34 +208,52 @@ const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Reads the channel back and waits for its status. When the patch restarted the agent's
 /// gateway (it loads the Discord plugin the first time), the link drops: it is opened again
-/// until [`RESTART_WAIT`] runs out.
+/// until [`RESTART_WAIT`] runs out. An agent that was itself finishing a start or a restart can
+/// answer the patch and then write its older config over it: the patch is made again (up to
+/// [`PATCH_ATTEMPTS`] in all) while the read-back lacks the channel.
 async fn confirm(
     state: &App,
     user: &UserId,
     agent: &mut Agent,
     channel: Channel,
+    patch: &Value,
 ) -> Result<status::ChannelStatus, AgentError> {
     let deadline = tokio::time::Instant::now() + RESTART_WAIT;
+    let mut patches = 1;
     loop {
         let step = async {
             let read_back = agent.channel_config(channel).await?;
             if read_back["enabled"] != true {
-                return Err(AgentError::Refused("the channel is not enabled after the patch".into()));
+                return Ok(None);
             }
-            settle(agent, channel).await
+            settle(agent, channel).await.map(Some)
         }
         .await;
         match step {
+            Ok(Some(live)) => return Ok(live),
+            Ok(None) if patches < PATCH_ATTEMPTS => {
+                patches += 1;
+                tracing::info!(channel = channel.as_str(), patches, "the agent lost a bot's settings; patching again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                match agent.patch_config(patch).await {
+                    Ok(()) | Err(AgentError::Unreachable(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(None) => return Err(AgentError::Refused("the channel is not enabled after the patch".into())),
             Err(AgentError::Unreachable(_) | AgentError::Starting) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 if let Ok(fresh) = Agent::open(state, user, false).await {
                     std::mem::replace(agent, fresh).close().await;
                 }
             }
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
 }
+
+/// How many times a connect or disconnect makes its config change before it gives up.
+const PATCH_ATTEMPTS: u32 = 3;
 
 #[utoipa::path(post, operation_id = "integrations_connect", path = "/integrations/{channel}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), request_body(content = crate::openapi::Object, description = "`{token, …}`"), security(("session" = []), ("api_token" = [])), responses((status = 201, description = "Connected", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn connect(
@@ -349,9 +367,10 @@ pub async fn connect(
         created_at: previous.as_ref().map_or(now, |p| p.created_at),
         updated_at: now,
     };
-    let pushed = match agent.patch_config(&channel_config(&state, &row, &token_path)).await {
+    let patch = channel_config(&state, &row, &token_path);
+    let pushed = match agent.patch_config(&patch).await {
         // A restart can cut the link before the patch's answer: reading back tells.
-        Ok(()) | Err(AgentError::Unreachable(_)) => confirm(&state, user, &mut agent, channel).await,
+        Ok(()) | Err(AgentError::Unreachable(_)) => confirm(&state, user, &mut agent, channel, &patch).await,
         Err(e) => Err(e),
     };
     let live = match pushed {
@@ -690,7 +709,7 @@ async fn remove_and_check(
             Ok(config) if config.is_null() => return Ok(()),
             Ok(_) => {
                 patches += 1;
-                if patches >= REMOVE_ATTEMPTS {
+                if patches >= PATCH_ATTEMPTS {
                     return Err(AgentError::Refused(
                         "the channel stayed in the agent's config after its removal".into(),
                     ));
@@ -715,8 +734,6 @@ async fn remove_and_check(
         }
     }
 }
-
-const REMOVE_ATTEMPTS: u32 = 3;
 
 /// How long a disconnect waits for the agent's gateway to come back within its request (which
 /// has 30 s in all); past it, [`remove_once_up`] finishes the removal.

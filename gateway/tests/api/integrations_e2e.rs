@@ -95,6 +95,13 @@ pub async fn poll_json(app: &TestApp, cookie: &str, path: &str, what: &str, done
     }
 }
 
+/// The last `lines` lines of the user's agent log (OpenClaw's own output), for a failure message.
+pub fn agent_log_tail(app: &TestApp, user_id: &str, lines: usize) -> String {
+    let log = std::fs::read_to_string(app.dir.path().join("users").join(user_id).join("agent.log")).unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -180,8 +187,9 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the agent never answered through the Bot API: {:?}",
-            &calls[before..]
+            "the agent never answered through the Bot API: {:?}\nthe agent's log:\n{}",
+            &calls[before..],
+            agent_log_tail(&app, &user_id, 60)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -232,11 +240,15 @@ async fn e2e_a_telegram_bot_connects_pairs_answers_through_the_agent_and_disconn
     let config_file = user_dir.join("state/openclaw.json");
     let gone = || !std::fs::read_to_string(&config_file).unwrap().contains("tokenFile");
     // The agent writes its config file itself; give the write a moment to land.
-    wait_until_within("the channel leaves the agent's config", Duration::from_secs(15), || {
-        let done = gone();
-        async move { done }
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !gone() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the channel stayed in the agent's config\nthe agent's log:\n{}",
+            agent_log_tail(&app, &user_id, 60)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Without a bot, the idle agent stops again.
     poll_json(&app, &cookie, "/api/machine", "the idle agent stops without its bot", |m| m["state"] == "idle_stopped")
         .await;
