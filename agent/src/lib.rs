@@ -44,4 +44,6 @@ pub mod settings;
 #[cfg(feature = "sidecar")]
 pub mod supervisor;
 #[cfg(feature = "sidecar")]
+pub mod tmp_dir;
+#[cfg(feature = "sidecar")]
 pub mod workspace_files;

@@ -112,6 +112,10 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
     let path = settings.config_path();
     tokio::fs::create_dir_all(&settings.state_dir).await?;
     tokio::fs::create_dir_all(&settings.home_dir).await?;
+    let tmp = settings.tmp_dir.clone();
+    tokio::task::spawn_blocking(move || crate::tmp_dir::prepare(&tmp, crate::tmp_dir::COMPILE_CACHE_LIMIT))
+        .await
+        .map_err(std::io::Error::other)??;
     let existing = match tokio::fs::read(&path).await {
         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(value) => value,
@@ -164,6 +168,7 @@ fn openclaw_command(settings: &Settings) -> Command {
         .env_clear()
         .env("PATH", path)
         .env("HOME", &settings.home_dir)
+        .env("TMPDIR", &settings.tmp_dir)
         .env("LANG", "C.UTF-8")
         .env("NODE_OPTIONS", format!("--max-old-space-size={}", settings.heap_mb))
         .env("OPENCLAW_STATE_DIR", &settings.state_dir)
@@ -318,6 +323,7 @@ mod tests {
             openclaw_port: 2,
             state_dir: dir.join("state"),
             home_dir: dir.join("home"),
+            tmp_dir: dir.join("tmp"),
             node: PathBuf::from("/bin/sh"),
             openclaw: script.to_path_buf(),
             heap_mb: 256,

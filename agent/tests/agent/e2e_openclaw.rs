@@ -62,6 +62,7 @@ fn spawn_agent(runtime: &Runtime, dir: &Path) -> Agent {
         .env("ROOST_AGENT_OPENCLAW_PORT", openclaw_port.to_string())
         .env("ROOST_AGENT_STATE_DIR", &state)
         .env("ROOST_AGENT_HOME", dir.join("home"))
+        .env("ROOST_AGENT_TMP_DIR", dir.join("tmp"))
         .env("ROOST_AGENT_NODE", &runtime.node)
         .env("ROOST_AGENT_OPENCLAW", &runtime.openclaw)
         .env("ROOST_AGENT_HEAP_MB", "1024")
@@ -212,7 +213,9 @@ async fn e2e_sidecar_runs_a_real_openclaw_admits_only_roost_and_stops_cleanly() 
     let (status, body) = http(&agent.addr, "/readyz", Some(SECRET)).await.expect("OpenClaw's own readiness");
     assert_eq!(status, 200, "{body}");
 
-    // A crash is followed by a restart.
+    // A crash is followed by a restart, which empties the agent's TMPDIR first.
+    let stale = dir.path().join("tmp/stale-from-the-last-boot");
+    std::fs::write(&stale, "x").unwrap();
     let sidecar = agent.child.id().unwrap();
     let pid = openclaw_pid(sidecar).expect("OpenClaw's process");
     assert!(!processes_of(&agent.state).is_empty());
@@ -222,6 +225,7 @@ async fn e2e_sidecar_runs_a_real_openclaw_admits_only_roost_and_stops_cleanly() 
     assert!(stages.iter().any(|s| s.contains("restarting")), "{stages:?}");
     let restarted = openclaw_pid(sidecar).expect("OpenClaw again");
     assert_ne!(restarted, pid);
+    assert!(!stale.exists(), "the restart emptied TMPDIR");
 
     // SIGTERM stops OpenClaw (and its helpers), then the sidecar, with success.
     // SAFETY: kill(2) on the roost-agent this test spawned.
@@ -234,4 +238,13 @@ async fn e2e_sidecar_runs_a_real_openclaw_admits_only_roost_and_stops_cleanly() 
     let left = processes_of(&agent.state);
     assert!(left.is_empty(), "OpenClaw processes outlived the sidecar: {left:?}");
     assert!(TcpStream::connect(("127.0.0.1", agent.openclaw_port)).await.is_err(), "OpenClaw still listens");
+    // Node wrote its compile cache where the next start finds it (the volume, on Fly).
+    let cache = dir.path().join("tmp").join(roost_agent::tmp_dir::COMPILE_CACHE);
+    let cached = walk_files(&cache);
+    assert!(cached > 100, "Node's compile cache holds {cached} files");
+}
+
+fn walk_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map_or(0, |entries| entries.flatten().map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum())
 }

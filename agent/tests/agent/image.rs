@@ -35,6 +35,7 @@ fn the_image_pins_the_local_runtimes_versions_and_uses_the_volume() {
     for env in [
         "ROOST_AGENT_STATE_DIR=/data/openclaw",
         "ROOST_AGENT_HOME=/data/home",
+        "ROOST_AGENT_TMP_DIR=/data/tmp",
         "ROOST_AGENT_LISTEN=\"[::]:8080\"",
         "ROOST_AGENT_PLUGIN_PATHS=/app/node_modules/@openclaw/discord",
         "ROOST_AGENT_HEAP_MB=",

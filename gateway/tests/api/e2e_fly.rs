@@ -92,6 +92,7 @@ fn spawn_sidecar(
         .env("ROOST_AGENT_OPENCLAW_PORT", free_port().to_string())
         .env("ROOST_AGENT_STATE_DIR", dir.join("openclaw"))
         .env("ROOST_AGENT_HOME", dir.join("home"))
+        .env("ROOST_AGENT_TMP_DIR", dir.join("tmp"))
         .env("ROOST_AGENT_NODE", &runtime.node)
         .env("ROOST_AGENT_OPENCLAW", &runtime.openclaw)
         .env("ROOST_AGENT_HEAP_MB", "1024")

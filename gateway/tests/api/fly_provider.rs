@@ -195,6 +195,10 @@ async fn fly_provision_reports_every_stage_in_order_and_persists_every_id() {
     // The volume holds OpenClaw's state, where the image's sidecar points OpenClaw.
     assert_eq!(fly_machine["config"]["mounts"][0]["path"], "/data");
     assert_eq!(fly_machine["config"]["env"]["ROOST_AGENT_STATE_DIR"], "/data/openclaw");
+    assert_eq!(
+        fly_machine["config"]["env"]["ROOST_AGENT_TMP_DIR"], "/data/tmp",
+        "Node's compile cache outlives a stop"
+    );
     assert_eq!(record.secrets_version, Some(version));
     assert_eq!(rig.provider.status(USER).await, MachineState::Ready);
     assert_eq!(rig.provider.address(USER).await.as_deref(), Some(machine.address.as_str()));

@@ -26,6 +26,8 @@ const VOLUME_PATH: &str = "/data";
 /// into the state dir and points OpenClaw at it).
 const STATE_DIR: &str = "/data/openclaw";
 const HOME_DIR: &str = "/data/home";
+/// OpenClaw's TMPDIR on the volume: Node's compile cache there outlives a stop.
+const TMP_DIR: &str = "/data/tmp";
 /// App names tried before giving up (each further one only when another customer holds one).
 const NAME_ATTEMPTS: u32 = 4;
 /// Creates of one object tried in one region, after ambiguous failures.
@@ -307,6 +309,7 @@ impl FlyProvider {
             ("ROOST_LLM_MODEL".to_string(), spec.llm.model.clone()),
             ("ROOST_AGENT_STATE_DIR".to_string(), STATE_DIR.to_string()),
             ("ROOST_AGENT_HOME".to_string(), HOME_DIR.to_string()),
+            ("ROOST_AGENT_TMP_DIR".to_string(), TMP_DIR.to_string()),
         ]);
         CreateMachineRequest {
             name: Some(MACHINE_NAME.to_string()),
