@@ -658,7 +658,7 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
     let mut unconfirmed = false;
     match Agent::open(&state, user, false).await {
         Ok(mut agent) => {
-            let removed = remove_and_check(&state, user, &mut agent, channel, REMOVE_WAIT).await;
+            let removed = remove_and_check(&state, user, &mut agent, channel, REMOVE_WAIT, None).await;
             agent.close().await;
             match removed {
                 Ok(()) => {}
@@ -686,16 +686,25 @@ pub async fn disconnect(state: AppState, auth: AuthUser, Path(channel_name): Pat
 /// gateway (after an earlier change) can answer a patch and then write its older config over
 /// it, so the removal is made again until the read-back shows it gone. A patch can itself
 /// restart the gateway and drop the link: the link is opened again until `within` runs out.
+///
+/// With `only_file`, only a channel still reading that token file is removed: one the user
+/// connected again since (a new bot's file, being patched in now) is left alone, and the agent
+/// is read before anything is patched.
 async fn remove_and_check(
     state: &App,
     user: &UserId,
     agent: &mut Agent,
     channel: Channel,
     within: std::time::Duration,
+    only_file: Option<&str>,
 ) -> Result<(), AgentError> {
     let deadline = tokio::time::Instant::now() + within;
     let mut patches = 0;
-    let mut patch_next = true;
+    let mut patch_next = only_file.is_none();
+    let gone = |config: &Value| {
+        config.is_null()
+            || only_file.is_some_and(|file| !config["tokenFile"].as_str().is_some_and(|path| path.ends_with(file)))
+    };
     loop {
         let step = async {
             if patch_next {
@@ -706,7 +715,7 @@ async fn remove_and_check(
         }
         .await;
         match step {
-            Ok(config) if config.is_null() => return Ok(()),
+            Ok(config) if gone(&config) => return Ok(()),
             Ok(_) => {
                 patches += 1;
                 if patches >= PATCH_ATTEMPTS {
@@ -766,7 +775,8 @@ async fn remove_once_up(state: AppState, user: UserId, channel: Channel, token_f
                 }
             }
             if let Ok(mut agent) = Agent::open(&state, &user, false).await {
-                let removed = remove_and_check(&state, &user, &mut agent, channel, REMOVE_WAIT).await;
+                let removed =
+                    remove_and_check(&state, &user, &mut agent, channel, REMOVE_WAIT, Some(&token_file)).await;
                 agent.close().await;
                 match removed {
                     Ok(()) => return,
