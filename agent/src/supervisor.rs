@@ -112,10 +112,6 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
     let path = settings.config_path();
     tokio::fs::create_dir_all(&settings.state_dir).await?;
     tokio::fs::create_dir_all(&settings.home_dir).await?;
-    let tmp = settings.tmp_dir.clone();
-    tokio::task::spawn_blocking(move || crate::tmp_dir::prepare(&tmp, crate::tmp_dir::COMPILE_CACHE_LIMIT))
-        .await
-        .map_err(std::io::Error::other)??;
     let existing = match tokio::fs::read(&path).await {
         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(value) => value,
@@ -147,6 +143,13 @@ pub async fn write_config(settings: &Settings) -> std::io::Result<Value> {
     set_private(&tmp).await?;
     tokio::fs::rename(&tmp, &path).await?;
     Ok(merged)
+}
+
+async fn prepare_tmp_dir(settings: &Settings) -> std::io::Result<()> {
+    let tmp = settings.tmp_dir.clone();
+    tokio::task::spawn_blocking(move || crate::tmp_dir::prepare(&tmp, crate::tmp_dir::COMPILE_CACHE_LIMIT))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 async fn set_private(path: &Path) -> std::io::Result<()> {
@@ -263,9 +266,10 @@ pub async fn run(
         }
         start += 1;
         let _ = stage.send(Stage::Preparing);
-        let spawned = match write_config(&settings).await {
-            Ok(_) => openclaw_command(&settings).spawn().map_err(|e| format!("could not be started ({e})")),
-            Err(e) => Err(format!("could not get its config ({e})")),
+        let spawned = match (write_config(&settings).await, prepare_tmp_dir(&settings).await) {
+            (Ok(_), Ok(())) => openclaw_command(&settings).spawn().map_err(|e| format!("could not be started ({e})")),
+            (Err(e), _) => Err(format!("could not get its config ({e})")),
+            (_, Err(e)) => Err(format!("could not get its temporary directory ({e})")),
         };
         let exit = match spawned {
             Ok(mut child) => {

@@ -64,6 +64,15 @@ impl Agent {
         Ok(Self { link })
     }
 
+    /// After a pause, opens the link again: the agent's gateway restarting drops it. The old
+    /// link stays when the agent is not back yet (its next call tells).
+    pub async fn reopen(&mut self, app: &App, user: &UserId) {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Ok(fresh) = Self::open(app, user, false).await {
+            std::mem::replace(self, fresh).close().await;
+        }
+    }
+
     /// Merges `patch` into the agent's config (`null` deletes a key); retries when the config
     /// changed between `config.get` and `config.patch` (an agent finishing its start writes it).
     pub async fn patch_config(&mut self, patch: &Value) -> Result<(), AgentError> {

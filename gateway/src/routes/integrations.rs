@@ -242,10 +242,7 @@ async fn confirm(
             }
             Ok(None) => return Err(AgentError::Refused("the channel is not enabled after the patch".into())),
             Err(AgentError::Unreachable(_) | AgentError::Starting) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                if let Ok(fresh) = Agent::open(state, user, false).await {
-                    std::mem::replace(agent, fresh).close().await;
-                }
+                agent.reopen(state, user).await;
             }
             Err(e) => return Err(e),
         }
@@ -734,10 +731,7 @@ async fn remove_and_check(
             Err(AgentError::Unreachable(_) | AgentError::Starting) if tokio::time::Instant::now() < deadline => {
                 // Whether the patch landed is unknown: the fresh link reads before it patches.
                 patch_next = false;
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                if let Ok(fresh) = Agent::open(state, user, false).await {
-                    std::mem::replace(agent, fresh).close().await;
-                }
+                agent.reopen(state, user).await;
             }
             Err(e) => return Err(e),
         }
