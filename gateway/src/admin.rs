@@ -23,11 +23,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let user = find(&conn, &email).await?;
             let ended = sessions::delete_for_user(&conn, &user.id).await?;
             let revoked = api_tokens::revoke_all(&conn, &user.id, now_secs()).await?;
+            let detail = format!("ended {ended} sessions, revoked {revoked} API tokens");
+            operator::audit(&db, &Actor::Cli, "user.revoke_sessions", Some(&user.id), &detail).await?;
             println!("ended {ended} sessions and revoked {revoked} API tokens for {email}");
         }
         AdminTask::DeleteUser { email } => {
             let user = find(&conn, &email).await?;
             deletion::delete_account(&conn, &user.id).await?;
+            // The row outlives the account on purpose: the audit is the record that it was deleted.
+            operator::audit(&db, &Actor::Cli, "user.delete", Some(&user.id), "").await?;
             // The agent belongs to the running server, which destroys it within seconds.
             println!("deleted {email} ({}); a running Roost destroys its agent and data within seconds", user.id);
         }

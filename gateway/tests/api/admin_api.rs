@@ -41,21 +41,26 @@ async fn only_admins_get_in_and_every_refusal_is_audited() {
     let me: Value = app.json_as(&admin, "/api/me").await;
     assert!(me["id"] == admin_id.as_str());
 
-    let routes: Vec<(Method, String, Option<Value>)> = vec![
-        (Method::GET, "/api/admin/users".into(), None),
-        (Method::GET, format!("/api/admin/users/{admin_id}"), None),
-        (Method::POST, format!("/api/admin/users/{admin_id}/suspend"), None),
-        (Method::POST, format!("/api/admin/users/{user_id}/credits"), Some(json!({ "delta": 5, "reason": "mine" }))),
-        (Method::POST, format!("/api/admin/users/{admin_id}/restart"), None),
-        (Method::POST, "/api/admin/invites".into(), Some(json!({}))),
-        (Method::GET, "/api/admin/audit".into(), None),
-    ];
-    for (n, (method, path, body)) in routes.iter().enumerate() {
-        let res = app.send_as(&user, method.clone(), path, body.as_ref()).await;
-        assert_eq!(error_code(res).await, (403, "admin_only".into()), "{method} {path}");
-        assert_eq!(audit_rows(&app, false).await, n as i64 + 1, "the attempt at {path} is logged");
+    // Every admin operation the OpenAPI document lists, so a new one cannot be left unguarded.
+    let doc: Value = app.json_as(&user, "/api/openapi.json").await;
+    let mut routes: Vec<(Method, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(rest) = path.strip_prefix("/api/admin/") else { continue };
+        let target = if rest.starts_with("invites/") { "inv_someone" } else { admin_id.as_str() };
+        for method in ops.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            routes.push((method, path.replace("{id}", target)));
+        }
     }
-    assert_eq!(last_action(&app).await, "GET /api/admin/audit");
+    assert_eq!(routes.len(), 11, "the admin operations: {routes:?}");
+    let body = json!({ "delta": 5, "reason": "mine" });
+    for (n, (method, path)) in routes.iter().enumerate() {
+        let body = (*method != Method::GET && *method != Method::DELETE).then_some(&body);
+        let res = app.send_as(&user, method.clone(), path, body).await;
+        assert_eq!(error_code(res).await, (403, "admin_only".into()), "{method} {path}");
+        assert_eq!(audit_rows(&app, false).await, n as i64 + 1, "the attempt at {method} {path} is logged");
+        assert_eq!(last_action(&app).await, format!("{method} {path}"));
+    }
     assert_eq!(audit_rows(&app, true).await, 0, "nothing was done");
     assert_eq!(app.count("credit_grants").await, 0);
 

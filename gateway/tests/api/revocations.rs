@@ -105,6 +105,12 @@ async fn admin_commands_from_another_process_close_the_sockets() {
     assert_eq!(by_cookie.closed().await.0, 4401);
     admin(&app, &["delete-user", "admin-delete@example.com"]).await;
     assert_eq!(by_token.closed().await.0, 4401);
+
+    let audit = app.sql("SELECT actor || ' ' || action || ' ' || detail FROM admin_audit ORDER BY id").await;
+    let audit: Vec<String> = audit.into_iter().map(|v| format!("{v:?}")).collect();
+    assert_eq!(audit.len(), 2, "each task leaves one audit row: {audit:?}");
+    assert!(audit[0].contains("cli user.revoke_sessions ended 1 sessions, revoked 0 API tokens"), "{audit:?}");
+    assert!(audit[1].contains("cli user.delete"), "the deletion is recorded after the account is gone: {audit:?}");
 }
 
 pub async fn admin(app: &TestApp, task: &[&str]) {
