@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use crate::config::{AdminArgs, AdminTask};
 use crate::db::admin_audit::{self, Actor};
-use crate::db::{Db, api_tokens, credits, deletion, invites, migrate, sessions, users};
+use crate::db::{Db, admin_views, api_tokens, credits, deletion, invites, machine_events, migrate, sessions, users};
 use crate::domain::{Email, now_secs};
 use crate::operator;
 
@@ -14,9 +14,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let conn = db.conn()?;
     match args.task {
         AdminTask::Users => {
-            for user in users::list(&conn).await? {
-                let role = if user.is_admin { "admin" } else { "-" };
-                println!("{}\t{}\t{}\t{role}", user.id, user.email.as_deref().unwrap_or("-"), user.created_at);
+            println!("id\temail\trole\tcreated\tmachine\tsince\tlast activity\tcredits");
+            let mut offset = 0;
+            loop {
+                let page = admin_views::users(&conn, 500, offset).await?;
+                for user in &page {
+                    println!("{}", user_line(user));
+                }
+                if page.len() < 500 {
+                    break;
+                }
+                offset += 500;
+            }
+        }
+        AdminTask::Events { email, limit } => {
+            let user = find(&conn, &email).await?;
+            for event in machine_events::recent(&db, &user.id, limit.min(1000)).await?.into_iter().rev() {
+                println!("{}\t{}\t{}\t{}", event.at, event.state, event.stage, event.reason);
             }
         }
         AdminTask::RevokeSessions { email } => {
@@ -131,6 +145,29 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn user_line(user: &admin_views::UserRow) -> String {
+    let or_dash = |t: Option<i64>| t.map_or("-".to_string(), |t| t.to_string());
+    let role = match (user.is_admin, user.suspended_at.is_some()) {
+        (_, true) => "suspended",
+        (true, false) => "admin",
+        (false, false) => "-",
+    };
+    let machine = match (&user.machine_state, &user.machine_stage) {
+        (Some(state), Some(stage)) if !stage.is_empty() && stage != state => format!("{state} ({stage})"),
+        (Some(state), _) => state.clone(),
+        (None, _) => "none".to_string(),
+    };
+    format!(
+        "{}\t{}\t{role}\t{}\t{machine}\t{}\t{}\t{}",
+        user.id,
+        user.email.as_deref().unwrap_or("(Clerk)"),
+        user.created_at,
+        or_dash(user.machine_since),
+        or_dash(user.last_activity_at),
+        user.balance
+    )
 }
 
 fn failure(failure: operator::Failure) -> anyhow::Error {

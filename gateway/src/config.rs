@@ -500,8 +500,15 @@ pub struct AdminArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AdminTask {
-    /// List accounts.
+    /// List accounts with their role, machine state, balance and last activity. Memory is the
+    /// running server's to measure: the Admin page and `GET /api/admin/users` show it.
     Users,
+    /// Show an account's newest lifecycle events (provisioning, starting, ready, stopped…).
+    Events {
+        email: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Sign a user out everywhere: delete their sessions and revoke their API tokens.
     RevokeSessions { email: String },
     /// Delete an account and everything stored for it.

@@ -234,16 +234,6 @@ pub async fn set_password_hash(conn: &Connection, id: &UserId, hash: &str) -> Re
     Ok(changed > 0)
 }
 
-pub async fn list(conn: &Connection) -> Result<Vec<User>, libsql::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY created_at");
-    let mut rows = conn.query(&sql, ()).await?;
-    let mut users = Vec::new();
-    while let Some(row) = rows.next().await? {
-        users.push(credentials_from_row(&row)?.user);
-    }
-    Ok(users)
-}
-
 /// Gives or takes the admin role. False if there is no such live account.
 pub async fn set_admin(conn: &Connection, id: &UserId, admin: bool) -> Result<bool, libsql::Error> {
     let changed = conn

@@ -249,6 +249,18 @@ async fn admins_restart_reprovision_invite_and_read_events_and_each_is_audited()
     assert!(reasons.iter().any(|r| r.contains("restarting at an admin's request")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("re-provisioning")), "{reasons:?}");
 
+    // The CLI, in its own process, reads the same facts from the database.
+    let listed = crate::revocations::admin(&app, &["users"]).await;
+    let owner = listed.lines().find(|l| l.contains("agent-owner@example.com")).expect(&listed);
+    let columns: Vec<&str> = owner.split('\t').collect();
+    assert_eq!(columns[..3], [user_id.as_str(), "agent-owner@example.com", "-"], "{owner}");
+    assert_eq!(columns[4], "ready", "the machine's state: {owner}");
+    assert!(columns[6].parse::<i64>().is_ok(), "a last activity time: {owner}");
+    assert!(listed.lines().any(|l| l.starts_with(&format!("{admin_id}\troot@example.com\tadmin\t"))), "{listed}");
+    let events = crate::revocations::admin(&app, &["events", "agent-owner@example.com", "--limit", "50"]).await;
+    assert!(events.contains("restarting at an admin's request"), "{events}");
+    assert!(events.lines().last().is_some_and(|l| l.contains("\tready\t")), "newest last: {events}");
+
     let res =
         app.send_as(&admin, Method::POST, "/api/admin/invites", Some(&json!({ "uses": 3, "expires_in": "2h" }))).await;
     assert_eq!(res.status(), 201);

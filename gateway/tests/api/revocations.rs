@@ -113,7 +113,8 @@ async fn admin_commands_from_another_process_close_the_sockets() {
     assert!(audit[1].contains("cli user.delete"), "the deletion is recorded after the account is gone: {audit:?}");
 }
 
-pub async fn admin(app: &TestApp, task: &[&str]) {
+/// Runs `roost admin <task…>` in its own process against the app's data; returns what it printed.
+pub async fn admin(app: &TestApp, task: &[&str]) -> String {
     let data_dir = app.dir.path().to_str().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["admin", "--data-dir", data_dir])
@@ -122,4 +123,5 @@ pub async fn admin(app: &TestApp, task: &[&str]) {
         .await
         .expect("roost admin runs");
     assert!(output.status.success(), "roost admin {task:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
 }
