@@ -37,7 +37,7 @@ async fn roost_admin(app: &TestApp, task: &[&str]) -> anyhow::Result<()> {
 async fn only_admins_get_in_and_every_refusal_is_audited() {
     let app = TestApp::spawn().await;
     let (admin, admin_id) = app.signed_up_cookie("first@example.com").await;
-    let (user, user_id) = app.signed_up_cookie("second@example.com").await;
+    let (user, _) = app.signed_up_cookie("second@example.com").await;
     let me: Value = app.json_as(&admin, "/api/me").await;
     assert!(me["id"] == admin_id.as_str());
 
