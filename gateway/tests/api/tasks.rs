@@ -247,12 +247,13 @@ async fn each_token_has_a_rate_limit_and_a_concurrency_limit() {
 }
 
 /// A webhook receiver: answers the first `fail_first` deliveries with 500, then 200.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<(String, String)>>>,
+pub struct Receiver {
+    pub url: String,
+    /// Each delivery's `Roost-Signature` header and raw body.
+    pub got: Arc<Mutex<Vec<(String, String)>>>,
 }
 
-async fn receiver(fail_first: usize) -> Receiver {
+pub async fn receiver(fail_first: usize) -> Receiver {
     use axum::http::HeaderMap;
     let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let seen = got.clone();
