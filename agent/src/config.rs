@@ -32,7 +32,8 @@ pub const CONTROL_UI_BASE_PATH: &str = "/agent";
 
 /// Config paths the platform owns, with why, in words a user reads when a change is refused:
 /// Roost refuses `config.patch`/`config.set`/`config.apply` frames from the Control UI that would
-/// change them, and [`merge`] writes them again on every start.
+/// change them. [`merge`] writes the gateway and model keys again on every start; the channels
+/// are written by Roost's integrations (connect and disconnect), which own their tokens.
 pub const PLATFORM_OWNED: &[(&[&str], &str)] = &[
     (&["gateway", "auth"], "Roost reaches your agent with it; changing it would lock Roost out"),
     (&["gateway", "bind"], "your agent listens only where Roost reaches it"),
@@ -58,8 +59,9 @@ pub const PLATFORM_OWNED: &[(&[&str], &str)] = &[
 /// (a `gateway.auth.token` of their own, another `apiKey`) would change who gets in or who pays.
 const OWNED: &[&[&str]] =
     &[&["gateway", "auth"], &["models", "providers", PROVIDER_ID], &["agents", "defaults", "model"]];
-/// Keys the platform removes: TLS on loopback would break the sidecar's plain-HTTP forwarding.
-const REMOVED: &[&[&str]] = &[&["gateway", "tls"]];
+/// Keys the platform removes: TLS on loopback would break the sidecar's plain-HTTP forwarding,
+/// and trusted proxies would let a forwarded header make a remote client look local.
+const REMOVED: &[&[&str]] = &[&["gateway", "tls"], &["gateway", "trustedProxies"]];
 
 /// The platform-owned keys: gateway on loopback with token auth, Roost's proxy as the only model
 /// provider, background model calls off. Channels are not here: Roost adds them with
@@ -245,6 +247,7 @@ mod tests {
     fn user_keys_survive_and_platform_keys_win() {
         let existing = json!({
             "gateway": { "bind": "lan", "port": 1, "auth": { "mode": "none", "token": "mine" }, "tls": { "enabled": true },
+                         "trustedProxies": ["0.0.0.0/0"], "mode": "remote",
                          "http": { "endpoints": { "chatCompletions": { "enabled": true } } } },
             "channels": { "discord": { "enabled": true, "token": "bot" } },
             "models": { "providers": { "roost": { "apiKey": "stolen", "baseUrl": "http://evil" }, "other": { "api": "x" } } },
@@ -257,6 +260,8 @@ mod tests {
         assert_eq!(merged["gateway"]["controlUi"], json!({ "enabled": true, "basePath": "/agent" }));
         assert_eq!(merged["gateway"]["auth"], json!({ "mode": "token" }), "auth is the platform's alone");
         assert!(merged["gateway"].get("tls").is_none());
+        assert!(merged["gateway"].get("trustedProxies").is_none(), "no proxy is trusted");
+        assert_eq!(merged["gateway"]["mode"], "local");
         assert_eq!(merged["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"], true);
         assert_eq!(merged["channels"]["discord"]["token"], "bot", "channels are Roost's config.patch's");
         assert_eq!(merged["models"]["providers"]["roost"]["apiKey"], "${ROOST_LLM_CREDENTIAL}");

@@ -6,7 +6,7 @@ import { api, h, formatRelative } from '/assets/api.js';
 const REFRESH_MS = 3000;
 /** How long a connect keeps retrying while the agent starts. */
 const WAKE_LIMIT_MS = 5 * 60 * 1000;
-const STATE_LABELS = { connected: 'Connected', connecting: 'Connecting', disconnected: 'Not connected', error: 'Error' };
+const STATE_LABELS = { connected: 'Connected', connecting: 'Connecting', disconnected: 'Not connected', error: 'Error', unknown: 'Not known just now' };
 const HELP = {
   telegram: 'In Telegram, message @BotFather, send /newbot, and paste the token it gives you (123456789:AA…).',
   discord: 'In the Discord Developer Portal: your application → Bot → Reset Token, and turn on the Message Content Intent.',

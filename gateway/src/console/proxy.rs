@@ -86,9 +86,27 @@ fn browser_headers(upstream: &mut HeaderMap) {
     }
 }
 
+/// The request's path and query if it stays inside the console: under `/agent`, with no dot
+/// segment (plain or percent-encoded) and no encoded slash or backslash. Reads carry the agent's
+/// own token, so a path that the agent would resolve outside `/agent/` must never get through.
+fn console_path(path_and_query: &str) -> Option<&str> {
+    let path = path_and_query.split_once('?').map_or(path_and_query, |(path, _)| path);
+    let inside = path == provisioner::CONTROL_UI_BASE_PATH
+        || path.strip_prefix(provisioner::CONTROL_UI_BASE_PATH).is_some_and(|rest| rest.starts_with('/'));
+    let lowered = path.to_ascii_lowercase();
+    let escapes = ["%2f", "%5c", "\\", "%00"].iter().any(|bad| lowered.contains(bad))
+        || lowered.split('/').any(|segment| matches!(segment.replace("%2e", ".").as_str(), "." | ".."));
+    (inside && !escapes).then_some(path_and_query)
+}
+
 pub async fn forward(upstream: &Upstream, request: Request<Body>) -> Result<Response<Body>, AppError> {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = console_path(path)
+        .ok_or_else(|| {
+            AppError::bad_request("invalid_path", "This address is outside your agent console. Open /agent/ instead.")
+        })?
+        .to_string();
     let mut headers = upstream_headers(&parts.headers);
     let host = HeaderValue::from_str(&upstream.host_port).map_err(|_| unreachable_agent())?;
     headers.insert(header::HOST, host);
@@ -243,5 +261,30 @@ mod tests {
         let out = upstream_headers(&browser);
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept", "if-modified-since"]);
+    }
+
+    #[test]
+    fn only_paths_inside_the_console_pass() {
+        for inside in ["/agent", "/agent/", "/agent/assets/app.js?v=1", "/agent/chat?session=a/../b", "/agent/a.b/..c"]
+        {
+            assert_eq!(console_path(inside), Some(inside), "{inside}");
+        }
+        for outside in [
+            "/",
+            "/agentx",
+            "/agents/",
+            "/agent/../sessions/main/history",
+            "/agent/..",
+            "/agent/./x",
+            "/agent/%2e%2e/api",
+            "/agent/%2E./api",
+            "/agent/.%2e",
+            "/agent/a%2f..%2fb",
+            "/agent/a%5C..",
+            "/agent/a\\..\\b",
+            "/agent/a%00",
+        ] {
+            assert_eq!(console_path(outside), None, "{outside}");
+        }
     }
 }

@@ -252,7 +252,7 @@ async fn confirm(
 /// How many times a connect or disconnect makes its config change before it gives up.
 const PATCH_ATTEMPTS: u32 = 3;
 
-#[utoipa::path(post, operation_id = "integrations_connect", path = "/integrations/{channel}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), request_body(content = crate::openapi::Object, description = "`{token, …}`"), security(("session" = []), ("api_token" = [])), responses((status = 201, description = "Connected", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, operation_id = "integrations_connect", path = "/integrations/{channel}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`")), request_body(content = crate::openapi::Object, description = "`{token, …}`"), security(("session" = []), ("api_token" = [])), responses((status = 201, description = "Connected", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 422, description = "The provider refused the token, or it is not a bot's", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn connect(
     state: AppState,
     auth: AuthUser,
@@ -264,7 +264,7 @@ pub async fn connect(
     if !plan_allows_channels(&state, user).await? {
         return Err(AppError::forbidden(
             "plan_without_channels",
-            "Your plan does not include Telegram or Discord bots. Upgrade on the Billing page to connect one.",
+            "Your plan does not include Telegram or Discord bots. Upgrade on the Usage page to connect one.",
         ));
     }
     let conn = state.db.conn()?;
@@ -410,7 +410,7 @@ pub async fn connect(
     let row = db::find(&conn, user, channel.as_str())
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("row vanished")))?;
-    Ok((StatusCode::CREATED, axum::Json(view(channel, Some(&row), Some(&live)))))
+    Ok((StatusCode::CREATED, axum::Json(view(channel, Some(&row), Ok(&live)))))
 }
 
 struct Checked {
@@ -421,7 +421,14 @@ struct Checked {
     message_content: Option<bool>,
 }
 
-fn view(channel: Channel, row: Option<&Integration>, live: Option<&status::ChannelStatus>) -> Value {
+/// Why there is no live status to show for a connected bot.
+#[derive(Clone, Copy)]
+enum Unread {
+    AgentStopped,
+    AgentSilent,
+}
+
+fn view(channel: Channel, row: Option<&Integration>, live: Result<&status::ChannelStatus, Unread>) -> Value {
     let Some(row) = row else {
         return json!({
             "channel": channel.as_str(), "label": channel.label(), "connected": false,
@@ -444,10 +451,17 @@ fn view(channel: Channel, row: Option<&Integration>, live: Option<&status::Chann
              the Developer Portal (Bot → Privileged Gateway Intents → Message Content Intent), then connect again.",
         );
     }
-    let status = live.map_or_else(
-        || json!({ "state": "disconnected", "detail": "Your agent is not running, so the bot is not answering." }),
-        status::ChannelStatus::json,
-    );
+    let status = match live {
+        Ok(live) => live.json(),
+        Err(Unread::AgentStopped) => {
+            json!({ "state": "disconnected", "detail": "Your agent is not running, so the bot is not answering." })
+        }
+        // Running but not answering (busy mid-reply, or restarting its gateway): not a guess.
+        Err(Unread::AgentSilent) => json!({
+            "state": "unknown",
+            "detail": "Your agent did not say how the bot is doing just now; Roost asks again in a few seconds."
+        }),
+    };
     json!({
         "channel": channel.as_str(),
         "label": channel.label(),
@@ -487,8 +501,12 @@ pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value
         .iter()
         .map(|&c| {
             let row = rows.iter().find(|r| r.channel == c.as_str());
-            let status = live.as_ref().map(|l| status::read(l, c));
-            view(c, row, status.as_ref())
+            let status = match &live {
+                Some(live) => Ok(status::read(live, c)),
+                None if agent_state == "stopped" => Err(Unread::AgentStopped),
+                None => Err(Unread::AgentSilent),
+            };
+            view(c, row, status.as_ref().map_err(|why| *why))
         })
         .collect();
     Ok(axum::Json(json!({
@@ -582,7 +600,7 @@ pub async fn pairing(
     Ok(axum::Json(json!({ "requests": requests })))
 }
 
-#[utoipa::path(post, operation_id = "integrations_decide", path = "/integrations/{channel}/pairing/{request}/{action}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`"), ("request" = String, Path, description = "The request id"), ("action" = String, Path, description = "`approve` or `dismiss`")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Approved or dismissed", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, operation_id = "integrations_decide", path = "/integrations/{channel}/pairing/{request}/{action}", tag = "integrations", params(("channel" = String, Path, description = "`telegram` or `discord`"), ("request" = String, Path, description = "The request id"), ("action" = String, Path, description = "`approve` or `reject`")), security(("session" = []), ("api_token" = [])), responses((status = 200, description = "Approved or rejected", body = crate::openapi::Object), (status = 400, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "Not signed in", body = crate::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::openapi::ErrorBody)))]
 pub async fn decide(
     state: AppState,
     auth: AuthUser,

@@ -105,6 +105,41 @@ async fn the_agent_never_sees_the_browsers_cookies_credentials_or_forwarding_hea
     assert!(!read.last().unwrap().contains_key("cookie"));
 }
 
+/// Sends `request` as raw bytes (no client normalises its path) and returns the status line.
+async fn raw_status(app: &TestApp, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_path_that_leaves_the_console_never_reaches_the_agent() {
+    let (fake, app) = app_with_fake().await;
+    let (cookie, _) = app.signed_up_cookie("paths@example.com").await;
+    let host = app.addr.to_string();
+    for path in [
+        "/agent/../sessions/main/history",
+        "/agent/%2e%2e/api/health",
+        "/agent/x%2f..%2f..%2fhealth",
+        "/agent/a\\..\\b",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+        let status = raw_status(&app, &request).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{path}: {status}");
+    }
+    assert!(
+        fake.seen.http.lock().unwrap().is_empty(),
+        "nothing reached the agent: {:?}",
+        fake.seen.http.lock().unwrap()
+    );
+    let fine = format!("GET /agent/echo HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    assert!(raw_status(&app, &fine).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(fake.http_seen("/agent/echo").len(), 1);
+}
+
 #[tokio::test]
 async fn bodies_stream_both_ways() {
     let (fake, app) = app_with_fake().await;

@@ -57,6 +57,7 @@ fn router(seen: Arc<Seen>) -> Router {
         .route("/agent/echo", any(echo))
         .route("/agent/stream", any(stream))
         .route("/agent/cut-once.js", any(cut_once))
+        .fallback(any(unknown))
         .with_state(seen)
 }
 
@@ -100,6 +101,12 @@ impl ConsoleFake {
     pub fn methods(&self) -> Vec<String> {
         self.seen.requests.lock().unwrap().iter().map(|(m, _)| m.clone()).collect()
     }
+}
+
+/// Any other path is recorded too, so a test can see that nothing reached the agent.
+async fn unknown(State(seen): State<Arc<Seen>>, request: Request) -> StatusCode {
+    record(&seen, &request);
+    StatusCode::NOT_FOUND
 }
 
 fn record(seen: &Seen, request: &Request) {
