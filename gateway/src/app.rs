@@ -121,6 +121,9 @@ impl App {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(256);
         let touches = crate::auth::touch::Touches::start(db.clone());
         let history_writes = crate::chat::cache::HistoryWrites::start(db.clone());
+        let relays =
+            Relays::new(db.clone(), device, secret.clone(), finished_tx, activity, explain, relay, replay_memory_limit);
+        let relays = if behind_sidecar { relays.with_agent_secrets() } else { relays };
 
         Ok(Self {
             site,
@@ -137,10 +140,7 @@ impl App {
             metrics: metrics_handle(),
             http,
             machines,
-            relays: {
-                let relays = Relays::new(device, secret, finished_tx, activity, explain, relay, replay_memory_limit);
-                if behind_sidecar { relays.with_agent_secrets() } else { relays }
-            },
+            relays,
             finished_runs: std::sync::Mutex::new(Some(finished_rx)),
             llm: upstreams,
             touches,

@@ -41,6 +41,7 @@ pub async fn delete_account_in(tx: &Connection, user: &UserId) -> Result<bool, l
         "sessions",
         "api_tokens",
         "chat_messages",
+        "chat_run_ends",
         "chat_sessions",
         "machine_events",
         "integrations",
@@ -77,7 +78,7 @@ pub async fn forget_machine(conn: &Connection, user: &UserId) -> Result<(), libs
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).await?;
     // Only for an account that is gone: never a live user's chats.
     let gone = "NOT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND deleted_at IS NULL)";
-    for table in ["machines", "machine_leases", "machine_events", "chat_messages", "chat_sessions"] {
+    for table in ["machines", "machine_leases", "machine_events", "chat_messages", "chat_run_ends", "chat_sessions"] {
         tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1 AND {gone}"), [user.as_str()]).await?;
     }
     tx.commit().await

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_admin", include_str!("../../../migrations/0012_admin.sql")),
     ("0013_llm_keys", include_str!("../../../migrations/0013_llm_keys.sql")),
     ("0015_chat_message_tools", include_str!("../../../migrations/0015_chat_message_tools.sql")),
+    ("0016_chat_run_ends", include_str!("../../../migrations/0016_chat_run_ends.sql")),
 ];
 
 /// How long a start waits for another process (Fly's `release_command`, a second instance) that

@@ -7,6 +7,7 @@ pub mod api_tokens;
 pub mod auto_refills;
 pub mod billing_customers;
 pub mod chat_messages;
+pub mod chat_run_ends;
 pub mod chat_sessions;
 pub mod credentials;
 pub mod credit_voids;

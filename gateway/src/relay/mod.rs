@@ -81,6 +81,7 @@ impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
     /// Replay buffers together hold at most `replay_memory_limit` bytes.
     pub fn new(
+        db: crate::db::Db,
         device: DeviceIdentity,
         secret: Arc<ServerSecret>,
         finished_runs: mpsc::Sender<(UserId, String)>,
@@ -91,7 +92,7 @@ impl Relays {
     ) -> Self {
         let (sockets, links) = (Arc::default(), Arc::default());
         let replay_memory = ReplayMemory::new(replay_memory_limit);
-        let run_ends = Arc::default();
+        let run_ends = Arc::new(run_ends::RunEnds::new(db));
         let agent_secrets = false;
         Self {
             device,
@@ -142,11 +143,7 @@ impl Relays {
             Revoked::ClerkSession { session_id } => {
                 self.sockets.revoke(None, |via| matches!(via, AuthVia::Clerk { session_id: s } if s == session_id))
             }
-            Revoked::User(user) => {
-                // Every credential of the user ends when the account goes: so do its notes.
-                self.run_ends.forget(user, None);
-                self.sockets.revoke(Some(user), |_| true)
-            }
+            Revoked::User(user) => self.sockets.revoke(Some(user), |_| true),
         }
     }
 

@@ -1,20 +1,20 @@
 //! How each chat's recent runs ended when they did not finish: the agent's `chat.history` keeps
-//! a stopped reply's text but not that it was cut off, so Roost remembers it for the page.
-//!
-//! Kept in memory: a reload (or another tab) shows it; a Roost restart forgets it.
+//! a stopped reply's text but not that it was cut off, so Roost keeps it for the page, in the
+//! database (`db::chat_run_ends`): a reload, another tab, a restart of Roost or another instance
+//! all show it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
 use crate::chat::SessionKey;
+use crate::db::{Db, chat_run_ends};
 use crate::domain::{UserId, now_secs};
 
-/// Ends kept per chat (the page shows the newest 100 messages).
-const PER_CHAT: usize = 32;
-/// Chats remembered in all; past this an arbitrary chat's ends are forgotten.
-const CHATS: usize = 10_000;
+/// Writes under way at once; past this an end is logged and not kept (a flood of failing runs
+/// must not pile up tasks).
+const MAX_PENDING: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunEnd {
@@ -26,46 +26,48 @@ pub struct RunEnd {
     pub ts: i64,
 }
 
-#[derive(Default)]
-pub struct RunEnds(Mutex<HashMap<(UserId, SessionKey), VecDeque<RunEnd>>>);
+impl RunEnd {
+    /// The states worth keeping: a run that ended otherwise finished.
+    pub fn state_of(state: &str) -> Option<&'static str> {
+        match state {
+            "aborted" => Some("aborted"),
+            "error" => Some("error"),
+            _ => None,
+        }
+    }
+}
+
+pub struct RunEnds {
+    db: Db,
+    pending: Arc<AtomicUsize>,
+}
 
 impl RunEnds {
+    pub fn new(db: Db) -> Self {
+        Self { db, pending: Arc::default() }
+    }
+
+    /// Keeps the end of a stopped or failed run, written in the background (called from the
+    /// relay, which must not wait on the database).
     pub fn record(&self, user: &UserId, session_key: &str, state: &str, message: Option<&str>) {
-        let state = match state {
-            "aborted" => "aborted",
-            "error" => "error",
-            _ => return,
-        };
-        let Some(key) = SessionKey::from_agent(session_key) else { return };
-        let end = RunEnd { state, message: message.map(str::to_string), ts: now_secs() };
-        let mut ends = self.0.lock().expect("run ends lock");
-        if ends.len() >= CHATS
-            && !ends.contains_key(&(user.clone(), key.clone()))
-            && let Some(any) = ends.keys().next().cloned()
-        {
-            ends.remove(&any);
+        let (Some(state), Some(key)) = (RunEnd::state_of(state), SessionKey::from_agent(session_key)) else { return };
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(user_id = %user, "too many run ends being written; one is not kept");
+            return;
         }
-        let chat = ends.entry((user.clone(), key)).or_default();
-        if chat.len() >= PER_CHAT {
-            chat.pop_front();
-        }
-        chat.push_back(end);
-    }
-
-    pub fn of(&self, user: &UserId, key: &SessionKey) -> Vec<RunEnd> {
-        let ends = self.0.lock().expect("run ends lock");
-        ends.get(&(user.clone(), key.clone())).map(|c| c.iter().cloned().collect()).unwrap_or_default()
-    }
-
-    /// A deleted chat or account takes its ends along.
-    pub fn forget(&self, user: &UserId, key: Option<&SessionKey>) {
-        let mut ends = self.0.lock().expect("run ends lock");
-        match key {
-            Some(key) => {
-                ends.remove(&(user.clone(), key.clone()));
+        let end = RunEnd { state, message: message.map(|m| m.chars().take(500).collect()), ts: now_secs() };
+        let (db, pending, user) = (self.db.clone(), self.pending.clone(), user.clone());
+        tokio::spawn(async move {
+            let written = match db.conn() {
+                Ok(conn) => chat_run_ends::record(&conn, &user, &key, &end).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::warn!(user_id = %user, error = %e, "keeping how a run ended failed");
             }
-            None => ends.retain(|(u, _), _| u != user),
-        }
+            pending.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -92,16 +94,5 @@ mod tests {
         mark(&mut messages, &[RunEnd { state: "aborted", message: None, ts: 12 }]);
         assert_eq!(messages[1]["end"]["state"], "aborted");
         assert!(messages[0].get("end").is_none() && messages[2].get("end").is_none());
-    }
-
-    #[test]
-    fn ends_are_bounded_per_chat() {
-        let ends = RunEnds::default();
-        let user = UserId::parse("00000000-0000-4000-8000-000000000001").unwrap();
-        for _ in 0..PER_CHAT + 5 {
-            ends.record(&user, "agent:main:main", "aborted", None);
-        }
-        ends.record(&user, "main", "final", None);
-        assert_eq!(ends.of(&user, &SessionKey::main()).len(), PER_CHAT);
     }
 }

@@ -162,7 +162,7 @@ pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) ->
     if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
         return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
-    state.relays.run_ends.forget(&auth.user_id, Some(&key));
+    crate::db::chat_run_ends::forget(&*state.db.conn()?, &auth.user_id, &key).await?;
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
     if let Some(hub) = state.relays.existing_hub(&auth.user_id).await
         && let Err(e) = delete_on_agent(&hub, &key).await
@@ -206,15 +206,23 @@ pub async fn history(
     }
     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
         let start = fresh.len().saturating_sub(limit as usize);
-        return Ok(axum::Json(json!({ "messages": with_ends(&state, &auth, &key, &fresh[start..]), "stale": false })));
+        return Ok(axum::Json(
+            json!({ "messages": with_ends(&state, &auth, &key, &fresh[start..]).await?, "stale": false }),
+        ));
     }
     let cached = chat_messages::cached(&conn, &auth.user_id, &key, limit).await?;
-    Ok(axum::Json(json!({ "messages": with_ends(&state, &auth, &key, &cached), "stale": true })))
+    Ok(axum::Json(json!({ "messages": with_ends(&state, &auth, &key, &cached).await?, "stale": true })))
 }
 
 /// The messages, each stopped or failed reply marked with how it ended (`end`).
-fn with_ends(state: &AppState, auth: &AuthUser, key: &SessionKey, messages: &[crate::chat::Message]) -> Vec<Value> {
+async fn with_ends(
+    state: &AppState,
+    auth: &AuthUser,
+    key: &SessionKey,
+    messages: &[crate::chat::Message],
+) -> AppResult<Vec<Value>> {
     let mut values: Vec<Value> = messages.iter().map(|m| json!(m)).collect();
-    crate::relay::run_ends::mark(&mut values, &state.relays.run_ends.of(&auth.user_id, key));
-    values
+    let ends = crate::db::chat_run_ends::of(&*state.db.conn()?, &auth.user_id, key).await?;
+    crate::relay::run_ends::mark(&mut values, &ends);
+    Ok(values)
 }

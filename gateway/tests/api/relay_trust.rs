@@ -4,7 +4,7 @@
 use gateway::machines::simulated::Reply;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, wait_until};
 use crate::ws::Client;
 
 fn events<'a>(ws: &'a Client, name: &'a str) -> impl Iterator<Item = Value> + 'a {
@@ -101,6 +101,12 @@ async fn a_failed_reply_stays_marked_in_history() {
     )
     .await;
     ws.until("error", |f| f["event"] == "chat" && f["payload"]["state"] == "error").await;
+    // The end is written in the background, just after the event goes out.
+    wait_until("the end is kept", || async {
+        let history = app.json_as(&cookie, "/api/sessions/main/history").await;
+        history["messages"].as_array().unwrap().iter().any(|m| m.get("end").is_some())
+    })
+    .await;
     let history = app.json_as(&cookie, "/api/sessions/main/history").await;
     let messages = history["messages"].as_array().unwrap();
     let marked: Vec<&Value> = messages.iter().filter(|m| m.get("end").is_some()).collect();
@@ -110,6 +116,24 @@ async fn a_failed_reply_stays_marked_in_history() {
     // What the page was shown: Roost's own reason, on this server without a model.
     let shown = marked[0]["end"]["message"].as_str().unwrap();
     assert!(shown.starts_with("No model is configured"), "{history}");
+
+    // Kept in the database: a restart of Roost still shows the reply as failed.
+    drop(ws);
+    let app = app.restart().await;
+    let history = app.json_as(&cookie, "/api/sessions/main/history").await;
+    let marked: Vec<&Value> =
+        history["messages"].as_array().unwrap().iter().filter(|m| m.get("end").is_some()).collect();
+    assert_eq!(marked.len(), 1, "after a restart: {history}");
+    assert_eq!(
+        (marked[0]["text"].as_str(), marked[0]["end"]["state"].as_str()),
+        (Some("this one fails"), Some("error"))
+    );
+
+    // A deleted chat, or account, takes its marks along.
+    let res = app.send_as(&cookie, reqwest::Method::DELETE, "/api/sessions/main", None).await;
+    assert!(res.status().is_success() || res.status() == 404, "{}", res.status());
+    let left = app.sql(&format!("SELECT count(*) FROM chat_run_ends WHERE user_id = '{user_id}'")).await;
+    assert!(matches!(left[0], libsql::Value::Integer(0)), "{left:?}");
 }
 
 #[tokio::test]
