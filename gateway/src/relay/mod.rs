@@ -80,6 +80,7 @@ struct Slot {
 impl Relays {
     /// `finished_runs` hears `(user, session key)` whenever a chat run ends, to refresh history.
     /// Replay buffers together hold at most `replay_memory_limit` bytes.
+    #[allow(clippy::too_many_arguments)] // called once, from `App::build`, each argument named there
     pub fn new(
         db: crate::db::Db,
         device: DeviceIdentity,
