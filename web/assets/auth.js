@@ -16,7 +16,11 @@ const passwordInput = form.elements.namedItem('password');
 export { validEmail };
 
 errorEl.id = 'form-error';
-for (const input of [emailInput, passwordInput]) input.setAttribute('aria-describedby', 'form-error');
+// A field's own hint (the sign-up password's length) is read with it, then any error.
+for (const input of [emailInput, passwordInput]) {
+  const hint = input.parentElement.querySelector('.hint[id]');
+  input.setAttribute('aria-describedby', hint ? `${hint.id} form-error` : 'form-error');
+}
 
 function showError(message, field = null) {
   errorEl.textContent = message;

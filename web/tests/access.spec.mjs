@@ -48,6 +48,10 @@ await run('access', async (t) => {
     await page.goto(`${base}/signup`);
     await page.getByTestId('submit').waitFor();
     await checkAxe('signup');
+    const described = await page.getByTestId('password').getAttribute('aria-describedby');
+    assert(described === 'password-hint form-error', `the password's length hint is read with it (${described})`);
+    const hint = await page.locator(`#${described.split(' ')[0]}`).innerText();
+    assert(hint.includes('8 characters'), hint);
   });
 
   await t.step('axe: chat, settings and usage', async () => {
