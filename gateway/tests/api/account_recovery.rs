@@ -41,11 +41,10 @@ async fn an_email_change_needs_the_password_a_valid_address_and_a_free_one() {
     assert_eq!(login(&app, "old@example.com", PASSWORD).await, 401);
 }
 
+/// The link the operator hands over: `roost admin reset-password EMAIL`, in its own process.
 async fn reset_link(app: &TestApp, email: &str) -> String {
-    let conn = app.state.db.conn().unwrap();
-    let email = gateway::domain::Email::parse(email).unwrap();
-    let user = gateway::db::users::find_by_email(&conn, &email).await.unwrap().unwrap().user;
-    gateway::auth::reset::issue(&conn, &user.id, &app.origin).await.unwrap()
+    let printed = crate::revocations::admin(app, &["reset-password", email, "--public-origin", &app.origin]).await;
+    printed.trim().to_string()
 }
 
 fn token_of(link: &str) -> &str {
@@ -65,6 +64,11 @@ async fn a_reset_link_sets_a_new_password_once_and_signs_out_every_session() {
     assert!(link.starts_with(&format!("{}/reset#token=", app.origin)), "{link}");
     let token = token_of(&link);
     assert!(!crate::helpers::contains(&app.db_bytes(), token), "only the token's hash is stored");
+    let audit = app.sql("SELECT actor || ' ' || action FROM admin_audit").await;
+    assert_eq!(audit, [libsql::Value::Text("cli user.reset_link".into())], "the operator's link is audited");
+    let unknown = crate::revocations::admin_output(&app, &["reset-password", "nobody@example.com"]).await;
+    assert!(!unknown.status.success() && unknown.stdout.is_empty(), "no link for an account that is not there");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no account for nobody@example.com"));
 
     assert_eq!(error_code(reset(&app, token, "short").await).await, (400, "weak_password".into()));
     assert_eq!(reset(&app, token, "my new long password").await.status(), 200);

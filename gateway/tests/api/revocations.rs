@@ -115,13 +115,18 @@ async fn admin_commands_from_another_process_close_the_sockets() {
 
 /// Runs `roost admin <task…>` in its own process against the app's data; returns what it printed.
 pub async fn admin(app: &TestApp, task: &[&str]) -> String {
+    let output = admin_output(app, task).await;
+    assert!(output.status.success(), "roost admin {task:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The same, succeeding or not.
+pub async fn admin_output(app: &TestApp, task: &[&str]) -> std::process::Output {
     let data_dir = app.dir.path().to_str().unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["admin", "--data-dir", data_dir])
         .args(task)
         .output()
         .await
-        .expect("roost admin runs");
-    assert!(output.status.success(), "roost admin {task:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+        .expect("roost admin runs")
 }
