@@ -387,3 +387,30 @@ async fn the_fake_discord_gateway_identifies_heartbeats_delivers_dms_and_closes_
     assert_eq!(close_code(&mut forced).await, 4014, "forced");
     assert!(discord.gateway_connections().iter().any(|c| c.events.iter().any(|e| e == "closed 4004")));
 }
+
+#[tokio::test]
+async fn a_bot_whose_agent_does_not_answer_shows_unknown_not_a_guess() {
+    use fakes::openclaw::{FakeOpenClaw, FakeOpenClawOptions};
+    let agent = FakeOpenClaw::spawn(FakeOpenClawOptions { any_token: true, ..FakeOpenClawOptions::default() }).await;
+    let telegram = FakeTelegram::spawn().await;
+    let app = app_with(&telegram, &["--fake-agent-url", &agent.ws_url()]).await;
+    let (cookie, user_id) = app.signed_up_cookie("silent-bot@example.com").await;
+    let token = telegram.add_bot("quiet_bot");
+    stored_bot(&app, &user_id, token.split(':').next().unwrap(), &token).await;
+    let status = |listed: &Value| listed["channels"][0]["status"].clone();
+
+    // Up: what the agent reports (this one has no channel configured).
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    let listed = app.json_as(&cookie, "/api/integrations").await;
+    assert_eq!(listed["agent"]["state"], "running", "{listed}");
+    assert_eq!(status(&listed)["state"], "disconnected");
+    assert!(status(&listed)["detail"].as_str().unwrap().contains("no bot configured"), "{listed}");
+
+    // Running as far as Roost knows, but not answering: unknown, never "not connected".
+    agent.shutdown();
+    let listed = app.json_as(&cookie, "/api/integrations").await;
+    assert_eq!(listed["agent"]["state"], "unreachable", "{listed}");
+    assert_eq!(status(&listed)["state"], "unknown", "{listed}");
+    assert!(status(&listed)["detail"].as_str().unwrap().contains("asks again"), "{listed}");
+}
