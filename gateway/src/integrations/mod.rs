@@ -183,8 +183,8 @@ impl DmPolicy {
     }
 }
 
-/// A bot answers at any hour, so the agents of users with one connected are started when Roost
-/// starts (one at a time: the host's slots decide how many run). The lifecycle rules then keep
+/// A bot answers at any hour, so the agents of users with one connected (on a plan that includes
+/// bots) are started when Roost starts (one at a time: the host's slots decide how many run). The lifecycle rules then keep
 /// them on while the channel runs.
 pub async fn wake_bot_agents(state: crate::app::AppState) {
     let users = match state.db.conn() {
@@ -196,6 +196,10 @@ pub async fn wake_bot_agents(state: crate::app::AppState) {
         Err(e) => return tracing::warn!(error = %e, "could not list the agents with bots"),
     };
     for user in users {
+        // A plan without bots (downgraded since the bot was connected) does not keep one on.
+        if !crate::stripe_sync::plan_allows_channels(&state, &user).await {
+            continue;
+        }
         if let Err(e) = state.machines.ensure_ready(&user).await {
             tracing::warn!(user_id = %user, error = %e, "the agent of a connected bot did not start");
         }

@@ -42,8 +42,14 @@ pub async fn watch(state: AppState) {
             if due.is_none() && room_needed == 0 {
                 continue;
             }
-            // Asked only of agents about to stop: the question costs an RPC.
-            match super::channels::live_channel(&state, &user).await {
+            // Asked only of agents about to stop: the question costs an RPC. A bot keeps its
+            // agent on only while the plan includes bots (a downgraded plan's bot stops with it).
+            let live = if crate::stripe_sync::plan_allows_channels(&state, &user).await {
+                super::channels::live_channel(&state, &user).await
+            } else {
+                Live::No
+            };
+            match live {
                 Live::Yes => {
                     unanswered.remove(&user);
                     state.machines.activity().touch(&user);

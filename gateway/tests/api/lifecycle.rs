@@ -188,6 +188,27 @@ async fn an_agent_with_a_live_channel_is_never_stopped_for_idleness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_keeps_its_agent_on_only_while_the_plan_includes_bots() {
+    // The only plan here has no `channels`: a bot still on the agent (the plan was downgraded
+    // after it was connected) does not keep the agent running.
+    let dir = tempfile::tempdir().unwrap();
+    let plans = crate::helpers::plans_file(dir.path(), 100, "m");
+    let app =
+        TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm", "--plans", &plans, "--llm-model", "m"])
+            .await;
+    let (cookie, user_id) = app.signed_up_cookie("downgraded@example.com").await;
+    let simulated = app.state.machines.simulated().expect("the simulated provider").clone();
+    simulated.set_channel(&user_id, "telegram", true).await;
+    let mut ws = app.ws(&cookie, "").await;
+    ws.ready().await;
+    drop(ws);
+    wait_until("the agent stops for idleness despite its bot", || async {
+        machine_row(&app, &user_id).await == ("idle_stopped".to_string(), "stopped after 1 s idle".to_string())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_machine_api_shows_the_state_and_stops_and_restarts_the_agent() {
     let app = TestApp::spawn_with(&["--max-agents", "3", "--agent-idle-timeout", "45m", "--no-prewarm"]).await;
     let (cookie, user_id) = app.signed_up_cookie("machine@example.com").await;
