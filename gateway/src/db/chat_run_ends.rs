@@ -1,5 +1,6 @@
 //! `chat_run_ends`: how a chat's recent runs ended when they did not finish, newest
-//! [`PER_CHAT`] kept (trimmed in the write that adds one); they go with the chat and the account.
+//! [`PER_CHAT`] kept (trimmed in the write that adds one); they go with the chat
+//! (`chat_sessions::delete`) and the account.
 
 use libsql::{Connection, TransactionBehavior};
 
@@ -41,11 +42,4 @@ pub async fn of(conn: &Connection, user: &UserId, key: &SessionKey) -> Result<Ve
         ends.push(RunEnd { state, message: row.get(1)?, ts: row.get(2)? });
     }
     Ok(ends)
-}
-
-/// A deleted chat takes its ends along.
-pub async fn forget(conn: &Connection, user: &UserId, key: &SessionKey) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM chat_run_ends WHERE user_id = ?1 AND session_key = ?2", (user.as_str(), key.as_str()))
-        .await
-        .map(|_| ())
 }

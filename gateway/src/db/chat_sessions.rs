@@ -189,8 +189,10 @@ pub async fn touch(conn: &Connection, user: &UserId, key: &SessionKey) -> Result
 /// Deletes the chat and its cached messages, in one transaction.
 pub async fn delete(conn: &Connection, user: &UserId, key: &SessionKey) -> Result<bool, libsql::Error> {
     let tx = conn.transaction().await?;
-    tx.execute("DELETE FROM chat_messages WHERE user_id = ?1 AND session_key = ?2", (user.as_str(), key.as_str()))
-        .await?;
+    for table in ["chat_messages", "chat_run_ends"] {
+        let sql = format!("DELETE FROM {table} WHERE user_id = ?1 AND session_key = ?2");
+        tx.execute(&sql, (user.as_str(), key.as_str())).await?;
+    }
     let changed =
         tx.execute("DELETE FROM chat_sessions WHERE user_id = ?1 AND key = ?2", (user.as_str(), key.as_str())).await?;
     tx.commit().await?;

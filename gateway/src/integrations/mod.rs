@@ -184,8 +184,8 @@ impl DmPolicy {
 }
 
 /// A bot answers at any hour, so the agents of users with one connected (on a plan that includes
-/// bots) are started when Roost starts (one at a time: the host's slots decide how many run). The lifecycle rules then keep
-/// them on while the channel runs.
+/// bots) are started when Roost starts (one at a time: the host's slots decide how many run).
+/// The lifecycle rules then keep them on while the channel runs.
 pub async fn wake_bot_agents(state: crate::app::AppState) {
     let users = match state.db.conn() {
         Ok(conn) => crate::db::integrations::users_with_channels(&conn).await,
@@ -197,7 +197,7 @@ pub async fn wake_bot_agents(state: crate::app::AppState) {
     };
     for user in users {
         // A plan without bots (downgraded since the bot was connected) does not keep one on.
-        if !crate::stripe_sync::plan_allows_channels(&state, &user).await {
+        if !crate::stripe_sync::plan_keeps_bots(&state, &user).await {
             continue;
         }
         if let Err(e) = state.machines.ensure_ready(&user).await {

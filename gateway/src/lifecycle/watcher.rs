@@ -44,7 +44,7 @@ pub async fn watch(state: AppState) {
             }
             // Asked only of agents about to stop: the question costs an RPC. A bot keeps its
             // agent on only while the plan includes bots (a downgraded plan's bot stops with it).
-            let live = if crate::stripe_sync::plan_allows_channels(&state, &user).await {
+            let live = if crate::stripe_sync::plan_keeps_bots(&state, &user).await {
                 super::channels::live_channel(&state, &user).await
             } else {
                 Live::No

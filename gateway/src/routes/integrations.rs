@@ -147,11 +147,6 @@ fn token_file_name(channel: Channel, token: &str) -> String {
     format!("{}-{}.token", channel.as_str(), &sha256_hex(token.as_bytes())[..16])
 }
 
-async fn plan_allows_channels(state: &App, user: &UserId) -> AppResult<bool> {
-    let conn = state.db.conn()?;
-    Ok(crate::stripe_sync::current_plan(state, &conn, user, now_secs()).await?.plan.channels)
-}
-
 /// The channel's config block for the agent. The token itself is never in it: only the file it
 /// is read from.
 fn channel_config(state: &App, row: &Integration, token_path: &str) -> Value {
@@ -261,7 +256,7 @@ pub async fn connect(
 ) -> AppResult<(StatusCode, axum::Json<Value>)> {
     let channel = channel(&channel_name)?;
     let user = &auth.user_id;
-    if !plan_allows_channels(&state, user).await? {
+    if !crate::stripe_sync::plan_allows_channels(&state, user).await? {
         return Err(AppError::forbidden(
             "plan_without_channels",
             "Your plan does not include Telegram or Discord bots. Upgrade on the Usage page to connect one.",
@@ -510,7 +505,7 @@ pub async fn list(state: AppState, auth: AuthUser) -> AppResult<axum::Json<Value
         })
         .collect();
     Ok(axum::Json(json!({
-        "plan_allows_channels": plan_allows_channels(&state, user).await?,
+        "plan_allows_channels": crate::stripe_sync::plan_allows_channels(&state, user).await?,
         "agent": { "state": agent_state },
         "note": ALWAYS_ON,
         "channels": channels,

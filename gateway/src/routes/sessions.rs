@@ -162,7 +162,6 @@ pub async fn delete(state: AppState, auth: AuthUser, Path(key): Path<String>) ->
     if !sessions::delete(&*state.db.conn()?, &auth.user_id, &key).await? {
         return Err(AppError::not_found("That chat no longer exists. Reload the page to see your chats."));
     }
-    crate::db::chat_run_ends::forget(&*state.db.conn()?, &auth.user_id, &key).await?;
     // The transcript on the agent goes too, if the agent is up; a sleeping agent keeps it.
     if let Some(hub) = state.relays.existing_hub(&auth.user_id).await
         && let Err(e) = delete_on_agent(&hub, &key).await
@@ -207,22 +206,22 @@ pub async fn history(
     if let Ok(Ok(Some(fresh))) = tokio::time::timeout(FRESH_WAIT, history::refresh(&state, &auth.user_id, &key)).await {
         let start = fresh.len().saturating_sub(limit as usize);
         return Ok(axum::Json(
-            json!({ "messages": with_ends(&state, &auth, &key, &fresh[start..]).await?, "stale": false }),
+            json!({ "messages": with_ends(&conn, &auth, &key, &fresh[start..]).await?, "stale": false }),
         ));
     }
     let cached = chat_messages::cached(&conn, &auth.user_id, &key, limit).await?;
-    Ok(axum::Json(json!({ "messages": with_ends(&state, &auth, &key, &cached).await?, "stale": true })))
+    Ok(axum::Json(json!({ "messages": with_ends(&conn, &auth, &key, &cached).await?, "stale": true })))
 }
 
 /// The messages, each stopped or failed reply marked with how it ended (`end`).
 async fn with_ends(
-    state: &AppState,
+    conn: &libsql::Connection,
     auth: &AuthUser,
     key: &SessionKey,
     messages: &[crate::chat::Message],
 ) -> AppResult<Vec<Value>> {
     let mut values: Vec<Value> = messages.iter().map(|m| json!(m)).collect();
-    let ends = crate::db::chat_run_ends::of(&*state.db.conn()?, &auth.user_id, key).await?;
+    let ends = crate::db::chat_run_ends::of(conn, &auth.user_id, key).await?;
     crate::relay::run_ends::mark(&mut values, &ends);
     Ok(values)
 }

@@ -137,17 +137,19 @@ pub async fn idle_timeout_of(app: &App, user: &UserId) -> Option<Option<Duration
     }
 }
 
-/// Whether the user's plan now includes bots (`channels`): a connected bot keeps the agent on
-/// only then. A plan read that fails keeps the bot's claim (a database hiccup must not stop it).
-pub async fn plan_allows_channels(app: &App, user: &UserId) -> bool {
-    let Ok(conn) = app.db.conn() else { return true };
-    match current_plan(app, &conn, user, now_secs()).await {
-        Ok(current) => current.plan.channels,
-        Err(e) => {
-            tracing::warn!(user_id = %user, error = %e, "reading whether the plan includes bots failed");
-            true
-        }
-    }
+/// Whether the user's plan now includes bots (`channels`).
+pub async fn plan_allows_channels(app: &App, user: &UserId) -> AppResult<bool> {
+    let conn = app.db.conn()?;
+    Ok(current_plan(app, &conn, user, now_secs()).await?.plan.channels)
+}
+
+/// Whether a connected bot keeps the user's agent on: only while the plan includes bots. A plan
+/// read that fails keeps the bot's claim (a database hiccup must not stop the agent).
+pub async fn plan_keeps_bots(app: &App, user: &UserId) -> bool {
+    plan_allows_channels(app, user).await.unwrap_or_else(|e| {
+        tracing::warn!(user_id = %user, error = %e, "reading whether the plan includes bots failed");
+        true
+    })
 }
 
 /// The agent's size and idle choice from the user's plan now: the spec's `guest` (`None`: the

@@ -150,15 +150,24 @@ async fn an_agent_is_not_stopped_while_its_model_call_is_in_flight() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_with_a_live_channel_is_never_stopped_for_idleness() {
-    let app = TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm"]).await;
-    let (cookie, user_id) = app.signed_up_cookie("bot-owner@example.com").await;
+/// A new user whose simulated agent runs a Telegram bot, started by one chat that then closed.
+async fn started_with_a_bot(
+    app: &TestApp,
+    email: &str,
+) -> (String, String, std::sync::Arc<gateway::machines::simulated::SimulatedProvider>) {
+    let (cookie, user_id) = app.signed_up_cookie(email).await;
     let simulated = app.state.machines.simulated().expect("the simulated provider").clone();
     simulated.set_channel(&user_id, "telegram", true).await;
     let mut ws = app.ws(&cookie, "").await;
     ws.ready().await;
     drop(ws);
+    (cookie, user_id, simulated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_live_channel_is_never_stopped_for_idleness() {
+    let app = TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm"]).await;
+    let (cookie, user_id, simulated) = started_with_a_bot(&app, "bot-owner@example.com").await;
     // Several idle timeouts pass with no chat open: the Telegram bot keeps the agent on.
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -196,12 +205,7 @@ async fn a_bot_keeps_its_agent_on_only_while_the_plan_includes_bots() {
     let app =
         TestApp::spawn_with(&["--agent-idle-timeout", "1s", "--no-prewarm", "--plans", &plans, "--llm-model", "m"])
             .await;
-    let (cookie, user_id) = app.signed_up_cookie("downgraded@example.com").await;
-    let simulated = app.state.machines.simulated().expect("the simulated provider").clone();
-    simulated.set_channel(&user_id, "telegram", true).await;
-    let mut ws = app.ws(&cookie, "").await;
-    ws.ready().await;
-    drop(ws);
+    let (_, user_id, _) = started_with_a_bot(&app, "downgraded@example.com").await;
     wait_until("the agent stops for idleness despite its bot", || async {
         machine_row(&app, &user_id).await == ("idle_stopped".to_string(), "stopped after 1 s idle".to_string())
     })
